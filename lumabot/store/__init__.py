@@ -1,0 +1,39 @@
+"""Persistence behind a small interface, so a PostgreSQL store can be added for multi-replica
+deployments. `open_store(url)` picks the implementation from the URL."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..jobs.models import Job
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def create_job(self, job: Job, *, dedupe_key: str | None = None) -> bool:
+        """Insert a new job. With a dedupe key (a Slack event id, an action id), a second job
+        with the same key is not created and False is returned."""
+
+    async def save_job(self, job: Job) -> None:
+        """Write every field of an existing job."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def unfinished_jobs(self) -> list[Job]:
+        """Jobs that are neither done nor failed, oldest first."""
+
+    async def claim_key(self, key: str) -> bool:
+        """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed."""
+
+
+def open_store(database_url: str) -> Store:
+    from .sqlite import SQLiteStore
+
+    if database_url.startswith("sqlite:///"):
+        return SQLiteStore(database_url[len("sqlite:///"):])
+    raise ValueError("unsupported database URL scheme")
+
+
+__all__ = ["Store", "open_store"]

@@ -1,0 +1,164 @@
+"""Wiring: builds every part from the settings and runs them in HTTP or Socket Mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .config import Settings
+from .delivery import Delivery
+from .engine import Engine, EngineConfig
+from .luma.client import LumaClient
+from .scheduler import Scheduler
+from .slack import listeners
+from .store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """A problem that stops lumabot from starting; the message is for the operator."""
+
+
+def slack_web_client(settings: Settings) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=settings.bot_token(),
+        base_url=settings.slack_api_url,
+        timeout=30,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class LumaBot:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store: Store = open_store(settings.database_url)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        self.slack = slack_web_client(settings)
+        self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
+                               timeout=settings.luma_request_timeout)
+        self.delivery = Delivery(self.slack, self.http)
+        self.scheduler = Scheduler(settings.luma_concurrency)
+        self.engine = Engine(
+            store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
+            config=EngineConfig(
+                poll_interval=settings.poll_interval,
+                first_poll_delay=settings.first_poll_delay,
+                generation_timeout=settings.generation_timeout,
+                retry_backoff=settings.retry_backoff,
+                delivery_timeout=settings.delivery_timeout,
+                user_hash_salt=settings.user_hash_salt.get_secret_value(),
+            ),
+        )
+        self.bolt = AsyncApp(
+            client=self.slack,
+            signing_secret=settings.signing_secret() or None,
+            # Listeners record the job (durably) before the ack: a crash after an ack loses nothing.
+            process_before_response=True,
+            token_verification_enabled=False,  # auth.test is called once in start()
+            request_verification_enabled=not settings.socket_mode,
+        )
+        listeners.register(self.bolt, self.engine)
+        self.ready = False
+        self.bot_user_id: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._socket_handler = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, check the Slack token, resume unfinished jobs."""
+        await self.store.open()
+        try:
+            auth = await self.slack.auth_test()
+        except SlackApiError as exc:
+            raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
+        self.bot_user_id = auth.get("user_id")
+        log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
+        await self.engine.resume()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._socket_handler is not None:
+            await self._socket_handler.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.engine.stop()
+        await self.luma.close()
+        await self.http.aclose()
+        await self.store.close()
+        if self.slack.session is not None and not self.slack.session.closed:
+            await self.slack.session.close()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def web_app(self, *, slack_events: bool = True) -> web.Application:
+        app = web.Application()
+        if slack_events:
+            app.router.add_post("/slack/events", self._slack_events)
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    async def _slack_events(self, request: web.Request) -> web.Response:
+        bolt_resp = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_resp)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        if self.ready:
+            return web.json_response({"ok": True, "pending_jobs": self.engine.active})
+        return web.json_response({"ok": False, "starting": True}, status=503)
+
+    async def serve_http(self, *, host: str | None = None, port: int | None = None,
+                         slack_events: bool = True) -> int:
+        """Serve /slack/events (unless slack_events=False) and /healthz; returns the bound port."""
+        self._runner = web.AppRunner(self.web_app(slack_events=slack_events), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or self.settings.host,
+                           self.settings.port if port is None else port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        bound = sockets[0].getsockname()[1] if sockets else (port or self.settings.port)
+        log.info("listening on %s:%s", host or self.settings.host, bound)
+        return bound
+
+    # -- Socket Mode ---------------------------------------------------------------------------
+    async def connect_socket_mode(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        self._socket_handler = AsyncSocketModeHandler(self.bolt, self.settings.app_token(),
+                                                      web_client=self.slack)
+        await self._socket_handler.connect_async()
+        log.info("connected to Slack in Socket Mode")
+
+
+async def run(settings: Settings, *, stop_event: asyncio.Event | None = None) -> None:
+    """`lumabot run`: start, serve until stopped."""
+    bot = LumaBot(settings)
+    stop_event = stop_event or asyncio.Event()
+    try:
+        # /healthz is served from the first moment (503 until ready).
+        if settings.socket_mode:
+            await bot.serve_http(slack_events=False)
+            await bot.start()
+            await bot.connect_socket_mode()
+        else:
+            await bot.serve_http()
+            await bot.start()
+        await stop_event.wait()
+    finally:
+        await bot.stop()

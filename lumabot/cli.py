@@ -1,0 +1,56 @@
+"""The `lumabot` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from . import __version__
+
+
+def _run(_args) -> int:
+    from .app import StartupError, run
+    from .config import ConfigError, load_settings
+    from .logs import setup_logging
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print("lumabot cannot start; fix the configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop_event=stop)
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        logging.getLogger("lumabot").error("%s", exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lumabot", description="A Slack image studio on Luma.")
+    parser.add_argument("--version", action="version", version=f"lumabot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

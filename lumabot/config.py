@@ -1,0 +1,177 @@
+"""Configuration: one pydantic-settings class; every knob is an environment variable.
+
+The variable names are a contract (see README). Secrets are `SecretStr` so they never show up
+in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_API_URL_DEFAULT = "https://slack.com/api/"
+LUMA_BASE_URL_DEFAULT = "https://agents.lumalabs.ai/v1"
+
+
+class ConfigError(Exception):
+    """Raised with one human line per problem, each naming the environment variable."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _env(name: str, default, **kw):
+    """A field read from exactly the environment variable `name` (case-insensitive)."""
+    return Field(default, validation_alias=AliasChoices(name), **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=False
+    )
+
+    slack_bot_token: SecretStr | None = _env("SLACK_BOT_TOKEN", None)
+    slack_signing_secret: SecretStr | None = _env("SLACK_SIGNING_SECRET", None)
+    slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", None)
+    slack_api_url: str = _env("SLACK_API_URL", SLACK_API_URL_DEFAULT)
+    luma_api_key: SecretStr | None = _env("LUMA_AGENTS_API_KEY", None)
+    luma_base_url: str = _env("LUMA_BASE_URL", LUMA_BASE_URL_DEFAULT)
+    database_url: str = _env("LUMABOT_DATABASE_URL", "sqlite:///lumabot.db")
+    poll_interval: float = _env("LUMABOT_POLL_INTERVAL", 2.0, gt=0)
+    first_poll_delay: float = _env("LUMABOT_FIRST_POLL_DELAY", 20.0, ge=0)
+    generation_timeout: float = _env("LUMABOT_GENERATION_TIMEOUT", 300.0, gt=0)
+    port: int = _env("PORT", 3000, ge=1, le=65535)
+    host: str = _env("LUMABOT_HOST", "0.0.0.0")
+    luma_concurrency: int = _env("LUMABOT_LUMA_CONCURRENCY", 10, ge=1)
+    luma_request_timeout: float = _env("LUMABOT_LUMA_REQUEST_TIMEOUT", 30.0, gt=0)
+    # Backoff for retried Luma GETs, output downloads and Slack deliveries: starts here, doubles,
+    # capped at 30 s. Tests make it small.
+    retry_backoff: float = _env("LUMABOT_RETRY_BACKOFF", 1.0, gt=0)
+    # How long a finished image may keep failing to reach Slack before the job is given up.
+    delivery_timeout: float = _env("LUMABOT_DELIVERY_TIMEOUT", 600.0, gt=0)
+    log_level: str = _env("LUMABOT_LOG_LEVEL", "INFO")
+    user_hash_salt: SecretStr = _env("LUMABOT_USER_HASH_SALT", SecretStr("lumabot-user-v1"))
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("luma_base_url")
+    @classmethod
+    def _luma_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        if not v.startswith("sqlite:///"):
+            raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db "
+                             "(only SQLite is supported for now)")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return v
+
+    @model_validator(mode="after")
+    def _required(self) -> "Settings":
+        problems: list[str] = []
+        bot = _secret(self.slack_bot_token)
+        if not bot:
+            problems.append("SLACK_BOT_TOKEN is missing: the bot token (xoxb-...) from OAuth & Permissions")
+        elif not bot.startswith("xoxb-"):
+            problems.append("SLACK_BOT_TOKEN does not look like a bot token: it should start with xoxb-")
+        app = _secret(self.slack_app_token)
+        if app and not app.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN does not look like an app-level token: it should start with xapp-")
+        if not app and not _secret(self.slack_signing_secret):
+            problems.append("SLACK_SIGNING_SECRET is missing: HTTP mode (no SLACK_APP_TOKEN) needs the "
+                            "signing secret from Basic Information")
+        if not _secret(self.luma_api_key):
+            problems.append("LUMA_AGENTS_API_KEY is missing: the Luma Agents API key (luma-api-...)")
+        if problems:
+            raise ValueError(_PROBLEMS_MARK + "\n".join(problems))
+        return self
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def socket_mode(self) -> bool:
+        return bool(_secret(self.slack_app_token))
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database_url[len("sqlite:///"):])
+
+    def bot_token(self) -> str:
+        return _secret(self.slack_bot_token) or ""
+
+    def signing_secret(self) -> str:
+        return _secret(self.slack_signing_secret) or ""
+
+    def app_token(self) -> str:
+        return _secret(self.slack_app_token) or ""
+
+    def luma_key(self) -> str:
+        return _secret(self.luma_api_key) or ""
+
+
+_PROBLEMS_MARK = "@@problems@@"
+
+
+def _secret(v: SecretStr | None) -> str | None:
+    return v.get_secret_value().strip() if v is not None else None
+
+
+_ENV_NAMES = {
+    name: (field.validation_alias.choices[0] if field.validation_alias else name.upper())
+    for name, field in Settings.model_fields.items()
+}
+
+_FIELDS_BY_ENV = {env: name for name, env in _ENV_NAMES.items()}
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the settings, or raise ConfigError with one line per problem (never a value)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems, bad_fields = _problems(exc)
+    if bad_fields:
+        # Field errors stop pydantic before the cross-field checks: run those with the bad
+        # fields at their defaults, so every problem is reported at once.
+        defaults = {_ENV_NAMES[f]: Settings.model_fields[f].default for f in bad_fields}
+        try:
+            Settings(**{**overrides, **defaults})
+        except ValidationError as exc:
+            problems += [p for p in _problems(exc)[0] if p not in problems]
+    raise ConfigError(problems)
+
+
+def _problems(exc: ValidationError) -> tuple[list[str], set[str]]:
+    problems: list[str] = []
+    bad_fields: set[str] = set()
+    for err in exc.errors(include_input=False, include_url=False):
+        msg = str(err.get("msg", ""))
+        if _PROBLEMS_MARK in msg:
+            problems.extend(msg.split(_PROBLEMS_MARK, 1)[1].splitlines())
+            continue
+        loc = err.get("loc") or ()
+        name = str(loc[0]) if loc else ""
+        field = _FIELDS_BY_ENV.get(name.upper(), name)
+        env = _ENV_NAMES.get(field, name.upper())
+        if field in _ENV_NAMES:
+            bad_fields.add(field)
+        problems.append(f"{env} is invalid: {msg.removeprefix('Value error, ')}")
+    return problems, bad_fields

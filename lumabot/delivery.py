@@ -1,0 +1,207 @@
+"""Delivery: everything a job shows in Slack, and getting Luma's output there.
+
+- the status message (posted once, updated on state changes only),
+- messages in the job's thread (failures), ephemeral fallbacks through `response_url`,
+- downloading the output image and uploading it into the thread, exactly once.
+
+Uploads follow Slack's upload v2 flow (files.getUploadURLExternal, POST the bytes,
+files.completeUploadExternal with channel_id and thread_ts). The steps are run one by one
+rather than through `files_upload_v2` so that the file id is recorded before the upload is
+completed: after a crash, `files.info` tells whether that file already reached the thread,
+and the image is never posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import aiohttp
+import httpx
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .jobs.models import Job
+from .slack import blocks
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 50 * 1024 * 1024
+
+# ok:false errors that are worth trying again later.
+_TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+                     "request_timeout", "team_added_to_org"}
+# The bot cannot post where the job wants to go.
+_NO_ACCESS_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                     "cannot_dm_bot", "messages_tab_disabled"}
+
+
+class DeliveryError(Exception):
+    """Delivery failed. `transient` errors may be retried; `no_access` means the bot cannot post
+    in that channel."""
+
+    def __init__(self, message: str, *, transient: bool, no_access: bool = False):
+        super().__init__(message)
+        self.transient = transient
+        self.no_access = no_access
+
+
+class OutputExpired(Exception):
+    """The presigned output URL answered 403: get a fresh one from Luma."""
+
+
+def classify(exc: BaseException) -> DeliveryError:
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        error = exc.response.get("error") if hasattr(exc.response, "get") else None
+        transient = status == 429 or status >= 500 or error in _TRANSIENT_ERRORS
+        return DeliveryError(f"Slack error {error or status}", transient=transient,
+                             no_access=error in _NO_ACCESS_ERRORS)
+    if isinstance(exc, (aiohttp.ClientError, httpx.TransportError, asyncio.TimeoutError, OSError)):
+        return DeliveryError(f"Slack unreachable ({type(exc).__name__})", transient=True)
+    raise exc
+
+
+@dataclass
+class Output:
+    content: bytes
+    media_type: str
+
+    @property
+    def ext(self) -> str:
+        return "jpg" if "jpeg" in self.media_type or "jpg" in self.media_type else "png"
+
+
+class Delivery:
+    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient):
+        self.client = client
+        self.http = http
+
+    # -- messages ------------------------------------------------------------------------------
+    async def post_status(self, job: Job) -> str:
+        """Post the status message; returns its ts."""
+        try:
+            resp = await self.client.chat_postMessage(
+                channel=job.channel_id, thread_ts=job.thread_ts, text=blocks.status_text(job),
+                blocks=blocks.status_blocks(job), unfurl_links=False, unfurl_media=False,
+            )
+        except Exception as exc:
+            raise classify(exc) from None
+        return resp["ts"]
+
+    async def update_status(self, job: Job) -> None:
+        if not job.status_ts:
+            return
+        try:
+            await self.client.chat_update(channel=job.channel_id, ts=job.status_ts,
+                                          text=blocks.status_text(job), blocks=blocks.status_blocks(job))
+        except Exception as exc:
+            err = classify(exc)
+            # A lost status update is cosmetic; the thread still gets the outcome.
+            log.warning("status update failed: %s", err, extra={"job_id": job.id})
+
+    async def post_in_thread(self, job: Job, text: str) -> None:
+        try:
+            await self.client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
+                                               text=text, unfurl_links=False)
+        except Exception as exc:
+            raise classify(exc) from None
+
+    async def respond(self, response_url: str | None, text: str) -> bool:
+        """An ephemeral message through a slash command's response_url (works where the bot
+        is not a member). Returns False when there is no usable response_url."""
+        if not response_url:
+            return False
+        try:
+            r = await self.http.post(response_url, json={"response_type": "ephemeral", "text": text})
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # -- output --------------------------------------------------------------------------------
+    async def download(self, url: str) -> Output:
+        """Fetch Luma's output. Raises OutputExpired on 403, DeliveryError otherwise."""
+        try:
+            async with self.http.stream("GET", url) as r:
+                if r.status_code == 403:
+                    raise OutputExpired()
+                if r.status_code != 200:
+                    raise DeliveryError(f"output download answered {r.status_code}",
+                                        transient=r.status_code >= 500 or r.status_code == 429)
+                chunks, size = [], 0
+                async for chunk in r.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_OUTPUT_BYTES:
+                        raise DeliveryError("output is larger than 50 MB", transient=False)
+                    chunks.append(chunk)
+                media_type = r.headers.get("content-type", "image/png").split(";")[0].strip()
+                return Output(b"".join(chunks), media_type)
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"output download failed ({type(exc).__name__})", transient=True) from None
+
+    async def upload_image(self, job: Job, output: Output,
+                           remember_file: Callable[[str], Awaitable[None]]) -> None:
+        """Upload `output` into the job's thread, exactly once across retries and restarts.
+
+        `remember_file(file_id)` must durably record the Slack file id before it is shared.
+        """
+        channel, thread_ts = job.channel_id, job.root_ts
+        try:
+            if job.slack_file_id and await self._already_shared(job.slack_file_id, channel):
+                return
+            if job.slack_file_id and await self._complete(job.slack_file_id, job, channel, thread_ts):
+                return
+            filename = blocks.image_filename(job.params.prompt, output.ext)
+            step1 = await self.client.files_getUploadURLExternal(
+                filename=filename, length=len(output.content), alt_txt=blocks.alt_text(job.params.prompt))
+            file_id, upload_url = step1["file_id"], step1["upload_url"]
+            await remember_file(file_id)
+            r = await self.http.post(upload_url, content=output.content,
+                                     headers={"Content-Type": "application/octet-stream"})
+            if r.status_code != 200:
+                raise DeliveryError(f"file upload answered {r.status_code}",
+                                    transient=r.status_code >= 500 or r.status_code == 429)
+            await self.client.files_completeUploadExternal(
+                files=[{"id": file_id, "title": blocks.alt_text(job.params.prompt)}],
+                channel_id=channel, thread_ts=thread_ts)
+        except (DeliveryError, OutputExpired):
+            raise
+        except Exception as exc:
+            raise classify(exc) from None
+
+    async def _already_shared(self, file_id: str, channel: str, *, wait: float = 0.0) -> bool:
+        """True once files.info shows the file shared in `channel` (polls up to `wait` s)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        while True:
+            try:
+                info = await self.client.files_info(file=file_id)
+            except SlackApiError as exc:
+                if exc.response.get("error") == "file_not_found":
+                    return False
+                raise
+            shares = (info.get("file") or {}).get("shares") or {}
+            if any(channel in by_channel for by_channel in shares.values()):
+                return True
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(0.5)
+
+    async def _complete(self, file_id: str, job: Job, channel: str, thread_ts: str | None) -> bool:
+        """Finish an upload that a crash or an error interrupted. True if the file is (or is
+        about to be) in the thread; False to start a fresh upload."""
+        try:
+            await self.client.files_completeUploadExternal(
+                files=[{"id": file_id, "title": blocks.alt_text(job.params.prompt)}],
+                channel_id=channel, thread_ts=thread_ts)
+            return True
+        except SlackApiError as exc:
+            if classify(exc).transient:
+                raise
+            # Completed before (the share is on its way) or never uploaded: look again.
+            log.info("re-completing upload %s: %s", file_id, exc.response.get("error"))
+            return await self._already_shared(file_id, channel, wait=5.0)

@@ -1,0 +1,353 @@
+"""The job engine: drives each job from the store to the image in its thread.
+
+One asyncio task per unfinished job walks the state machine
+
+    queued -> submitting -> generating -> delivering -> done
+                                   \\-> failed (explained in the thread)
+
+and writes every transition to the store before acting on it, so a restart resumes each job
+where it stopped: queued and submitting jobs are submitted, generating ones polled, delivering
+ones downloaded and uploaded (exactly once: see delivery.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from .delivery import Delivery, DeliveryError, OutputExpired
+from .jobs.failures import RETRYABLE_FAILURE_CODES, failure_message
+from .jobs.identity import luma_user_id
+from .jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
+from .luma.client import (
+    LumaClient,
+    LumaError,
+    LumaNotFound,
+    LumaRateLimited,
+    LumaRejected,
+    LumaUnavailable,
+)
+from .scheduler import Scheduler
+from .slack import blocks
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class EngineConfig:
+    poll_interval: float = 2.0
+    first_poll_delay: float = 20.0
+    generation_timeout: float = 300.0
+    retry_backoff: float = 1.0
+    delivery_timeout: float = 600.0
+    user_hash_salt: str = "lumabot-user-v1"
+
+
+class _JobFailed(Exception):
+    def __init__(self, code: str, detail: str | None = None):
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+
+
+class Engine:
+    def __init__(self, *, store: Store, luma: LumaClient, delivery: Delivery, scheduler: Scheduler,
+                 config: EngineConfig):
+        self.store = store
+        self.luma = luma
+        self.delivery = delivery
+        self.scheduler = scheduler
+        self.config = config
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
+        self._stopping = False
+
+    # -- entry points --------------------------------------------------------------------------
+    async def submit(self, job: Job, *, dedupe_key: str | None = None) -> bool:
+        """Record a new job (durably, before anything else) and start it. False if the dedupe
+        key was seen before (a retried Slack event): nothing is started."""
+        if not await self.store.create_job(job, dedupe_key=dedupe_key):
+            log.info("duplicate request ignored", extra={"dedupe_key": dedupe_key})
+            return False
+        self._start(job)
+        return True
+
+    async def resume(self) -> int:
+        """Start a task for every unfinished job in the store (after a restart)."""
+        jobs = await self.store.unfinished_jobs()
+        for job in jobs:
+            if job.state == JobState.GENERATING:
+                self.scheduler.hold(job.id)
+            if job.state == JobState.SUBMITTING:
+                log.warning("resuming a job whose submit was interrupted; it is sent again",
+                            extra={"job_id": job.id})
+            self._start(job)
+        if jobs:
+            log.info("resumed %d unfinished jobs", len(jobs))
+        return len(jobs)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until no job task is running (tests, demo)."""
+        async def _wait():
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await asyncio.wait_for(_wait(), timeout)
+
+    def _start(self, job: Job) -> None:
+        if job.id in self._tasks or self._stopping:
+            return
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+        task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
+
+    # -- the state machine ---------------------------------------------------------------------
+    async def _run(self, job: Job) -> None:
+        ctx = {"job_id": job.id}
+        try:
+            if not job.status_ts:
+                if not await self._announce(job):
+                    return
+            while not job.state.finished:
+                if job.state in (JobState.QUEUED, JobState.SUBMITTING):
+                    await self._submit(job)
+                elif job.state == JobState.GENERATING:
+                    await self._poll(job)
+                elif job.state == JobState.DELIVERING:
+                    await self._deliver(job)
+        except _JobFailed as f:
+            await self._fail(job, f.code, f.detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job crashed", extra=ctx)
+            await self._fail(job, "internal", None)
+        finally:
+            self.scheduler.release(job.id)
+            self._output_urls.pop(job.id, None)
+
+    async def _save(self, job: Job) -> None:
+        await self.store.save_job(job)
+
+    async def _set_state(self, job: Job, state: JobState, *, announce: bool = True, **changes) -> None:
+        """Record a transition; update the status message only when what it shows changes
+        (Slack rate-limits chat.update, so never on every poll or retry)."""
+        before = blocks.status_line(job)
+        job.state = state
+        for k, v in changes.items():
+            setattr(job, k, v)
+        await self._save(job)
+        if announce and blocks.status_line(job) != before:
+            await self.delivery.update_status(job)
+
+    async def _announce(self, job: Job) -> bool:
+        """Post the status message (the thread root). False when the job cannot go on."""
+        try:
+            ts = await self._slack_retry(job, lambda: self.delivery.post_status(job))
+        except DeliveryError as err:
+            if err.no_access:
+                text = failure_message("not_in_channel")
+            else:
+                log.error("could not post the status message: %s", err, extra={"job_id": job.id})
+                text = failure_message("delivery_failed")
+            await self.delivery.respond(job.response_url, text)
+            await self._set_state(job, JobState.FAILED, announce=False, failure_code=(
+                "not_in_channel" if err.no_access else "delivery_failed"), finished_at=time.time())
+            return False
+        job.status_ts = ts
+        await self._save(job)
+        return True
+
+    async def _submit(self, job: Job) -> None:
+        first_try = time.time()
+        backoff = self.config.retry_backoff
+        while True:
+            await self.scheduler.acquire(job.id, job.user_id, front=job.waiting_reason is not None)
+            job.state = JobState.SUBMITTING
+            job.submit_tries += 1
+            await self._save(job)
+            try:
+                gen, rate = await self.luma.create(job.params, user_id=luma_user_id(
+                    job.team_id, job.user_id, self.config.user_hash_salt))
+            except LumaRateLimited as e:
+                self.scheduler.release(job.id)
+                if e.kind == "concurrency":
+                    self.scheduler.too_many_concurrent(job.id, e.retry_after)
+                else:
+                    self.scheduler.rate_limited(e.retry_after)
+                log.info("luma 429 (%s): waiting", e.kind,
+                         extra={"job_id": job.id, "luma_request_id": e.request_id})
+                await self._set_state(job, JobState.QUEUED, waiting_reason="capacity")
+                continue
+            except LumaRejected as e:
+                self.scheduler.release(job.id)
+                if e.code == "misconfigured":
+                    log.critical("LUMA REFUSED THE API KEY (%s %s): check LUMA_AGENTS_API_KEY and "
+                                 "the Luma account", e.status, e,
+                                 extra={"job_id": job.id, "luma_request_id": e.request_id})
+                else:
+                    log.warning("luma refused the request (%s): %s", e.status, e,
+                                extra={"job_id": job.id, "luma_request_id": e.request_id})
+                raise _JobFailed(e.code, str(e)) from None
+            except LumaUnavailable as e:
+                self.scheduler.release(job.id)
+                log.warning("luma create failed: %s", e,
+                            extra={"job_id": job.id, "luma_request_id": e.request_id})
+                if e.maybe_created:
+                    raise _JobFailed("submit_uncertain") from None
+                if time.time() - first_try > self.config.generation_timeout:
+                    raise _JobFailed("luma_unavailable") from None
+                await self._set_state(job, JobState.QUEUED)
+                await asyncio.sleep(self._jitter(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            self.scheduler.quota_hint(rate.remaining, rate.reset)
+            now = time.time()
+            await self._set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
+                                  attempts=job.attempts + 1, submitted_at=now,
+                                  deadline=now + self.config.generation_timeout)
+            log.info("submitted", extra={"job_id": job.id, "generation_id": gen.id})
+            return
+
+    async def _poll(self, job: Job) -> None:
+        cfg = self.config
+        assert job.generation_id and job.submitted_at and job.deadline
+        next_poll = max(time.time(), job.submitted_at + cfg.first_poll_delay)
+        backoff = cfg.retry_backoff
+        while True:
+            await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
+            try:
+                gen = await self.luma.get(job.generation_id)
+            except (LumaUnavailable, LumaRateLimited) as e:
+                log.info("luma get failed, retrying: %s", e,
+                         extra={"job_id": job.id, "generation_id": job.generation_id,
+                                "luma_request_id": e.request_id})
+                if time.time() >= job.deadline:
+                    raise _JobFailed("timeout") from None
+                next_poll = time.time() + self._jitter(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except LumaNotFound:
+                log.error("luma does not know generation %s", job.generation_id, extra={"job_id": job.id})
+                raise _JobFailed("generation_failed") from None
+            except LumaRejected as e:
+                if e.code == "misconfigured":
+                    log.critical("LUMA REFUSED THE API KEY while polling (%s)", e.status,
+                                 extra={"job_id": job.id, "luma_request_id": e.request_id})
+                raise _JobFailed(e.code, str(e)) from None
+            backoff = cfg.retry_backoff
+            if gen.state == "completed":
+                self.scheduler.release(job.id)
+                if gen.output_url:
+                    self._output_urls[job.id] = gen.output_url
+                await self._set_state(job, JobState.DELIVERING, announce=False, completed_at=time.time())
+                return
+            if gen.state == "failed":
+                self.scheduler.release(job.id)
+                code = gen.failure_code or "generation_failed"
+                log.info("generation failed: %s (%s)", code, gen.failure_reason,
+                         extra={"job_id": job.id, "generation_id": job.generation_id})
+                if code in RETRYABLE_FAILURE_CODES and job.attempts < MAX_GENERATION_ATTEMPTS:
+                    await self._set_state(job, JobState.QUEUED, generation_id=None,
+                                          waiting_reason="retrying")
+                    return
+                raise _JobFailed(code, gen.failure_reason)
+            if time.time() >= job.deadline:
+                raise _JobFailed("timeout")
+            next_poll = time.time() + cfg.poll_interval
+
+    async def _deliver(self, job: Job) -> None:
+        give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
+        backoff = self.config.retry_backoff
+        expired = 0
+        while True:
+            try:
+                url = self._output_urls.get(job.id) or await self._fresh_output_url(job)
+                output = await self.delivery.download(url)
+                await self.delivery.upload_image(job, output, lambda fid: self._remember_file(job, fid))
+                break
+            except OutputExpired:
+                # Presigned URLs expire after an hour; every GET of the generation mints a new one.
+                log.info("output URL expired; asking Luma for a fresh one", extra={"job_id": job.id})
+                self._output_urls.pop(job.id, None)
+                expired += 1
+                if expired == 1:
+                    continue
+                if time.time() >= give_up:
+                    raise _JobFailed("download_failed") from None
+                await asyncio.sleep(self._jitter(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except (DeliveryError, LumaUnavailable, LumaRateLimited) as err:
+                transient = getattr(err, "transient", True)
+                log.warning("delivery failed (%s): %s", "will retry" if transient else "final", err,
+                            extra={"job_id": job.id, "generation_id": job.generation_id})
+                if not transient or time.time() >= give_up:
+                    code = "download_failed" if not isinstance(err, DeliveryError) else "delivery_failed"
+                    raise _JobFailed(code) from None
+                await asyncio.sleep(self._jitter(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        await self._set_state(job, JobState.DONE, finished_at=time.time())
+        log.info("delivered", extra={"job_id": job.id, "generation_id": job.generation_id})
+
+    async def _fresh_output_url(self, job: Job) -> str:
+        assert job.generation_id
+        gen = await self.luma.get(job.generation_id)
+        if gen.state != "completed" or not gen.output_url:
+            raise LumaUnavailable(f"generation is {gen.state} without output")
+        return gen.output_url
+
+    async def _remember_file(self, job: Job, file_id: str) -> None:
+        job.slack_file_id = file_id
+        await self._save(job)
+
+    async def _fail(self, job: Job, code: str, detail: str | None) -> None:
+        self.scheduler.release(job.id)
+        job.failure_code, job.failure_detail = code, detail
+        await self._set_state(job, JobState.FAILED, announce=False, finished_at=time.time())
+        text = blocks.failure_text(job)
+        try:
+            if job.root_ts:
+                await self._slack_retry(job, lambda: self.delivery.post_in_thread(job, text))
+            elif not await self.delivery.respond(job.response_url, text):
+                log.warning("no way to tell the user about the failure", extra={"job_id": job.id})
+        except DeliveryError as err:
+            log.error("could not post the failure message: %s", err, extra={"job_id": job.id})
+        await self.delivery.update_status(job)
+
+    async def _slack_retry(self, job: Job, call):
+        """Run a Slack call, retrying transient errors with backoff (the SDK already retried
+        a few times) for up to the delivery timeout."""
+        give_up = time.time() + self.config.delivery_timeout
+        backoff = self.config.retry_backoff
+        while True:
+            try:
+                return await call()
+            except DeliveryError as err:
+                if not err.transient or time.time() >= give_up:
+                    raise
+                log.warning("slack call failed, retrying: %s", err, extra={"job_id": job.id})
+                await asyncio.sleep(self._jitter(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    @staticmethod
+    def _jitter(seconds: float) -> float:
+        return seconds * random.uniform(0.8, 1.2)
+
+
+__all__ = ["Engine", "EngineConfig", "LumaError"]

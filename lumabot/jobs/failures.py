@@ -1,0 +1,52 @@
+"""What users are told when something goes wrong, in plain words.
+
+One message for every Luma `failure_code`, for the synchronous errors, and for lumabot's own
+failure reasons. Slack formatting (mrkdwn) is allowed; no internal detail or secret.
+"""
+
+from __future__ import annotations
+
+RETRYABLE_FAILURE_CODES = frozenset({"generation_failed", "output_not_found", "rate_limited"})
+
+FAILURE_MESSAGES: dict[str, str] = {
+    # Asynchronous failures reported by Luma (state: failed).
+    "content_moderated": "Luma's content policy flagged the prompt or the image, so nothing was made "
+                         "(and nothing was charged). Try rewording the prompt.",
+    "generation_failed": "Luma could not generate this image, even after a retry (nothing was charged). "
+                         "Please try again in a moment.",
+    "budget_exhausted": "The workspace's Luma balance is used up. Please tell a workspace admin to top "
+                        "up the Luma account.",
+    "output_not_found": "Luma finished but lost the image, even after a retry (nothing was charged). "
+                        "Please try again.",
+    "image_too_large": "The input image is too large for Luma. Try a smaller image.",
+    "unsupported_format": "Luma cannot read the input image's format. Try a PNG or JPEG.",
+    "corrupt_input": "Luma could not read the input image (it seems to be corrupt).",
+    "invalid_request": "Luma refused the request as invalid. Check the prompt and flags "
+                       "(`/luma help`).",
+    "rate_limited": "Luma is overloaded right now and refused the image twice. Please try again in "
+                    "a few minutes.",
+    # Synchronous errors and lumabot's own reasons.
+    "out_of_balance": "The workspace's Luma account is out of balance, so nothing was generated. "
+                      "Please tell a workspace admin to top it up.",
+    "misconfigured": "lumabot is misconfigured: Luma refused its API key. Please tell a workspace "
+                     "admin (the details are in lumabot's log).",
+    "bad_request": "Luma refused the request",
+    "timeout": "The image was not ready in time, so lumabot gave up waiting. Please try again.",
+    "submit_uncertain": "Luma did not answer when the image was requested. To avoid paying twice, "
+                        "lumabot did not resend it. Please try again.",
+    "luma_unavailable": "Luma is unavailable right now. Please try again in a few minutes.",
+    "download_failed": "The image was made but could not be downloaded from Luma. Please try again.",
+    "delivery_failed": "The image was made but could not be posted to Slack. Please try again.",
+    "not_in_channel": "lumabot is not a member of this channel. Invite it with `/invite @lumabot` and "
+                      "try again.",
+}
+
+FALLBACK_MESSAGE = "Something went wrong while making this image. Please try again."
+
+
+def failure_message(code: str | None, detail: str | None = None) -> str:
+    """The sentence a user sees for a failure code (with Luma's detail for a 400)."""
+    text = FAILURE_MESSAGES.get(code or "", FALLBACK_MESSAGE)
+    if code == "bad_request":
+        text = f"{text}: {detail}" if detail else f"{text}."
+    return text

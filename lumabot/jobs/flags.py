@@ -1,0 +1,189 @@
+"""Midjourney-style flags in a prompt: `a lighthouse at dusk --ar 16:9 --max`.
+
+`parse_prompt` splits a message into the prompt text and the flags it carries;
+`build_params` merges flags over defaults and checks the combination. Both raise
+`PromptError` with a sentence that names the problem and, where there is a list, the valid
+values. Pure functions: no Slack, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from .models import (
+    ASPECT_RATIOS,
+    FORMATS,
+    MAX_PROMPT_CHARS,
+    MODELS,
+    PORTRAIT_RATIOS,
+    STYLES,
+    GenerationParams,
+)
+
+
+class PromptError(ValueError):
+    """Bad input; the message is meant for the user."""
+
+
+class Flags(BaseModel):
+    """Flags as typed; None means "not given" so defaults can fill in."""
+
+    aspect_ratio: str | None = None
+    model: str | None = None
+    output_format: str | None = None
+    style: str | None = None
+
+    def over(self, defaults: "Flags | None") -> "Flags":
+        """These flags, with `defaults` filling what is not given."""
+        if defaults is None:
+            return self
+        merged = defaults.model_dump()
+        merged.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return Flags(**merged)
+
+    def as_text(self) -> str:
+        out = []
+        if self.aspect_ratio:
+            out.append(f"--ar {self.aspect_ratio}")
+        if self.model == "uni-1-max":
+            out.append("--max")
+        if self.output_format:
+            out.append(f"--format {self.output_format}")
+        if self.style:
+            out.append(f"--style {self.style}")
+        return " ".join(out)
+
+
+def _one_of(values) -> str:
+    return ", ".join(f"`{v}`" for v in values)
+
+
+FLAG_HELP = (
+    f"`--ar W:H` (one of {_one_of(ASPECT_RATIOS)}), `--model uni-1|uni-1-max` (or `--max`), "
+    "`--format png|jpeg`, `--style manga` (portrait ratios only: "
+    f"{_one_of(sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index))})"
+)
+
+# Flags that take a value, and their aliases.
+_VALUE_FLAGS = {"ar": "ar", "aspect": "ar", "model": "model", "format": "format", "style": "style"}
+_BARE_FLAGS = {"max"}
+
+# Slack clients may turn "--" into an en or em dash (smart punctuation): accept those too.
+_FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)(?:=(.*))?$")
+_TOKEN_RE = re.compile(r"\S+")
+
+
+def unescape_slack(text: str) -> str:
+    """Slack escapes &, < and > and wraps links as <url|label>; give back what the user typed."""
+    text = re.sub(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>", r"\2", text)
+    text = re.sub(r"<((?:https?|mailto):[^>]+)>", r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def parse_prompt(text: str) -> tuple[str, Flags]:
+    """Split `text` into the prompt (flags removed) and its flags."""
+    text = unescape_slack(text or "")
+    tokens = [(m.group(0), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    values: dict[str, str] = {}
+    keep: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i][0]
+        m = _FLAG_RE.match(tok)
+        if not m:
+            keep.append(tok)
+            i += 1
+            continue
+        name, inline = m.group(1).lower(), m.group(2)
+        if name in _BARE_FLAGS:
+            if inline is not None:
+                raise PromptError(f"`--{name}` takes no value.")
+            values["model"] = "uni-1-max"
+            i += 1
+            continue
+        if name not in _VALUE_FLAGS:
+            raise PromptError(f"Unknown flag `{tok}`. Valid flags: {FLAG_HELP}.")
+        key = _VALUE_FLAGS[name]
+        if inline:
+            value = inline
+            i += 1
+        else:
+            nxt = tokens[i + 1][0] if i + 1 < len(tokens) else None
+            if nxt is None or _FLAG_RE.match(nxt):
+                raise PromptError(f"`--{name}` needs a value. {_value_hint(key)}")
+            value = nxt
+            i += 2
+        values[key] = value.strip()
+    prompt = " ".join(keep).strip()
+    return prompt, _validate_flags(values)
+
+
+def _value_hint(key: str) -> str:
+    return {
+        "ar": f"Valid aspect ratios: {_one_of(ASPECT_RATIOS)}.",
+        "model": f"Valid models: {_one_of(MODELS)}.",
+        "format": f"Valid formats: {_one_of(FORMATS)}.",
+        "style": f"Valid styles: {_one_of(STYLES)}.",
+    }[key]
+
+
+def _validate_flags(values: dict[str, str]) -> Flags:
+    flags = Flags()
+    if "ar" in values:
+        ar = values["ar"].replace("x", ":").replace("X", ":")
+        if ar not in ASPECT_RATIOS:
+            raise PromptError(f"`{values['ar']}` is not an aspect ratio uni-1 can make. "
+                              f"{_value_hint('ar')}")
+        flags.aspect_ratio = ar
+    if "model" in values:
+        model = values["model"].lower()
+        if model not in MODELS:
+            raise PromptError(f"Unknown model `{values['model']}`. {_value_hint('model')}")
+        flags.model = model
+    if "format" in values:
+        fmt = values["format"].lower()
+        fmt = "jpeg" if fmt == "jpg" else fmt
+        if fmt not in FORMATS:
+            raise PromptError(f"Unknown format `{values['format']}`. {_value_hint('format')}")
+        flags.output_format = fmt
+    if "style" in values:
+        style = values["style"].lower()
+        if style not in STYLES:
+            raise PromptError(f"Unknown style `{values['style']}`. {_value_hint('style')}")
+        flags.style = style
+    return flags
+
+
+def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None) -> GenerationParams:
+    """Text-to-image parameters from a prompt and its flags, checked as Luma would check them."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise PromptError("Add a description of the image, e.g. `/imagine a lighthouse at dusk --ar 16:9`.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptError(f"The prompt is {len(prompt):,} characters long; Luma accepts at most "
+                          f"{MAX_PROMPT_CHARS:,}. Please shorten it.")
+    f = flags.over(defaults)
+    aspect_ratio = f.aspect_ratio
+    if f.style == "manga":
+        if aspect_ratio is None:
+            aspect_ratio = "2:3"  # manga needs a portrait ratio; pick the classic page shape
+        elif aspect_ratio not in PORTRAIT_RATIOS:
+            portrait = sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index)
+            raise PromptError(f"`--style manga` needs a portrait aspect ratio, not `{aspect_ratio}`. "
+                              f"Use one of {_one_of(portrait)}.")
+    return GenerationParams(
+        prompt=prompt,
+        type="image",
+        model=f.model or "uni-1",
+        aspect_ratio=aspect_ratio,
+        style=f.style if f.style and f.style != "auto" else None,
+        output_format=f.output_format,
+    )
+
+
+def imagine_params(text: str, *, defaults: Flags | None = None) -> GenerationParams:
+    """Parse the text of an `/imagine` (or a mention) into parameters, or raise PromptError."""
+    prompt, flags = parse_prompt(text)
+    return build_params(prompt, flags, defaults=defaults)

@@ -1,0 +1,105 @@
+"""Pydantic models of the job domain."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ASPECT_RATIOS: tuple[str, ...] = ("3:1", "2:1", "16:9", "3:2", "1:1", "2:3", "9:16", "1:2", "1:3")
+PORTRAIT_RATIOS: frozenset[str] = frozenset({"2:3", "9:16", "1:2", "1:3"})
+MODELS: tuple[str, ...] = ("uni-1", "uni-1-max")
+FORMATS: tuple[str, ...] = ("png", "jpeg")
+STYLES: tuple[str, ...] = ("auto", "manga")
+MAX_PROMPT_CHARS = 6000
+
+# How many times a generation may be submitted for one job when Luma fails it with a
+# retryable failure code (the first try plus one retry).
+MAX_GENERATION_ATTEMPTS = 2
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"            # accepted, waiting for a Luma slot (no generation yet)
+    SUBMITTING = "submitting"    # a create request is (or was, before a crash) in flight
+    GENERATING = "generating"    # Luma has a generation id; polling
+    DELIVERING = "delivering"    # the image is ready; downloading it and uploading into the thread
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED)
+
+
+class ImageSource(BaseModel):
+    """The image an edit starts from, as Luma's ImageRef (exactly one of the fields)."""
+
+    generation_id: str | None = None
+    data: str | None = None          # base64
+    media_type: str | None = None
+
+
+class GenerationParams(BaseModel):
+    """Everything that is sent to Luma for one generation (minus the end-user id)."""
+
+    prompt: str
+    type: Literal["image", "image_edit"] = "image"
+    model: str = "uni-1"
+    aspect_ratio: str | None = None
+    style: str | None = None
+    output_format: str | None = None
+    source: ImageSource | None = None
+    image_refs: list[ImageSource] = Field(default_factory=list)
+
+    def describe(self) -> str:
+        """A one-line summary of the parameters, as a user would type them."""
+        parts = [self.model]
+        if self.aspect_ratio:
+            parts.append(self.aspect_ratio)
+        if self.style and self.style != "auto":
+            parts.append(self.style)
+        if self.output_format:
+            parts.append(self.output_format)
+        if self.type == "image_edit":
+            parts.insert(0, "edit")
+        return " · ".join(parts)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Job(BaseModel):
+    """One request from a user, from the slash command to the image in the thread."""
+
+    id: str = Field(default_factory=new_job_id)
+    team_id: str
+    user_id: str
+    channel_id: str
+    # Where the status message goes: None = top level of the channel (it becomes the thread
+    # root); otherwise the ts of the thread's parent message.
+    thread_ts: str | None = None
+    response_url: str | None = None
+    params: GenerationParams
+    state: JobState = JobState.QUEUED
+    status_ts: str | None = None          # the status message; its thread holds the image
+    generation_id: str | None = None
+    attempts: int = 0                     # generations submitted (a retry after failure adds one)
+    submit_tries: int = 0                 # create requests sent (incl. after a crash)
+    waiting_reason: str | None = None     # e.g. "capacity": Luma refused with 429, we wait
+    failure_code: str | None = None
+    failure_detail: str | None = None
+    slack_file_id: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    submitted_at: float | None = None
+    completed_at: float | None = None     # Luma reported completed
+    finished_at: float | None = None      # done or failed, as the user sees it
+    deadline: float | None = None         # generation must be completed by then
+
+    @property
+    def root_ts(self) -> str | None:
+        """The ts of the thread parent the image goes under."""
+        return self.thread_ts or self.status_ts

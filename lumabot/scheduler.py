@@ -1,0 +1,142 @@
+"""Admission to Luma: which job may submit next, and when.
+
+Luma refuses (does not queue) requests over its per-account limits, so lumabot keeps its own
+queue. A job holds a slot from the moment it submits until its generation reaches a terminal
+state at Luma. At most `concurrency` slots are held; after a 429 "Rate limit exceeded" nobody
+submits until Retry-After has passed; after a 429 "Too many concurrent jobs" the concurrency
+estimate is lowered to what is in flight for a while. Waiting jobs are served round-robin
+across users, so one person's fifty prompts do not starve a colleague's one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class _Waiter:
+    job_id: str
+    user_key: str
+    future: asyncio.Future = field(repr=False)
+
+
+class Scheduler:
+    def __init__(self, concurrency: int, *, clock=time.monotonic):
+        self.concurrency = concurrency
+        self._clock = clock
+        self._in_flight: set[str] = set()
+        self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()  # user -> waiters, in turn order
+        self._paused_until = 0.0
+        self._estimate = concurrency
+        self._estimate_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def limit(self) -> int:
+        if self._estimate_until and self._clock() >= self._estimate_until:
+            self._estimate, self._estimate_until = self.concurrency, 0.0
+        return self._estimate
+
+    # -- admission -----------------------------------------------------------------------------
+    async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
+        """Wait until `job_id` may submit to Luma; it then holds a slot until release()."""
+        fut = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(job_id, user_key, fut)
+        queue = self._queues.get(user_key)
+        if queue is None:
+            queue = self._queues[user_key] = deque()
+            if front:
+                self._queues.move_to_end(user_key, last=False)
+        (queue.appendleft if front else queue.append)(waiter)
+        self._dispatch()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(job_id)  # granted and cancelled in the same breath
+            else:
+                self._remove(waiter)
+            raise
+
+    def hold(self, job_id: str) -> None:
+        """Count a generation already in flight at Luma (a job resumed after a restart)."""
+        self._in_flight.add(job_id)
+
+    def release(self, job_id: str) -> None:
+        """The job's generation is terminal at Luma, or its submit failed: free the slot."""
+        if job_id in self._in_flight:
+            self._in_flight.discard(job_id)
+            self._dispatch()
+
+    def rate_limited(self, retry_after: float) -> None:
+        """Luma said "Rate limit exceeded": nobody submits for `retry_after` seconds."""
+        self._paused_until = max(self._paused_until, self._clock() + max(0.0, retry_after))
+
+    def too_many_concurrent(self, job_id: str, retry_after: float) -> None:
+        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is released): believe
+        that the account holds no more than what we have in flight, for `retry_after` s."""
+        others = len(self._in_flight - {job_id})
+        if others == 0:
+            # Someone else uses the account's slots: wait as told.
+            self.rate_limited(retry_after)
+        else:
+            self._estimate = max(1, min(self._estimate, others))
+            self._estimate_until = self._clock() + max(1.0, retry_after)
+
+    def quota_hint(self, remaining: int | None, reset_at_unix: float | None) -> None:
+        """From X-RateLimit-*: no requests left in the window means wait for its reset."""
+        if remaining is not None and remaining <= 0 and reset_at_unix is not None:
+            wait = reset_at_unix - time.time()
+            if wait > 0:
+                self.rate_limited(min(wait, 60.0))
+
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    # -- internals -----------------------------------------------------------------------------
+    def _remove(self, waiter: _Waiter) -> None:
+        queue = self._queues.get(waiter.user_key)
+        if queue is not None:
+            try:
+                queue.remove(waiter)
+            except ValueError:
+                pass
+            if not queue:
+                del self._queues[waiter.user_key]
+
+    def _dispatch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._queues and len(self._in_flight) < self.limit():
+            pause = self.paused_for()
+            if pause > 0:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(pause, self._dispatch)
+                return
+            user_key, queue = next(iter(self._queues.items()))
+            waiter = queue.popleft()
+            # Round-robin: this user goes to the back of the line of users.
+            if queue:
+                self._queues.move_to_end(user_key)
+            else:
+                del self._queues[user_key]
+            if waiter.future.done():
+                continue
+            self._in_flight.add(waiter.job_id)
+            waiter.future.set_result(None)
+        if self._queues and self._estimate_until:
+            # The lowered estimate expires by itself: look again then.
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, self._estimate_until - self._clock()), self._dispatch)

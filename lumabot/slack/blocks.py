@@ -1,0 +1,99 @@
+"""Block Kit rendering: what lumabot's messages look like. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import re
+
+from ..jobs.failures import failure_message
+from ..jobs.flags import FLAG_HELP
+from ..jobs.models import Job, JobState
+
+SECTION_LIMIT = 3000
+ALT_TEXT_LIMIT = 1000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quote(prompt: str) -> str:
+    body = _clip(prompt, SECTION_LIMIT - 10)
+    return "\n".join("> " + line for line in body.splitlines() or [""])
+
+
+def _seconds(job: Job) -> str:
+    end = job.finished_at or job.created_at
+    secs = max(0, round(end - job.created_at))
+    if secs < 60:
+        return f"{secs} s"
+    return f"{secs // 60} min {secs % 60:02d} s"
+
+
+def status_line(job: Job) -> str:
+    """The state as a user reads it."""
+    if job.state == JobState.DONE:
+        return f":white_check_mark: Done in {_seconds(job)}"
+    if job.state == JobState.FAILED:
+        return f":x: Failed after {_seconds(job)}: see the thread"
+    if job.state in (JobState.GENERATING, JobState.DELIVERING):
+        return ":art: Generating…"
+    if job.waiting_reason == "capacity":
+        return ":hourglass: Queued: waiting for capacity at Luma"
+    if job.waiting_reason == "retrying":
+        return ":repeat: Queued: Luma failed the first try, trying once more"
+    return ":hourglass_flowing_sand: Queued"
+
+
+def _verb(job: Job) -> str:
+    return "an edit" if job.params.type == "image_edit" else "an image"
+
+
+def status_text(job: Job) -> str:
+    """Plain-text fallback (notifications, screen readers): who, what, and the state."""
+    state = re.sub(r"^:[a-z_]+: ", "", status_line(job))
+    prompt = _clip(job.params.prompt, 200)
+    return f"<@{job.user_id}> asked for {_verb(job)}: {prompt} ({job.params.describe()}) · {state}"
+
+
+def status_blocks(job: Job) -> list[dict]:
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _quote(job.params.prompt)}},
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"<@{job.user_id}> · {job.params.describe()}"},
+        ]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": status_line(job)}]},
+    ]
+
+
+def failure_text(job: Job) -> str:
+    return f"<@{job.user_id}> {failure_message(job.failure_code, job.failure_detail)}"
+
+
+def image_filename(prompt: str, ext: str) -> str:
+    """A file name made from the prompt: `a-lighthouse-at-dusk.png`."""
+    words = re.findall(r"[a-z0-9]+", prompt.lower())
+    slug = "-".join(words)[:60].strip("-") or "lumabot-image"
+    return f"{slug}.{ext}"
+
+
+def alt_text(prompt: str) -> str:
+    return _clip(prompt, ALT_TEXT_LIMIT)
+
+
+USAGE = (
+    "*Make an image:* `/imagine <what you want to see> [flags]`\n"
+    "For example `/imagine a lighthouse at dusk --ar 16:9 --max`\n"
+    f"*Flags:* {FLAG_HELP}.\n"
+    "The image arrives in a thread under the status message."
+)
+
+LUMA_HELP = (
+    "*lumabot* makes images with Luma's uni-1 models.\n"
+    f"{USAGE}\n"
+    "*Commands:* `/imagine` makes an image, `/luma help` shows this help."
+)
+
+EDIT_NOT_YET = (
+    "Editing images is not available in this version of lumabot yet. "
+    "Use `/imagine` to make a new image."
+)

@@ -1,0 +1,165 @@
+"""The SQLite store (aiosqlite, WAL). Owns every SQL statement and the schema migrations."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from ..jobs.models import GenerationParams, Job, JobState
+
+# Numbered migrations: index + 1 is the schema version they bring the database to
+# (kept in PRAGMA user_version). Never edit a released one; append a new one.
+MIGRATIONS: list[str] = [
+    # 1: jobs and dedupe keys
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        thread_ts TEXT,
+        response_url TEXT,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status_ts TEXT,
+        generation_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        submit_tries INTEGER NOT NULL DEFAULT 0,
+        waiting_reason TEXT,
+        failure_code TEXT,
+        failure_detail TEXT,
+        slack_file_id TEXT,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        completed_at REAL,
+        finished_at REAL,
+        deadline REAL
+    );
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE INDEX jobs_user_created ON jobs(team_id, user_id, created_at);
+    CREATE INDEX jobs_channel_status ON jobs(channel_id, status_ts);
+    CREATE TABLE dedupe_keys (
+        key TEXT PRIMARY KEY,
+        created_at REAL NOT NULL
+    );
+    """,
+]
+
+_COLUMNS = [
+    "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
+    "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
+    "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
+    "finished_at", "deadline",
+]
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+
+
+def _to_row(job: Job) -> tuple:
+    data = job.model_dump(mode="json")
+    data["params"] = job.params.model_dump_json(exclude_none=True)
+    return tuple(data[c] for c in _COLUMNS)
+
+
+def _from_row(row) -> Job:
+    data = dict(zip(_COLUMNS, row))
+    data["params"] = GenerationParams.model_validate_json(data["params"])
+    data["state"] = JobState(data["state"])
+    return Job(**data)
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across a process crash (kill -9) in WAL mode.
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            return (await cur.fetchone())[0]
+
+    async def _migrate(self) -> None:
+        version = await self.schema_version()
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema version {version} is newer than this lumabot "
+                               f"({len(MIGRATIONS)}): upgrade lumabot")
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            script = MIGRATIONS[number - 1]
+            # executescript commits first; run the migration and the version bump atomically.
+            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def create_job(self, job: Job, *, dedupe_key: str | None = None) -> bool:
+        db = self.db
+        try:
+            if dedupe_key is not None:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)",
+                    (dedupe_key, time.time()),
+                )
+                if cur.rowcount == 0:
+                    await db.rollback()
+                    return False
+            await db.execute(
+                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                _to_row(job),
+            )
+            await db.commit()
+            return True
+        except BaseException:
+            await db.rollback()
+            raise
+
+    async def save_job(self, job: Job) -> None:
+        cols = [c for c in _COLUMNS if c != "id"]
+        row = _to_row(job)
+        await self.db.execute(
+            f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+            (*row[1:], row[0]),
+        )
+        await self.db.commit()
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self.db.execute(f"{_SELECT} WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def unfinished_jobs(self) -> list[Job]:
+        async with self.db.execute(
+            f"{_SELECT} WHERE state NOT IN (?, ?) ORDER BY created_at",
+            (JobState.DONE.value, JobState.FAILED.value),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_from_row(r) for r in rows]
+
+    async def claim_key(self, key: str) -> bool:
+        cur = await self.db.execute(
+            "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)", (key, time.time())
+        )
+        await self.db.commit()
+        return cur.rowcount == 1
+
+    async def jobs_by_state(self) -> dict[str, int]:
+        async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
+            return {state: n for state, n in await cur.fetchall()}

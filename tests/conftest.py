@@ -1,0 +1,148 @@
+"""End-to-end harness: the real Bolt app in HTTP mode on a local port, a fake Slack Web API and
+a fake Luma API on 127.0.0.1, all in this process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from lumabot.app import LumaBot
+from lumabot.config import load_settings
+from lumabot.jobs.models import Job
+from lumabot.testing.fake_luma import FakeLuma
+from lumabot.testing.fake_slack import FakeSlack
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_no_env(monkeypatch):
+    # slack_sdk's aiohttp clients honour HTTP(S)_PROXY and ignore NO_PROXY: calls to 127.0.0.1
+    # would go to a proxy. Also keep the developer's real lumabot settings out of the tests.
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
+                "LUMA_AGENTS_API_KEY", "LUMA_BASE_URL", "LUMABOT_DATABASE_URL", "PORT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+async def slack():
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def luma():
+    fake = FakeLuma(latency=0.05)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+# Fast but realistic timings: every wait in the bot is a condition or a configured interval.
+FAST = {
+    "LUMABOT_POLL_INTERVAL": "0.02",
+    "LUMABOT_FIRST_POLL_DELAY": "0",
+    "LUMABOT_GENERATION_TIMEOUT": "5",
+    "LUMABOT_RETRY_BACKOFF": "0.02",
+    "LUMABOT_LUMA_REQUEST_TIMEOUT": "1",
+    "LUMABOT_DELIVERY_TIMEOUT": "5",
+}
+
+
+def bot_env(tmp_path, slack: FakeSlack, luma: FakeLuma, **extra: str) -> dict[str, str]:
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "LUMA_AGENTS_API_KEY": luma.api_key,
+        "LUMA_BASE_URL": luma.base_url,
+        "LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path / 'lumabot.db'}",
+        "LUMABOT_HOST": "127.0.0.1",
+        **FAST,
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Harness:
+    bot: LumaBot
+    slack: FakeSlack
+    luma: FakeLuma
+    url: str
+    port: int
+    channel: str = "C1"
+    posted: list = field(default_factory=list)
+
+    async def command(self, text: str, *, command: str = "/imagine", user_id: str = "U1",
+                      channel_id: str | None = None):
+        """Type a slash command; returns (HTTP status, ack body as text)."""
+        status, body, *_ = await self.slack.post_command(
+            self.url, command, text, user_id=user_id, channel_id=channel_id or self.channel)
+        return status, body
+
+    async def imagine(self, text: str, **kw) -> Job:
+        """/imagine that must be accepted; returns the job once its status message exists."""
+        status, body = await self.command(text, **kw)
+        assert status == 200, body
+        assert not body or not json.loads(body).get("text"), f"unexpected ack: {body}"
+        job = await self.wait_job(lambda j: j.status_ts is not None)
+        return job
+
+    async def jobs(self) -> list[Job]:
+        db = self.bot.store.db
+        async with db.execute("SELECT id FROM jobs ORDER BY created_at") as cur:
+            ids = [r[0] for r in await cur.fetchall()]
+        return [await self.bot.store.get_job(i) for i in ids]
+
+    async def wait_job(self, predicate, timeout: float = 5.0) -> Job:
+        import asyncio
+        import time
+
+        until = time.monotonic() + timeout
+        while True:
+            for job in await self.jobs():
+                if predicate(job):
+                    return job
+            if time.monotonic() > until:
+                raise AssertionError(f"no job matched; jobs: {await self.jobs()}")
+            await asyncio.sleep(0.01)
+
+    async def finished(self, job_id: str, timeout: float = 5.0) -> Job:
+        return await self.wait_job(lambda j: j.id == job_id and j.state.finished, timeout)
+
+    def thread_texts(self, ts: str, channel: str | None = None) -> list[str]:
+        return [m.text for m in self.slack.thread(channel or self.channel, ts) if hasattr(m, "ts")]
+
+    def status_text(self, job: Job) -> str:
+        return self.slack.message(job.channel_id, job.status_ts).text
+
+
+@pytest.fixture
+async def start_bot(tmp_path, slack, luma):
+    """Start lumabot (HTTP mode, ephemeral port) with optional env overrides."""
+    started: list[LumaBot] = []
+
+    async def _start(**extra: str) -> Harness:
+        settings = load_settings(_env_file=None, **bot_env(tmp_path, slack, luma, **extra))
+        bot = LumaBot(settings)
+        port = await bot.serve_http(host="127.0.0.1", port=0)
+        await bot.start()
+        started.append(bot)
+        return Harness(bot=bot, slack=slack, luma=luma, port=port,
+                       url=f"http://127.0.0.1:{port}/slack/events")
+
+    yield _start
+    for bot in started:
+        await bot.stop()
+
+
+@pytest.fixture
+async def harness(start_bot) -> Harness:
+    return await start_bot()

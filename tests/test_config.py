@@ -1,0 +1,61 @@
+"""`lumabot run` refuses bad configuration at once, one line per problem, never a secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
+    return subprocess.run([sys.executable, "-m", "lumabot", "run"], env={**clean, **env},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
+
+
+def test_missing_settings_are_listed_one_per_line(tmp_path):
+    r = _run({}, tmp_path)
+    assert r.returncode != 0
+    lines = [line.strip() for line in r.stderr.splitlines() if line.startswith("  ")]
+    assert [line.split()[0] for line in lines] == ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
+                                                   "LUMA_AGENTS_API_KEY"]
+
+
+def test_invalid_settings_name_the_variable_and_hide_values(tmp_path):
+    secret = "xoxp-this-is-a-user-token-1234"
+    r = _run({"SLACK_BOT_TOKEN": secret, "SLACK_APP_TOKEN": "xoxb-wrong-kind-9876",
+              "LUMA_AGENTS_API_KEY": "luma-api-secret-5555", "LUMABOT_POLL_INTERVAL": "fast",
+              "LUMABOT_GENERATION_TIMEOUT": "-3", "PORT": "99999",
+              "LUMABOT_DATABASE_URL": "postgres://db/lumabot"}, tmp_path)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    for var in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "LUMABOT_POLL_INTERVAL",
+                "LUMABOT_GENERATION_TIMEOUT", "PORT", "LUMABOT_DATABASE_URL"):
+        assert any(line.strip().startswith(var) for line in out.splitlines()), (var, out)
+    for value in (secret, "xoxb-wrong-kind-9876", "luma-api-secret-5555"):
+        assert value not in out
+
+
+def test_socket_mode_does_not_need_the_signing_secret(tmp_path):
+    r = _run({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
+              "LUMA_AGENTS_API_KEY": "luma-api-1", "SLACK_API_URL": "http://127.0.0.1:9/api/",
+              "LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "PORT": "0"}, tmp_path)
+    # The configuration is accepted; starting then fails because Slack is unreachable.
+    assert "SLACK_SIGNING_SECRET" not in r.stderr
+    assert r.returncode != 0
+
+
+def test_dotenv_file_is_read(tmp_path):
+    (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-from-dotenv\nLUMA_AGENTS_API_KEY=luma-api-x\n")
+    r = _run({}, tmp_path)
+    lines = [line.strip().split()[0] for line in r.stderr.splitlines() if line.startswith("  ")]
+    assert lines == ["SLACK_SIGNING_SECRET"]
+
+
+@pytest.mark.parametrize("argv", [["--version"]])
+def test_console_entry_point(argv, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lumabot", *argv], capture_output=True, text=True)
+    assert r.returncode == 0 and "lumabot" in r.stdout

@@ -1,0 +1,182 @@
+"""Durability: a `kill -9` at any moment followed by a restart ends with exactly one image."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from lumabot.jobs.models import JobState
+from lumabot.store.sqlite import SQLiteStore
+from lumabot.testing.fake_luma import Outcome
+
+from .conftest import bot_env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BotProcess:
+    """`python -m lumabot run` in a subprocess (HTTP mode), as an operator would run it."""
+
+    def __init__(self, env: dict[str, str]):
+        self.port = _free_port()
+        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
+                    **env, "PORT": str(self.port)}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{self.port}/slack/events"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lumabot", "run", env=self.env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        until = time.monotonic() + 20
+        async with aiohttp.ClientSession(trust_env=False) as s:
+            while time.monotonic() < until:
+                if self.proc.returncode is not None:
+                    err = await self.proc.stderr.read()
+                    raise AssertionError(f"lumabot exited: {err.decode()}")
+                try:
+                    async with s.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("lumabot did not become healthy")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def wait(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()
+
+    async def terminate(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _job_states(db_path) -> list:
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        return [(await store.get_job(j.id)) for j in await store.unfinished_jobs()] + []
+    finally:
+        await store.close()
+
+
+async def _all_jobs(db_path):
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        async with store.db.execute("SELECT id FROM jobs") as cur:
+            ids = [r[0] for r in await cur.fetchall()]
+        return [await store.get_job(i) for i in ids]
+    finally:
+        await store.close()
+
+
+async def _wait(predicate, timeout=10.0):
+    until = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > until:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+KILL_POINTS = ["submit_in_flight", "generating", "upload_in_flight", "upload_completed_unrecorded"]
+
+
+@pytest.mark.parametrize("kill_point", KILL_POINTS)
+async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, luma, kill_point):
+    env = bot_env(tmp_path, slack, luma)
+    db_path = tmp_path / "lumabot.db"
+    bot = BotProcess(env)
+    await bot.start()
+    try:
+        if kill_point == "submit_in_flight":
+            luma.stall_next("POST", 3.0)
+        if kill_point == "generating":
+            luma.script(Outcome(hold=True))
+        if kill_point == "upload_in_flight":
+            gate = slack.hold("files.completeUploadExternal")
+        if kill_point == "upload_completed_unrecorded":
+            gate = slack.hold("files.completeUploadExternal", after_effect=True)
+
+        status, _body, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix --ar 2:3",
+                                                     user_id="U1", channel_id="C1")
+        assert status == 200
+
+        if kill_point == "submit_in_flight":
+            await luma.wait_for(lambda: any(r.method == "POST" for r in luma.requests) or
+                                bool(luma.generations))
+            await asyncio.sleep(0.05)
+        elif kill_point == "generating":
+            await luma.wait_for(lambda: any(g.get_count >= 1 for g in luma.generations.values()))
+        else:
+            await slack.wait_for(lambda: slack.count_calls("files.completeUploadExternal") >= 1)
+            await asyncio.sleep(0.05)
+        bot.kill9()
+        await bot.wait()
+
+        if kill_point.startswith("upload"):
+            slack.unhold("files.completeUploadExternal")  # the dead process's call stays stuck
+        if kill_point == "generating":
+            luma.release_all()
+
+        restarted = BotProcess(env)
+        await restarted.start()
+        try:
+            async def all_done():
+                jobs = await _all_jobs(db_path)
+                return jobs and all(j.state.finished for j in jobs)
+            await _wait(all_done, timeout=15)
+        finally:
+            await restarted.terminate()
+
+        (job,) = await _all_jobs(db_path)
+        assert job.state == JobState.DONE, job
+        files = slack.files_in_thread("C1", job.status_ts)
+        shared = [f for f in files if f.shared]
+        assert len(shared) == 1, files
+        assert shared[0].content == luma.output_bytes(job.generation_id)
+        # One status message, updated to Done.
+        top = [m for m in slack.top_level("C1") if "a phoenix" in m.text]
+        assert len(top) == 1 and "Done in" in top[0].text
+    finally:
+        await bot.terminate()
+
+
+async def test_restart_resumes_queued_and_generating_jobs(start_bot, luma, slack):
+    """In-process: stop the bot with one generation in flight and one waiting, start again."""
+    h = await start_bot(LUMABOT_LUMA_CONCURRENCY="1")
+    luma.script(Outcome(hold=True), Outcome())
+    first = await h.imagine("first picture")
+    second = await h.imagine("second picture", user_id="U2")
+    await luma.wait_for(lambda: len(luma.generations) == 1)
+    await h.bot.stop()
+
+    h2 = await start_bot(LUMABOT_LUMA_CONCURRENCY="1")
+    luma.release_all()
+    a = await h2.finished(first.id)
+    b = await h2.finished(second.id)
+    assert a.state == b.state == JobState.DONE
+    assert len(luma.creates) == 2
+    for job in (a, b):
+        assert len(slack.files_in_thread("C1", job.status_ts)) == 1

@@ -1,0 +1,57 @@
+"""Socket Mode against a local fake websocket: hello, envelopes, acks."""
+
+from __future__ import annotations
+
+import time
+
+from lumabot.app import LumaBot
+from lumabot.config import load_settings
+from lumabot.jobs.models import JobState
+from lumabot.testing.fake_slack import slash_command_payload
+
+from .conftest import bot_env
+
+
+async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
+    env = bot_env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token)
+    env.pop("SLACK_SIGNING_SECRET")
+    bot = LumaBot(load_settings(_env_file=None, **env))
+    await bot.start()
+    await bot.connect_socket_mode()
+    try:
+        await slack.wait_socket_connected()
+        payload = slash_command_payload("/imagine", "a kite over the dunes --ar 3:1",
+                                        team_id=slack.team_id, response_url=slack.new_response_url())
+        t0 = time.monotonic()
+        ack = await slack.send_envelope("slash_commands", payload)
+        assert time.monotonic() - t0 < 1.0
+        assert "envelope_id" in ack
+        assert not (ack.get("payload") or {}).get("text")
+
+        bad = slash_command_payload("/imagine", "a kite --ar 4:3", team_id=slack.team_id,
+                                    response_url=slack.new_response_url())
+        ack = await slack.send_envelope("slash_commands", bad)
+        assert "not an aspect ratio" in ack["payload"]["text"]
+
+        await slack.wait_for(lambda: len(slack.files) == 1)
+        (f,) = slack.files
+        assert f.content == luma.output_bytes(next(iter(luma.generations)))
+        assert luma.creates[0]["aspect_ratio"] == "3:1"
+        async with bot.store.db.execute("SELECT state FROM jobs") as cur:
+            rows = await cur.fetchall()
+        await slack.wait_for(lambda: "Done in" in slack.top_level("C1")[0].text)
+        assert len(rows) == 1
+
+        # Events arrive as envelopes too, and a retried one is acked but not run twice.
+        from lumabot.testing.fake_slack import event_callback
+        event = slack.app_mention_event(text="<@UBOT> a red balloon", user="U2", channel="C1")
+        for attempt in range(2):
+            ack = await slack.send_envelope("events_api", event_callback(event, event_id="EvS1",
+                                            team_id=slack.team_id), retry_attempt=attempt)
+            assert ack["envelope_id"]
+        await slack.wait_for(lambda: len(slack.files) == 2)
+        assert len(luma.creates) == 2
+        async with bot.store.db.execute("SELECT state FROM jobs") as cur:
+            assert [JobState(r[0]) for r in await cur.fetchall()].count(JobState.DONE) >= 1
+    finally:
+        await bot.stop()
