@@ -71,7 +71,6 @@ class LumaBot:
             signing_secret=settings.signing_secret() or None,
             # Listeners record the job (durably) before the ack: a crash after an ack loses nothing.
             process_before_response=True,
-            token_verification_enabled=False,  # auth.test is called once in start()
             request_verification_enabled=not settings.socket_mode,
         )
         listeners.register(self.bolt, self.engine)

@@ -119,11 +119,9 @@ class Engine:
 
     # -- the state machine ---------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
-        ctx = {"job_id": job.id}
         try:
-            if not job.status_ts:
-                if not await self._announce(job):
-                    return
+            if not job.status_ts and not job.state.finished:
+                await self._announce(job)
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):
                     await self._submit(job)
@@ -132,15 +130,16 @@ class Engine:
                 elif job.state == JobState.DELIVERING:
                     await self._deliver(job)
         except _JobFailed as f:
-            await self._fail(job, f.code, f.detail)
+            await self._record_failure(job, f.code, f.detail)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job crashed", extra=ctx)
-            await self._fail(job, "internal", None)
+            log.exception("job crashed", extra={"job_id": job.id})
+            await self._record_failure(job, "internal", None)
         finally:
             self.scheduler.release(job.id)
             self._output_urls.pop(job.id, None)
+        await self._settle(job)
 
     async def _save(self, job: Job) -> None:
         await self.store.save_job(job)
@@ -156,23 +155,16 @@ class Engine:
         if announce and blocks.status_line(job) != before:
             await self.delivery.update_status(job)
 
-    async def _announce(self, job: Job) -> bool:
-        """Post the status message (the thread root). False when the job cannot go on."""
+    async def _announce(self, job: Job) -> None:
+        """Post the status message (the thread root); without it the job cannot go on."""
         try:
             ts = await self._slack_retry(job, lambda: self.delivery.post_status(job))
         except DeliveryError as err:
-            if err.no_access:
-                text = failure_message("not_in_channel")
-            else:
+            if not err.no_access:
                 log.error("could not post the status message: %s", err, extra={"job_id": job.id})
-                text = failure_message("delivery_failed")
-            await self.delivery.respond(job.response_url, text)
-            await self._set_state(job, JobState.FAILED, announce=False, failure_code=(
-                "not_in_channel" if err.no_access else "delivery_failed"), finished_at=time.time())
-            return False
+            raise _JobFailed("not_in_channel" if err.no_access else "delivery_failed") from None
         job.status_ts = ts
         await self._save(job)
-        return True
 
     async def _submit(self, job: Job) -> None:
         first_try = time.time()
@@ -302,7 +294,7 @@ class Engine:
                     raise _JobFailed(code) from None
                 await asyncio.sleep(self._jitter(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
-        await self._set_state(job, JobState.DONE, finished_at=time.time())
+        await self._set_state(job, JobState.DONE, announce=False, finished_at=time.time())
         log.info("delivered", extra={"job_id": job.id, "generation_id": job.generation_id})
 
     async def _fresh_output_url(self, job: Job) -> str:
@@ -316,19 +308,29 @@ class Engine:
         job.slack_file_id = file_id
         await self._save(job)
 
-    async def _fail(self, job: Job, code: str, detail: str | None) -> None:
+    async def _record_failure(self, job: Job, code: str, detail: str | None) -> None:
         self.scheduler.release(job.id)
         job.failure_code, job.failure_detail = code, detail
-        await self._set_state(job, JobState.FAILED, announce=False, finished_at=time.time())
-        text = blocks.failure_text(job)
-        try:
-            if job.root_ts:
-                await self._slack_retry(job, lambda: self.delivery.post_in_thread(job, text))
-            elif not await self.delivery.respond(job.response_url, text):
-                log.warning("no way to tell the user about the failure", extra={"job_id": job.id})
-        except DeliveryError as err:
-            log.error("could not post the failure message: %s", err, extra={"job_id": job.id})
+        job.state, job.finished_at = JobState.FAILED, time.time()
+        await self._save(job)
+
+    async def _settle(self, job: Job) -> None:
+        """Tell the user the outcome (after it is recorded, so a crash in between is resumed
+        here rather than leaving the user without an answer)."""
+        if job.settled or self._stopping:
+            return
+        if job.state == JobState.FAILED:
+            text = blocks.failure_text(job)
+            try:
+                if job.root_ts:
+                    await self._slack_retry(job, lambda: self.delivery.post_in_thread(job, text))
+                elif not await self.delivery.respond(job.response_url, text):
+                    log.warning("no way to tell the user about the failure", extra={"job_id": job.id})
+            except DeliveryError as err:
+                log.error("could not post the failure message: %s", err, extra={"job_id": job.id})
         await self.delivery.update_status(job)
+        job.settled = True
+        await self._save(job)
 
     async def _slack_retry(self, job: Job, call):
         """Run a Slack call, retrying transient errors with backoff (the SDK already retried

@@ -115,7 +115,8 @@ class Harness:
             await asyncio.sleep(0.01)
 
     async def finished(self, job_id: str, timeout: float = 5.0) -> Job:
-        return await self.wait_job(lambda j: j.id == job_id and j.state.finished, timeout)
+        """Wait until the job is finished and the user has been told (status updated)."""
+        return await self.wait_job(lambda j: j.id == job_id and j.settled, timeout)
 
     def thread_texts(self, ts: str, channel: str | None = None) -> list[str]:
         return [m.text for m in self.slack.thread(channel or self.channel, ts) if hasattr(m, "ts")]

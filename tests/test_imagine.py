@@ -11,6 +11,7 @@ import pytest
 from lumabot.jobs.failures import FAILURE_MESSAGES, failure_message
 from lumabot.jobs.models import ASPECT_RATIOS, JobState
 from lumabot.testing.fake_luma import Outcome
+from lumabot.testing.fake_slack import app_mention_event
 
 
 def _images(h, job):
@@ -330,7 +331,7 @@ async def test_bot_not_in_channel_is_told_privately_and_nothing_is_generated(har
 
 async def test_event_retries_never_start_a_second_generation(harness):
     h = harness
-    event = h.slack.app_mention_event(text="<@UBOT> a lighthouse", user="U1", channel="C1")
+    event = app_mention_event("<@UBOT> a lighthouse", user="U1", channel="C1")
     r1 = await h.slack.post_event(h.url, event, event_id="Ev001")
     r2 = await h.slack.post_event(h.url, event, event_id="Ev001", retry_num=1, retry_reason="http_timeout")
     r3 = await h.slack.post_event(h.url, event, event_id="Ev001", retry_num=2, retry_reason="http_timeout")

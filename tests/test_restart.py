@@ -100,7 +100,8 @@ async def _wait(predicate, timeout=10.0):
         await asyncio.sleep(0.02)
 
 
-KILL_POINTS = ["submit_in_flight", "generating", "upload_in_flight", "upload_completed_unrecorded"]
+KILL_POINTS = ["submit_in_flight", "generating", "upload_in_flight_lost",
+               "upload_in_flight_processed", "upload_completed_unrecorded"]
 
 
 @pytest.mark.parametrize("kill_point", KILL_POINTS)
@@ -114,10 +115,10 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
             luma.stall_next("POST", 3.0)
         if kill_point == "generating":
             luma.script(Outcome(hold=True))
-        if kill_point == "upload_in_flight":
-            gate = slack.hold("files.completeUploadExternal")
+        if kill_point.startswith("upload_in_flight"):
+            slack.hold("files.completeUploadExternal")
         if kill_point == "upload_completed_unrecorded":
-            gate = slack.hold("files.completeUploadExternal", after_effect=True)
+            slack.hold("files.completeUploadExternal", after_effect=True)
 
         status, _body, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix --ar 2:3",
                                                      user_id="U1", channel_id="C1")
@@ -135,7 +136,9 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         bot.kill9()
         await bot.wait()
 
-        if kill_point.startswith("upload"):
+        if kill_point == "upload_in_flight_processed":
+            slack.release("files.completeUploadExternal")  # Slack still acts on the dead call
+        elif kill_point.startswith("upload"):
             slack.unhold("files.completeUploadExternal")  # the dead process's call stays stuck
         if kill_point == "generating":
             luma.release_all()
@@ -145,7 +148,7 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         try:
             async def all_done():
                 jobs = await _all_jobs(db_path)
-                return jobs and all(j.state.finished for j in jobs)
+                return jobs and all(j.settled for j in jobs)
             await _wait(all_done, timeout=15)
         finally:
             await restarted.terminate()

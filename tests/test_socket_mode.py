@@ -7,7 +7,7 @@ import time
 from lumabot.app import LumaBot
 from lumabot.config import load_settings
 from lumabot.jobs.models import JobState
-from lumabot.testing.fake_slack import slash_command_payload
+from lumabot.testing.fake_slack import app_mention_event, event_callback, slash_command_payload
 
 from .conftest import bot_env
 
@@ -33,8 +33,8 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
         ack = await slack.send_envelope("slash_commands", bad)
         assert "not an aspect ratio" in ack["payload"]["text"]
 
-        await slack.wait_for(lambda: len(slack.files) == 1)
-        (f,) = slack.files
+        await slack.wait_for(lambda: len([f for f in slack.files if f.shared]) == 1)
+        (f,) = [f for f in slack.files if f.shared]
         assert f.content == luma.output_bytes(next(iter(luma.generations)))
         assert luma.creates[0]["aspect_ratio"] == "3:1"
         async with bot.store.db.execute("SELECT state FROM jobs") as cur:
@@ -43,13 +43,12 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
         assert len(rows) == 1
 
         # Events arrive as envelopes too, and a retried one is acked but not run twice.
-        from lumabot.testing.fake_slack import event_callback
-        event = slack.app_mention_event(text="<@UBOT> a red balloon", user="U2", channel="C1")
+        event = app_mention_event("<@UBOT> a red balloon", user="U2", channel="C1")
         for attempt in range(2):
             ack = await slack.send_envelope("events_api", event_callback(event, event_id="EvS1",
                                             team_id=slack.team_id), retry_attempt=attempt)
             assert ack["envelope_id"]
-        await slack.wait_for(lambda: len(slack.files) == 2)
+        await slack.wait_for(lambda: len([f for f in slack.files if f.shared]) == 2)
         assert len(luma.creates) == 2
         async with bot.store.db.execute("SELECT state FROM jobs") as cur:
             assert [JobState(r[0]) for r in await cur.fetchall()].count(JobState.DONE) >= 1

@@ -97,6 +97,7 @@ class Job(BaseModel):
     submitted_at: float | None = None
     completed_at: float | None = None     # Luma reported completed
     finished_at: float | None = None      # done or failed, as the user sees it
+    settled: bool = False                 # the user has been told the outcome
     deadline: float | None = None         # generation must be completed by then
 
     @property

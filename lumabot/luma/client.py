@@ -172,7 +172,7 @@ class LumaClient:
             raw = await self._sdk.generations.with_raw_response.create(**create_body(params, user_id))
         except luma_agents.LumaError as exc:
             raise _translate(exc, creating=True) from None
-        gen = raw.parse()
+        gen = await raw.parse()
         log.debug("luma create ok", extra={"generation_id": gen.id,
                                           "luma_request_id": raw.headers.get("x-request-id")})
         return _generation(gen), _rate_info(raw.headers)

@@ -22,7 +22,7 @@ class Store(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
 
     async def unfinished_jobs(self) -> list[Job]:
-        """Jobs that are neither done nor failed, oldest first."""
+        """Jobs whose outcome the user has not been told yet (not settled), oldest first."""
 
     async def claim_key(self, key: str) -> bool:
         """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed."""

@@ -35,9 +35,10 @@ MIGRATIONS: list[str] = [
         submitted_at REAL,
         completed_at REAL,
         finished_at REAL,
-        deadline REAL
+        deadline REAL,
+        settled INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX jobs_state ON jobs(state);
+    CREATE INDEX jobs_unsettled ON jobs(settled, created_at);
     CREATE INDEX jobs_user_created ON jobs(team_id, user_id, created_at);
     CREATE INDEX jobs_channel_status ON jobs(channel_id, status_ts);
     CREATE TABLE dedupe_keys (
@@ -51,7 +52,7 @@ _COLUMNS = [
     "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline",
+    "finished_at", "deadline", "settled",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -146,10 +147,7 @@ class SQLiteStore:
         return _from_row(row) if row else None
 
     async def unfinished_jobs(self) -> list[Job]:
-        async with self.db.execute(
-            f"{_SELECT} WHERE state NOT IN (?, ?) ORDER BY created_at",
-            (JobState.DONE.value, JobState.FAILED.value),
-        ) as cur:
+        async with self.db.execute(f"{_SELECT} WHERE settled = 0 ORDER BY created_at") as cur:
             rows = await cur.fetchall()
         return [_from_row(r) for r in rows]
 

@@ -1098,6 +1098,11 @@ class FakeSlack:
         if h is not None:
             h.event.set()
 
+    def unhold(self, method: str) -> None:
+        """Stop holding new calls of `method`; calls already waiting stay stuck (as a request
+        from a client that died and that the server never processed)."""
+        self._holds.pop(method, None)
+
     async def _wait_hold(self, method: str, h: _Hold) -> None:
         self.held[method] += 1
         try:
