@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import httpx
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -32,10 +33,11 @@ class StartupError(Exception):
     """A problem that stops lumabot from starting; the message is for the operator."""
 
 
-def slack_web_client(settings: Settings) -> AsyncWebClient:
+def slack_web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
     return AsyncWebClient(
         token=settings.bot_token(),
         base_url=settings.slack_api_url,
+        session=session,  # shared: keeps connections to Slack alive between calls
         timeout=30,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
@@ -50,7 +52,8 @@ class LumaBot:
         self.settings = settings
         self.store: Store = open_store(settings.database_url)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-        self.slack = slack_web_client(settings)
+        self._slack_session = aiohttp.ClientSession()
+        self.slack = slack_web_client(settings, self._slack_session)
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
                                timeout=settings.luma_request_timeout)
         self.delivery = Delivery(self.slack, self.http)
@@ -102,8 +105,7 @@ class LumaBot:
         await self.luma.close()
         await self.http.aclose()
         await self.store.close()
-        if self.slack.session is not None and not self.slack.session.closed:
-            await self.slack.session.close()
+        await self._slack_session.close()
 
     # -- HTTP ----------------------------------------------------------------------------------
     def web_app(self, *, slack_events: bool = True) -> web.Application:

@@ -29,6 +29,9 @@ from .slack import blocks
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 50 * 1024 * 1024
+# Downloads and uploads at once: a burst of completions queues here, not inside httpcore's pool
+# (which scans its whole wait queue on every request).
+MAX_CONCURRENT_TRANSFERS = 16
 
 # ok:false errors that are worth trying again later.
 _TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
@@ -80,6 +83,7 @@ class Delivery:
     def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient):
         self.client = client
         self.http = http
+        self._transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:
@@ -126,7 +130,7 @@ class Delivery:
     async def download(self, url: str) -> Output:
         """Fetch Luma's output. Raises OutputExpired on 403, DeliveryError otherwise."""
         try:
-            async with self.http.stream("GET", url) as r:
+            async with self._transfers, self.http.stream("GET", url) as r:
                 if r.status_code == 403:
                     raise OutputExpired()
                 if r.status_code != 200:
@@ -160,8 +164,9 @@ class Delivery:
                 filename=filename, length=len(output.content), alt_txt=blocks.alt_text(job.params.prompt))
             file_id, upload_url = step1["file_id"], step1["upload_url"]
             await remember_file(file_id)
-            r = await self.http.post(upload_url, content=output.content,
-                                     headers={"Content-Type": "application/octet-stream"})
+            async with self._transfers:
+                r = await self.http.post(upload_url, content=output.content,
+                                         headers={"Content-Type": "application/octet-stream"})
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)

@@ -7,6 +7,7 @@ translated into a few exceptions the rest of lumabot branches on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -153,14 +154,26 @@ def create_body(params: GenerationParams, user_id: str) -> dict:
     return body
 
 
+# Requests to Luma at once. httpcore's pool scans its whole wait queue on every request, which
+# turns quadratic with a thousand pending polls: the queue is kept here instead.
+MAX_CONCURRENT_REQUESTS = 32
+
+
 class LumaClient:
     def __init__(self, *, api_key: str, base_url: str, timeout: float = 30.0):
+        self._gate = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._sdk = AsyncLuma(
             auth_token=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-            http_client=httpx.AsyncClient(trust_env=True),
+            # Waiting for a free connection of our own pool is not Luma being slow: no pool
+            # timeout, so a thousand pending polls queue instead of failing.
+            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout), pool=None),
+            http_client=httpx.AsyncClient(
+                trust_env=True,
+                limits=httpx.Limits(max_connections=MAX_CONCURRENT_REQUESTS,
+                                    max_keepalive_connections=MAX_CONCURRENT_REQUESTS),
+            ),
         )
 
     async def close(self) -> None:
@@ -169,17 +182,19 @@ class LumaClient:
     async def create(self, params: GenerationParams, *, user_id: str) -> tuple[Generation, RateInfo]:
         """Submit one generation. Never retried here; see LumaUnavailable.maybe_created."""
         try:
-            raw = await self._sdk.generations.with_raw_response.create(**create_body(params, user_id))
+            async with self._gate:
+                raw = await self._sdk.generations.with_raw_response.create(**create_body(params, user_id))
+                gen = await raw.parse()
         except luma_agents.LumaError as exc:
             raise _translate(exc, creating=True) from None
-        gen = await raw.parse()
         log.debug("luma create ok", extra={"generation_id": gen.id,
                                           "luma_request_id": raw.headers.get("x-request-id")})
         return _generation(gen), _rate_info(raw.headers)
 
     async def get(self, generation_id: str) -> Generation:
         try:
-            gen = await self._sdk.generations.get(generation_id)
+            async with self._gate:
+                gen = await self._sdk.generations.get(generation_id)
         except luma_agents.LumaError as exc:
             raise _translate(exc, creating=False) from None
         return _generation(gen)
