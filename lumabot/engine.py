@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from .delivery import Delivery, DeliveryError, OutputExpired
-from .jobs.failures import RETRYABLE_FAILURE_CODES, failure_message
+from .jobs.failures import RETRYABLE_FAILURE_CODES
 from .jobs.identity import luma_user_id
 from .jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
 from .luma.client import (
@@ -285,8 +285,9 @@ class Engine:
                     raise _JobFailed("download_failed") from None
                 await asyncio.sleep(self._jitter(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except (DeliveryError, LumaUnavailable, LumaRateLimited) as err:
-                transient = getattr(err, "transient", True)
+            except (DeliveryError, LumaError) as err:
+                transient = (err.transient if isinstance(err, DeliveryError)
+                             else isinstance(err, (LumaUnavailable, LumaRateLimited)))
                 log.warning("delivery failed (%s): %s", "will retry" if transient else "final", err,
                             extra={"job_id": job.id, "generation_id": job.generation_id})
                 if not transient or time.time() >= give_up:
@@ -352,4 +353,4 @@ class Engine:
         return seconds * random.uniform(0.8, 1.2)
 
 
-__all__ = ["Engine", "EngineConfig", "LumaError"]
+__all__ = ["Engine", "EngineConfig"]

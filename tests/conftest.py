@@ -23,6 +23,7 @@ def _no_proxy_no_env(monkeypatch):
     # would go to a proxy. Also keep the developer's real lumabot settings out of the tests.
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("LUMA_CUSTOM_HEADERS", raising=False)  # read by the Luma SDK
     for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
                 "LUMA_AGENTS_API_KEY", "LUMA_BASE_URL", "LUMABOT_DATABASE_URL", "PORT"):
         monkeypatch.delenv(var, raising=False)

@@ -22,13 +22,6 @@ from lumabot.testing.fake_luma import (
 KEY = "luma-api-test-key"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("LUMA_CUSTOM_HEADERS", raising=False)
-
-
 @pytest.fixture
 async def fake():
     f = FakeLuma(latency=0.02)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 
 import aiohttp
 import pytest
@@ -33,12 +32,6 @@ from lumabot.testing.fake_slack import (
     slash_command_payload,
     validate_blocks,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(k, raising=False)
 
 
 @pytest.fixture

@@ -72,15 +72,6 @@ class BotProcess:
                 await self.proc.wait()
 
 
-async def _job_states(db_path) -> list:
-    store = SQLiteStore(db_path)
-    await store.open()
-    try:
-        return [(await store.get_job(j.id)) for j in await store.unfinished_jobs()] + []
-    finally:
-        await store.close()
-
-
 async def _all_jobs(db_path):
     store = SQLiteStore(db_path)
     await store.open()

@@ -100,6 +100,7 @@ DEFAULT_SCOPES = [
     "groups:history",
     "im:history",
     "mpim:history",
+    "users:read",
 ]
 
 PERMALINK_HOST = "https://fake.slack.test"
