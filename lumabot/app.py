@@ -21,10 +21,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from .config import Settings
 from .delivery import Delivery
 from .engine import Engine, EngineConfig
+from .inputs import InputImages
 from .luma.client import LumaClient
 from .scheduler import Scheduler
 from .slack import listeners
 from .store import Store, open_store
+from .studio import Studio
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,10 @@ class LumaBot:
                                timeout=settings.luma_request_timeout)
         self.delivery = Delivery(self.slack, self.http)
         self.scheduler = Scheduler(settings.luma_concurrency)
+        self.inputs = InputImages(self.slack, self.http, settings.bot_token())
         self.engine = Engine(
             store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
+            inputs=self.inputs,
             config=EngineConfig(
                 poll_interval=settings.poll_interval,
                 first_poll_delay=settings.first_poll_delay,
@@ -76,7 +80,8 @@ class LumaBot:
             process_before_response=True,
             request_verification_enabled=not settings.socket_mode,
         )
-        listeners.register(self.bolt, self.engine)
+        self.studio = Studio(self.store, self.engine)
+        listeners.register(self.bolt, self.studio)
         self.ready = False
         self.bot_user_id: str | None = None
         self._runner: web.AppRunner | None = None
@@ -90,7 +95,7 @@ class LumaBot:
             auth = await self.slack.auth_test()
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
-        self.bot_user_id = auth.get("user_id")
+        self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
         self.ready = True

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 
 from .delivery import Delivery, DeliveryError, OutputExpired
+from .inputs import InputError, InputImages
 from .jobs.failures import RETRYABLE_FAILURE_CODES
 from .jobs.identity import luma_user_id
-from .jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
+from .jobs.models import MAX_GENERATION_ATTEMPTS, GenerationParams, Job, JobState, KnownImage
 from .luma.client import (
     LumaClient,
     LumaError,
@@ -58,14 +59,17 @@ class _JobFailed(Exception):
 
 class Engine:
     def __init__(self, *, store: Store, luma: LumaClient, delivery: Delivery, scheduler: Scheduler,
-                 config: EngineConfig):
+                 inputs: InputImages, config: EngineConfig):
         self.store = store
+        self.inputs = inputs
         self.luma = luma
         self.delivery = delivery
         self.scheduler = scheduler
         self.config = config
         self._tasks: dict[str, asyncio.Task] = {}
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
+        # job id -> parameters with input images downloaded (kept in memory for a retry only)
+        self._prepared: dict[str, GenerationParams] = {}
         self._stopping = False
 
     # -- entry points --------------------------------------------------------------------------
@@ -139,6 +143,7 @@ class Engine:
         finally:
             self.scheduler.release(job.id)
             self._output_urls.pop(job.id, None)
+            self._prepared.pop(job.id, None)
         await self._settle(job)
 
     async def _save(self, job: Job) -> None:
@@ -166,7 +171,27 @@ class Engine:
         job.status_ts = ts
         await self._save(job)
 
+    async def _prepare_inputs(self, job: Job) -> GenerationParams:
+        """The job's parameters with people's images downloaded and normalised (done before
+        taking a Luma slot, and again after a restart: image bytes are never stored)."""
+        if job.id in self._prepared:
+            return self._prepared[job.id]
+        backoff, give_up = self.config.retry_backoff, time.time() + self.config.generation_timeout
+        while True:
+            try:
+                params = await self.inputs.materialize(job.params)
+                break
+            except InputError as err:
+                log.info("input image problem: %s", err.code, extra={"job_id": job.id})
+                if not err.transient or time.time() >= give_up:
+                    raise _JobFailed(err.code, err.detail) from None
+                await asyncio.sleep(self._jitter(backoff))
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        self._prepared[job.id] = params
+        return params
+
     async def _submit(self, job: Job) -> None:
+        params = await self._prepare_inputs(job)
         first_try = time.time()
         backoff = self.config.retry_backoff
         while True:
@@ -175,7 +200,7 @@ class Engine:
             job.submit_tries += 1
             await self._save(job)
             try:
-                gen, rate = await self.luma.create(job.params, user_id=luma_user_id(
+                gen, rate = await self.luma.create(params, user_id=luma_user_id(
                     job.team_id, job.user_id, self.config.user_hash_salt))
             except LumaRateLimited as e:
                 self.scheduler.release(job.id)
@@ -295,6 +320,9 @@ class Engine:
                     raise _JobFailed(code) from None
                 await asyncio.sleep(self._jitter(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
+        await self.store.record_image(KnownImage(
+            channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
+            generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
         await self._set_state(job, JobState.DONE, announce=False, finished_at=time.time())
         log.info("delivered", extra={"job_id": job.id, "generation_id": job.generation_id})
 

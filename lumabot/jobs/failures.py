@@ -39,7 +39,19 @@ FAILURE_MESSAGES: dict[str, str] = {
     "delivery_failed": "The image was made but could not be posted to Slack. Please try again.",
     "not_in_channel": "lumabot is not a member of this channel. Invite it with `/invite @lumabot` and "
                       "try again.",
+    # Input images people share.
+    "image_no_access": "lumabot cannot open that file: Slack did not give it access. Share the file "
+                       "in a channel lumabot is in (or invite it with `/invite @lumabot`) and try again.",
+    "image_too_big": "That file is larger than 50 MB. lumabot edits images up to 50 MB: please share "
+                     "a smaller one.",
+    "image_download_failed": "The image could not be downloaded from Slack. Please try again.",
+    "not_an_image": "That file is not an image lumabot can read. Try a PNG, JPEG, WebP or GIF.",
+    "image_bomb": "That image has far too many pixels to process safely. Please share a smaller one.",
+    "image_unreadable": "That image seems to be damaged: lumabot could not read it.",
 }
+
+# Codes whose detail (a sentence for users) is shown instead of the generic message.
+_DETAILED = {"not_an_image", "image_bomb", "image_unreadable"}
 
 FALLBACK_MESSAGE = "Something went wrong while making this image. Please try again."
 
@@ -47,6 +59,8 @@ FALLBACK_MESSAGE = "Something went wrong while making this image. Please try aga
 def failure_message(code: str | None, detail: str | None = None) -> str:
     """The sentence a user sees for a failure code (with Luma's detail for a 400)."""
     text = FAILURE_MESSAGES.get(code or "", FALLBACK_MESSAGE)
+    if code in _DETAILED and detail:
+        return detail
     if code == "bad_request":
         text = f"{text}: {detail}" if detail else f"{text}."
     return text

@@ -15,11 +15,13 @@ from pydantic import BaseModel
 from .models import (
     ASPECT_RATIOS,
     FORMATS,
+    MAX_EDIT_REFS,
     MAX_PROMPT_CHARS,
     MODELS,
     PORTRAIT_RATIOS,
     STYLES,
     GenerationParams,
+    ImageSource,
 )
 
 
@@ -156,14 +158,18 @@ def _validate_flags(values: dict[str, str]) -> Flags:
     return flags
 
 
+def _check_length(prompt: str) -> None:
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptError(f"The prompt is {len(prompt):,} characters long; Luma accepts at most "
+                          f"{MAX_PROMPT_CHARS:,}. Please shorten it.")
+
+
 def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None) -> GenerationParams:
     """Text-to-image parameters from a prompt and its flags, checked as Luma would check them."""
     prompt = prompt.strip()
     if not prompt:
         raise PromptError("Add a description of the image, e.g. `/imagine a lighthouse at dusk --ar 16:9`.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise PromptError(f"The prompt is {len(prompt):,} characters long; Luma accepts at most "
-                          f"{MAX_PROMPT_CHARS:,}. Please shorten it.")
+    _check_length(prompt)
     f = flags.over(defaults)
     aspect_ratio = f.aspect_ratio
     if f.style == "manga":
@@ -187,3 +193,31 @@ def imagine_params(text: str, *, defaults: Flags | None = None) -> GenerationPar
     """Parse the text of an `/imagine` (or a mention) into parameters, or raise PromptError."""
     prompt, flags = parse_prompt(text)
     return build_params(prompt, flags, defaults=defaults)
+
+
+EDIT_HINT = "Say what to change, e.g. `make it night` or `turn it into a watercolor --max`."
+
+
+def edit_params(text: str, source: ImageSource, *, refs: list[ImageSource] | None = None,
+                defaults: Flags | None = None, model: str | None = None) -> GenerationParams:
+    """Parameters of an edit of `source` from an instruction and its flags.
+
+    The result keeps the source's shape, so an explicit `--ar` is refused rather than silently
+    ignored; a default ratio (a session's) simply does not apply."""
+    prompt, flags = parse_prompt(text)
+    if not prompt.strip():
+        raise PromptError(f"What should change in the image? {EDIT_HINT}")
+    _check_length(prompt.strip())
+    if flags.aspect_ratio:
+        raise PromptError("`--ar` does not apply to edits: the result keeps the shape of the image. "
+                          "Use `/imagine` for a new image in another shape.")
+    f = flags.over(defaults)
+    return GenerationParams(
+        prompt=prompt.strip(),
+        type="image_edit",
+        model=flags.model or model or f.model or "uni-1",  # typed flag > chosen model > default
+        style=f.style if f.style and f.style != "auto" else None,
+        output_format=f.output_format,
+        source=source,
+        image_refs=list(refs or [])[:MAX_EDIT_REFS],
+    )

@@ -34,12 +34,53 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
 
+MAX_EDIT_REFS = 8  # image_ref entries Luma accepts on an image_edit
+
+
+class SlackFile(BaseModel):
+    """A file as Slack described it in a signed payload or an API answer. Only these URLs ever
+    receive the bot token (never a URL a user typed)."""
+
+    id: str
+    name: str | None = None
+    mimetype: str | None = None
+    url: str | None = None          # url_private_download (or url_private)
+    size: int | None = None
+    stub: bool = False              # Slack Connect `file_access` stub: resolve with files.info
+
+    @property
+    def maybe_image(self) -> bool:
+        return self.stub or (self.mimetype or "").startswith("image/")
+
+
 class ImageSource(BaseModel):
-    """The image an edit starts from, as Luma's ImageRef (exactly one of the fields)."""
+    """An input image for Luma. Sent as exactly one of generation_id or data+media_type; a
+    `slack_file` is downloaded and normalised into data+media_type just before submitting."""
 
     generation_id: str | None = None
     data: str | None = None          # base64
     media_type: str | None = None
+    slack_file: SlackFile | None = None
+
+
+class KnownImage(BaseModel):
+    """An image lumabot has seen: one it made, or one a person shared where it could see it."""
+
+    channel_id: str
+    thread_ts: str                   # the root of the thread that holds it
+    message_ts: str | None = None
+    origin: Literal["lumabot", "user"]
+    job_id: str | None = None
+    generation_id: str | None = None
+    slack_file_id: str | None = None
+    file: SlackFile | None = None
+    user_id: str | None = None
+    created_at: float = Field(default_factory=time.time)
+
+    def as_source(self) -> ImageSource:
+        if self.generation_id:
+            return ImageSource(generation_id=self.generation_id)
+        return ImageSource(slack_file=self.file)
 
 
 class GenerationParams(BaseModel):

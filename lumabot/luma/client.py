@@ -134,7 +134,9 @@ def _translate(exc: Exception, *, creating: bool) -> LumaError:
 
 
 def _image_ref(src: ImageSource) -> dict:
-    return src.model_dump(exclude_none=True)
+    if src.slack_file is not None and src.data is None:
+        raise ValueError("a Slack file must be downloaded and prepared before it is sent")
+    return src.model_dump(include={"generation_id", "data", "media_type"}, exclude_none=True)
 
 
 def create_body(params: GenerationParams, user_id: str) -> dict:

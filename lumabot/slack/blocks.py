@@ -88,12 +88,54 @@ USAGE = (
 )
 
 LUMA_HELP = (
-    "*lumabot* makes images with Luma's uni-1 models.\n"
+    "*lumabot* makes and edits images with Luma's uni-1 models.\n"
     f"{USAGE}\n"
-    "*Commands:* `/imagine` makes an image, `/luma help` shows this help."
+    "*Edit an image:* reply in its thread with what to change (`make it night --max`), attach "
+    "your own image to a reply, mention @lumabot with an image attached, use `/edit <what to "
+    "change>` for the latest image in the channel, or the message shortcut *Edit with Luma*.\n"
+    "*Commands:* `/imagine` makes an image, `/edit` edits one, `/luma help` shows this help."
 )
 
-EDIT_NOT_YET = (
-    "Editing images is not available in this version of lumabot yet. "
-    "Use `/imagine` to make a new image."
-)
+EDIT_MODAL_ID = "edit_image_modal"
+
+
+def _plain(text: str) -> dict:
+    return {"type": "plain_text", "text": text}
+
+
+def _option(value: str) -> dict:
+    return {"text": _plain(value), "value": value}
+
+
+def edit_modal(private_metadata: str) -> dict:
+    """The "Edit with Luma" modal: an instruction and a model."""
+    return {
+        "type": "modal",
+        "callback_id": EDIT_MODAL_ID,
+        "title": _plain("Edit with Luma"),
+        "submit": _plain("Edit"),
+        "close": _plain("Cancel"),
+        "private_metadata": private_metadata,
+        "blocks": [
+            {"type": "input", "block_id": "instruction", "label": _plain("What should change?"),
+             "element": {"type": "plain_text_input", "action_id": "instruction", "multiline": True,
+                         "max_length": 3000,
+                         "placeholder": _plain("make it night, add falling snow")}},
+            {"type": "input", "block_id": "model", "label": _plain("Model"),
+             "element": {"type": "static_select", "action_id": "model",
+                         "initial_option": _option("uni-1"),
+                         "options": [_option("uni-1"), _option("uni-1-max")]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                "The edited image goes into this message's thread."}]},
+        ],
+    }
+
+
+def no_image_modal(text: str) -> dict:
+    """The shortcut's answer when the message has no image."""
+    return {
+        "type": "modal",
+        "title": _plain("Edit with Luma"),
+        "close": _plain("Close"),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }

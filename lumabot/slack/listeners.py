@@ -1,33 +1,50 @@
-"""Bolt listeners: parse what Slack sent, hand it to the job engine, ack in milliseconds.
+"""Bolt listeners: parse what Slack sent, hand it to the studio, ack in milliseconds.
 
-No business logic and no SQL here: validation lives in the job domain, persistence in the store,
-everything after the ack in the engine.
+No business logic and no SQL here: what a message means is decided in `studio.py`, validation in
+the job domain, persistence in the store, everything after the ack in the job engine. Listeners
+run before the ack (process_before_response), so a job is recorded durably before Slack hears
+back; replies to people are sent after the ack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from slack_bolt.async_app import AsyncApp
 
-from ..engine import Engine
+from ..inputs import slack_file
 from ..jobs.flags import PromptError
-from ..jobs.requests import imagine_job, strip_mentions
+from ..studio import NO_IMAGE_IN_MESSAGE, Message, Reply, ShortcutTarget, Studio
 from . import blocks
 
 log = logging.getLogger(__name__)
 
 # Events the manifest subscribes to that no feature handles yet: acked, nothing else.
-QUIET_EVENTS = ("message", "reaction_added", "reaction_removed", "app_home_opened",
-                "app_uninstalled", "tokens_revoked")
+QUIET_EVENTS = ("reaction_added", "reaction_removed", "app_home_opened", "app_uninstalled",
+                "tokens_revoked")
+# Message subtypes that are people posting; edits, deletions, joins... are ignored.
+PEOPLE_SUBTYPES = (None, "file_share", "thread_broadcast")
 
 
-def register(app: AsyncApp, engine: Engine) -> None:
+def parse_message(event: dict, body: dict) -> Message | None:
+    """A person's message from a message or app_mention event; None for bots and edits."""
+    if event.get("subtype") not in PEOPLE_SUBTYPES or event.get("bot_id") or not event.get("user"):
+        return None
+    return Message(
+        team_id=body.get("team_id") or event.get("team") or "",
+        channel_id=event["channel"], user_id=event["user"], ts=event["ts"],
+        text=event.get("text") or "", thread_ts=event.get("thread_ts"),
+        files=[slack_file(f) for f in event.get("files") or [] if f.get("id")],
+    )
+
+
+def register(app: AsyncApp, studio: Studio) -> None:
     background: set[asyncio.Task] = set()
 
     def later(coro) -> None:
-        """Run Slack I/O after the ack (listeners process before responding)."""
+        """Run Slack I/O after the ack."""
         task = asyncio.create_task(coro)
         background.add(task)
         task.add_done_callback(background.discard)
@@ -39,18 +56,23 @@ def register(app: AsyncApp, engine: Engine) -> None:
             await ack(response_type="ephemeral", text=blocks.USAGE)
             return
         try:
-            job = imagine_job(team_id=command["team_id"], user_id=command["user_id"],
-                              channel_id=command["channel_id"], text=text,
-                              response_url=command.get("response_url"))
+            await studio.imagine(team_id=command["team_id"], user_id=command["user_id"],
+                                 channel_id=command["channel_id"], text=text,
+                                 response_url=command.get("response_url"))
         except PromptError as exc:
             await ack(response_type="ephemeral", text=str(exc))
             return
-        await engine.submit(job)
         await ack()
 
     @app.command("/edit")
-    async def edit(ack):
-        await ack(response_type="ephemeral", text=blocks.EDIT_NOT_YET)
+    async def edit(ack, command):
+        answer = await studio.edit_command(
+            team_id=command["team_id"], user_id=command["user_id"], channel_id=command["channel_id"],
+            text=command.get("text") or "", response_url=command.get("response_url"))
+        if answer:
+            await ack(response_type="ephemeral", text=answer)
+        else:
+            await ack()
 
     @app.command("/luma")
     async def luma(ack):
@@ -58,30 +80,42 @@ def register(app: AsyncApp, engine: Engine) -> None:
 
     @app.event("app_mention")
     async def mention(event, body, client):
-        event_id = body.get("event_id")
-        channel, user = event.get("channel"), event.get("user")
-        thread_ts = event.get("thread_ts") or event.get("ts")
-        text = strip_mentions(event.get("text", ""))
+        msg = parse_message(event, body)
+        if msg is not None:
+            reply = await studio.on_mention(msg)
+            if reply:
+                later(_say(client, msg, reply))
 
-        def tell(message: str) -> None:
-            later(_ephemeral(client, channel, user, message, thread_ts))
+    @app.event("message")
+    async def message(event, body, client):
+        msg = parse_message(event, body)
+        if msg is not None:
+            reply = await studio.on_message(msg)
+            if reply:
+                later(_say(client, msg, reply))
 
-        if event.get("files"):
-            if event_id and await engine.store.claim_key(f"event:{event_id}"):
-                tell(blocks.EDIT_NOT_YET)
-            return
-        if not text:
-            if event_id and await engine.store.claim_key(f"event:{event_id}"):
-                tell(blocks.USAGE)
-            return
+    @app.shortcut("edit_image")
+    async def edit_shortcut(ack, shortcut, client):
+        await ack()
+        target = await studio.shortcut_target(shortcut["channel"]["id"], shortcut.get("message") or {},
+                                              response_url=shortcut.get("response_url"))
+        view = blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE)
+        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+
+    @app.view(blocks.EDIT_MODAL_ID)
+    async def edit_submitted(ack, body, view):
+        values = view["state"]["values"]
+        text = (values.get("instruction", {}).get("instruction", {}).get("value") or "").strip()
+        selected = values.get("model", {}).get("model", {}).get("selected_option") or {}
+        target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
         try:
-            job = imagine_job(team_id=body.get("team_id") or event.get("team", ""), user_id=user,
-                              channel_id=channel, text=text, thread_ts=thread_ts)
+            await studio.edit_from_shortcut(
+                team_id=body["team"]["id"], user_id=body["user"]["id"], target=target, text=text,
+                model=selected.get("value"), dedupe_key=f"view:{view['id']}")
         except PromptError as exc:
-            if event_id and await engine.store.claim_key(f"event:{event_id}"):
-                tell(str(exc))
+            await ack(response_action="errors", errors={"instruction": str(exc)})
             return
-        await engine.submit(job, dedupe_key=f"event:{event_id}" if event_id else None)
+        await ack()
 
     for name in QUIET_EVENTS:
         app.event(name)(_ignore)
@@ -91,8 +125,12 @@ async def _ignore() -> None:
     return None
 
 
-async def _ephemeral(client, channel: str, user: str, text: str, thread_ts: str | None) -> None:
+async def _say(client, msg: Message, reply: Reply) -> None:
     try:
-        await client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
-    except Exception as exc:  # an ephemeral is best effort
-        log.warning("ephemeral message failed: %s", exc)
+        if reply.where == "thread":
+            await client.chat_postMessage(channel=msg.channel_id, thread_ts=reply.thread_ts, text=reply.text)
+        else:
+            await client.chat_postEphemeral(channel=msg.channel_id, user=msg.user_id, text=reply.text,
+                                            thread_ts=reply.thread_ts)
+    except Exception as exc:  # a reply is best effort
+        log.warning("reply failed: %s", exc, extra={"channel": msg.channel_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..jobs.models import Job
+from ..jobs.models import Job, KnownImage
 
 
 class Store(Protocol):
@@ -26,6 +26,17 @@ class Store(Protocol):
 
     async def claim_key(self, key: str) -> bool:
         """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed."""
+
+    async def record_image(self, image: KnownImage) -> None:
+        """Remember an image (idempotent per channel and Slack file)."""
+
+    async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None: ...
+    async def latest_image_in_channel(self, channel_id: str) -> KnownImage | None: ...
+
+    async def image_by_file(self, slack_file_id: str) -> KnownImage | None:
+        """The image lumabot made that was uploaded as this Slack file."""
+
+    async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool: ...
 
 
 def open_store(database_url: str) -> Store:

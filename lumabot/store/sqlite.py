@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ..jobs.models import GenerationParams, Job, JobState
+from ..jobs.models import GenerationParams, Job, JobState, KnownImage, SlackFile
 
 # Numbered migrations: index + 1 is the schema version they bring the database to
 # (kept in PRAGMA user_version). Never edit a released one; append a new one.
@@ -45,6 +45,26 @@ MIGRATIONS: list[str] = [
         key TEXT PRIMARY KEY,
         created_at REAL NOT NULL
     );
+    """,
+    # 2: images lumabot has seen (its own outputs and images people shared), for edits
+    """
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id TEXT NOT NULL,
+        thread_ts TEXT NOT NULL,
+        message_ts TEXT,
+        origin TEXT NOT NULL,
+        job_id TEXT,
+        generation_id TEXT,
+        slack_file_id TEXT,
+        file TEXT,
+        user_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX images_thread ON images(channel_id, thread_ts, id);
+    CREATE INDEX images_channel ON images(channel_id, id);
+    CREATE UNIQUE INDEX images_file ON images(channel_id, slack_file_id);
+    CREATE INDEX images_by_file ON images(slack_file_id);
     """,
 ]
 
@@ -161,3 +181,49 @@ class SQLiteStore:
     async def jobs_by_state(self) -> dict[str, int]:
         async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
             return {state: n for state, n in await cur.fetchall()}
+
+    # -- images --------------------------------------------------------------------------------
+    async def record_image(self, image: KnownImage) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO images (channel_id, thread_ts, message_ts, origin, job_id, "
+            "generation_id, slack_file_id, file, user_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (image.channel_id, image.thread_ts, image.message_ts, image.origin, image.job_id,
+             image.generation_id, image.slack_file_id,
+             image.file.model_dump_json() if image.file else None, image.user_id, image.created_at),
+        )
+        await self.db.commit()
+
+    async def _one_image(self, where: str, args: tuple) -> KnownImage | None:
+        async with self.db.execute(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args) as cur:
+            row = await cur.fetchone()
+        return _image_from_row(row) if row else None
+
+    async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
+        return await self._one_image("channel_id = ? AND thread_ts = ?", (channel_id, thread_ts))
+
+    async def latest_image_in_channel(self, channel_id: str) -> KnownImage | None:
+        return await self._one_image("channel_id = ?", (channel_id,))
+
+    async def image_by_file(self, slack_file_id: str) -> KnownImage | None:
+        return await self._one_image("slack_file_id = ? AND origin = 'lumabot'", (slack_file_id,))
+
+    async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool:
+        """A thread whose root is a lumabot status message, or that holds an image lumabot made."""
+        async with self.db.execute(
+            "SELECT 1 FROM jobs WHERE channel_id = ? AND status_ts = ? AND thread_ts IS NULL "
+            "UNION ALL SELECT 1 FROM images WHERE channel_id = ? AND thread_ts = ? "
+            "AND origin = 'lumabot' LIMIT 1",
+            (channel_id, thread_ts, channel_id, thread_ts),
+        ) as cur:
+            return await cur.fetchone() is not None
+
+
+_IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
+                  "slack_file_id", "file", "user_id", "created_at"]
+_IMAGE_SELECT = f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM images"
+
+
+def _image_from_row(row) -> KnownImage:
+    data = dict(zip(_IMAGE_COLUMNS, row))
+    data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
+    return KnownImage(**data)

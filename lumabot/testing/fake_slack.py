@@ -276,6 +276,7 @@ class UserFile:
     content: bytes | None
     stream_size: int | None
     created: int
+    hide_size: bool = False  # no size in the file object and a chunked download (no length)
 
     @property
     def size(self) -> int:
@@ -987,6 +988,7 @@ class FakeSlack:
         mode: str = "hosted",
         stream_size: int | None = None,
         title: str | None = None,
+        hide_size: bool = False,
     ) -> dict:
         """Register a user's file; return the file object as it appears in a message event.
 
@@ -1008,6 +1010,7 @@ class FakeSlack:
             content=content,
             stream_size=stream_size,
             created=int(time.time()),
+            hide_size=hide_size,
         )
         self._user_files[fid] = uf
         if mode == "file_access":
@@ -1343,7 +1346,7 @@ class FakeSlack:
         return d
 
     def _user_file_obj(self, uf: UserFile) -> dict:
-        return self._file_common(
+        obj = self._file_common(
             fid=uf.id,
             name=uf.name,
             title=uf.title,
@@ -1354,6 +1357,9 @@ class FakeSlack:
             created=uf.created,
             content=uf.content,
         )
+        if uf.hide_size:
+            obj.pop("size", None)
+        return obj
 
     def _uploaded_file_obj(self, f: UploadedFile) -> dict:
         d = self._file_common(
@@ -2058,7 +2064,10 @@ class FakeSlack:
         if content is not None:
             return web.Response(body=content, content_type=mimetype, headers=headers)
         resp = web.StreamResponse(headers={**headers, "Content-Type": mimetype})
-        resp.content_length = size
+        if uf is not None and uf.hide_size:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = size
         await resp.prepare(request)
         for chunk in iter_pattern(size):
             await resp.write(chunk)

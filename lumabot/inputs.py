@@ -1,0 +1,115 @@
+"""Input images: people's Slack files turned into something Luma can take.
+
+Slack-hosted files are private: they are downloaded with the bot token, and only from the URLs
+Slack gave in a signed payload or an API answer (a URL a user typed never gets the token).
+Downloads stream with a hard cap, an HTML answer means "no access", and the bytes are decoded
+and normalised with Pillow (`jobs/images.py`) before they are sent as `source.data`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .jobs.images import ImageRejected, prepare_image
+from .jobs.models import GenerationParams, ImageSource, SlackFile
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_BYTES = 50 * 1024 * 1024
+
+
+class InputError(Exception):
+    """An input image cannot be used. `code` is a failure code (see jobs/failures.py); `detail`
+    a sentence for the user when the code's own message is not specific enough."""
+
+    def __init__(self, code: str, detail: str | None = None, *, transient: bool = False):
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+        self.transient = transient
+
+
+def slack_file(obj: dict) -> SlackFile:
+    """A SlackFile from a file object of an event, a shortcut payload or files.info."""
+    stub = obj.get("mode") == "file_access" or obj.get("file_access") == "check_file_info"
+    return SlackFile(
+        id=obj["id"], name=obj.get("name"), mimetype=obj.get("mimetype"),
+        url=obj.get("url_private_download") or obj.get("url_private"),
+        size=obj.get("size"), stub=stub,
+    )
+
+
+class InputImages:
+    def __init__(self, slack: AsyncWebClient, http: httpx.AsyncClient, bot_token: str,
+                 max_bytes: int = MAX_INPUT_BYTES):
+        self.slack = slack
+        self.http = http
+        self._token = bot_token
+        self.max_bytes = max_bytes
+
+    async def resolve(self, f: SlackFile) -> SlackFile:
+        """Fill in a Slack Connect stub (`file_access: check_file_info`) with files.info."""
+        if not f.stub and f.url:
+            return f
+        try:
+            info = await self.slack.files_info(file=f.id)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            transient = exc.response.status_code == 429 or exc.response.status_code >= 500
+            if transient:
+                raise InputError("image_download_failed", transient=True) from None
+            log.info("files.info refused %s: %s", f.id, error)
+            raise InputError("image_no_access") from None
+        return slack_file(info["file"])
+
+    async def fetch(self, f: SlackFile) -> bytes:
+        """Download a Slack-hosted file with the bot token, at most `max_bytes`."""
+        f = await self.resolve(f)
+        if f.size is not None and f.size > self.max_bytes:
+            raise InputError("image_too_big")
+        if not f.url:
+            raise InputError("image_no_access")
+        try:
+            async with self.http.stream("GET", f.url, headers={"Authorization": f"Bearer {self._token}"}) as r:
+                if r.status_code in (401, 403, 404):
+                    raise InputError("image_no_access")
+                if r.status_code != 200:
+                    raise InputError("image_download_failed", transient=r.status_code >= 500 or r.status_code == 429)
+                if "text/html" in r.headers.get("content-type", ""):
+                    # Slack answers a login page instead of the file when the bot has no access.
+                    raise InputError("image_no_access")
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                    raise InputError("image_too_big")
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise InputError("image_too_big")
+                return bytes(body)
+        except httpx.TransportError as exc:
+            raise InputError("image_download_failed", transient=True) from exc
+
+    async def prepare(self, src: ImageSource) -> ImageSource:
+        """The source as Luma takes it: Slack files become base64 data + media type."""
+        if src.slack_file is None or src.data is not None:
+            return src
+        raw = await self.fetch(src.slack_file)
+        try:
+            prepared = await asyncio.to_thread(prepare_image, raw)
+        except ImageRejected as exc:
+            raise InputError(exc.code, str(exc)) from None
+        return ImageSource(data=prepared.base64(), media_type=prepared.media_type)
+
+    async def materialize(self, params: GenerationParams) -> GenerationParams:
+        """Parameters ready to send: every Slack file downloaded and normalised."""
+        if params.source is None and not params.image_refs:
+            return params
+        source = await self.prepare(params.source) if params.source else None
+        refs = [await self.prepare(r) for r in params.image_refs]
+        return params.model_copy(update={"source": source, "image_refs": refs})

@@ -1,0 +1,219 @@
+"""What lumabot does with what people say: messages, mentions, `/imagine`, `/edit` and the
+"Edit with Luma" shortcut become jobs, or a reply that explains why not.
+
+Plain Python between the Bolt listeners (which parse Slack payloads into the dataclasses below
+and carry out the replies) and the job engine. Every paid action is keyed durably by the Slack
+message it comes from, so event retries and the message + app_mention pair Slack sends for one
+mention start at most one job.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .engine import Engine
+from .inputs import slack_file
+from .jobs.flags import EDIT_HINT, Flags, PromptError, edit_params, imagine_params
+from .jobs.models import ImageSource, Job, KnownImage, SlackFile
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+ASK_WHAT_TO_CHANGE = f"What should I change in this image? Reply in this thread with an instruction. {EDIT_HINT}"
+NO_IMAGE_IN_THREAD = "There is no image in this thread yet: wait for it to arrive, then reply with what to change."
+NO_IMAGE_IN_CHANNEL = (
+    "There is no image to edit in this channel yet. Make one with `/imagine`, or edit an image by "
+    "replying in its thread with what to change, or by mentioning @lumabot with the image attached."
+)
+EDIT_USAGE = (
+    "*Edit the latest image in this channel:* `/edit <what to change> [flags]`, e.g. "
+    "`/edit make it night --max`. The result goes into the image's thread.\n"
+    "To edit another image, reply in its thread, mention @lumabot with it attached, or use the "
+    "message shortcut *Edit with Luma*."
+)
+NO_IMAGE_IN_MESSAGE = (
+    "This message has no image lumabot can edit. Use *Edit with Luma* on a message with an image, "
+    "or reply in an image's thread with what to change."
+)
+
+
+@dataclass
+class Message:
+    """A message someone posted, as the studio needs it."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    ts: str
+    text: str = ""
+    thread_ts: str | None = None
+    files: list[SlackFile] = field(default_factory=list)
+
+    @property
+    def root(self) -> str:
+        return self.thread_ts or self.ts
+
+    @property
+    def in_thread(self) -> bool:
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+    @property
+    def images(self) -> list[SlackFile]:
+        return [f for f in self.files if f.maybe_image]
+
+    @property
+    def key(self) -> str:
+        return f"msg:{self.channel_id}:{self.ts}"
+
+
+@dataclass
+class Reply:
+    """Something to tell the person: `ephemeral` (only them) or `thread` (in the message's thread)."""
+
+    text: str
+    where: Literal["ephemeral", "thread"] = "ephemeral"
+    thread_ts: str | None = None
+
+
+class ShortcutTarget(BaseModel):
+    """The image a shortcut was used on and the thread its edit goes to (kept in the modal)."""
+
+    channel_id: str
+    thread_ts: str
+    source: ImageSource
+    response_url: str | None = None
+
+
+def strip_mentions(text: str) -> str:
+    return _MENTION_RE.sub(" ", text or "").strip()
+
+
+class Studio:
+    def __init__(self, store: Store, engine: Engine):
+        self.store = store
+        self.engine = engine
+        self.bot_user_id: str | None = None
+
+    # -- /imagine and mentions -----------------------------------------------------------------
+    async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
+                      response_url: str | None = None, thread_ts: str | None = None,
+                      dedupe_key: str | None = None, defaults: Flags | None = None) -> None:
+        """Start a text-to-image job; raises PromptError for bad input."""
+        params = imagine_params(text, defaults=defaults)
+        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
+                  response_url=response_url, params=params)
+        await self.engine.submit(job, dedupe_key=dedupe_key)
+
+    async def on_mention(self, msg: Message) -> Reply | None:
+        """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
+        otherwise works like /imagine; the result goes into the message's thread."""
+        await self._remember_images(msg)
+        text = strip_mentions(msg.text)
+        if msg.images or (msg.in_thread and await self.store.is_lumabot_thread(msg.channel_id, msg.root)):
+            return await self._edit_from_message(msg, text)
+        if not text:
+            return await self._once(msg, Reply(f"Tell me what to draw, e.g. `@lumabot a lighthouse at "
+                                               f"dusk --ar 16:9`. {EDIT_USAGE}", thread_ts=msg.root))
+        try:
+            await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                               text=text, thread_ts=msg.root, dedupe_key=msg.key)
+        except PromptError as exc:
+            return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
+        return None
+
+    # -- messages ------------------------------------------------------------------------------
+    async def on_message(self, msg: Message) -> Reply | None:
+        """Any message lumabot can see. Images are remembered (for `/edit`); a reply in a
+        lumabot thread edits; everything else is ignored (no reply, no cost)."""
+        await self._remember_images(msg)
+        if self.bot_user_id and f"<@{self.bot_user_id}" in msg.text:
+            return None  # the app_mention event handles it
+        if not msg.in_thread or not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
+            return None
+        return await self._edit_from_message(msg, strip_mentions(msg.text))
+
+    async def _edit_from_message(self, msg: Message, text: str) -> Reply | None:
+        images = msg.images
+        refs: list[ImageSource] = []
+        if images:
+            if not text:
+                return await self._once(msg, Reply(ASK_WHAT_TO_CHANGE, where="thread", thread_ts=msg.root))
+            source = await self._source_for(images[0])
+            refs = [await self._source_for(f) for f in images[1:]]
+        else:
+            latest = await self.store.latest_image_in_thread(msg.channel_id, msg.root)
+            if latest is None:
+                return await self._once(msg, Reply(NO_IMAGE_IN_THREAD, thread_ts=msg.root))
+            source = latest.as_source()
+        try:
+            params = edit_params(text, source, refs=refs)
+        except PromptError as exc:
+            return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
+        job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                  thread_ts=msg.root, params=params)
+        await self.engine.submit(job, dedupe_key=msg.key)
+        return None
+
+    # -- /edit ---------------------------------------------------------------------------------
+    async def edit_command(self, *, team_id: str, user_id: str, channel_id: str, text: str,
+                           response_url: str | None) -> str | None:
+        """`/edit`: edit the most recent image lumabot knows of in the channel. Returns the
+        ephemeral answer, or None when the edit started."""
+        if not text.strip():
+            return EDIT_USAGE
+        latest = await self.store.latest_image_in_channel(channel_id)
+        if latest is None:
+            return NO_IMAGE_IN_CHANNEL
+        try:
+            params = edit_params(text, latest.as_source())
+        except PromptError as exc:
+            return str(exc)
+        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=latest.thread_ts,
+                  response_url=response_url, params=params)
+        await self.engine.submit(job)
+        return None
+
+    # -- the "Edit with Luma" shortcut ---------------------------------------------------------
+    async def shortcut_target(self, channel_id: str, message: dict,
+                              response_url: str | None = None) -> ShortcutTarget | None:
+        """The image of the message a shortcut was used on, or None if it has none."""
+        images = [f for f in map(slack_file, message.get("files") or []) if f.maybe_image]
+        if not images:
+            return None
+        root = message.get("thread_ts") or message["ts"]
+        return ShortcutTarget(channel_id=channel_id, thread_ts=root, response_url=response_url,
+                              source=await self._source_for(images[0]))
+
+    async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
+                                 text: str, model: str | None, dedupe_key: str) -> None:
+        """Submit the modal's edit; raises PromptError for bad input (shown on the field)."""
+        params = edit_params(text, target.source, model=model)
+        job = Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id,
+                  thread_ts=target.thread_ts, response_url=target.response_url, params=params)
+        await self.engine.submit(job, dedupe_key=dedupe_key)
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _source_for(self, f: SlackFile) -> ImageSource:
+        """An image lumabot made is edited by generation id (no re-upload); others by file."""
+        known = await self.store.image_by_file(f.id)
+        if known is not None and known.generation_id:
+            return ImageSource(generation_id=known.generation_id)
+        return ImageSource(slack_file=f)
+
+    async def _remember_images(self, msg: Message) -> None:
+        for f in msg.images:
+            await self.store.record_image(KnownImage(
+                channel_id=msg.channel_id, thread_ts=msg.root, message_ts=msg.ts, origin="user",
+                slack_file_id=f.id, file=f, user_id=msg.user_id))
+
+    async def _once(self, msg: Message, reply: Reply) -> Reply | None:
+        """A reply at most once per message, whatever Slack retries."""
+        return reply if await self.store.claim_key(msg.key) else None
+
