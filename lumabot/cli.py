@@ -45,9 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"lumabot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    sub.add_parser("check", help="check the configuration, the Slack token and scopes, and the Luma key")
+    demo = sub.add_parser("demo", help="play a scripted conversation against built-in fakes (no network)")
+    demo.add_argument("--out", default="lumabot-demo", help="folder for the images (default ./lumabot-demo)")
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "check":
+        from .check import main as check_main
+
+        return check_main()
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(out=args.out)
     parser.error(f"unknown command {args.command}")
     return 2
 
