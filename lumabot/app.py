@@ -22,6 +22,7 @@ from .config import Settings
 from .delivery import Delivery
 from .engine import Engine, EngineConfig
 from .inputs import InputImages
+from .jobs.quotas import Limits, Prices, Quotas
 from .luma.client import LumaClient
 from .scheduler import Scheduler
 from .slack import listeners
@@ -59,7 +60,7 @@ class LumaBot:
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
                                timeout=settings.luma_request_timeout)
         self.delivery = Delivery(self.slack, self.http)
-        self.scheduler = Scheduler(settings.luma_concurrency)
+        self.scheduler = Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
         self.inputs = InputImages(self.slack, self.http, settings.bot_token())
         self.engine = Engine(
             store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
@@ -71,7 +72,17 @@ class LumaBot:
                 retry_backoff=settings.retry_backoff,
                 delivery_timeout=settings.delivery_timeout,
                 user_hash_salt=settings.user_hash_salt.get_secret_value(),
+                queue_update_interval=settings.queue_update_interval,
             ),
+        )
+        self.quotas = Quotas(
+            self.store,
+            Prices(uni_1=settings.price_uni_1, uni_1_edit=settings.price_uni_1_edit,
+                   uni_1_max=settings.price_uni_1_max, uni_1_max_edit=settings.price_uni_1_max_edit,
+                   extra_reference=settings.price_extra_reference),
+            Limits(max_queued_per_user=settings.max_queued_per_user,
+                   user_daily_images=settings.user_daily_images,
+                   daily_budget_usd=settings.daily_budget_usd),
         )
         self.bolt = AsyncApp(
             client=self.slack,
@@ -80,7 +91,7 @@ class LumaBot:
             process_before_response=True,
             request_verification_enabled=not settings.socket_mode,
         )
-        self.studio = Studio(self.store, self.engine)
+        self.studio = Studio(self.store, self.engine, self.quotas)
         listeners.register(self.bolt, self.studio)
         self.ready = False
         self.bot_user_id: str | None = None
@@ -98,6 +109,7 @@ class LumaBot:
         self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
+        self.engine.start_line_reporter()
         self.ready = True
 
     async def stop(self) -> None:

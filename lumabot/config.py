@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     retry_backoff: float = _env("LUMABOT_RETRY_BACKOFF", 1.0, gt=0)
     # How long a finished image may keep failing to reach Slack before the job is given up.
     delivery_timeout: float = _env("LUMABOT_DELIVERY_TIMEOUT", 600.0, gt=0)
+    # Capacity, fairness and limits (all limits optional).
+    luma_rate_window: float = _env("LUMABOT_LUMA_RATE_WINDOW", 60.0, gt=0)
+    max_queued_per_user: int = _env("LUMABOT_MAX_QUEUED_PER_USER", 5, ge=1)
+    user_daily_images: int | None = _env("LUMABOT_USER_DAILY_IMAGES", None, ge=1)
+    daily_budget_usd: float | None = _env("LUMABOT_DAILY_BUDGET_USD", None, gt=0)
+    queue_update_interval: float = _env("LUMABOT_QUEUE_UPDATE_INTERVAL", 5.0, gt=0)
+    # Price table (US dollars per image), from Luma's pay-as-you-go prices.
+    price_uni_1: float = _env("LUMABOT_PRICE_UNI_1", 0.0404, ge=0)
+    price_uni_1_edit: float = _env("LUMABOT_PRICE_UNI_1_EDIT", 0.0434, ge=0)
+    price_uni_1_max: float = _env("LUMABOT_PRICE_UNI_1_MAX", 0.1000, ge=0)
+    price_uni_1_max_edit: float = _env("LUMABOT_PRICE_UNI_1_MAX_EDIT", 0.1030, ge=0)
+    price_extra_reference: float = _env("LUMABOT_PRICE_EXTRA_REFERENCE", 0.0030, ge=0)
     log_level: str = _env("LUMABOT_LOG_LEVEL", "INFO")
     user_hash_salt: SecretStr = _env("LUMABOT_USER_HASH_SALT", SecretStr("lumabot-user-v1"))
 
@@ -76,6 +88,11 @@ class Settings(BaseSettings):
             raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db "
                              "(only SQLite is supported for now)")
         return v
+
+    @field_validator("user_daily_images", "daily_budget_usd", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
 
     @field_validator("log_level")
     @classmethod

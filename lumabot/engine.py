@@ -48,6 +48,10 @@ class EngineConfig:
     retry_backoff: float = 1.0
     delivery_timeout: float = 600.0
     user_hash_salt: str = "lumabot-user-v1"
+    # Place-in-line updates: how often they are looked at, and at most how many status
+    # messages are updated each time (chat.update is Tier 3, ~50 a minute per workspace).
+    queue_update_interval: float = 5.0
+    queue_updates_per_tick: int = 4
 
 
 class _JobFailed(Exception):
@@ -67,6 +71,8 @@ class Engine:
         self.scheduler = scheduler
         self.config = config
         self._tasks: dict[str, asyncio.Task] = {}
+        self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
+        self._reporter: asyncio.Task | None = None
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
         # job id -> parameters with input images downloaded (kept in memory for a retry only)
         self._prepared: dict[str, GenerationParams] = {}
@@ -96,8 +102,43 @@ class Engine:
             log.info("resumed %d unfinished jobs", len(jobs))
         return len(jobs)
 
+    def start_line_reporter(self) -> None:
+        """Keep "#N in line" on waiting jobs' status messages up to date, in batches."""
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_lines(), name="line-reporter")
+
+    async def _report_lines(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.queue_update_interval)
+            try:
+                await self.report_lines_once()
+            except Exception:
+                log.exception("place-in-line update failed")
+
+    async def report_lines_once(self) -> int:
+        """Update the status messages whose place in line changed meaningfully, front of the
+        line first, at most `queue_updates_per_tick` of them. Returns how many were updated."""
+        positions = self.scheduler.positions()
+        due = []
+        for job_id, place in positions.items():
+            job = self._jobs.get(job_id)
+            if job is not None and job.status_ts and _worth_showing(job.queue_position, place):
+                due.append((place, job))
+        due.sort(key=lambda pj: pj[0])
+        updated = 0
+        for place, job in due[: self.config.queue_updates_per_tick]:
+            job.queue_position = place
+            await self.delivery.update_status(job)
+            updated += 1
+        return updated
+
+    def queue_position(self, job_id: str) -> int | None:
+        return self.scheduler.positions().get(job_id)
+
     async def stop(self) -> None:
         self._stopping = True
+        if self._reporter is not None:
+            self._reporter.cancel()
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
@@ -119,7 +160,8 @@ class Engine:
             return
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._tasks[job.id] = task
-        task.add_done_callback(lambda _t, jid=job.id: self._tasks.pop(jid, None))
+        self._jobs[job.id] = job
+        task.add_done_callback(lambda _t, jid=job.id: (self._tasks.pop(jid, None), self._jobs.pop(jid, None)))
 
     # -- the state machine ---------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
@@ -234,9 +276,10 @@ class Engine:
                 await asyncio.sleep(self._jitter(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            self.scheduler.quota_hint(rate.remaining, rate.reset)
+            self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
             now = time.time()
             await self._set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
+                                  queue_position=None,
                                   attempts=job.attempts + 1, submitted_at=now,
                                   deadline=now + self.config.generation_timeout)
             log.info("submitted", extra={"job_id": job.id, "generation_id": gen.id})
@@ -382,3 +425,13 @@ class Engine:
 
 
 __all__ = ["Engine", "EngineConfig"]
+
+
+def _worth_showing(shown: int | None, place: int) -> bool:
+    """Is a new place in line worth a chat.update? Near the front every step counts; further
+    back only a real move (a quarter of the way, either way) does."""
+    if shown == place:
+        return False
+    if shown is None or place <= 3:
+        return True
+    return place <= shown * 0.75 or place >= shown * 1.25

@@ -2,9 +2,10 @@
 
 Luma refuses (does not queue) requests over its per-account limits, so lumabot keeps its own
 queue. A job holds a slot from the moment it submits until its generation reaches a terminal
-state at Luma. At most `concurrency` slots are held; after a 429 "Rate limit exceeded" nobody
-submits until Retry-After has passed; after a 429 "Too many concurrent jobs" the concurrency
-estimate is lowered to what is in flight for a while. Waiting jobs are served round-robin
+state at Luma. At most `concurrency` slots are held; submissions are paced under the
+requests-per-minute allowance learned from Luma's X-RateLimit-* headers; after a 429 "Rate
+limit exceeded" nobody submits until Retry-After has passed; after a 429 "Too many concurrent
+jobs" the concurrency estimate is lowered to what is in flight for a while. Waiting jobs are served round-robin
 across users, so one person's fifty prompts do not starve a colleague's one.
 """
 
@@ -24,9 +25,14 @@ class _Waiter:
 
 
 class Scheduler:
-    def __init__(self, concurrency: int, *, clock=time.monotonic):
+    def __init__(self, concurrency: int, *, rate_window: float = 60.0, clock=time.monotonic):
         self.concurrency = concurrency
+        self.rate_window = rate_window
         self._clock = clock
+        # Requests-per-minute allowance learned from X-RateLimit-Limit; None until seen
+        # (missing headers: no pacing, 429s are still honoured).
+        self.rate_limit: int | None = None
+        self._recent: deque[float] = deque()  # when recent submissions were let through
         self._in_flight: set[str] = set()
         self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()  # user -> waiters, in turn order
         self._paused_until = 0.0
@@ -43,9 +49,20 @@ class Scheduler:
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def probe_period(self) -> float:
+        """How long a concurrency ceiling learned from a 429 is trusted before probing one slot
+        higher: 15 rate windows (15 minutes at Luma's scale), so probing costs at most a few
+        429s an hour."""
+        return 15 * self.rate_window
+
     def limit(self) -> int:
         if self._estimate_until and self._clock() >= self._estimate_until:
-            self._estimate, self._estimate_until = self.concurrency, 0.0
+            self._estimate += 1
+            if self._estimate >= self.concurrency:
+                self._estimate, self._estimate_until = self.concurrency, 0.0
+            else:
+                self._estimate_until = self._clock() + self.probe_period
         return self._estimate
 
     # -- admission -----------------------------------------------------------------------------
@@ -84,22 +101,53 @@ class Scheduler:
         self._paused_until = max(self._paused_until, self._clock() + max(0.0, retry_after))
 
     def too_many_concurrent(self, job_id: str, retry_after: float) -> None:
-        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is released): believe
-        that the account holds no more than what we have in flight, for `retry_after` s."""
+        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is released): the
+        account holds no more than what we have in flight. That ceiling is kept for a probe
+        period (see `limit`); the job waits for one of ours to finish."""
         others = len(self._in_flight - {job_id})
         if others == 0:
             # Someone else uses the account's slots: wait as told.
             self.rate_limited(retry_after)
         else:
             self._estimate = max(1, min(self._estimate, others))
-            self._estimate_until = self._clock() + max(1.0, retry_after)
+            self._estimate_until = self._clock() + max(retry_after, self.probe_period)
 
-    def quota_hint(self, remaining: int | None, reset_at_unix: float | None) -> None:
-        """From X-RateLimit-*: no requests left in the window means wait for its reset."""
+    def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None:
+        """From a create's X-RateLimit-* headers: learn the allowance; none left means wait for
+        the window's reset."""
+        if limit is not None and limit > 0:
+            self.rate_limit = limit
         if remaining is not None and remaining <= 0 and reset_at_unix is not None:
             wait = reset_at_unix - time.time()
             if wait > 0:
-                self.rate_limited(min(wait, 60.0))
+                self.rate_limited(min(wait, self.rate_window))
+
+    def _rate_wait(self) -> float:
+        """Seconds until one more submission fits the learned requests-per-minute allowance."""
+        if not self.rate_limit:
+            return 0.0
+        now = self._clock()
+        while self._recent and self._recent[0] <= now - self.rate_window:
+            self._recent.popleft()
+        if len(self._recent) < self.rate_limit:
+            return 0.0
+        return self._recent[0] + self.rate_window - now
+
+    def positions(self) -> dict[str, int]:
+        """Each waiting job's place in line (1 = next), following the round-robin order."""
+        queues = [list(q) for q in self._queues.values()]
+        order: dict[str, int] = {}
+        place, depth = 1, 0
+        while True:
+            took = False
+            for q in queues:
+                if depth < len(q):
+                    order[q[depth].job_id] = place
+                    place += 1
+                    took = True
+            if not took:
+                return order
+            depth += 1
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
@@ -120,7 +168,7 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
         while self._queues and len(self._in_flight) < self.limit():
-            pause = self.paused_for()
+            pause = max(self.paused_for(), self._rate_wait())
             if pause > 0:
                 loop = asyncio.get_running_loop()
                 self._timer = loop.call_later(pause, self._dispatch)
@@ -135,6 +183,7 @@ class Scheduler:
             if waiter.future.done():
                 continue
             self._in_flight.add(waiter.job_id)
+            self._recent.append(self._clock())
             waiter.future.set_result(None)
         if self._queues and self._estimate_until:
             # The lowered estimate expires by itself: look again then.

@@ -20,6 +20,7 @@ from .engine import Engine
 from .inputs import slack_file
 from .jobs.flags import EDIT_HINT, Flags, PromptError, edit_params, imagine_params
 from .jobs.models import ImageSource, Job, KnownImage, SlackFile
+from .jobs.quotas import Quotas
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,16 @@ def strip_mentions(text: str) -> str:
 
 
 class Studio:
-    def __init__(self, store: Store, engine: Engine):
+    def __init__(self, store: Store, engine: Engine, quotas: Quotas):
         self.store = store
         self.engine = engine
+        self.quotas = quotas
         self.bot_user_id: str | None = None
+
+    async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
+        """Price the job, check the limits (LimitReached), then hand it to the engine."""
+        await self.quotas.admit(job)
+        await self.engine.submit(job, dedupe_key=dedupe_key)
 
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
@@ -109,7 +116,7 @@ class Studio:
         params = imagine_params(text, defaults=defaults)
         job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
                   response_url=response_url, params=params)
-        await self.engine.submit(job, dedupe_key=dedupe_key)
+        await self._start(job, dedupe_key)
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
@@ -154,11 +161,11 @@ class Studio:
             source = latest.as_source()
         try:
             params = edit_params(text, source, refs=refs)
+            job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                      thread_ts=msg.root, params=params)
+            await self._start(job, msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
-        job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                  thread_ts=msg.root, params=params)
-        await self.engine.submit(job, dedupe_key=msg.key)
         return None
 
     # -- /edit ---------------------------------------------------------------------------------
@@ -173,11 +180,11 @@ class Studio:
             return NO_IMAGE_IN_CHANNEL
         try:
             params = edit_params(text, latest.as_source())
+            job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id,
+                      thread_ts=latest.thread_ts, response_url=response_url, params=params)
+            await self._start(job)
         except PromptError as exc:
             return str(exc)
-        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=latest.thread_ts,
-                  response_url=response_url, params=params)
-        await self.engine.submit(job)
         return None
 
     # -- the "Edit with Luma" shortcut ---------------------------------------------------------
@@ -197,7 +204,11 @@ class Studio:
         params = edit_params(text, target.source, model=model)
         job = Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id,
                   thread_ts=target.thread_ts, response_url=target.response_url, params=params)
-        await self.engine.submit(job, dedupe_key=dedupe_key)
+        await self._start(job, dedupe_key)
+
+    async def usage(self, team_id: str, user_id: str) -> str:
+        """`/luma usage`."""
+        return await self.quotas.report(team_id, user_id)
 
     # -- helpers -------------------------------------------------------------------------------
     async def _source_for(self, f: SlackFile) -> ImageSource:

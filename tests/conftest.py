@@ -90,11 +90,11 @@ class Harness:
 
     async def imagine(self, text: str, **kw) -> Job:
         """/imagine that must be accepted; returns the job once its status message exists."""
+        before = {j.id for j in await self.jobs()}
         status, body = await self.command(text, **kw)
         assert status == 200, body
         assert not body or not json.loads(body).get("text"), f"unexpected ack: {body}"
-        job = await self.wait_job(lambda j: j.status_ts is not None)
-        return job
+        return await self.wait_job(lambda j: j.id not in before and j.status_ts is not None)
 
     async def jobs(self) -> list[Job]:
         db = self.bot.store.db

@@ -7,6 +7,8 @@ failure reasons. Slack formatting (mrkdwn) is allowed; no internal detail or sec
 from __future__ import annotations
 
 RETRYABLE_FAILURE_CODES = frozenset({"generation_failed", "output_not_found", "rate_limited"})
+# Luma does not charge for these.
+REFUNDED_FAILURE_CODES = frozenset({"content_moderated", "generation_failed", "output_not_found"})
 
 FAILURE_MESSAGES: dict[str, str] = {
     # Asynchronous failures reported by Luma (state: failed).

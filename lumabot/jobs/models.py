@@ -139,6 +139,8 @@ class Job(BaseModel):
     completed_at: float | None = None     # Luma reported completed
     finished_at: float | None = None      # done or failed, as the user sees it
     settled: bool = False                 # the user has been told the outcome
+    cost_usd: float = 0.0                 # estimated price of one generation of this job
+    queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
 
     @property

@@ -37,11 +37,12 @@ def status_line(job: Job) -> str:
         return f":x: Failed after {_seconds(job)}: see the thread"
     if job.state in (JobState.GENERATING, JobState.DELIVERING):
         return ":art: Generating…"
+    place = f" · #{job.queue_position} in line" if job.queue_position else ""
     if job.waiting_reason == "capacity":
-        return ":hourglass: Queued: waiting for capacity at Luma"
+        return f":hourglass: Queued: waiting for capacity at Luma{place}"
     if job.waiting_reason == "retrying":
-        return ":repeat: Queued: Luma failed the first try, trying once more"
-    return ":hourglass_flowing_sand: Queued"
+        return f":repeat: Queued: Luma failed the first try, trying once more{place}"
+    return f":hourglass_flowing_sand: Queued{place}"
 
 
 def _verb(job: Job) -> str:

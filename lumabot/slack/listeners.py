@@ -75,8 +75,13 @@ def register(app: AsyncApp, studio: Studio) -> None:
             await ack()
 
     @app.command("/luma")
-    async def luma(ack):
-        await ack(response_type="ephemeral", text=blocks.LUMA_HELP)
+    async def luma(ack, command):
+        words = (command.get("text") or "").split()
+        if words[:1] == ["usage"]:
+            text = await studio.usage(command["team_id"], command["user_id"])
+        else:
+            text = blocks.LUMA_HELP
+        await ack(response_type="ephemeral", text=text)
 
     @app.event("app_mention")
     async def mention(event, body, client):

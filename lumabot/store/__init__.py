@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..jobs.models import Job, KnownImage
+from ..jobs.quotas import Usage
 
 
 class Store(Protocol):
@@ -37,6 +38,13 @@ class Store(Protocol):
         """The image lumabot made that was uploaded as this Slack file."""
 
     async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool: ...
+
+    async def count_waiting(self, team_id: str, user_id: str) -> int:
+        """Jobs of this person waiting for a Luma slot."""
+
+    async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
+                    refunded: frozenset[str] = frozenset()) -> Usage:
+        """Images and estimated spend since a time (a workspace, or one person)."""
 
 
 def open_store(database_url: str) -> Store:

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiosqlite
 
 from ..jobs.models import GenerationParams, Job, JobState, KnownImage, SlackFile
+from ..jobs.quotas import Usage
 
 # Numbered migrations: index + 1 is the schema version they bring the database to
 # (kept in PRAGMA user_version). Never edit a released one; append a new one.
@@ -66,13 +67,18 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX images_file ON images(channel_id, slack_file_id);
     CREATE INDEX images_by_file ON images(slack_file_id);
     """,
+    # 3: estimated cost of each job, for quotas and usage
+    """
+    ALTER TABLE jobs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_team_created ON jobs(team_id, created_at);
+    """,
 ]
 
 _COLUMNS = [
     "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline", "settled",
+    "finished_at", "deadline", "settled", "cost_usd",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -181,6 +187,33 @@ class SQLiteStore:
     async def jobs_by_state(self) -> dict[str, int]:
         async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
             return {state: n for state, n in await cur.fetchall()}
+
+    async def count_waiting(self, team_id: str, user_id: str) -> int:
+        """Jobs of this person waiting for a Luma slot (not submitted yet)."""
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
+            "AND state IN ('queued', 'submitting')", (team_id, user_id)) as cur:
+            return (await cur.fetchone())[0]
+
+    async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
+                    refunded: frozenset[str] = frozenset()) -> "Usage":
+        """Images and estimated spend since a time, for a workspace or one person in it. A job
+        counts as charged once it reached Luma, unless its last failure is one Luma refunds."""
+        marks = ", ".join("?" * len(refunded)) or "''"
+        sql = (
+            "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state != 'failed'), 0), "
+            "COALESCE(SUM(CASE WHEN attempts > 0 AND NOT (state = 'failed' AND "
+            f"COALESCE(failure_code, '') IN ({marks})) THEN cost_usd ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN settled = 0 AND attempts = 0 AND state != 'failed' "
+            "THEN cost_usd ELSE 0 END), 0) FROM jobs WHERE team_id = ? AND created_at >= ?"
+        )
+        args: list = [*sorted(refunded), team_id, since]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            args.append(user_id)
+        async with self.db.execute(sql, args) as cur:
+            images, requested, spend, pending = await cur.fetchone()
+        return Usage(images=images, requested=requested, spend=spend, pending=pending)
 
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:

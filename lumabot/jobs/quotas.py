@@ -1,0 +1,130 @@
+"""Cost and limits: what a job is estimated to cost, whether a person may start one more, and
+the usage report of `/luma usage`. Days are UTC days."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .failures import REFUNDED_FAILURE_CODES
+from .flags import PromptError
+from .models import GenerationParams, Job
+
+
+class LimitReached(PromptError):
+    """A limit stops this request; the message names it and when it resets."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    uni_1: float = 0.0404
+    uni_1_edit: float = 0.0434
+    uni_1_max: float = 0.1000
+    uni_1_max_edit: float = 0.1030
+    extra_reference: float = 0.0030
+
+    def of(self, params: GenerationParams) -> float:
+        """Estimated price of one generation (each reference beyond the first costs extra)."""
+        edit = params.type == "image_edit"
+        if params.model == "uni-1-max":
+            base = self.uni_1_max_edit if edit else self.uni_1_max
+        else:
+            base = self.uni_1_edit if edit else self.uni_1
+        return round(base + self.extra_reference * max(0, len(params.image_refs) - 1), 6)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_queued_per_user: int = 5
+    user_daily_images: int | None = None
+    daily_budget_usd: float | None = None
+
+
+@dataclass
+class Usage:
+    images: int = 0          # delivered
+    requested: int = 0       # delivered or still under way (what counts against a daily limit)
+    spend: float = 0.0       # estimated, for generations Luma charges for
+    pending: float = 0.0     # estimated cost of jobs not submitted yet
+
+
+def day_start(now: float) -> float:
+    d = datetime.fromtimestamp(now, timezone.utc)
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def resets(now: float) -> str:
+    """When the daily limits reset, as a user reads it."""
+    left = int(day_start(now) + 86400 - now)
+    hours, minutes = divmod(left // 60, 60)
+    return f"at 00:00 UTC (in {hours} h {minutes:02d} min)" if hours else f"at 00:00 UTC (in {minutes} min)"
+
+
+def _money(v: float) -> str:
+    return f"${v:,.2f}"
+
+
+class Quotas:
+    def __init__(self, store, prices: Prices, limits: Limits, *, clock=time.time):
+        self.store = store
+        self.prices = prices
+        self.limits = limits
+        self._clock = clock
+
+    async def usage(self, team_id: str, since: float, user_id: str | None = None) -> Usage:
+        return await self.store.usage(team_id, since, user_id=user_id, refunded=REFUNDED_FAILURE_CODES)
+
+    async def admit(self, job: Job) -> None:
+        """Price the job and check every limit; raises LimitReached (nothing is submitted)."""
+        job.cost_usd = self.prices.of(job.params)
+        limits, now = self.limits, self._clock()
+        waiting = await self.store.count_waiting(job.team_id, job.user_id)
+        if waiting >= limits.max_queued_per_user:
+            raise LimitReached(
+                f"You already have {waiting} images waiting in line (the limit is "
+                f"{limits.max_queued_per_user}). Wait for one of them to start, then try again.")
+        if limits.user_daily_images is not None:
+            mine = await self.usage(job.team_id, day_start(now), job.user_id)
+            if mine.requested >= limits.user_daily_images:
+                raise LimitReached(
+                    f"You have reached the daily limit of {limits.user_daily_images} images per "
+                    f"person. It resets {resets(now)}.")
+        if limits.daily_budget_usd is not None:
+            team = await self.usage(job.team_id, day_start(now))
+            if team.spend + team.pending + job.cost_usd > limits.daily_budget_usd + 1e-9:
+                raise LimitReached(
+                    f"The workspace has reached its daily Luma budget of "
+                    f"{_money(limits.daily_budget_usd)} ({_money(team.spend + team.pending)} spent or "
+                    f"committed today; this image would cost about {_money(job.cost_usd)}). "
+                    f"It resets {resets(now)}.")
+
+    async def report(self, team_id: str, user_id: str) -> str:
+        """`/luma usage`: the person's and the workspace's images and estimated spend."""
+        now = self._clock()
+        today, month = day_start(now), now - 30 * 86400
+        me_day, me_month = await self.usage(team_id, today, user_id), await self.usage(team_id, month, user_id)
+        ws_day, ws_month = await self.usage(team_id, today), await self.usage(team_id, month)
+
+        def line(day: Usage, month_: Usage) -> str:
+            return (f"today {day.images} images · {_money(day.spend)} · last 30 days "
+                    f"{month_.images} images · {_money(month_.spend)}")
+
+        limits = []
+        if self.limits.user_daily_images is not None:
+            left = max(0, self.limits.user_daily_images - me_day.requested)
+            limits.append(f"{self.limits.user_daily_images} images per person per day ({left} left for you)")
+        if self.limits.daily_budget_usd is not None:
+            left = max(0.0, self.limits.daily_budget_usd - ws_day.spend - ws_day.pending)
+            limits.append(f"{_money(self.limits.daily_budget_usd)} per day for the workspace "
+                          f"({_money(left)} left)")
+        limits.append(f"at most {self.limits.max_queued_per_user} images waiting in line per person")
+        lines = [
+            f"*You:* {line(me_day, me_month)}",
+            f"*Workspace:* {line(ws_day, ws_month)}",
+            "*Limits:* " + "; ".join(limits) + (f". Daily limits reset {resets(now)}."
+                                                if len(limits) > 1 else ". No daily limits are set."),
+            "_Spend is estimated from Luma's price list; failed images Luma refunds are not counted._",
+        ]
+        return "\n".join(lines)
+
