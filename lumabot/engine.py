@@ -31,6 +31,7 @@ from .luma.client import (
     LumaRejected,
     LumaUnavailable,
 )
+from .polling import PollPlanner
 from .scheduler import Scheduler
 from .slack import blocks
 from .store import Store
@@ -72,6 +73,8 @@ class Engine:
         self.config = config
         self._tasks: dict[str, asyncio.Task] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
+        self.polls = PollPlanner(first_poll_delay=config.first_poll_delay,
+                                 poll_interval=config.poll_interval)
         self._reporter: asyncio.Task | None = None
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
         # job id -> parameters with input images downloaded (kept in memory for a retry only)
@@ -288,7 +291,7 @@ class Engine:
     async def _poll(self, job: Job) -> None:
         cfg = self.config
         assert job.generation_id and job.submitted_at and job.deadline
-        next_poll = max(time.time(), job.submitted_at + cfg.first_poll_delay)
+        next_poll = max(time.time(), job.submitted_at + self.polls.first_poll_after(job.params.model))
         backoff = cfg.retry_backoff
         while True:
             await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
@@ -312,6 +315,8 @@ class Engine:
                                  extra={"job_id": job.id, "luma_request_id": e.request_id})
                 raise _JobFailed(e.code, str(e)) from None
             backoff = cfg.retry_backoff
+            if gen.state in ("completed", "failed"):
+                self.polls.record(job.params.model, time.time() - job.submitted_at)
             if gen.state == "completed":
                 self.scheduler.release(job.id)
                 if gen.output_url:
@@ -330,7 +335,7 @@ class Engine:
                 raise _JobFailed(code, gen.failure_reason)
             if time.time() >= job.deadline:
                 raise _JobFailed("timeout")
-            next_poll = time.time() + cfg.poll_interval
+            next_poll = time.time() + self.polls.interval(backlog=self.scheduler.waiting > 0)
 
     async def _deliver(self, job: Job) -> None:
         give_up = (job.completed_at or time.time()) + self.config.delivery_timeout

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import pytest
+
 from lumabot.jobs.models import JobState
-from lumabot.testing.fake_luma import Outcome
+from lumabot.testing.fake_luma import FakeLuma, Outcome
 
 N = 1000
 
@@ -55,12 +58,6 @@ async def test_one_thousand_pending_generations(start_bot, slack, luma):
 
 # -- admission under Luma's limits, fairness, quotas -----------------------------------------
 
-import json  # noqa: E402
-
-import pytest  # noqa: E402
-
-from lumabot.jobs.failures import FAILURE_MESSAGES  # noqa: E402
-from lumabot.testing.fake_luma import FakeLuma  # noqa: E402
 
 
 @pytest.fixture

@@ -1,0 +1,94 @@
+"""Capacity benchmark: 200 queued jobs from 20 users, Luma concurrency 10.
+
+Luma's latencies (30-60 s) and its 60 s rate window are scaled down 10x: generations take
+3 s +- 1 s, the rate window is 6 s (30 requests per window, the old default), lumabot polls
+every 0.2 s with a first poll after 2 s. Prints slot utilisation (busy slot-seconds over
+10 x wall time), failed jobs, 429s and how long each person waited for a first image.
+
+    python -m bench.capacity
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+
+from lumabot.jobs.models import JobState
+from lumabot.testing.fake_luma import FakeLuma
+
+from .common import rig, table
+
+JOBS, USERS, CONCURRENCY = 200, 20, 10
+
+
+async def run(seed: int = 7) -> dict:
+    rnd = random.Random(seed)
+    luma = FakeLuma(latency_fn=lambda: rnd.uniform(2.0, 4.0), concurrency_limit=CONCURRENCY,
+                    rpm_limit=30, rpm_window=6.0, concurrency_retry_after=6, image_long_side=32)
+    async with rig(luma, LUMABOT_LUMA_CONCURRENCY=str(CONCURRENCY), LUMABOT_LUMA_RATE_WINDOW="6",
+                   LUMABOT_POLL_INTERVAL="0.2", LUMABOT_FIRST_POLL_DELAY="2",
+                   LUMABOT_GENERATION_TIMEOUT="60", LUMABOT_MAX_QUEUED_PER_USER=str(JOBS),
+                   LUMABOT_QUEUE_UPDATE_INTERVAL="0.5") as r:
+        asked: dict[str, float] = {}
+        users = [f"U{i:02d}" for i in range(USERS)]
+        # Everyone asks for ten images, in a burst; the first user asks first.
+        t0 = time.monotonic()
+        for n in range(JOBS // USERS):
+            for u in users:
+                asked.setdefault(u, time.monotonic())
+                status, body, *_ = await r.command(f"{u} picture {n}", user_id=u)
+                assert status == 200 and not body, body
+        store = r.bot.store
+        while True:
+            async with store.db.execute("SELECT COUNT(*) FROM jobs WHERE settled = 0") as cur:
+                if (await cur.fetchone())[0] == 0:
+                    break
+            await asyncio.sleep(0.1)
+        wall_end = time.monotonic()
+        async with store.db.execute("SELECT user_id, state, finished_at, created_at FROM jobs") as cur:
+            rows = await cur.fetchall()
+        gens = list(luma.generations.values())
+        first_created = min(g.created_at for g in gens)
+        last_done = max(g.completes_at for g in gens)
+        busy = sum(g.completes_at - g.created_at for g in gens)
+        wall = last_done - first_created
+        firsts = {}
+        for user, state, finished_at, created_at in rows:
+            if state == JobState.DONE.value:
+                firsts[user] = min(firsts.get(user, 1e18), finished_at)
+        # created_at/finished_at are wall-clock; `asked` is monotonic: compare via t0 offsets.
+        base = min(r_[3] for r_ in rows)
+        waits = sorted(firsts[u] - base - (asked[u] - t0) for u in firsts)
+        return {
+            "utilisation": busy / (CONCURRENCY * wall),
+            "failed": sum(1 for r_ in rows if r_[1] != JobState.DONE.value),
+            "done": sum(1 for r_ in rows if r_[1] == JobState.DONE.value),
+            "429": luma.stats["429"], "429_rate": luma.stats["rate"],
+            "429_concurrency": luma.stats["concurrency"],
+            "wall": wall_end - t0, "first_wait_median": statistics.median(waits),
+            "first_wait_max": max(waits), "first_wait_min": min(waits),
+            "gets_per_job": luma.stats["gets"] / len(gens),
+        }
+
+
+def report(f: dict) -> str:
+    return table([
+        ("slot utilisation", f"{f['utilisation'] * 100:.1f} %", ">= 95 %", f["utilisation"] >= 0.95),
+        ("failed jobs", f"{f['failed']} of {f['done'] + f['failed']}", "0", f["failed"] == 0),
+        ("429s (rate / concurrency)", f"{f['429']} ({f['429_rate']} / {f['429_concurrency']})", "rare", None),
+        ("first image, per person", f"min {f['first_wait_min']:.1f} s, median {f['first_wait_median']:.1f} s, "
+                                    f"max {f['first_wait_max']:.1f} s", "", None),
+        ("Luma GETs per job", f"{f['gets_per_job']:.1f}", "", None),
+        ("wall time", f"{f['wall']:.1f} s", "", None),
+    ])
+
+
+def main() -> None:
+    print(f"capacity: {JOBS} jobs from {USERS} users, concurrency {CONCURRENCY}, latency 3 s +- 1 s (10x scaled)")
+    print(report(asyncio.run(run())))
+
+
+if __name__ == "__main__":
+    main()

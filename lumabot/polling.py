@@ -1,0 +1,39 @@
+"""When to poll a pending generation.
+
+- The first poll comes at a low quantile (5 %) of the latencies lumabot has recently seen for
+  that model, or after LUMABOT_FIRST_POLL_DELAY until it has seen enough: no GETs are spent
+  while an image is almost surely not ready, and few images finish before the first poll.
+- Then every LUMABOT_POLL_INTERVAL; four times as often while other jobs wait for a Luma
+  slot, because noticing a finished generation sooner frees its slot sooner (Luma does not
+  rate-limit GETs).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+BACKLOG_SPEEDUP = 4
+
+
+class PollPlanner:
+    def __init__(self, *, first_poll_delay: float, poll_interval: float, quantile: float = 0.05,
+                 window: int = 200, min_samples: int = 20):
+        self.first_poll_delay = first_poll_delay
+        self.poll_interval = poll_interval
+        self.quantile = quantile
+        self.min_samples = min_samples
+        self._latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+
+    def record(self, model: str, seconds: float) -> None:
+        """A generation of `model` was seen completed `seconds` after it was submitted."""
+        self._latencies[model].append(max(0.0, seconds))
+
+    def first_poll_after(self, model: str) -> float:
+        seen = self._latencies.get(model)
+        if not seen or len(seen) < self.min_samples:
+            return self.first_poll_delay
+        ordered = sorted(seen)
+        return ordered[int(self.quantile * (len(ordered) - 1))]
+
+    def interval(self, *, backlog: bool) -> float:
+        return self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval
