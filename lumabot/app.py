@@ -24,12 +24,17 @@ from .engine import Engine, EngineConfig
 from .inputs import InputImages
 from .jobs.quotas import Limits, Prices, Quotas
 from .luma.client import LumaClient
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .scheduler import Scheduler
 from .slack import listeners
 from .store import Store, open_store
 from .studio import Studio
 
 log = logging.getLogger(__name__)
+
+
+SHUTDOWN_GRACE = 10.0  # seconds uploads in progress get to finish on SIGTERM
 
 
 class StartupError(Exception):
@@ -57,14 +62,15 @@ class LumaBot:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
         self._slack_session = aiohttp.ClientSession()
         self.slack = slack_web_client(settings, self._slack_session)
+        self.metrics = Metrics()
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
-                               timeout=settings.luma_request_timeout)
-        self.delivery = Delivery(self.slack, self.http)
+                               timeout=settings.luma_request_timeout, metrics=self.metrics)
+        self.delivery = Delivery(self.slack, self.http, self.metrics)
         self.scheduler = Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
         self.inputs = InputImages(self.slack, self.http, settings.bot_token())
         self.engine = Engine(
             store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
-            inputs=self.inputs,
+            inputs=self.inputs, metrics=self.metrics,
             config=EngineConfig(
                 poll_interval=settings.poll_interval,
                 first_poll_delay=settings.first_poll_delay,
@@ -73,6 +79,7 @@ class LumaBot:
                 delivery_timeout=settings.delivery_timeout,
                 user_hash_salt=settings.user_hash_salt.get_secret_value(),
                 queue_update_interval=settings.queue_update_interval,
+                max_polls_per_second=settings.max_polls_per_second,
             ),
         )
         self.quotas = Quotas(
@@ -110,15 +117,19 @@ class LumaBot:
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
         self.engine.start_line_reporter()
+        self.metrics.start_loop_monitor()
         self.ready = True
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain: float = 0.0) -> None:
+        """Stop. With `drain`, creates and uploads in progress get that many seconds to finish;
+        every other job stays in the store for the next start."""
         self.ready = False
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
+        await self.engine.drain(drain) if drain else await self.engine.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.engine.stop()
+        self.metrics.stop()
         await self.luma.close()
         await self.http.aclose()
         await self.store.close()
@@ -130,7 +141,12 @@ class LumaBot:
         if slack_events:
             app.router.add_post("/slack/events", self._slack_events)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
         return app
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        self.engine.collect_metrics()
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         bolt_resp = await self.bolt.async_dispatch(await to_bolt_request(request))
@@ -169,14 +185,16 @@ async def run(settings: Settings, *, stop_event: asyncio.Event | None = None) ->
     bot = LumaBot(settings)
     stop_event = stop_event or asyncio.Event()
     try:
-        # /healthz is served from the first moment (503 until ready).
+        # /healthz is served from the first moment (503 until ready). In Socket Mode the
+        # port only serves /healthz and /metrics (LUMABOT_METRICS_PORT, else PORT).
         if settings.socket_mode:
-            await bot.serve_http(slack_events=False)
+            await bot.serve_http(slack_events=False, port=settings.metrics_port or settings.port)
             await bot.start()
             await bot.connect_socket_mode()
         else:
             await bot.serve_http()
             await bot.start()
         await stop_event.wait()
+        log.info("stopping: finishing uploads in progress, the rest stays queued for the next start")
     finally:
-        await bot.stop()
+        await bot.stop(drain=SHUTDOWN_GRACE)

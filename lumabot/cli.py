@@ -23,7 +23,7 @@ def _run(_args) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     price_uni_1_max: float = _env("LUMABOT_PRICE_UNI_1_MAX", 0.1000, ge=0)
     price_uni_1_max_edit: float = _env("LUMABOT_PRICE_UNI_1_MAX_EDIT", 0.1030, ge=0)
     price_extra_reference: float = _env("LUMABOT_PRICE_EXTRA_REFERENCE", 0.0030, ge=0)
+    max_polls_per_second: float = _env("LUMABOT_MAX_POLLS_PER_SECOND", 50.0, gt=0)
+    metrics_port: int | None = _env("LUMABOT_METRICS_PORT", None, ge=1, le=65535)
+    log_format: str = _env("LUMABOT_LOG_FORMAT", "text")
     log_level: str = _env("LUMABOT_LOG_LEVEL", "INFO")
     user_hash_salt: SecretStr = _env("LUMABOT_USER_HASH_SALT", SecretStr("lumabot-user-v1"))
 
@@ -89,7 +92,15 @@ class Settings(BaseSettings):
                              "(only SQLite is supported for now)")
         return v
 
-    @field_validator("user_daily_images", "daily_budget_usd", mode="before")
+    @field_validator("log_format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return v
+
+    @field_validator("user_daily_images", "daily_budget_usd", "metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, v):
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v

@@ -55,6 +55,13 @@ class OutputExpired(Exception):
     """The presigned output URL answered 403: get a fresh one from Luma."""
 
 
+def slack_error_name(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        return str(exc.response.get("error") or status) if status == 200 else str(status)
+    return type(exc).__name__
+
+
 def classify(exc: BaseException) -> DeliveryError:
     if isinstance(exc, DeliveryError):
         return exc
@@ -80,9 +87,10 @@ class Output:
 
 
 class Delivery:
-    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient):
+    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient, metrics=None):
         self.client = client
         self.http = http
+        self.metrics = metrics
         self._transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
 
     # -- messages ------------------------------------------------------------------------------
@@ -94,7 +102,7 @@ class Delivery:
                 blocks=blocks.status_blocks(job), unfurl_links=False, unfurl_media=False,
             )
         except Exception as exc:
-            raise classify(exc) from None
+            raise self._error("chat.postMessage", exc) from None
         return resp["ts"]
 
     async def update_status(self, job: Job) -> None:
@@ -104,7 +112,7 @@ class Delivery:
             await self.client.chat_update(channel=job.channel_id, ts=job.status_ts,
                                           text=blocks.status_text(job), blocks=blocks.status_blocks(job))
         except Exception as exc:
-            err = classify(exc)
+            err = self._error("chat.update", exc)
             # A lost status update is cosmetic; the thread still gets the outcome.
             log.warning("status update failed: %s", err, extra={"job_id": job.id})
 
@@ -113,7 +121,7 @@ class Delivery:
             await self.client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
                                                text=text, unfurl_links=False)
         except Exception as exc:
-            raise classify(exc) from None
+            raise self._error("chat.postMessage", exc) from None
 
     async def respond(self, response_url: str | None, text: str) -> bool:
         """An ephemeral message through a slash command's response_url (works where the bot
@@ -125,6 +133,14 @@ class Delivery:
             return r.status_code == 200
         except httpx.HTTPError:
             return False
+
+    def _error(self, method: str, exc: BaseException) -> DeliveryError:
+        err = classify(exc)
+        if self.metrics is not None:
+            api_url = getattr(getattr(exc, "response", None), "api_url", None) or ""
+            method = api_url.rstrip("/").rsplit("/", 1)[-1] if "/api/" in api_url else method
+            self.metrics.slack_errors.labels(method, slack_error_name(exc)).inc()
+        return err
 
     # -- output --------------------------------------------------------------------------------
     async def download(self, url: str) -> Output:
@@ -176,7 +192,7 @@ class Delivery:
         except (DeliveryError, OutputExpired):
             raise
         except Exception as exc:
-            raise classify(exc) from None
+            raise self._error("files.completeUploadExternal", exc) from None
 
     async def _already_shared(self, file_id: str, channel: str, *, wait: float = 0.0) -> bool:
         """True once files.info shows the file shared in `channel` (polls up to `wait` s)."""

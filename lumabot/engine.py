@@ -32,6 +32,7 @@ from .luma.client import (
     LumaUnavailable,
 )
 from .polling import PollPlanner
+from .metrics import Metrics
 from .scheduler import Scheduler
 from .slack import blocks
 from .store import Store
@@ -53,6 +54,12 @@ class EngineConfig:
     # messages are updated each time (chat.update is Tier 3, ~50 a minute per workspace).
     queue_update_interval: float = 5.0
     queue_updates_per_tick: int = 4
+    max_polls_per_second: float = 50.0
+
+
+def _ctx(job: Job) -> dict:
+    """Log context: one line per event carries the job, its generation and its channel."""
+    return {"job_id": job.id, "generation_id": job.generation_id, "channel": job.channel_id}
 
 
 class _JobFailed(Exception):
@@ -64,7 +71,8 @@ class _JobFailed(Exception):
 
 class Engine:
     def __init__(self, *, store: Store, luma: LumaClient, delivery: Delivery, scheduler: Scheduler,
-                 inputs: InputImages, config: EngineConfig):
+                 inputs: InputImages, config: EngineConfig, metrics: Metrics | None = None):
+        self.metrics = metrics or Metrics()
         self.store = store
         self.inputs = inputs
         self.luma = luma
@@ -74,7 +82,10 @@ class Engine:
         self._tasks: dict[str, asyncio.Task] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
         self.polls = PollPlanner(first_poll_delay=config.first_poll_delay,
-                                 poll_interval=config.poll_interval)
+                                 poll_interval=config.poll_interval,
+                                 max_polls_per_second=config.max_polls_per_second)
+        self._polling = 0  # generations being polled right now
+        self._critical: set[str] = set()  # jobs in a step a shutdown must not cut short
         self._reporter: asyncio.Task | None = None
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
         # job id -> parameters with input images downloaded (kept in memory for a retry only)
@@ -99,7 +110,7 @@ class Engine:
                 self.scheduler.hold(job.id)
             if job.state == JobState.SUBMITTING:
                 log.warning("resuming a job whose submit was interrupted; it is sent again",
-                            extra={"job_id": job.id})
+                            extra=_ctx(job))
             self._start(job)
         if jobs:
             log.info("resumed %d unfinished jobs", len(jobs))
@@ -137,6 +148,28 @@ class Engine:
 
     def queue_position(self, job_id: str) -> int | None:
         return self.scheduler.positions().get(job_id)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Shutdown: start nothing new, let creates and uploads in progress finish (up to
+        `timeout` s), then stop. Everything else stays in the store for the next start."""
+        self._stopping = True
+        until = asyncio.get_running_loop().time() + timeout
+        while self._critical and asyncio.get_running_loop().time() < until:
+            await asyncio.sleep(0.05)
+        if self._critical:
+            log.warning("stopping with %d uploads or submits unfinished", len(self._critical))
+        await self.stop()
+
+    def collect_metrics(self) -> None:
+        """Refresh the gauges (called when /metrics is scraped)."""
+        counts: dict[str, int] = {state.value: 0 for state in JobState if not state.finished}
+        for job in self._jobs.values():
+            if not job.state.finished:
+                counts[job.state.value] += 1
+        for state, n in counts.items():
+            self.metrics.jobs.labels(state).set(n)
+        self.metrics.queue_depth.set(self.scheduler.waiting)
+        self.metrics.in_flight.set(self.scheduler.in_flight)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -183,13 +216,14 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("job crashed", extra={"job_id": job.id})
+            log.exception("job crashed", extra=_ctx(job))
             await self._record_failure(job, "internal", None)
         finally:
             self.scheduler.release(job.id)
             self._output_urls.pop(job.id, None)
             self._prepared.pop(job.id, None)
         await self._settle(job)
+        self._critical.discard(job.id)
 
     async def _save(self, job: Job) -> None:
         await self.store.save_job(job)
@@ -211,7 +245,7 @@ class Engine:
             ts = await self._slack_retry(job, lambda: self.delivery.post_status(job))
         except DeliveryError as err:
             if not err.no_access:
-                log.error("could not post the status message: %s", err, extra={"job_id": job.id})
+                log.error("could not post the status message: %s", err, extra=_ctx(job))
             raise _JobFailed("not_in_channel" if err.no_access else "delivery_failed") from None
         job.status_ts = ts
         await self._save(job)
@@ -227,7 +261,7 @@ class Engine:
                 params = await self.inputs.materialize(job.params)
                 break
             except InputError as err:
-                log.info("input image problem: %s", err.code, extra={"job_id": job.id})
+                log.info("input image problem: %s", err.code, extra=_ctx(job))
                 if not err.transient or time.time() >= give_up:
                     raise _JobFailed(err.code, err.detail) from None
                 await asyncio.sleep(self._jitter(backoff))
@@ -240,9 +274,13 @@ class Engine:
         first_try = time.time()
         backoff = self.config.retry_backoff
         while True:
+            self._critical.discard(job.id)
+            if self._stopping:
+                raise asyncio.CancelledError()
             await self.scheduler.acquire(job.id, job.user_id, front=job.waiting_reason is not None)
             job.state = JobState.SUBMITTING
             job.submit_tries += 1
+            self._critical.add(job.id)  # never cut a create short: its answer is its only record
             await self._save(job)
             try:
                 gen, rate = await self.luma.create(params, user_id=luma_user_id(
@@ -254,7 +292,7 @@ class Engine:
                 else:
                     self.scheduler.rate_limited(e.retry_after)
                 log.info("luma 429 (%s): waiting", e.kind,
-                         extra={"job_id": job.id, "luma_request_id": e.request_id})
+                         extra={**_ctx(job), "luma_request_id": e.request_id})
                 await self._set_state(job, JobState.QUEUED, waiting_reason="capacity")
                 continue
             except LumaRejected as e:
@@ -262,15 +300,15 @@ class Engine:
                 if e.code == "misconfigured":
                     log.critical("LUMA REFUSED THE API KEY (%s %s): check LUMA_AGENTS_API_KEY and "
                                  "the Luma account", e.status, e,
-                                 extra={"job_id": job.id, "luma_request_id": e.request_id})
+                                 extra={**_ctx(job), "luma_request_id": e.request_id})
                 else:
                     log.warning("luma refused the request (%s): %s", e.status, e,
-                                extra={"job_id": job.id, "luma_request_id": e.request_id})
+                                extra={**_ctx(job), "luma_request_id": e.request_id})
                 raise _JobFailed(e.code, str(e)) from None
             except LumaUnavailable as e:
                 self.scheduler.release(job.id)
                 log.warning("luma create failed: %s", e,
-                            extra={"job_id": job.id, "luma_request_id": e.request_id})
+                            extra={**_ctx(job), "luma_request_id": e.request_id})
                 if e.maybe_created:
                     raise _JobFailed("submit_uncertain") from None
                 if time.time() - first_try > self.config.generation_timeout:
@@ -285,10 +323,18 @@ class Engine:
                                   queue_position=None,
                                   attempts=job.attempts + 1, submitted_at=now,
                                   deadline=now + self.config.generation_timeout)
-            log.info("submitted", extra={"job_id": job.id, "generation_id": gen.id})
+            self._critical.discard(job.id)
+            log.info("submitted", extra=_ctx(job))
             return
 
     async def _poll(self, job: Job) -> None:
+        self._polling += 1
+        try:
+            await self._poll_until_done(job)
+        finally:
+            self._polling -= 1
+
+    async def _poll_until_done(self, job: Job) -> None:
         cfg = self.config
         assert job.generation_id and job.submitted_at and job.deadline
         next_poll = max(time.time(), job.submitted_at + self.polls.first_poll_after(job.params.model))
@@ -299,24 +345,26 @@ class Engine:
                 gen = await self.luma.get(job.generation_id)
             except (LumaUnavailable, LumaRateLimited) as e:
                 log.info("luma get failed, retrying: %s", e,
-                         extra={"job_id": job.id, "generation_id": job.generation_id,
-                                "luma_request_id": e.request_id})
+                         extra={**_ctx(job), "luma_request_id": e.request_id})
                 if time.time() >= job.deadline:
                     raise _JobFailed("timeout") from None
                 next_poll = time.time() + self._jitter(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             except LumaNotFound:
-                log.error("luma does not know generation %s", job.generation_id, extra={"job_id": job.id})
+                log.error("luma does not know generation %s", job.generation_id, extra=_ctx(job))
                 raise _JobFailed("generation_failed") from None
             except LumaRejected as e:
                 if e.code == "misconfigured":
                     log.critical("LUMA REFUSED THE API KEY while polling (%s)", e.status,
-                                 extra={"job_id": job.id, "luma_request_id": e.request_id})
+                                 extra={**_ctx(job), "luma_request_id": e.request_id})
                 raise _JobFailed(e.code, str(e)) from None
             backoff = cfg.retry_backoff
             if gen.state in ("completed", "failed"):
-                self.polls.record(job.params.model, time.time() - job.submitted_at)
+                latency = time.time() - job.submitted_at
+                self.polls.record(job.params.model, latency)
+                if gen.state == "completed":
+                    self.metrics.generation_latency.labels(job.params.model).observe(latency)
             if gen.state == "completed":
                 self.scheduler.release(job.id)
                 if gen.output_url:
@@ -327,7 +375,7 @@ class Engine:
                 self.scheduler.release(job.id)
                 code = gen.failure_code or "generation_failed"
                 log.info("generation failed: %s (%s)", code, gen.failure_reason,
-                         extra={"job_id": job.id, "generation_id": job.generation_id})
+                         extra=_ctx(job))
                 if code in RETRYABLE_FAILURE_CODES and job.attempts < MAX_GENERATION_ATTEMPTS:
                     await self._set_state(job, JobState.QUEUED, generation_id=None,
                                           waiting_reason="retrying")
@@ -335,7 +383,8 @@ class Engine:
                 raise _JobFailed(code, gen.failure_reason)
             if time.time() >= job.deadline:
                 raise _JobFailed("timeout")
-            next_poll = time.time() + self.polls.interval(backlog=self.scheduler.waiting > 0)
+            next_poll = time.time() + self.polls.interval(backlog=self.scheduler.waiting > 0,
+                                                          polling=self._polling)
 
     async def _deliver(self, job: Job) -> None:
         give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
@@ -345,11 +394,12 @@ class Engine:
             try:
                 url = self._output_urls.get(job.id) or await self._fresh_output_url(job)
                 output = await self.delivery.download(url)
+                self._critical.add(job.id)  # a shutdown lets an upload in progress finish
                 await self.delivery.upload_image(job, output, lambda fid: self._remember_file(job, fid))
                 break
             except OutputExpired:
                 # Presigned URLs expire after an hour; every GET of the generation mints a new one.
-                log.info("output URL expired; asking Luma for a fresh one", extra={"job_id": job.id})
+                log.info("output URL expired; asking Luma for a fresh one", extra=_ctx(job))
                 self._output_urls.pop(job.id, None)
                 expired += 1
                 if expired == 1:
@@ -362,7 +412,7 @@ class Engine:
                 transient = (err.transient if isinstance(err, DeliveryError)
                              else isinstance(err, (LumaUnavailable, LumaRateLimited)))
                 log.warning("delivery failed (%s): %s", "will retry" if transient else "final", err,
-                            extra={"job_id": job.id, "generation_id": job.generation_id})
+                            extra=_ctx(job))
                 if not transient or time.time() >= give_up:
                     code = "download_failed" if not isinstance(err, DeliveryError) else "delivery_failed"
                     raise _JobFailed(code) from None
@@ -372,7 +422,9 @@ class Engine:
             channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
             generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
         await self._set_state(job, JobState.DONE, announce=False, finished_at=time.time())
-        log.info("delivered", extra={"job_id": job.id, "generation_id": job.generation_id})
+        if job.completed_at:
+            self.metrics.delivery_latency.observe(time.time() - job.completed_at)
+        log.info("delivered", extra=_ctx(job))
 
     async def _fresh_output_url(self, job: Job) -> str:
         assert job.generation_id
@@ -402,12 +454,13 @@ class Engine:
                 if job.root_ts:
                     await self._slack_retry(job, lambda: self.delivery.post_in_thread(job, text))
                 elif not await self.delivery.respond(job.response_url, text):
-                    log.warning("no way to tell the user about the failure", extra={"job_id": job.id})
+                    log.warning("no way to tell the user about the failure", extra=_ctx(job))
             except DeliveryError as err:
-                log.error("could not post the failure message: %s", err, extra={"job_id": job.id})
+                log.error("could not post the failure message: %s", err, extra=_ctx(job))
         await self.delivery.update_status(job)
         job.settled = True
         await self._save(job)
+        self.metrics.jobs_finished.labels(job.state.value).inc()
 
     async def _slack_retry(self, job: Job, call):
         """Run a Slack call, retrying transient errors with backoff (the SDK already retried
@@ -420,7 +473,7 @@ class Engine:
             except DeliveryError as err:
                 if not err.transient or time.time() >= give_up:
                     raise
-                log.warning("slack call failed, retrying: %s", err, extra={"job_id": job.id})
+                log.warning("slack call failed, retrying: %s", err, extra=_ctx(job))
                 await asyncio.sleep(self._jitter(backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
 

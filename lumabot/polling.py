@@ -6,6 +6,8 @@
 - Then every LUMABOT_POLL_INTERVAL; four times as often while other jobs wait for a Luma
   slot, because noticing a finished generation sooner frees its slot sooner (Luma does not
   rate-limit GETs).
+- With very many generations pending, intervals stretch so that all polls together stay under
+  LUMABOT_MAX_POLLS_PER_SECOND: the process stays responsive however much is pending.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ BACKLOG_SPEEDUP = 4
 
 class PollPlanner:
     def __init__(self, *, first_poll_delay: float, poll_interval: float, quantile: float = 0.05,
-                 window: int = 200, min_samples: int = 20):
+                 window: int = 200, min_samples: int = 20, max_polls_per_second: float = 50.0):
         self.first_poll_delay = first_poll_delay
         self.poll_interval = poll_interval
+        self.max_polls_per_second = max_polls_per_second
         self.quantile = quantile
         self.min_samples = min_samples
         self._latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
@@ -35,5 +38,7 @@ class PollPlanner:
         ordered = sorted(seen)
         return ordered[int(self.quantile * (len(ordered) - 1))]
 
-    def interval(self, *, backlog: bool) -> float:
-        return self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval
+    def interval(self, *, backlog: bool, polling: int = 1) -> float:
+        """Seconds to the next poll of one generation, `polling` being how many are polled."""
+        base = self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval
+        return max(base, polling / self.max_polls_per_second)

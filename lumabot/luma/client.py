@@ -161,8 +161,17 @@ def create_body(params: GenerationParams, user_id: str) -> dict:
 MAX_CONCURRENT_REQUESTS = 32
 
 
+def _outcome(exc: LumaError) -> str:
+    if isinstance(exc, LumaRateLimited):
+        return f"429_{exc.kind}"
+    if exc.status:
+        return str(exc.status)
+    return "unreachable"
+
+
 class LumaClient:
-    def __init__(self, *, api_key: str, base_url: str, timeout: float = 30.0):
+    def __init__(self, *, api_key: str, base_url: str, timeout: float = 30.0, metrics=None):
+        self._metrics = metrics
         self._gate = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._sdk = AsyncLuma(
             auth_token=api_key,
@@ -188,7 +197,10 @@ class LumaClient:
                 raw = await self._sdk.generations.with_raw_response.create(**create_body(params, user_id))
                 gen = await raw.parse()
         except luma_agents.LumaError as exc:
-            raise _translate(exc, creating=True) from None
+            err = _translate(exc, creating=True)
+            self._count("create", _outcome(err))
+            raise err from None
+        self._count("create", "ok")
         log.debug("luma create ok", extra={"generation_id": gen.id,
                                           "luma_request_id": raw.headers.get("x-request-id")})
         return _generation(gen), _rate_info(raw.headers)
@@ -198,8 +210,15 @@ class LumaClient:
             async with self._gate:
                 gen = await self._sdk.generations.get(generation_id)
         except luma_agents.LumaError as exc:
-            raise _translate(exc, creating=False) from None
+            err = _translate(exc, creating=False)
+            self._count("get", _outcome(err))
+            raise err from None
+        self._count("get", "ok")
         return _generation(gen)
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.luma_requests.labels(kind, outcome).inc()
 
 
 def _generation(gen) -> Generation:

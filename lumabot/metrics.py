@@ -1,0 +1,60 @@
+"""Prometheus metrics (prometheus-client), on one registry per bot so tests stay independent.
+
+Served at `GET /metrics`: in HTTP mode on PORT, in Socket Mode on LUMABOT_METRICS_PORT when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.jobs = Gauge("lumabot_jobs", "Jobs by state (live jobs of this process, finished ones since start)",
+                          ["state"], registry=r)
+        self.queue_depth = Gauge("lumabot_queue_depth", "Jobs waiting for a Luma slot", registry=r)
+        self.in_flight = Gauge("lumabot_luma_in_flight", "Generations in flight at Luma", registry=r)
+        self.luma_requests = Counter("lumabot_luma_requests", "Luma API requests by kind and outcome",
+                                     ["kind", "outcome"], registry=r)
+        self.generation_latency = Histogram(
+            "lumabot_generation_latency_seconds", "From submission to Luma seeing it completed",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.delivery_latency = Histogram(
+            "lumabot_delivery_latency_seconds", "From Luma reporting completed to the upload being complete",
+            buckets=DELIVERY_BUCKETS, registry=r)
+        self.slack_errors = Counter("lumabot_slack_api_errors", "Slack API errors by method",
+                                    ["method", "error"], registry=r)
+        self.jobs_finished = Counter("lumabot_jobs_finished", "Jobs finished, by outcome",
+                                     ["outcome"], registry=r)
+        self.loop_lag = Histogram("lumabot_event_loop_lag_seconds",
+                                  "How late the event loop ran a 100 ms timer", buckets=LAG_BUCKETS,
+                                  registry=r)
+        self._lag_task: asyncio.Task | None = None
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def start_loop_monitor(self, period: float = 0.1) -> None:
+        if self._lag_task is None:
+            self._lag_task = asyncio.create_task(self._monitor(period), name="loop-lag")
+
+    def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+
+    async def _monitor(self, period: float) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(period)
+            self.loop_lag.observe(max(0.0, time.perf_counter() - start - period))
