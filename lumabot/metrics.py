@@ -21,7 +21,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.jobs = Gauge("lumabot_jobs", "Jobs by state (live jobs of this process, finished ones since start)",
+        self.jobs = Gauge("lumabot_jobs", "Unfinished jobs of this process, by state",
                           ["state"], registry=r)
         self.queue_depth = Gauge("lumabot_queue_depth", "Jobs waiting for a Luma slot", registry=r)
         self.in_flight = Gauge("lumabot_luma_in_flight", "Generations in flight at Luma", registry=r)
