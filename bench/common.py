@@ -60,3 +60,242 @@ def table(rows: list[tuple[str, str, str, bool | None]]) -> str:
         mark = "" if ok is None else ("  ok" if ok else "  MISSED")
         lines.append(f"  {name:<{width}}  {value:>{vwidth}}  {target}{mark}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The bot as a subprocess (`python -m lumabot run`), fakes in this process: the bot's CPU, memory
+# and event loop are its own, as in production.
+# ----------------------------------------------------------------------------------------------
+
+import asyncio  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
+
+import aiohttp  # noqa: E402
+
+from lumabot.testing.fake_slack import sign_request, slash_command_payload  # noqa: E402
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BotProcess:
+    """`python -m lumabot run` in HTTP mode, in a subprocess (like tests/test_restart.py).
+    Its log goes to a file (a pipe nobody reads would block it once full)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path):
+        self.port = _free_port()
+        self.workdir = workdir
+        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
+                    **env, "PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}/slack/events"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "lumabot.log"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self._log = open(self.log_path, "wb")
+        # cwd: an empty folder, so no stray .env is read
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
+            stdout=self._log, stderr=self._log)
+        until = time.monotonic() + timeout
+        async with aiohttp.ClientSession(trust_env=False) as s:
+            while time.monotonic() < until:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"lumabot exited: {self.log_path.read_text()[-2000:]}")
+                try:
+                    async with s.get(f"{self.base}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("lumabot did not become healthy")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    # -- what the kernel says about the process ------------------------------------------------
+    def rss_bytes(self) -> int:
+        return _status_kb(self.pid, "VmRSS") * 1024
+
+    def peak_rss_bytes(self) -> int:
+        """High-water mark of the resident set since the process started."""
+        return _status_kb(self.pid, "VmHWM") * 1024
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the bot process (all its threads)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
+
+    async def metrics(self) -> "Scrape":
+        async with aiohttp.ClientSession(trust_env=False) as s:
+            async with s.get(f"{self.base}/metrics") as r:
+                return Scrape.parse(await r.text())
+
+
+def _status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+class Poster:
+    """Plays Slack sending signed slash commands to the bot over keep-alive connections."""
+
+    def __init__(self, slack: FakeSlack, url: str, *, connections: int = 100, timeout: float = 60.0):
+        self.slack, self.url = slack, url
+        self.session = aiohttp.ClientSession(
+            trust_env=False, connector=aiohttp.TCPConnector(limit=connections),
+            timeout=aiohttp.ClientTimeout(total=timeout))
+
+    async def command(self, text: str, *, user_id: str, channel_id: str = "C1",
+                      command: str = "/imagine") -> tuple[int, str, float]:
+        """(HTTP status, body, seconds from sending the request to the whole answer)."""
+        payload = slash_command_payload(command, text, user_id=user_id, channel_id=channel_id,
+                                        team_id=self.slack.team_id, api_app_id=self.slack.app_id)
+        payload = self.slack.prepare_outgoing("slash_commands", payload)
+        body = urlencode(payload).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   **sign_request(body, self.slack.signing_secret)}
+        t0 = time.perf_counter()
+        async with self.session.post(self.url, data=body, headers=headers) as resp:
+            text_ = await resp.text()
+        return resp.status, text_, time.perf_counter() - t0
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@dataclass
+class ProcRig:
+    proc: BotProcess
+    slack: FakeSlack
+    luma: FakeLuma
+    poster: Poster
+
+    async def command(self, text: str, *, user_id: str, channel_id: str = "C1"):
+        return await self.poster.command(text, user_id=user_id, channel_id=channel_id)
+
+
+@asynccontextmanager
+async def proc_rig(luma: FakeLuma, slack: FakeSlack | None = None, *, connections: int = 100, **env: str):
+    """Start the fakes here and lumabot as a subprocess; `env` overrides lumabot's settings."""
+    slack = slack or FakeSlack()
+    await slack.start()
+    await luma.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = BotProcess({
+            "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url, "LUMA_AGENTS_API_KEY": luma.api_key,
+            "LUMA_BASE_URL": luma.base_url, "LUMABOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+            "LUMABOT_HOST": "127.0.0.1", "LUMABOT_LOG_LEVEL": "WARNING", **env}, Path(tmp))
+        poster = None
+        try:
+            await proc.start()
+            poster = Poster(slack, proc.url, connections=connections)
+            yield ProcRig(proc=proc, slack=slack, luma=luma, poster=poster)
+        finally:
+            if poster is not None:
+                await poster.close()
+            await proc.stop()
+            await luma.stop()
+            await slack.stop()
+
+
+# ----------------------------------------------------------------------------------------------
+# Prometheus text, and quantiles from histogram buckets
+# ----------------------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class Scrape:
+    samples: dict[tuple[str, frozenset], float]
+
+    @classmethod
+    def parse(cls, text: str) -> "Scrape":
+        samples = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = _SAMPLE.match(line)
+            if m:
+                labels = frozenset(_LABEL.findall(m.group(2) or ""))
+                samples[(m.group(1), labels)] = float(m.group(3))
+        return cls(samples)
+
+    def value(self, name: str, **labels: str) -> float:
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+
+    def buckets(self, name: str, **labels: str) -> dict[float, float]:
+        """Cumulative counts by upper bound (le) of histogram `name`, summed over other labels."""
+        out: dict[float, float] = {}
+        want = set(labels.items())
+        for (n, ls), v in self.samples.items():
+            if n == f"{name}_bucket" and want <= ls:
+                le = float(dict(ls)["le"])
+                out[le] = out.get(le, 0.0) + v
+        return dict(sorted(out.items()))
+
+
+def bucket_delta(after: dict[float, float], before: dict[float, float] | None) -> dict[float, float]:
+    before = before or {}
+    return {le: n - before.get(le, 0.0) for le, n in after.items()}
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile `q` (inf when it is past the last bound)."""
+    total = cumulative.get(float("inf"), max(cumulative.values(), default=0.0))
+    if total <= 0:
+        return float("nan")
+    for le, n in cumulative.items():
+        if n >= q * total:
+            return le
+    return float("inf")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of raw values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    import math
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def fmt_seconds(s: float) -> str:
+    if s != s:
+        return "n/a"
+    if s == float("inf"):
+        return "over the last bucket"
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"

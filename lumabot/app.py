@@ -114,6 +114,7 @@ class LumaBot:
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
         self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
+        self.studio.team_url = auth.get("url")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
         self.engine.start_line_reporter()

@@ -134,6 +134,44 @@ class Delivery:
         except httpx.HTTPError:
             return False
 
+    async def post_actions(self, job: Job) -> str | None:
+        """The buttons under a delivered image (once the image is in the thread, so they come
+        after it). Returns the message ts; None if it could not be posted (cosmetic)."""
+        try:
+            if job.slack_file_id:
+                await self._already_shared(job.slack_file_id, job.channel_id, wait=5.0)
+            resp = await self.client.chat_postMessage(
+                channel=job.channel_id, thread_ts=job.root_ts, text=blocks.RESULT_ACTIONS_TEXT,
+                blocks=blocks.result_actions(job))
+            return resp["ts"]
+        except Exception as exc:
+            log.warning("could not post the buttons: %s", self._error("chat.postMessage", exc))
+            return None
+
+    async def delete_result(self, job: Job) -> None:
+        """Remove the delivered image and its buttons from Slack."""
+        try:
+            if job.slack_file_id:
+                try:
+                    await self.client.files_delete(file=job.slack_file_id)
+                except SlackApiError as exc:
+                    if exc.response.get("error") != "file_not_found":
+                        raise
+            if job.actions_ts:
+                try:
+                    await self.client.chat_delete(channel=job.channel_id, ts=job.actions_ts)
+                except SlackApiError as exc:
+                    if exc.response.get("error") != "message_not_found":
+                        raise
+        except Exception as exc:
+            raise self._error("files.delete", exc) from None
+
+    async def open_view(self, trigger_id: str, view: dict) -> None:
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except Exception as exc:
+            raise self._error("views.open", exc) from None
+
     def _error(self, method: str, exc: BaseException) -> DeliveryError:
         err = classify(exc)
         if self.metrics is not None:

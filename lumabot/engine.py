@@ -421,7 +421,10 @@ class Engine:
         await self.store.record_image(KnownImage(
             channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
             generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
-        await self._set_state(job, JobState.DONE, announce=False, finished_at=time.time())
+        finished_at = time.time()
+        if not job.actions_ts:
+            job.actions_ts = await self.delivery.post_actions(job)
+        await self._set_state(job, JobState.DONE, announce=False, finished_at=finished_at)
         if job.completed_at:
             self.metrics.delivery_latency.observe(time.time() - job.completed_at)
         log.info("delivered", extra=_ctx(job))

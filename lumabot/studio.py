@@ -18,8 +18,16 @@ from pydantic import BaseModel
 
 from .engine import Engine
 from .inputs import slack_file
-from .jobs.flags import EDIT_HINT, Flags, PromptError, edit_params, imagine_params
-from .jobs.models import ImageSource, Job, KnownImage, SlackFile
+from .jobs.flags import (
+    EDIT_HINT,
+    Flags,
+    PromptError,
+    build_params,
+    edit_params,
+    imagine_params,
+    parse_prompt,
+)
+from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, SlackFile
 from .jobs.quotas import Quotas
 from .store import Store
 
@@ -39,6 +47,9 @@ EDIT_USAGE = (
     "To edit another image, reply in its thread, mention @lumabot with it attached, or use the "
     "message shortcut *Edit with Luma*."
 )
+ONLY_REQUESTER = "Only the person who asked for this image (or a workspace admin) can delete it."
+ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
+
 NO_IMAGE_IN_MESSAGE = (
     "This message has no image lumabot can edit. Use *Edit with Luma* on a message with an image, "
     "or reply in an image's thread with what to change."
@@ -102,6 +113,7 @@ class Studio:
         self.engine = engine
         self.quotas = quotas
         self.bot_user_id: str | None = None
+        self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
 
     async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
         """Price the job, check the limits (LimitReached), then hand it to the engine."""
@@ -209,6 +221,82 @@ class Studio:
     async def usage(self, team_id: str, user_id: str) -> str:
         """`/luma usage`."""
         return await self.quotas.report(team_id, user_id)
+
+    # -- /imagine's form -----------------------------------------------------------------------
+    async def imagine_from_form(self, *, team_id: str, user_id: str, channel_id: str, prompt: str,
+                                aspect_ratio: str | None, model: str | None, output_format: str | None,
+                                refs: list[dict], response_url: str | None, dedupe_key: str) -> None:
+        """Submit the `/imagine` form: choices in the form are defaults, flags typed in the
+        prompt win. Raises PromptError with the field it is about."""
+        files = [f for f in map(slack_file, refs) if f.id]
+        if len(files) > MAX_EDIT_REFS:
+            raise PromptError(f"At most {MAX_EDIT_REFS} reference images, please.", field="refs")
+        not_images = [f.name or f.id for f in files if not f.maybe_image]
+        if not_images:
+            raise PromptError(f"{', '.join(not_images)} is not an image.", field="refs")
+        text, typed = parse_prompt(prompt)
+        chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format)
+        params = build_params(text, typed, defaults=chosen,
+                              refs=[ImageSource(slack_file=f) for f in files])
+        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id,
+                  response_url=response_url, params=params)
+        await self._start(job, dedupe_key)
+
+    # -- the buttons under an image ------------------------------------------------------------
+    async def rerun(self, job_id: str, *, team_id: str, user_id: str, max_model: bool,
+                    action_key: str) -> str | None:
+        """Reroll (same prompt and parameters) or render again with uni-1-max, into the same
+        thread. A double click or a retried action starts one job. Returns a message for the
+        person when nothing starts."""
+        job = await self.store.get_job(job_id)
+        if job is None or not job.root_ts:
+            return "That image is no longer known to lumabot."
+        if not await self.store.claim_key(action_key, window=ACTION_WINDOW):
+            return None
+        params = job.params.model_copy(update={"model": "uni-1-max"} if max_model else {})
+        again = Job(team_id=team_id, user_id=user_id, channel_id=job.channel_id,
+                    thread_ts=job.root_ts, params=params)
+        try:
+            await self._start(again)
+        except PromptError as exc:
+            return str(exc)
+        return None
+
+    async def result_target(self, job_id: str) -> ShortcutTarget | None:
+        """What the Edit button edits: that job's image, into its thread."""
+        job = await self.store.get_job(job_id)
+        if job is None or not job.generation_id or job.deleted or not job.root_ts:
+            return None
+        return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts,
+                              source=ImageSource(generation_id=job.generation_id))
+
+    async def delete(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
+        """Delete a result: only the person who asked, or a workspace admin or owner."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.deleted:
+            return None
+        if job.user_id != user_id and not is_admin:
+            return ONLY_REQUESTER
+        await self.engine.delivery.delete_result(job)
+        job.deleted = True
+        await self.store.save_job(job)
+        return None
+
+    # -- App Home ------------------------------------------------------------------------------
+    async def home(self, team_id: str, user_id: str) -> tuple[list[Job], dict[str, str], str]:
+        """The person's last 20 jobs, links to their threads, and their usage against limits."""
+        jobs = await self.store.recent_jobs(team_id, user_id, limit=20)
+        links = {j.id: link for j in jobs if (link := self.permalink(j))}
+        return jobs, links, await self.quotas.report(team_id, user_id)
+
+    def permalink(self, job: Job) -> str | None:
+        if not self.team_url or not job.status_ts:
+            return None
+        base = f"{self.team_url.rstrip('/')}/archives/{job.channel_id}/p{job.status_ts.replace('.', '')}"
+        return f"{base}?thread_ts={job.thread_ts}&cid={job.channel_id}" if job.thread_ts else base
+
+    def limits_text(self) -> str:
+        return self.quotas.limits_text()
 
     # -- helpers -------------------------------------------------------------------------------
     async def _source_for(self, f: SlackFile) -> ImageSource:

@@ -138,7 +138,7 @@ async def test_unrelated_threads_and_plain_messages_are_ignored(harness):
     await h.slack.post_event(h.url, {**message_event("x", channel="C1"), "subtype": "message_deleted"})
     assert len(h.luma.creates) == 1
     assert h.slack.count_calls("chat.postEphemeral") == 0
-    assert h.slack.count_calls("chat.postMessage") == 1  # only the first status message
+    assert h.slack.count_calls("chat.postMessage") == 2  # the first status message and its buttons
 
 
 async def test_lumabot_own_messages_are_ignored(harness):

@@ -121,16 +121,17 @@ async def test_prompt_of_exactly_6000_chars_is_accepted(harness):
     assert len(h.luma.creates[0]["prompt"]) == 6000
 
 
-async def test_empty_imagine_gets_usage_help(harness):
+async def test_empty_imagine_opens_the_form(harness):
     status, body = await harness.command("")
-    reply = json.loads(body)
-    assert reply["response_type"] == "ephemeral"
-    assert "/imagine" in reply["text"] and "--ar" in reply["text"]
+    assert status == 200 and not body
+    await harness.slack.wait_for(lambda: len(harness.slack.views) == 1)
+    assert harness.slack.views[0].view["callback_id"] == "imagine_modal"
     assert harness.luma.requests == []
 
 
-async def test_luma_command_answers_with_usage_help(harness):
-    status, body = await harness.command("", command="/luma")
+@pytest.mark.parametrize("text", ["", "help", "what"])
+async def test_luma_command_answers_with_help(harness, text):
+    status, body = await harness.command(text, command="/luma")
     reply = json.loads(body)
     assert status == 200 and reply["response_type"] == "ephemeral"
     assert "/imagine" in reply["text"] and "--max" in reply["text"]

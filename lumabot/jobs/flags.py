@@ -26,7 +26,12 @@ from .models import (
 
 
 class PromptError(ValueError):
-    """Bad input; the message is meant for the user."""
+    """Bad input; the message is meant for the user. `field` names the input it is about
+    (prompt, aspect_ratio, model, format, refs), for forms."""
+
+    def __init__(self, message: str, *, field: str = "prompt"):
+        super().__init__(message)
+        self.field = field
 
 
 class Flags(BaseModel):
@@ -137,18 +142,18 @@ def _validate_flags(values: dict[str, str]) -> Flags:
         ar = values["ar"].replace("x", ":").replace("X", ":")
         if ar not in ASPECT_RATIOS:
             raise PromptError(f"`{values['ar']}` is not an aspect ratio uni-1 can make. "
-                              f"{_value_hint('ar')}")
+                              f"{_value_hint('ar')}", field="aspect_ratio")
         flags.aspect_ratio = ar
     if "model" in values:
         model = values["model"].lower()
         if model not in MODELS:
-            raise PromptError(f"Unknown model `{values['model']}`. {_value_hint('model')}")
+            raise PromptError(f"Unknown model `{values['model']}`. {_value_hint('model')}", field="model")
         flags.model = model
     if "format" in values:
         fmt = values["format"].lower()
         fmt = "jpeg" if fmt == "jpg" else fmt
         if fmt not in FORMATS:
-            raise PromptError(f"Unknown format `{values['format']}`. {_value_hint('format')}")
+            raise PromptError(f"Unknown format `{values['format']}`. {_value_hint('format')}", field="format")
         flags.output_format = fmt
     if "style" in values:
         style = values["style"].lower()
@@ -164,7 +169,8 @@ def _check_length(prompt: str) -> None:
                           f"{MAX_PROMPT_CHARS:,}. Please shorten it.")
 
 
-def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None) -> GenerationParams:
+def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None,
+                 refs: list[ImageSource] | None = None) -> GenerationParams:
     """Text-to-image parameters from a prompt and its flags, checked as Luma would check them."""
     prompt = prompt.strip()
     if not prompt:
@@ -178,7 +184,7 @@ def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None) ->
         elif aspect_ratio not in PORTRAIT_RATIOS:
             portrait = sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index)
             raise PromptError(f"`--style manga` needs a portrait aspect ratio, not `{aspect_ratio}`. "
-                              f"Use one of {_one_of(portrait)}.")
+                              f"Use one of {_one_of(portrait)}.", field="aspect_ratio")
     return GenerationParams(
         prompt=prompt,
         type="image",
@@ -186,6 +192,7 @@ def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None) ->
         aspect_ratio=aspect_ratio,
         style=f.style if f.style and f.style != "auto" else None,
         output_format=f.output_format,
+        image_refs=list(refs or []),
     )
 
 

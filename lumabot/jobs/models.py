@@ -140,6 +140,8 @@ class Job(BaseModel):
     finished_at: float | None = None      # done or failed, as the user sees it
     settled: bool = False                 # the user has been told the outcome
     cost_usd: float = 0.0                 # estimated price of one generation of this job
+    actions_ts: str | None = None         # the message with buttons under the delivered image
+    deleted: bool = False                 # the requester (or an admin) deleted the result
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
 

@@ -99,6 +99,18 @@ class Quotas:
                     f"committed today; this image would cost about {_money(job.cost_usd)}). "
                     f"It resets {resets(now)}.")
 
+    def limits_text(self) -> str:
+        parts = [f"at most {self.limits.max_queued_per_user} images waiting in line per person"]
+        if self.limits.user_daily_images is not None:
+            parts.append(f"{self.limits.user_daily_images} images per person per day")
+        if self.limits.daily_budget_usd is not None:
+            parts.append(f"{_money(self.limits.daily_budget_usd)} of estimated Luma spend per day "
+                         "for the workspace")
+        text = "; ".join(parts) + "."
+        if len(parts) > 1:
+            text += " Daily limits reset at 00:00 UTC."
+        return text + " Prompts up to 6,000 characters; input images up to 50 MB."
+
     async def report(self, team_id: str, user_id: str) -> str:
         """`/luma usage`: the person's and the workspace's images and estimated spend."""
         now = self._clock()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from datetime import datetime, timezone
+
 from ..jobs.failures import failure_message
 from ..jobs.flags import FLAG_HELP
-from ..jobs.models import Job, JobState
+from ..jobs.models import ASPECT_RATIOS, Job, JobState
 
 SECTION_LIMIT = 3000
 ALT_TEXT_LIMIT = 1000
@@ -88,6 +90,116 @@ USAGE = (
     "The image arrives in a thread under the status message."
 )
 
+RATIO_SHAPES = {
+    "3:1": "panorama", "2:1": "wide", "16:9": "landscape, widescreen", "3:2": "landscape, photo",
+    "1:1": "square", "2:3": "portrait, photo", "9:16": "portrait, phone", "1:2": "tall",
+    "1:3": "very tall",
+}
+IMAGINE_MODAL_ID = "imagine_modal"
+RESULT_ACTIONS = ("reroll", "edit", "max", "delete")
+
+
+def _button(text: str, action_id: str, value: str, **extra) -> dict:
+    return {"type": "button", "text": _plain(text), "action_id": action_id, "value": value, **extra}
+
+
+def result_actions(job: Job) -> list[dict]:
+    """The buttons under a delivered image."""
+    buttons = [_button("Reroll", "reroll", job.id), _button("Edit", "edit", job.id)]
+    if job.params.model != "uni-1-max":
+        buttons.append(_button("uni-1-max", "max", job.id))
+    buttons.append(_button("Delete", "delete", job.id, style="danger", confirm={
+        "title": _plain("Delete this image?"), "text": _plain("The image and these buttons are removed."),
+        "confirm": _plain("Delete"), "deny": _plain("Keep it")}))
+    return [{"type": "actions", "block_id": "result", "elements": buttons}]
+
+
+RESULT_ACTIONS_TEXT = "Reroll, edit, render with uni-1-max, or delete this image"
+
+
+def _select(action_id: str, values: list[tuple[str, str]], initial: str | None = None,
+            placeholder: str | None = None) -> dict:
+    options = [{"text": _plain(label), "value": value} for value, label in values]
+    element: dict = {"type": "static_select", "action_id": action_id, "options": options}
+    if initial is not None:
+        element["initial_option"] = next(o for o in options if o["value"] == initial)
+    if placeholder:
+        element["placeholder"] = _plain(placeholder)
+    return element
+
+
+def imagine_modal(private_metadata: str) -> dict:
+    """`/imagine` with no text: a form for the prompt and every option."""
+    ratios = [(r, f"{r} · {RATIO_SHAPES[r]}") for r in ASPECT_RATIOS]
+    return {
+        "type": "modal",
+        "callback_id": IMAGINE_MODAL_ID,
+        "title": _plain("Imagine with Luma"),
+        "submit": _plain("Imagine"),
+        "close": _plain("Cancel"),
+        "private_metadata": private_metadata,
+        "blocks": [
+            {"type": "input", "block_id": "prompt", "label": _plain("What do you want to see?"),
+             "element": {"type": "plain_text_input", "action_id": "prompt", "multiline": True,
+                         "max_length": 3000, "placeholder": _plain("a lighthouse at dusk, oil painting")}},
+            {"type": "input", "block_id": "aspect_ratio", "label": _plain("Aspect ratio"), "optional": True,
+             "element": _select("aspect_ratio", ratios, placeholder="Let the model choose")},
+            {"type": "input", "block_id": "model", "label": _plain("Model"),
+             "element": _select("model", [("uni-1", "uni-1"), ("uni-1-max", "uni-1-max (best, pricier)")],
+                                initial="uni-1")},
+            {"type": "input", "block_id": "format", "label": _plain("Format"), "optional": True,
+             "element": _select("format", [("png", "PNG"), ("jpeg", "JPEG")], placeholder="Let the model choose")},
+            {"type": "input", "block_id": "refs", "label": _plain("Reference images"), "optional": True,
+             "element": {"type": "file_input", "action_id": "refs", "max_files": 8,
+                         "filetypes": ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tiff"]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                "References guide the style or content (up to 8). Flags typed in the prompt work too."}]},
+        ],
+    }
+
+
+def _when(ts: float) -> str:
+    return f"<!date^{int(ts)}^{{date_short_pretty}} at {{time}}|" \
+           f"{datetime.fromtimestamp(ts, timezone.utc):%Y-%m-%d %H:%M} UTC>"
+
+
+def home_view(jobs: list[Job], links: dict[str, str], usage: str) -> dict:
+    """App Home: the person's latest generations, their usage, a short how-to (< 100 blocks)."""
+    blocks: list[dict] = [
+        {"type": "header", "text": _plain("Your images")},
+    ]
+    if not jobs:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
+                       "Nothing yet. Type `/imagine a lighthouse at dusk` in a channel lumabot is in."}})
+    for job in jobs[:20]:
+        state = re.sub(r"^:[a-z_]+: ", "", status_line(job))
+        if job.deleted:
+            state = "deleted"
+        link = links.get(job.id)
+        where = f" · <{link}|open the thread>" if link else ""
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                       "text": f"*{_clip(job.params.prompt, 200)}*\n{job.params.describe()} · {state}"}})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                       "text": f"{_when(job.created_at)} in <#{job.channel_id}>{where}"}]})
+    blocks += [
+        {"type": "divider"},
+        {"type": "header", "text": _plain("Usage")},
+        {"type": "section", "text": {"type": "mrkdwn", "text": usage}},
+        {"type": "divider"},
+        {"type": "header", "text": _plain("How to")},
+        {"type": "section", "text": {"type": "mrkdwn", "text": HOW_TO}},
+    ]
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+HOW_TO = (
+    "• `/imagine <prompt> [flags]` in a channel makes an image; `/imagine` alone opens a form.\n"
+    "• Reply in an image's thread with what to change; use the buttons under an image to reroll, "
+    "edit, render with uni-1-max or delete it.\n"
+    "• `/luma help` lists every command, flag and limit."
+)
+
+
 LUMA_HELP = (
     "*lumabot* makes and edits images with Luma's uni-1 models.\n"
     f"{USAGE}\n"
@@ -96,6 +208,31 @@ LUMA_HELP = (
     "change>` for the latest image in the channel, or the message shortcut *Edit with Luma*.\n"
     "*Commands:* `/imagine` makes an image, `/edit` edits one, `/luma help` shows this help."
 )
+
+
+def full_help(limits: str) -> str:
+    """`/luma help`: every command, flag, flow and limit in one message."""
+    return "\n".join([
+        "*lumabot* makes and edits images with Luma's uni-1 models. The result lands in a thread.",
+        "*Commands*",
+        "• `/imagine <prompt> [flags]`: a new image; `/imagine` alone opens a form (ratio, model, "
+        "format, up to 8 reference images).",
+        "• `/edit <what to change> [flags]`: edits the latest image lumabot knows of in this channel, "
+        "into that image's thread.",
+        "• `/luma usage`: your images and estimated spend, the workspace's, and the limits.",
+        "• `/luma session start [flags] [theme]`, `/luma session`, `/luma session stop`: a creative "
+        "session in which every message in the channel becomes a prompt.",
+        "• `/luma help`: this message.",
+        f"*Flags* (anywhere in the text): {FLAG_HELP}. `--ar` does not apply to edits: they keep the "
+        "image's shape.",
+        "*Editing* (slash commands do not work in threads, so):",
+        "• reply in a lumabot thread with what to change: it edits the newest image there; replies chain;",
+        "• attach images to a reply: the first is edited, up to 8 more are references;",
+        "• mention @lumabot with an image attached, anywhere: it edits that image in that thread;",
+        "• the message shortcut *Edit with Luma* on any message with an image;",
+        "• the buttons under each image: Reroll, Edit, uni-1-max, Delete (the requester or an admin).",
+        f"*Limits:* {limits}",
+    ])
 
 EDIT_MODAL_ID = "edit_image_modal"
 

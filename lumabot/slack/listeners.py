@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 from slack_bolt.async_app import AsyncApp
 
@@ -22,8 +23,7 @@ from . import blocks
 log = logging.getLogger(__name__)
 
 # Events the manifest subscribes to that no feature handles yet: acked, nothing else.
-QUIET_EVENTS = ("reaction_added", "reaction_removed", "app_home_opened", "app_uninstalled",
-                "tokens_revoked")
+QUIET_EVENTS = ("reaction_added", "reaction_removed", "app_uninstalled", "tokens_revoked")
 # Message subtypes that are people posting; edits, deletions, joins... are ignored.
 PEOPLE_SUBTYPES = (None, "file_share", "thread_broadcast")
 
@@ -50,10 +50,12 @@ def register(app: AsyncApp, studio: Studio) -> None:
         task.add_done_callback(background.discard)
 
     @app.command("/imagine")
-    async def imagine(ack, command):
+    async def imagine(ack, command, client):
         text = (command.get("text") or "").strip()
         if not text:
-            await ack(response_type="ephemeral", text=blocks.USAGE)
+            await ack()
+            meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
+            await client.views_open(trigger_id=command["trigger_id"], view=blocks.imagine_modal(meta))
             return
         try:
             await studio.imagine(team_id=command["team_id"], user_id=command["user_id"],
@@ -80,8 +82,58 @@ def register(app: AsyncApp, studio: Studio) -> None:
         if words[:1] == ["usage"]:
             text = await studio.usage(command["team_id"], command["user_id"])
         else:
-            text = blocks.LUMA_HELP
+            text = blocks.full_help(studio.limits_text())
         await ack(response_type="ephemeral", text=text)
+
+    @app.view(blocks.IMAGINE_MODAL_ID)
+    async def imagine_submitted(ack, body, view):
+        values = view["state"]["values"]
+
+        def chosen(block: str) -> str | None:
+            option = values.get(block, {}).get(block, {}).get("selected_option") or {}
+            return option.get("value")
+
+        meta = json.loads(view.get("private_metadata") or "{}")
+        try:
+            await studio.imagine_from_form(
+                team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=meta["channel_id"],
+                prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
+                aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
+                refs=values.get("refs", {}).get("refs", {}).get("files") or [],
+                response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}")
+        except PromptError as exc:
+            await ack(response_action="errors", errors={exc.field: str(exc)})
+            return
+        await ack()
+
+    @app.action(re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"))
+    async def result_button(ack, body, action, client, respond):
+        await ack()
+        kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
+        team_id = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
+        answer: str | None = None
+        if kind == "edit":
+            target = await studio.result_target(job_id)
+            if target is None:
+                answer = "That image can no longer be edited."
+            else:
+                await client.views_open(trigger_id=body["trigger_id"],
+                                        view=blocks.edit_modal(target.model_dump_json(exclude_none=True)))
+        elif kind == "delete":
+            answer = await studio.delete(job_id, user_id=user_id,
+                                         is_admin=await _is_admin(client, user_id))
+        else:
+            answer = await studio.rerun(job_id, team_id=team_id, user_id=user_id, max_model=kind == "max",
+                                        action_key=f"action:{kind}:{job_id}:{user_id}")
+        if answer:
+            later(respond(text=answer, response_type="ephemeral", replace_original=False))
+
+    @app.event("app_home_opened")
+    async def home(event, body, client):
+        if event.get("tab", "home") != "home":
+            return
+        jobs, links, usage = await studio.home(body.get("team_id", ""), event["user"])
+        later(client.views_publish(user_id=event["user"], view=blocks.home_view(jobs, links, usage)))
 
     @app.event("app_mention")
     async def mention(event, body, client):
@@ -128,6 +180,16 @@ def register(app: AsyncApp, studio: Studio) -> None:
 
 async def _ignore() -> None:
     return None
+
+
+async def _is_admin(client, user_id: str) -> bool:
+    """A workspace admin or owner (users.info); False when Slack cannot say."""
+    try:
+        user = (await client.users_info(user=user_id))["user"]
+    except Exception as exc:
+        log.warning("users.info failed: %s", exc)
+        return False
+    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
 
 
 async def _say(client, msg: Message, reply: Reply) -> None:

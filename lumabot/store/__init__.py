@@ -25,8 +25,12 @@ class Store(Protocol):
     async def unfinished_jobs(self) -> list[Job]:
         """Jobs whose outcome the user has not been told yet (not settled), oldest first."""
 
-    async def claim_key(self, key: str) -> bool:
-        """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed."""
+    async def claim_key(self, key: str, *, window: float | None = None) -> bool:
+        """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed
+        (within the last `window` seconds, when given)."""
+
+    async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
+        """A person's latest jobs, newest first."""
 
     async def record_image(self, image: KnownImage) -> None:
         """Remember an image (idempotent per channel and Slack file)."""

@@ -72,13 +72,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
     CREATE INDEX jobs_team_created ON jobs(team_id, created_at);
     """,
+    # 4: the buttons under a delivered image, and deleted results
+    """
+    ALTER TABLE jobs ADD COLUMN actions_ts TEXT;
+    ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _COLUMNS = [
     "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline", "settled", "cost_usd",
+    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -177,12 +182,24 @@ class SQLiteStore:
             rows = await cur.fetchall()
         return [_from_row(r) for r in rows]
 
-    async def claim_key(self, key: str) -> bool:
-        cur = await self.db.execute(
-            "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)", (key, time.time())
-        )
+    async def claim_key(self, key: str, *, window: float | None = None) -> bool:
+        """Claim a dedupe key; False if already claimed (within `window` seconds, if given)."""
+        now = time.time()
+        if window is None:
+            sql, args = "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)", (key, now)
+        else:
+            sql = ("INSERT INTO dedupe_keys (key, created_at) VALUES (?, ?) ON CONFLICT(key) DO "
+                   "UPDATE SET created_at = excluded.created_at WHERE dedupe_keys.created_at < ?")
+            args = (key, now, now - window)
+        cur = await self.db.execute(sql, args)
         await self.db.commit()
         return cur.rowcount == 1
+
+    async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
+        async with self.db.execute(
+            f"{_SELECT} WHERE team_id = ? AND user_id = ? ORDER BY created_at DESC LIMIT ?",
+            (team_id, user_id, limit)) as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
 
     async def jobs_by_state(self) -> dict[str, int]:
         async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:

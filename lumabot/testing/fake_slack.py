@@ -252,6 +252,7 @@ class UploadedFile:
     uploaded: bool = False  # bytes POSTed to the upload URL
     completed: bool = False  # files.completeUploadExternal answered ok
     shared: bool = False  # the (possibly delayed) share happened
+    deleted: bool = False  # files.delete: gone from every channel and thread
     user: str | None = None
     created: int = 0
     seq: int = 0
@@ -833,6 +834,7 @@ class FakeSlack:
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "files.info": self._files_info,
+            "files.delete": self._files_delete,
             "apps.connections.open": self._apps_connections_open,
             "views.open": self._views_open,
             "views.push": self._views_push,
@@ -1601,6 +1603,15 @@ class FakeSlack:
             raise _SlackError("cant_delete_message")
         m.deleted = True
         return {"channel": ch.id, "ts": m.ts}
+
+    def _files_delete(self, p: dict, ctx: "_Ctx") -> dict:
+        f = self._files_by_id.get(_s(p, "file") or "")
+        if f is None or f.deleted:
+            raise _SlackError("file_not_found")
+        if f.user not in (None, self.bot_user_id):
+            raise _SlackError("cant_delete_file")
+        f.deleted, f.shared = True, False
+        return {}
 
     def _chat_post_ephemeral(self, p: dict, ctx: "_Ctx") -> dict:
         ch = self._channel(_s(p, "channel"))
