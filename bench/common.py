@@ -137,6 +137,14 @@ class BotProcess:
                 await self.proc.wait()
         if getattr(self, "_log", None):
             self._log.close()
+            self.log_text = self.log_path.read_text(errors="replace")
+
+    log_text: str = ""
+
+    def log_problems(self) -> list[str]:
+        """The bot's WARNING, ERROR and CRITICAL log lines (read when it stopped)."""
+        return [line for line in self.log_text.splitlines()
+                if any(f" {lvl} " in line for lvl in ("WARNING", "ERROR", "CRITICAL"))]
 
     # -- what the kernel says about the process ------------------------------------------------
     def rss_bytes(self) -> int:

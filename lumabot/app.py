@@ -28,6 +28,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .scheduler import Scheduler
 from .slack import listeners
+from .sessions import SessionConfig, Sessions
 from .store import Store, open_store
 from .studio import Studio
 
@@ -98,7 +99,11 @@ class LumaBot:
             process_before_response=True,
             request_verification_enabled=not settings.socket_mode,
         )
-        self.studio = Studio(self.store, self.engine, self.quotas)
+        self.sessions = Sessions(self.store, self.delivery, SessionConfig(
+            idle_minutes=settings.session_idle_minutes, max_images=settings.session_max_images,
+            vote_emoji=settings.session_vote_emoji))
+        self.engine.on_delivered.append(self.sessions.on_delivered)
+        self.studio = Studio(self.store, self.engine, self.quotas, self.sessions)
         listeners.register(self.bolt, self.studio)
         self.ready = False
         self.bot_user_id: str | None = None
@@ -114,9 +119,11 @@ class LumaBot:
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
         self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
-        self.studio.team_url = auth.get("url")
+        self.studio.team_url = self.sessions.team_url = auth.get("url")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
+        await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
+        self.sessions.start_guard()
         self.engine.start_line_reporter()
         self.metrics.start_loop_monitor()
         self.ready = True
@@ -127,6 +134,7 @@ class LumaBot:
         self.ready = False
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
+        self.sessions.stop_guard()
         await self.engine.drain(drain) if drain else await self.engine.stop()
         if self._runner is not None:
             await self._runner.cleanup()

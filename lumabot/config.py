@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     price_uni_1_max: float = _env("LUMABOT_PRICE_UNI_1_MAX", 0.1000, ge=0)
     price_uni_1_max_edit: float = _env("LUMABOT_PRICE_UNI_1_MAX_EDIT", 0.1030, ge=0)
     price_extra_reference: float = _env("LUMABOT_PRICE_EXTRA_REFERENCE", 0.0030, ge=0)
+    session_idle_minutes: float = _env("LUMABOT_SESSION_IDLE_MINUTES", 60.0, gt=0)
+    session_max_images: int = _env("LUMABOT_SESSION_MAX_IMAGES", 100, ge=1)
+    session_vote_emoji: str = _env("LUMABOT_SESSION_VOTE_EMOJI", "star", min_length=1)
     max_polls_per_second: float = _env("LUMABOT_MAX_POLLS_PER_SECOND", 50.0, gt=0)
     metrics_port: int | None = _env("LUMABOT_METRICS_PORT", None, ge=1, le=65535)
     log_format: str = _env("LUMABOT_LOG_FORMAT", "text")
@@ -91,6 +94,11 @@ class Settings(BaseSettings):
             raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db "
                              "(only SQLite is supported for now)")
         return v
+
+    @field_validator("session_vote_emoji")
+    @classmethod
+    def _emoji(cls, v: str) -> str:
+        return v.strip().strip(":")
 
     @field_validator("log_format")
     @classmethod

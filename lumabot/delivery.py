@@ -138,8 +138,6 @@ class Delivery:
         """The buttons under a delivered image (once the image is in the thread, so they come
         after it). Returns the message ts; None if it could not be posted (cosmetic)."""
         try:
-            if job.slack_file_id:
-                await self._already_shared(job.slack_file_id, job.channel_id, wait=5.0)
             resp = await self.client.chat_postMessage(
                 channel=job.channel_id, thread_ts=job.root_ts, text=blocks.RESULT_ACTIONS_TEXT,
                 blocks=blocks.result_actions(job))
@@ -207,26 +205,37 @@ class Delivery:
 
         `remember_file(file_id)` must durably record the Slack file id before it is shared.
         """
-        channel, thread_ts = job.channel_id, job.root_ts
+        await self.upload_file(
+            channel=job.channel_id, thread_ts=job.root_ts, content=output.content,
+            filename=blocks.image_filename(job.params.prompt, output.ext),
+            title=blocks.alt_text(job.params.prompt), known_file_id=job.slack_file_id,
+            remember_file=remember_file)
+
+    async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes, filename: str,
+                          title: str, known_file_id: str | None,
+                          remember_file: Callable[[str], Awaitable[None]],
+                          initial_comment: str | None = None) -> None:
+        """Upload v2, one step at a time, exactly once: `known_file_id` is the file id recorded
+        by an earlier try (if any); `remember_file` records a new one before it is shared."""
         try:
-            if job.slack_file_id and await self._already_shared(job.slack_file_id, channel):
+            if known_file_id and await self._already_shared(known_file_id, channel):
                 return
-            if job.slack_file_id and await self._complete(job.slack_file_id, job, channel, thread_ts):
+            if known_file_id and await self._complete(known_file_id, title, channel, thread_ts,
+                                                      initial_comment):
                 return
-            filename = blocks.image_filename(job.params.prompt, output.ext)
             step1 = await self.client.files_getUploadURLExternal(
-                filename=filename, length=len(output.content), alt_txt=blocks.alt_text(job.params.prompt))
+                filename=filename, length=len(content), alt_txt=title)
             file_id, upload_url = step1["file_id"], step1["upload_url"]
             await remember_file(file_id)
             async with self._transfers:
-                r = await self.http.post(upload_url, content=output.content,
+                r = await self.http.post(upload_url, content=content,
                                          headers={"Content-Type": "application/octet-stream"})
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)
             await self.client.files_completeUploadExternal(
-                files=[{"id": file_id, "title": blocks.alt_text(job.params.prompt)}],
-                channel_id=channel, thread_ts=thread_ts)
+                files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
+                initial_comment=initial_comment)
         except (DeliveryError, OutputExpired):
             raise
         except Exception as exc:
@@ -234,6 +243,11 @@ class Delivery:
 
     async def _already_shared(self, file_id: str, channel: str, *, wait: float = 0.0) -> bool:
         """True once files.info shows the file shared in `channel` (polls up to `wait` s)."""
+        return await self.share_ts(file_id, channel, wait=wait) is not None
+
+    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
+        """The ts of the message that shares the file in `channel`, once files.info shows it
+        (polls up to `wait` s); None if it is not shared (yet)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + wait
         while True:
@@ -241,22 +255,25 @@ class Delivery:
                 info = await self.client.files_info(file=file_id)
             except SlackApiError as exc:
                 if exc.response.get("error") == "file_not_found":
-                    return False
+                    return None
                 raise
             shares = (info.get("file") or {}).get("shares") or {}
-            if any(channel in by_channel for by_channel in shares.values()):
-                return True
+            for by_channel in shares.values():
+                if channel in by_channel:
+                    entries = by_channel[channel] or [{}]
+                    return entries[0].get("ts") or ""
             if loop.time() >= until:
-                return False
+                return None
             await asyncio.sleep(0.5)
 
-    async def _complete(self, file_id: str, job: Job, channel: str, thread_ts: str | None) -> bool:
+    async def _complete(self, file_id: str, title: str, channel: str, thread_ts: str | None,
+                        initial_comment: str | None) -> bool:
         """Finish an upload that a crash or an error interrupted. True if the file is (or is
         about to be) in the thread; False to start a fresh upload."""
         try:
             await self.client.files_completeUploadExternal(
-                files=[{"id": file_id, "title": blocks.alt_text(job.params.prompt)}],
-                channel_id=channel, thread_ts=thread_ts)
+                files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
+                initial_comment=initial_comment)
             return True
         except SlackApiError as exc:
             if classify(exc).transient:

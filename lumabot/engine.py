@@ -17,8 +17,9 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
-from .delivery import Delivery, DeliveryError, OutputExpired
+from .delivery import Delivery, DeliveryError, Output, OutputExpired
 from .inputs import InputError, InputImages
 from .jobs.failures import RETRYABLE_FAILURE_CODES
 from .jobs.identity import luma_user_id
@@ -86,6 +87,8 @@ class Engine:
                                  max_polls_per_second=config.max_polls_per_second)
         self._polling = 0  # generations being polled right now
         self._critical: set[str] = set()  # jobs in a step a shutdown must not cut short
+        # Called with (job, output) after an image is delivered (sessions use it).
+        self.on_delivered: list[Callable[[Job, Output], Awaitable[None]]] = []
         self._reporter: asyncio.Task | None = None
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
         # job id -> parameters with input images downloaded (kept in memory for a retry only)
@@ -423,11 +426,30 @@ class Engine:
             generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
         finished_at = time.time()
         if not job.actions_ts:
+            # Wait for the share (Slack completes it asynchronously) so the buttons come after
+            # the image, and remember the image's message (reactions on it are votes).
+            share_ts = await self._share_ts(job)
+            if share_ts:
+                await self.store.set_image_message(job.id, share_ts)
             job.actions_ts = await self.delivery.post_actions(job)
         await self._set_state(job, JobState.DONE, announce=False, finished_at=finished_at)
+        for hook in self.on_delivered:
+            try:
+                await hook(job, output)
+            except Exception:
+                log.exception("after-delivery hook failed", extra=_ctx(job))
         if job.completed_at:
             self.metrics.delivery_latency.observe(time.time() - job.completed_at)
         log.info("delivered", extra=_ctx(job))
+
+    async def _share_ts(self, job: Job) -> str | None:
+        if not job.slack_file_id:
+            return None
+        try:
+            return await self.delivery.share_ts(job.slack_file_id, job.channel_id, wait=5.0)
+        except Exception as exc:
+            log.warning("files.info failed: %s", exc, extra=_ctx(job))
+            return None
 
     async def _fresh_output_url(self, job: Job) -> str:
         assert job.generation_id

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .engine import Engine
+from .sessions import Sessions
 from .inputs import slack_file
 from .jobs.flags import (
     EDIT_HINT,
@@ -27,8 +28,9 @@ from .jobs.flags import (
     imagine_params,
     parse_prompt,
 )
-from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, SlackFile
+from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
 from .jobs.quotas import Quotas
+from .slack.blocks import permalink
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ EDIT_USAGE = (
     "To edit another image, reply in its thread, mention @lumabot with it attached, or use the "
     "message shortcut *Edit with Luma*."
 )
+SESSION_FULL = ("This creative session has reached its {n} images; it ends when the last ones "
+                "arrive. Start a new one with `/luma session start`.")
 ONLY_REQUESTER = "Only the person who asked for this image (or a workspace admin) can delete it."
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
 
@@ -108,10 +112,11 @@ def strip_mentions(text: str) -> str:
 
 
 class Studio:
-    def __init__(self, store: Store, engine: Engine, quotas: Quotas):
+    def __init__(self, store: Store, engine: Engine, quotas: Quotas, sessions: Sessions):
         self.store = store
         self.engine = engine
         self.quotas = quotas
+        self.sessions = sessions
         self.bot_user_id: str | None = None
         self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
 
@@ -154,11 +159,40 @@ class Studio:
         await self._remember_images(msg)
         if self.bot_user_id and f"<@{self.bot_user_id}" in msg.text:
             return None  # the app_mention event handles it
-        if not msg.in_thread or not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
+        if not msg.in_thread:
+            session = await self.sessions.running(msg.channel_id)
+            return await self._session_prompt(msg, session) if session else None
+        if not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
             return None
         return await self._edit_from_message(msg, strip_mentions(msg.text))
 
-    async def _edit_from_message(self, msg: Message, text: str) -> Reply | None:
+    async def _session_prompt(self, msg: Message, session: Session) -> Reply | None:
+        """A top-level message during a creative session: a prompt (or an edit of the image it
+        carries), with the session's flags as defaults and its theme as a style direction."""
+        text = strip_mentions(msg.text)
+        if msg.images:
+            return await self._edit_from_message(msg, text, session=session)
+        if not text:
+            return None  # a file that is not an image, or nothing: not a prompt
+        if await self.sessions.full(session):
+            return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
+                                               thread_ts=msg.ts))
+        try:
+            prompt, flags = parse_prompt(text)
+            if prompt.strip() and session.theme:
+                prompt = f"{prompt.strip()}. Style direction: {session.theme}"
+            params = build_params(prompt, flags, defaults=Flags(**session.flags))
+            job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                      thread_ts=msg.ts, params=params, session_id=session.id)
+            await self._start(job, msg.key)
+        except PromptError as exc:
+            return await self._once(msg, Reply(str(exc), thread_ts=msg.ts))
+        await self.sessions.touch(session)
+        return None
+
+    async def _edit_from_message(self, msg: Message, text: str, *,
+                                 session: Session | None = None) -> Reply | None:
+        session = session or await self.sessions.running(msg.channel_id)
         images = msg.images
         refs: list[ImageSource] = []
         if images:
@@ -171,13 +205,19 @@ class Studio:
             if latest is None:
                 return await self._once(msg, Reply(NO_IMAGE_IN_THREAD, thread_ts=msg.root))
             source = latest.as_source()
+        if session is not None and await self.sessions.full(session):
+            return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
+                                               thread_ts=msg.root))
         try:
-            params = edit_params(text, source, refs=refs)
+            params = edit_params(text, source, refs=refs,
+                                 defaults=Flags(**session.flags) if session else None)
             job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                      thread_ts=msg.root, params=params)
+                      thread_ts=msg.root, params=params, session_id=session.id if session else None)
             await self._start(job, msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
+        if session is not None:
+            await self.sessions.touch(session)
         return None
 
     # -- /edit ---------------------------------------------------------------------------------
@@ -290,10 +330,7 @@ class Studio:
         return jobs, links, await self.quotas.report(team_id, user_id)
 
     def permalink(self, job: Job) -> str | None:
-        if not self.team_url or not job.status_ts:
-            return None
-        base = f"{self.team_url.rstrip('/')}/archives/{job.channel_id}/p{job.status_ts.replace('.', '')}"
-        return f"{base}?thread_ts={job.thread_ts}&cid={job.channel_id}" if job.thread_ts else base
+        return permalink(self.team_url, job.channel_id, job.status_ts, job.thread_ts)
 
     def limits_text(self) -> str:
         return self.quotas.limits_text()

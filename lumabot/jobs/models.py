@@ -142,6 +142,7 @@ class Job(BaseModel):
     cost_usd: float = 0.0                 # estimated price of one generation of this job
     actions_ts: str | None = None         # the message with buttons under the delivered image
     deleted: bool = False                 # the requester (or an admin) deleted the result
+    session_id: str | None = None         # the creative session it belongs to
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
 
@@ -149,3 +150,25 @@ class Job(BaseModel):
     def root_ts(self) -> str | None:
         """The ts of the thread parent the image goes under."""
         return self.thread_ts or self.status_ts
+
+
+class Session(BaseModel):
+    """A creative session: for a while, every message in a channel becomes a prompt."""
+
+    id: str = Field(default_factory=new_job_id)
+    team_id: str
+    channel_id: str
+    started_by: str
+    started_at: float = Field(default_factory=time.time)
+    flags: dict = Field(default_factory=dict)   # default flags (jobs.flags.Flags as a dict)
+    theme: str | None = None
+    banner_ts: str | None = None
+    last_prompt_at: float = Field(default_factory=time.time)
+    ended_at: float | None = None
+    end_reason: str | None = None               # "stopped:<user>", "idle", "max_images"
+    recap_file_id: str | None = None
+    recap_posted: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None

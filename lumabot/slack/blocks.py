@@ -277,3 +277,74 @@ def no_image_modal(text: str) -> dict:
         "close": _plain("Close"),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
     }
+
+
+def permalink(team_url: str | None, channel: str, ts: str | None, thread_ts: str | None = None) -> str | None:
+    """A link to a message (in its thread), built like Slack's own permalinks."""
+    if not team_url or not ts:
+        return None
+    base = f"{team_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+    return f"{base}?thread_ts={thread_ts}&cid={channel}" if thread_ts and thread_ts != ts else base
+
+
+def session_banner(session, *, idle_minutes: float, max_images: int, vote_emoji: str) -> str:
+    flags = _flags_text(session.flags)
+    lines = [f":art: *<@{session.started_by}> started a creative session!*"]
+    if session.theme:
+        lines.append(f"*Theme:* _{session.theme}_")
+    if flags:
+        lines.append(f"*Defaults:* `{flags}` (flags in a message override them)")
+    lines += [
+        "*How to take part:* every message you post in this channel becomes an image, in its thread. "
+        "Attach an image to a message to edit it; reply in a thread to edit its newest image.",
+        f"*Vote:* react with :{vote_emoji}: on the images you like.",
+        f"*How it ends:* `/luma session stop`, after {_minutes(idle_minutes)} without a prompt, or at "
+        f"{max_images} images. Then lumabot posts a recap and a contact sheet.",
+    ]
+    return "\n".join(lines)
+
+
+def _minutes(m: float) -> str:
+    return f"{m:g} minute" + ("" if m == 1 else "s")
+
+
+def _flags_text(flags: dict) -> str:
+    from ..jobs.flags import Flags
+
+    return Flags(**flags).as_text()
+
+
+def session_ended_banner(session) -> str:
+    return f":checkered_flag: *The creative session started by <@{session.started_by}> is over.*"
+
+
+def session_end_reason(reason: str | None, *, idle_minutes: float, max_images: int) -> str:
+    if reason and reason.startswith("stopped:"):
+        return f"stopped by <@{reason.split(':', 1)[1]}>"
+    if reason == "idle":
+        return f"no prompt for {_minutes(idle_minutes)}"
+    if reason == "max_images":
+        return f"it reached {max_images} images"
+    return "it ended"
+
+
+def session_recap(session, *, reason: str, images: int, people: list[str],
+                  top: list[tuple[str, str | None, str, int]], vote_emoji: str, spend: float) -> str:
+    """The recap: `top` holds (prompt, link, user, votes) of the best images."""
+    lines = [f":checkered_flag: *Creative session over* ({reason})."]
+    if session.theme:
+        lines.append(f"*Theme:* _{session.theme}_")
+    who = ", ".join(f"<@{u}>" for u in people) or "nobody"
+    lines.append(f"*{images} image{'s' if images != 1 else ''}* by {len(people)} "
+                 f"{'person' if len(people) == 1 else 'people'}: {who} · about ${spend:,.2f} of Luma.")
+    if top:
+        lines.append(f"*Top {len(top)} by :{vote_emoji}: votes:*")
+        for rank, (prompt, link, user, votes) in enumerate(top, 1):
+            title = _clip(prompt, 80)
+            title = f"<{link}|{title}>" if link else title
+            lines.append(f"{rank}. {title} by <@{user}> ({votes} vote{'s' if votes != 1 else ''})")
+    elif images:
+        lines.append(f"No votes this time (react with :{vote_emoji}: next time).")
+    if images:
+        lines.append("The contact sheet has every image of the session.")
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ from . import blocks
 log = logging.getLogger(__name__)
 
 # Events the manifest subscribes to that no feature handles yet: acked, nothing else.
-QUIET_EVENTS = ("reaction_added", "reaction_removed", "app_uninstalled", "tokens_revoked")
+QUIET_EVENTS = ("app_uninstalled", "tokens_revoked")
 # Message subtypes that are people posting; edits, deletions, joins... are ignored.
 PEOPLE_SUBTYPES = (None, "file_share", "thread_broadcast")
 
@@ -79,11 +79,18 @@ def register(app: AsyncApp, studio: Studio) -> None:
     @app.command("/luma")
     async def luma(ack, command):
         words = (command.get("text") or "").split()
-        if words[:1] == ["usage"]:
+        verb = words[0].lower() if words else ""
+        if verb == "usage":
             text = await studio.usage(command["team_id"], command["user_id"])
+        elif verb == "session":
+            text = await studio.sessions.command(team_id=command["team_id"], user_id=command["user_id"],
+                                                 channel_id=command["channel_id"], args=words[1:])
         else:
             text = blocks.full_help(studio.limits_text())
-        await ack(response_type="ephemeral", text=text)
+        if text:
+            await ack(response_type="ephemeral", text=text)
+        else:
+            await ack()
 
     @app.view(blocks.IMAGINE_MODAL_ID)
     async def imagine_submitted(ack, body, view):
@@ -173,6 +180,20 @@ def register(app: AsyncApp, studio: Studio) -> None:
             await ack(response_action="errors", errors={"instruction": str(exc)})
             return
         await ack()
+
+    @app.event("reaction_added")
+    async def reaction_added(event):
+        await _vote(event, on=True)
+
+    @app.event("reaction_removed")
+    async def reaction_removed(event):
+        await _vote(event, on=False)
+
+    async def _vote(event: dict, *, on: bool) -> None:
+        item = event.get("item") or {}
+        if item.get("type") == "message" and event.get("user"):
+            await studio.sessions.vote(channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
+                                       reaction=event.get("reaction", ""), on=on)
 
     for name in QUIET_EVENTS:
         app.event(name)(_ignore)

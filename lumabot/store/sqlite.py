@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import aiosqlite
 
-from ..jobs.models import GenerationParams, Job, JobState, KnownImage, SlackFile
+from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
 from ..jobs.quotas import Usage
 
 # Numbered migrations: index + 1 is the schema version they bring the database to
@@ -77,13 +78,45 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN actions_ts TEXT;
     ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: creative sessions, their votes, and thumbnails of their images for the contact sheet
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        team_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        started_by TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        flags TEXT NOT NULL,
+        theme TEXT,
+        banner_ts TEXT,
+        last_prompt_at REAL NOT NULL,
+        ended_at REAL,
+        end_reason TEXT,
+        recap_file_id TEXT,
+        recap_posted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX sessions_running ON sessions(channel_id) WHERE ended_at IS NULL;
+    CREATE TABLE votes (
+        job_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (job_id, user_id)
+    );
+    CREATE TABLE thumbnails (
+        job_id TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    ALTER TABLE jobs ADD COLUMN session_id TEXT;
+    CREATE INDEX jobs_session ON jobs(session_id);
+    """,
 ]
 
 _COLUMNS = [
     "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted",
+    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -101,7 +134,108 @@ def _from_row(row) -> Job:
     return Job(**data)
 
 
-class SQLiteStore:
+_SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",
+                    "banner_ts", "last_prompt_at", "ended_at", "end_reason", "recap_file_id",
+                    "recap_posted"]
+_SESSION_SELECT = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
+
+
+def _session_row(session: Session) -> tuple:
+    data = session.model_dump(mode="json")
+    data["flags"] = json.dumps(session.flags)
+    return tuple(data[c] for c in _SESSION_COLUMNS)
+
+
+def _session_from_row(row) -> Session:
+    data = dict(zip(_SESSION_COLUMNS, row))
+    data["flags"] = json.loads(data["flags"])
+    return Session(**data)
+
+
+class _SessionQueries:
+    """Sessions, votes and thumbnails (mixed into SQLiteStore)."""
+
+    db: aiosqlite.Connection
+
+    async def create_session(self, session: Session) -> bool:
+        """False if the channel already has a running session."""
+        try:
+            await self.db.execute(
+                f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
+                f"({', '.join('?' * len(_SESSION_COLUMNS))})", _session_row(session))
+            await self.db.commit()
+            return True
+        except aiosqlite.IntegrityError:
+            await self.db.rollback()
+            return False
+
+    async def save_session(self, session: Session) -> None:
+        cols = _SESSION_COLUMNS[1:]
+        row = _session_row(session)
+        await self.db.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                              (*row[1:], row[0]))
+        await self.db.commit()
+
+    async def get_session(self, session_id: str) -> Session | None:
+        async with self.db.execute(f"{_SESSION_SELECT} WHERE id = ?", (session_id,)) as cur:
+            row = await cur.fetchone()
+        return _session_from_row(row) if row else None
+
+    async def running_session(self, channel_id: str) -> Session | None:
+        async with self.db.execute(f"{_SESSION_SELECT} WHERE channel_id = ? AND ended_at IS NULL",
+                                   (channel_id,)) as cur:
+            row = await cur.fetchone()
+        return _session_from_row(row) if row else None
+
+    async def open_sessions(self) -> list[Session]:
+        """Running sessions, and ended ones whose recap is not posted yet."""
+        async with self.db.execute(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR recap_posted = 0") as cur:
+            return [_session_from_row(r) for r in await cur.fetchall()]
+
+    async def session_jobs(self, session_id: str) -> list[Job]:
+        async with self.db.execute(f"{_SELECT} WHERE session_id = ? ORDER BY created_at", (session_id,)) as cur:
+            return [_from_row(r) for r in await cur.fetchall()]
+
+    async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
+        if on:
+            await self.db.execute("INSERT OR IGNORE INTO votes (job_id, user_id, session_id, created_at) "
+                                  "VALUES (?, ?, ?, ?)", (job_id, user_id, session_id, time.time()))
+        else:
+            await self.db.execute("DELETE FROM votes WHERE job_id = ? AND user_id = ?", (job_id, user_id))
+        await self.db.commit()
+
+    async def votes(self, session_id: str) -> dict[str, int]:
+        async with self.db.execute("SELECT job_id, COUNT(*) FROM votes WHERE session_id = ? GROUP BY job_id",
+                                   (session_id,)) as cur:
+            return {job_id: n for job_id, n in await cur.fetchall()}
+
+    async def save_thumbnail(self, job_id: str, data: bytes) -> None:
+        await self.db.execute("INSERT OR REPLACE INTO thumbnails (job_id, data) VALUES (?, ?)", (job_id, data))
+        await self.db.commit()
+
+    async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
+        if not job_ids:
+            return {}
+        marks = ", ".join("?" * len(job_ids))
+        async with self.db.execute(f"SELECT job_id, data FROM thumbnails WHERE job_id IN ({marks})",
+                                   job_ids) as cur:
+            return {job_id: bytes(data) for job_id, data in await cur.fetchall()}
+
+    async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
+        """The job whose image, buttons or status message is the message at `ts`."""
+        async with self.db.execute(
+            f"{_SELECT} WHERE channel_id = ? AND (actions_ts = ? OR status_ts = ? OR id IN "
+            "(SELECT job_id FROM images WHERE channel_id = ? AND message_ts = ? AND origin = 'lumabot')) "
+            "LIMIT 1", (channel_id, ts, ts, channel_id, ts)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def set_image_message(self, job_id: str, message_ts: str) -> None:
+        await self.db.execute("UPDATE images SET message_ts = ? WHERE job_id = ?", (message_ts, job_id))
+        await self.db.commit()
+
+
+class SQLiteStore(_SessionQueries):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
@@ -277,3 +411,4 @@ def _image_from_row(row) -> KnownImage:
     data = dict(zip(_IMAGE_COLUMNS, row))
     data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
     return KnownImage(**data)
+

@@ -2696,6 +2696,26 @@ def app_mention_event(
     return ev
 
 
+def reaction_event(
+    reaction: str,
+    *,
+    user: str = "U1",
+    channel: str = "C1",
+    ts: str,
+    added: bool = True,
+    item_user: str = "UBOT",
+) -> dict:
+    """A ``reaction_added`` / ``reaction_removed`` event on the message at `ts`."""
+    return {
+        "type": "reaction_added" if added else "reaction_removed",
+        "user": user,
+        "reaction": reaction,
+        "item_user": item_user,
+        "item": {"type": "message", "channel": channel, "ts": ts},
+        "event_ts": next_ts(),
+    }
+
+
 def app_home_opened_event(user: str = "U1", *, tab: str = "home", channel: str | None = None, view: dict | None = None) -> dict:
     ev: dict[str, Any] = {
         "type": "app_home_opened",
