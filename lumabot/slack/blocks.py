@@ -131,14 +131,8 @@ def _select(action_id: str, values: list[tuple[str, str]], initial: str | None =
 def imagine_modal(private_metadata: str) -> dict:
     """`/imagine` with no text: a form for the prompt and every option."""
     ratios = [(r, f"{r} · {RATIO_SHAPES[r]}") for r in ASPECT_RATIOS]
-    return {
-        "type": "modal",
-        "callback_id": IMAGINE_MODAL_ID,
-        "title": _plain("Imagine with Luma"),
-        "submit": _plain("Imagine"),
-        "close": _plain("Cancel"),
-        "private_metadata": private_metadata,
-        "blocks": [
+    return _modal("Imagine with Luma", callback_id=IMAGINE_MODAL_ID, submit="Imagine",
+                  private_metadata=private_metadata, blocks_=[
             {"type": "input", "block_id": "prompt", "label": _plain("What do you want to see?"),
              "element": {"type": "plain_text_input", "action_id": "prompt", "multiline": True,
                          "max_length": 3000, "placeholder": _plain("a lighthouse at dusk, oil painting")}},
@@ -154,8 +148,7 @@ def imagine_modal(private_metadata: str) -> dict:
                          "filetypes": ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tiff"]}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text":
                 "References guide the style or content (up to 8). Flags typed in the prompt work too."}]},
-        ],
-    }
+        ])
 
 
 def _when(ts: float) -> str:
@@ -245,16 +238,24 @@ def _option(value: str) -> dict:
     return {"text": _plain(value), "value": value}
 
 
+def _modal(title: str, blocks_: list[dict], *, callback_id: str | None = None,
+           submit: str | None = None, private_metadata: str | None = None) -> dict:
+    """A modal view; without `submit` it only has a Close button."""
+    view: dict = {"type": "modal", "title": _plain(title), "close": _plain("Cancel" if submit else "Close"),
+                  "blocks": blocks_}
+    if callback_id:
+        view["callback_id"] = callback_id
+    if submit:
+        view["submit"] = _plain(submit)
+    if private_metadata is not None:
+        view["private_metadata"] = private_metadata
+    return view
+
+
 def edit_modal(private_metadata: str) -> dict:
     """The "Edit with Luma" modal: an instruction and a model."""
-    return {
-        "type": "modal",
-        "callback_id": EDIT_MODAL_ID,
-        "title": _plain("Edit with Luma"),
-        "submit": _plain("Edit"),
-        "close": _plain("Cancel"),
-        "private_metadata": private_metadata,
-        "blocks": [
+    return _modal("Edit with Luma", callback_id=EDIT_MODAL_ID, submit="Edit",
+                  private_metadata=private_metadata, blocks_=[
             {"type": "input", "block_id": "instruction", "label": _plain("What should change?"),
              "element": {"type": "plain_text_input", "action_id": "instruction", "multiline": True,
                          "max_length": 3000,
@@ -265,18 +266,12 @@ def edit_modal(private_metadata: str) -> dict:
                          "options": [_option("uni-1"), _option("uni-1-max")]}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text":
                 "The edited image goes into this message's thread."}]},
-        ],
-    }
+        ])
 
 
 def no_image_modal(text: str) -> dict:
     """The shortcut's answer when the message has no image."""
-    return {
-        "type": "modal",
-        "title": _plain("Edit with Luma"),
-        "close": _plain("Close"),
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-    }
+    return _modal("Edit with Luma", [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
 
 
 def permalink(team_url: str | None, channel: str, ts: str | None, thread_ts: str | None = None) -> str | None:

@@ -53,6 +53,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from aiohttp import web
 
+from lumabot.check import REQUIRED_BOT_SCOPES
+
 __all__ = [
     "DEFAULT_SCOPES",
     "FakeSlack",
@@ -88,20 +90,8 @@ __all__ = [
     "message_shortcut_payload",
 ]
 
-DEFAULT_SCOPES = [
-    "commands",
-    "chat:write",
-    "files:read",
-    "files:write",
-    "reactions:read",
-    "reactions:write",
-    "app_mentions:read",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "users:read",
-]
+# The scopes of manifest.yml: a fake install grants exactly what lumabot asks for.
+DEFAULT_SCOPES = list(REQUIRED_BOT_SCOPES)
 
 PERMALINK_HOST = "https://fake.slack.test"
 
