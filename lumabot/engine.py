@@ -344,6 +344,7 @@ class Engine:
         backoff = cfg.retry_backoff
         while True:
             await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
+            await self.polls.pace()
             try:
                 gen = await self.luma.get(job.generation_id)
             except (LumaUnavailable, LumaRateLimited) as e:

@@ -6,12 +6,14 @@
 - Then every LUMABOT_POLL_INTERVAL; four times as often while other jobs wait for a Luma
   slot, because noticing a finished generation sooner frees its slot sooner (Luma does not
   rate-limit GETs).
-- With very many generations pending, intervals stretch so that all polls together stay under
-  LUMABOT_MAX_POLLS_PER_SECOND: the process stays responsive however much is pending.
+- All polls together stay under LUMABOT_MAX_POLLS_PER_SECOND (each poll waits for its slot),
+  and with very many generations pending their intervals stretch to match, so the process stays
+  responsive however much is pending.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 
 BACKLOG_SPEEDUP = 4
@@ -23,6 +25,7 @@ class PollPlanner:
         self.first_poll_delay = first_poll_delay
         self.poll_interval = poll_interval
         self.max_polls_per_second = max_polls_per_second
+        self._next_slot = 0.0
         self.quantile = quantile
         self.min_samples = min_samples
         self._latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
@@ -37,6 +40,16 @@ class PollPlanner:
             return self.first_poll_delay
         ordered = sorted(seen)
         return ordered[int(self.quantile * (len(ordered) - 1))]
+
+    async def pace(self) -> None:
+        """Wait for this poll's turn: all polls together stay under max_polls_per_second, as
+        a real rate (not just on average: generations polled together would come in bursts)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / self.max_polls_per_second
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def interval(self, *, backlog: bool, polling: int = 1) -> float:
         """Seconds to the next poll of one generation, `polling` being how many are polled."""
