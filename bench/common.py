@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import re
-import signal
-import socket
-import sys
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -22,6 +18,8 @@ from lumabot.app import LumaBot
 from lumabot.config import load_settings
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.fake_slack import FakeSlack, sign_request, slash_command_payload
+from lumabot.testing.process import BotProcess as _BotProcess
+from lumabot.testing.process import bot_env
 
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_var, None)  # slack_sdk's aiohttp clients would send 127.0.0.1 to a proxy
@@ -45,11 +43,8 @@ async def rig(luma: FakeLuma, **env: str):
     await slack.start()
     await luma.start()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(_env_file=None, **{
-            "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url, "LUMA_AGENTS_API_KEY": luma.api_key,
-            "LUMA_BASE_URL": luma.base_url, "LUMABOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
-            "LUMABOT_HOST": "127.0.0.1", "LUMABOT_LOG_LEVEL": "WARNING", **env})
+        settings = load_settings(_env_file=None, **bot_env(
+            slack, luma, Path(tmp) / "bench.db", LUMABOT_LOG_LEVEL="WARNING", **env))
         bot = LumaBot(settings)
         port = await bot.serve_http(host="127.0.0.1", port=0)
         await bot.start()
@@ -80,64 +75,8 @@ def table(rows: list[tuple[str, str, str, bool | None]]) -> str:
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class BotProcess:
-    """`python -m lumabot run` in HTTP mode, in a subprocess (like tests/test_restart.py).
-    Its log goes to a file (a pipe nobody reads would block it once full)."""
-
-    def __init__(self, env: dict[str, str], workdir: Path):
-        self.port = _free_port()
-        self.workdir = workdir
-        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-                    **env, "PORT": str(self.port)}
-        self.url = f"http://127.0.0.1:{self.port}/slack/events"
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "lumabot.log"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, timeout: float = 30.0) -> None:
-        self._log = open(self.log_path, "wb")
-        # cwd: an empty folder, so no stray .env is read
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
-            stdout=self._log, stderr=self._log)
-        until = time.monotonic() + timeout
-        async with aiohttp.ClientSession(trust_env=False) as s:
-            while time.monotonic() < until:
-                if self.proc.returncode is not None:
-                    raise RuntimeError(f"lumabot exited: {self.log_path.read_text()[-2000:]}")
-                try:
-                    async with s.get(f"{self.base}/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError("lumabot did not become healthy")
-
-    async def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-            self.log_text = self.log_path.read_text(errors="replace")
-
-    log_text: str = ""
+class BotProcess(_BotProcess):
+    """The bot subprocess, plus what the kernel and its /metrics say about it."""
 
     def log_problems(self) -> list[str]:
         """The bot's WARNING, ERROR and CRITICAL log lines (read when it stopped)."""
@@ -222,11 +161,8 @@ async def proc_rig(luma: FakeLuma, slack: FakeSlack | None = None, *, connection
     await slack.start()
     await luma.start()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = BotProcess({
-            "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url, "LUMA_AGENTS_API_KEY": luma.api_key,
-            "LUMA_BASE_URL": luma.base_url, "LUMABOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
-            "LUMABOT_HOST": "127.0.0.1", "LUMABOT_LOG_LEVEL": "WARNING", **env}, Path(tmp))
+        proc = BotProcess(bot_env(slack, luma, Path(tmp) / "bench.db", LUMABOT_LOG_LEVEL="WARNING", **env),
+                          Path(tmp))
         poster = None
         try:
             await proc.start()

@@ -293,6 +293,7 @@ def _settings(slack, luma, db_path: Path):
     """Settings from these values only: every variable is passed explicitly (init values win
     over the environment) and no .env file is read."""
     from .config import Settings, load_settings
+    from .testing.process import bot_env
 
     values: dict[str, Any] = {}
     for name, f in Settings.model_fields.items():
@@ -301,24 +302,18 @@ def _settings(slack, luma, db_path: Path):
         alias = f.validation_alias
         env = alias.choices[0] if alias is not None and hasattr(alias, "choices") else name.upper()
         values[str(env)] = f.default
-    values.update({
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": slack.signing_secret,
-        "SLACK_APP_TOKEN": None,
-        "SLACK_API_URL": slack.api_url,
-        "LUMA_AGENTS_API_KEY": luma.api_key,
-        "LUMA_BASE_URL": luma.base_url,
-        "LUMABOT_DATABASE_URL": f"sqlite:///{db_path}",
-        "LUMABOT_HOST": "127.0.0.1",
-        "PORT": 3000,  # unused: the bot is served on a random port
-        "LUMABOT_POLL_INTERVAL": 0.1,
-        "LUMABOT_FIRST_POLL_DELAY": 0,
-        "LUMABOT_GENERATION_TIMEOUT": 60,
-        "LUMABOT_RETRY_BACKOFF": 0.2,
-        "LUMABOT_LUMA_REQUEST_TIMEOUT": 10,
-        "LUMABOT_DELIVERY_TIMEOUT": 30,
-        "LUMABOT_LOG_LEVEL": "WARNING",
-    })
+    values.update(bot_env(
+        slack, luma, db_path,
+        SLACK_APP_TOKEN=None,
+        PORT=3000,  # unused: the bot is served on a random port
+        LUMABOT_POLL_INTERVAL=0.1,
+        LUMABOT_FIRST_POLL_DELAY=0,
+        LUMABOT_GENERATION_TIMEOUT=60,
+        LUMABOT_RETRY_BACKOFF=0.2,
+        LUMABOT_LUMA_REQUEST_TIMEOUT=10,
+        LUMABOT_DELIVERY_TIMEOUT=30,
+        LUMABOT_LOG_LEVEL="WARNING",
+    ))
     return load_settings(_env_file=None, **values)
 
 

@@ -13,6 +13,7 @@ from lumabot.config import load_settings
 from lumabot.jobs.models import Job
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.fake_slack import FakeSlack
+from lumabot.testing.process import bot_env as fake_env
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -57,18 +58,7 @@ FAST = {
 
 
 def bot_env(tmp_path, slack: FakeSlack, luma: FakeLuma, **extra: str) -> dict[str, str]:
-    env = {
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": slack.signing_secret,
-        "SLACK_API_URL": slack.api_url,
-        "LUMA_AGENTS_API_KEY": luma.api_key,
-        "LUMA_BASE_URL": luma.base_url,
-        "LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path / 'lumabot.db'}",
-        "LUMABOT_HOST": "127.0.0.1",
-        **FAST,
-    }
-    env.update(extra)
-    return env
+    return fake_env(slack, luma, tmp_path / "lumabot.db", **{**FAST, **extra})
 
 
 @dataclass

@@ -12,7 +12,9 @@ from lumabot.jobs.models import JobState
 from lumabot.testing.fake_luma import Outcome
 
 from .conftest import bot_env
-from .test_restart import BotProcess, _all_jobs, _wait
+from lumabot.testing.process import BotProcess, free_port
+
+from .test_restart import _all_jobs, _wait
 
 
 async def _get(url: str) -> tuple[int, str]:
@@ -56,7 +58,7 @@ async def test_metrics_endpoint_reports_jobs_requests_latencies_and_errors(harne
 async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path, slack, luma):
     env = bot_env(tmp_path, slack, luma, LUMABOT_LOG_FORMAT="json")
     db_path = tmp_path / "lumabot.db"
-    bot = BotProcess(env)
+    bot = BotProcess(env, tmp_path)
     await bot.start()
     try:
         luma.script(Outcome(latency=0.05), Outcome(hold=True))
@@ -75,10 +77,10 @@ async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path
         await asyncio.sleep(0.3)
         slack.release("files.completeUploadExternal")
         gate.set()
-        rc = await asyncio.wait_for(bot.proc.wait(), 12)
-        stderr = (await bot.proc.stderr.read()).decode()
+        rc = await bot.wait(12)
     finally:
-        await bot.terminate()
+        await bot.stop()
+    stderr = bot.log_text
     assert rc == 0, stderr
     jobs = {j.params.prompt: j for j in await _all_jobs(db_path)}
     assert jobs["uploading when stopped"].state == JobState.DONE
@@ -97,7 +99,7 @@ async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path
         assert secret not in stderr
 
     # The next start picks the pending job up.
-    restarted = BotProcess(env)
+    restarted = BotProcess(env, tmp_path)
     await restarted.start()
     try:
         luma.release_all()
@@ -106,17 +108,15 @@ async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path
             return all(j.settled for j in await _all_jobs(db_path))
         await _wait(all_settled)
     finally:
-        await restarted.terminate()
+        await restarted.stop()
     assert len([f for f in slack.files if f.shared]) == 2
 
 
 async def test_socket_mode_serves_health_and_metrics_on_the_metrics_port(tmp_path, slack, luma):
-    from .test_restart import _free_port
-    port = _free_port()
+    port = free_port()
     env = bot_env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=str(port))
     env.pop("SLACK_SIGNING_SECRET")
-    bot = BotProcess(env)
-    bot.port = port  # health is served on the metrics port
+    bot = BotProcess(env, tmp_path, health_port=port)  # /healthz is on the metrics port
     await bot.start()
     try:
         await slack.wait_socket_connected()
@@ -126,4 +126,4 @@ async def test_socket_mode_serves_health_and_metrics_on_the_metrics_port(tmp_pat
             async with s.post(f"http://127.0.0.1:{port}/slack/events", data=b"{}") as r:
                 assert r.status in (404, 405)  # Socket Mode takes no HTTP requests from Slack
     finally:
-        await bot.terminate()
+        await bot.stop()

@@ -3,73 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sys
 import time
 
-import aiohttp
 import pytest
 
 from lumabot.jobs.models import JobState
 from lumabot.store.sqlite import SQLiteStore
 from lumabot.testing.fake_luma import Outcome
+from lumabot.testing.process import BotProcess
 
 from .conftest import bot_env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class BotProcess:
-    """`python -m lumabot run` in a subprocess (HTTP mode), as an operator would run it."""
-
-    def __init__(self, env: dict[str, str]):
-        self.port = _free_port()
-        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-                    **env, "PORT": str(self.port)}
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url = f"http://127.0.0.1:{self.port}/slack/events"
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lumabot", "run", env=self.env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        until = time.monotonic() + 20
-        async with aiohttp.ClientSession(trust_env=False) as s:
-            while time.monotonic() < until:
-                if self.proc.returncode is not None:
-                    err = await self.proc.stderr.read()
-                    raise AssertionError(f"lumabot exited: {err.decode()}")
-                try:
-                    async with s.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("lumabot did not become healthy")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-
-    async def wait(self) -> None:
-        if self.proc is not None:
-            await self.proc.wait()
-
-    async def terminate(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 async def _all_jobs(db_path):
@@ -99,7 +42,7 @@ KILL_POINTS = ["submit_in_flight", "generating", "upload_in_flight_lost",
 async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, luma, kill_point):
     env = bot_env(tmp_path, slack, luma)
     db_path = tmp_path / "lumabot.db"
-    bot = BotProcess(env)
+    bot = BotProcess(env, tmp_path)
     await bot.start()
     try:
         if kill_point == "submit_in_flight":
@@ -134,7 +77,7 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         if kill_point == "generating":
             luma.release_all()
 
-        restarted = BotProcess(env)
+        restarted = BotProcess(env, tmp_path)
         await restarted.start()
         try:
             async def all_done():
@@ -142,7 +85,7 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
                 return jobs and all(j.settled for j in jobs)
             await _wait(all_done, timeout=15)
         finally:
-            await restarted.terminate()
+            await restarted.stop()
 
         (job,) = await _all_jobs(db_path)
         assert job.state == JobState.DONE, job
@@ -154,7 +97,7 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         top = [m for m in slack.top_level("C1") if "a phoenix" in m.text]
         assert len(top) == 1 and "Done in" in top[0].text
     finally:
-        await bot.terminate()
+        await bot.stop()
 
 
 async def test_restart_resumes_queued_and_generating_jobs(start_bot, luma, slack):

@@ -1,0 +1,106 @@
+"""lumabot against the in-package fakes: its settings, and `lumabot run` as a subprocess
+(for restart tests and benchmarks, where the bot's process must be its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from .fake_luma import FakeLuma
+from .fake_slack import FakeSlack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bot_env(slack: FakeSlack, luma: FakeLuma, database: Path, **extra) -> dict:
+    """lumabot's settings (environment variable names) for talking to these fakes."""
+    return {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "LUMA_AGENTS_API_KEY": luma.api_key,
+        "LUMA_BASE_URL": luma.base_url,
+        "LUMABOT_DATABASE_URL": f"sqlite:///{database}",
+        "LUMABOT_HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+class BotProcess:
+    """`python -m lumabot run` in HTTP mode, in a subprocess, as an operator would run it.
+
+    Its log goes to a file in `workdir` (a pipe nobody reads would block it once full); the
+    working directory is `workdir`, so no stray `.env` is read. `health_port` is where /healthz
+    answers when it is not PORT (Socket Mode with LUMABOT_METRICS_PORT)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, *, health_port: int | None = None):
+        self.port = free_port()
+        self.workdir = workdir
+        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
+                    **env, "PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}/slack/events"
+        self.base = f"http://127.0.0.1:{health_port or self.port}"
+        self.log_path = workdir / f"lumabot-{self.port}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start it and wait until /healthz answers 200."""
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
+            stdout=self._log, stderr=self._log)
+        until = time.monotonic() + timeout
+        async with aiohttp.ClientSession(trust_env=False) as s:
+            while time.monotonic() < until:
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"lumabot exited: {self.log_text[-2000:]}")
+                try:
+                    async with s.get(f"{self.base}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("lumabot did not become healthy")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def wait(self, timeout: float | None = None) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (the graceful stop); SIGKILL if it does not exit in time."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
