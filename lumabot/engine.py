@@ -63,6 +63,24 @@ def _ctx(job: Job) -> dict:
     return {"job_id": job.id, "generation_id": job.generation_id, "channel": job.channel_id}
 
 
+class _Backoff:
+    """Waits between retries: `first` seconds, doubling up to MAX_BACKOFF, with ±20 % jitter."""
+
+    def __init__(self, first: float):
+        self.first = self._next = first
+
+    def delay(self) -> float:
+        seconds = self._next * random.uniform(0.8, 1.2)
+        self._next = min(self._next * 2, MAX_BACKOFF)
+        return seconds
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay())
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
 class _JobFailed(Exception):
     def __init__(self, code: str, detail: str | None = None):
         super().__init__(code)
@@ -149,9 +167,6 @@ class Engine:
             updated += 1
         return updated
 
-    def queue_position(self, job_id: str) -> int | None:
-        return self.scheduler.positions().get(job_id)
-
     async def drain(self, timeout: float = 10.0) -> None:
         """Shutdown: start nothing new, let creates and uploads in progress finish (up to
         `timeout` s), then stop. Everything else stays in the store for the next start."""
@@ -186,13 +201,6 @@ class Engine:
     @property
     def active(self) -> int:
         return len(self._tasks)
-
-    async def wait_idle(self, timeout: float | None = None) -> None:
-        """Wait until no job task is running (tests, demo)."""
-        async def _wait():
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-        await asyncio.wait_for(_wait(), timeout)
 
     def _start(self, job: Job) -> None:
         if job.id in self._tasks or self._stopping:
@@ -258,7 +266,7 @@ class Engine:
         taking a Luma slot, and again after a restart: image bytes are never stored)."""
         if job.id in self._prepared:
             return self._prepared[job.id]
-        backoff, give_up = self.config.retry_backoff, time.time() + self.config.generation_timeout
+        backoff, give_up = _Backoff(self.config.retry_backoff), time.time() + self.config.generation_timeout
         while True:
             try:
                 params = await self.inputs.materialize(job.params)
@@ -267,15 +275,14 @@ class Engine:
                 log.info("input image problem: %s", err.code, extra=_ctx(job))
                 if not err.transient or time.time() >= give_up:
                     raise _JobFailed(err.code, err.detail) from None
-                await asyncio.sleep(self._jitter(backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.sleep()
         self._prepared[job.id] = params
         return params
 
     async def _submit(self, job: Job) -> None:
         params = await self._prepare_inputs(job)
         first_try = time.time()
-        backoff = self.config.retry_backoff
+        backoff = _Backoff(self.config.retry_backoff)
         while True:
             self._critical.discard(job.id)
             if self._stopping:
@@ -317,8 +324,7 @@ class Engine:
                 if time.time() - first_try > self.config.generation_timeout:
                     raise _JobFailed("luma_unavailable") from None
                 await self._set_state(job, JobState.QUEUED)
-                await asyncio.sleep(self._jitter(backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.sleep()
                 continue
             self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
             now = time.time()
@@ -341,7 +347,7 @@ class Engine:
         cfg = self.config
         assert job.generation_id and job.submitted_at and job.deadline
         next_poll = max(time.time(), job.submitted_at + self.polls.first_poll_after(job.params.model))
-        backoff = cfg.retry_backoff
+        backoff = _Backoff(cfg.retry_backoff)
         while True:
             await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
             await self.polls.pace()
@@ -352,8 +358,7 @@ class Engine:
                          extra={**_ctx(job), "luma_request_id": e.request_id})
                 if time.time() >= job.deadline:
                     raise _JobFailed("timeout") from None
-                next_poll = time.time() + self._jitter(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                next_poll = time.time() + backoff.delay()
                 continue
             except LumaNotFound:
                 log.error("luma does not know generation %s", job.generation_id, extra=_ctx(job))
@@ -363,7 +368,7 @@ class Engine:
                     log.critical("LUMA REFUSED THE API KEY while polling (%s)", e.status,
                                  extra={**_ctx(job), "luma_request_id": e.request_id})
                 raise _JobFailed(e.code, str(e)) from None
-            backoff = cfg.retry_backoff
+            backoff.reset()
             if gen.state in ("completed", "failed"):
                 latency = time.time() - job.submitted_at
                 self.polls.record(job.params.model, latency)
@@ -392,7 +397,7 @@ class Engine:
 
     async def _deliver(self, job: Job) -> None:
         give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
-        backoff = self.config.retry_backoff
+        backoff = _Backoff(self.config.retry_backoff)
         expired = 0
         while True:
             try:
@@ -410,8 +415,7 @@ class Engine:
                     continue
                 if time.time() >= give_up:
                     raise _JobFailed("download_failed") from None
-                await asyncio.sleep(self._jitter(backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.sleep()
             except (DeliveryError, LumaError) as err:
                 transient = (err.transient if isinstance(err, DeliveryError)
                              else isinstance(err, (LumaUnavailable, LumaRateLimited)))
@@ -420,8 +424,9 @@ class Engine:
                 if not transient or time.time() >= give_up:
                     code = "download_failed" if not isinstance(err, DeliveryError) else "delivery_failed"
                     raise _JobFailed(code) from None
-                await asyncio.sleep(self._jitter(backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.sleep()
+        if job.completed_at:
+            self.metrics.delivery_latency.observe(time.time() - job.completed_at)
         await self.store.record_image(KnownImage(
             channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
             generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
@@ -439,8 +444,6 @@ class Engine:
                 await hook(job, output)
             except Exception:
                 log.exception("after-delivery hook failed", extra=_ctx(job))
-        if job.completed_at:
-            self.metrics.delivery_latency.observe(time.time() - job.completed_at)
         log.info("delivered", extra=_ctx(job))
 
     async def _share_ts(self, job: Job) -> str | None:
@@ -492,7 +495,7 @@ class Engine:
         """Run a Slack call, retrying transient errors with backoff (the SDK already retried
         a few times) for up to the delivery timeout."""
         give_up = time.time() + self.config.delivery_timeout
-        backoff = self.config.retry_backoff
+        backoff = _Backoff(self.config.retry_backoff)
         while True:
             try:
                 return await call()
@@ -500,15 +503,7 @@ class Engine:
                 if not err.transient or time.time() >= give_up:
                     raise
                 log.warning("slack call failed, retrying: %s", err, extra=_ctx(job))
-                await asyncio.sleep(self._jitter(backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
-
-    @staticmethod
-    def _jitter(seconds: float) -> float:
-        return seconds * random.uniform(0.8, 1.2)
-
-
-__all__ = ["Engine", "EngineConfig"]
+                await backoff.sleep()
 
 
 def _worth_showing(shown: int | None, place: int) -> bool:
@@ -519,3 +514,6 @@ def _worth_showing(shown: int | None, place: int) -> bool:
     if shown is None or place <= 3:
         return True
     return place <= shown * 0.75 or place >= shown * 1.25
+
+
+__all__ = ["Engine", "EngineConfig"]

@@ -335,9 +335,6 @@ class SQLiteStore(_SessionQueries):
             (team_id, user_id, limit)) as cur:
             return [_from_row(r) for r in await cur.fetchall()]
 
-    async def jobs_by_state(self) -> dict[str, int]:
-        async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
-            return {state: n for state, n in await cur.fetchall()}
 
     async def count_waiting(self, team_id: str, user_id: str) -> int:
         """Jobs of this person waiting for a Luma slot (not submitted yet)."""
