@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from .delivery import Delivery, DeliveryError
 from .jobs.contact_sheet import contact_sheet, thumbnail
-from .jobs.failures import REFUNDED_FAILURE_CODES
 from .jobs.flags import Flags, PromptError, build_params, parse_prompt
 from .jobs.models import Job, JobState, Session
 from .slack import blocks
@@ -224,8 +223,7 @@ class Sessions:
         await self.store.save_session(session)
 
     def _spend(self, jobs: list[Job]) -> float:
-        return sum(j.cost_usd for j in jobs if j.attempts > 0 and not (
-            j.state == JobState.FAILED and (j.failure_code or "") in REFUNDED_FAILURE_CODES))
+        return sum(j.cost_usd for j in jobs if j.charged)
 
     def _banner(self, session: Session) -> str:
         cfg = self.config

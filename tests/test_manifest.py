@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lumabot.check import REQUIRED_BOT_SCOPES
+
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -17,20 +19,7 @@ MANIFEST_PATH = REPO_ROOT / "manifest.yml"
 SCHEMA_PATH = REPO_ROOT.parent / "shared" / "slack" / "manifest.schema.json"
 
 COMMANDS = {"/imagine", "/edit", "/luma"}
-BOT_SCOPES = {
-    "commands",
-    "chat:write",
-    "files:read",
-    "files:write",
-    "reactions:read",
-    "reactions:write",
-    "app_mentions:read",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "users:read",
-}
+BOT_SCOPES = set(REQUIRED_BOT_SCOPES)  # lumabot check's list: one list of scopes
 BOT_EVENTS = {
     "app_home_opened",
     "app_mention",

@@ -147,6 +147,15 @@ class Job(BaseModel):
     deadline: float | None = None         # generation must be completed by then
 
     @property
+    def charged(self) -> bool:
+        """Does Luma charge for this job? Once it reached Luma, unless its last failure is one
+        Luma refunds. (The store's usage query says the same in SQL.)"""
+        from .failures import REFUNDED_FAILURE_CODES
+
+        return self.attempts > 0 and not (
+            self.state == JobState.FAILED and (self.failure_code or "") in REFUNDED_FAILURE_CODES)
+
+    @property
     def root_ts(self) -> str | None:
         """The ts of the thread parent the image goes under."""
         return self.thread_ts or self.status_ts

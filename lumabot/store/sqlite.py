@@ -346,7 +346,7 @@ class SQLiteStore(_SessionQueries):
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
                     refunded: frozenset[str] = frozenset()) -> "Usage":
         """Images and estimated spend since a time, for a workspace or one person in it. A job
-        counts as charged once it reached Luma, unless its last failure is one Luma refunds."""
+        counts as charged as `Job.charged` says, here in SQL for the aggregate."""
         marks = ", ".join("?" * len(refunded)) or "''"
         sql = (
             "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state != 'failed'), 0), "
