@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from .config import Settings
 from .delivery import Delivery
 from .engine import Engine, EngineConfig
-from .inputs import InputImages
+from .inputs import InputImages, TokenHosts
 from .jobs.quotas import Limits, Prices, Quotas
 from .luma.client import LumaClient
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -35,7 +35,27 @@ from .studio import Studio
 log = logging.getLogger(__name__)
 
 
-SHUTDOWN_GRACE = 10.0  # seconds uploads in progress get to finish on SIGTERM
+SHUTDOWN_GRACE = 10.0  # seconds uploads in progress get to finish on SIGTERM (at least)
+
+
+class _UnverifiedRequestLog(logging.Filter):
+    """Bolt logs the whole body of every request that fails signature verification: a megabyte
+    of log per anonymous request, and forged log lines through newlines. This filter on Bolt's
+    logger turns that record into one short line without the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Invalid request signature detected"):
+            record.msg, record.args = "rejected a request without a valid Slack signature", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def bolt_logger() -> logging.Logger:
+    """The base logger of lumabot's Bolt app: Bolt copies its filters to its own loggers."""
+    logger = logging.getLogger("lumabot.bolt")
+    if not any(isinstance(f, _UnverifiedRequestLog) for f in logger.filters):
+        logger.addFilter(_UnverifiedRequestLog())
+    return logger
 
 
 class StartupError(Exception):
@@ -68,7 +88,8 @@ class LumaBot:
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
         self.delivery = Delivery(self.slack, self.http, self.metrics)
         self.scheduler = Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
-        self.inputs = InputImages(self.slack, self.http, settings.bot_token())
+        self.inputs = InputImages(self.slack, self.http, settings.bot_token(),
+                                  token_hosts=TokenHosts(settings.slack_api_url))
         self.engine = Engine(
             store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
             inputs=self.inputs, metrics=self.metrics,
@@ -98,6 +119,7 @@ class LumaBot:
             # Listeners record the job (durably) before the ack: a crash after an ack loses nothing.
             process_before_response=True,
             request_verification_enabled=not settings.socket_mode,
+            logger=bolt_logger(),
         )
         self.sessions = Sessions(self.store, self.delivery, SessionConfig(
             idle_minutes=settings.session_idle_minutes, max_images=settings.session_max_images,
@@ -119,6 +141,7 @@ class LumaBot:
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
         self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
+        self.studio.team_id = auth.get("team_id")
         self.studio.team_url = self.sessions.team_url = auth.get("url")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         await self.engine.resume()
@@ -206,4 +229,6 @@ async def run(settings: Settings, *, stop_event: asyncio.Event | None = None) ->
         await stop_event.wait()
         log.info("stopping: finishing uploads in progress, the rest stays queued for the next start")
     finally:
-        await bot.stop(drain=SHUTDOWN_GRACE)
+        # Creates in flight are waited for up to Luma's request timeout: a create cut short is a
+        # generation paid for and never seen.
+        await bot.stop(drain=max(SHUTDOWN_GRACE, settings.luma_request_timeout + 1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -23,7 +24,9 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from .jobs.failures import POLICY_MESSAGES
 from .jobs.models import Job
+from .jobs.text import clip
 from .slack import blocks
 
 log = logging.getLogger(__name__)
@@ -37,18 +40,25 @@ MAX_CONCURRENT_TRANSFERS = 16
 _TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                      "request_timeout", "team_added_to_org"}
 # The bot cannot post where the job wants to go.
-_NO_ACCESS_ERRORS = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
-                     "cannot_dm_bot", "messages_tab_disabled"}
+_NO_ACCESS_ERRORS = {"not_in_channel", "channel_not_found", "cannot_dm_bot"}
+# What the workspace's settings forbid: final, explained to the person (jobs/failures.py).
+POLICY_ERRORS = frozenset(POLICY_MESSAGES)
+
+# Message metadata on everything lumabot posts for a job, so that after a crash the message is
+# found again (conversations.history / .replies) instead of being posted twice.
+METADATA_EVENT = "lumabot_job"
 
 
 class DeliveryError(Exception):
     """Delivery failed. `transient` errors may be retried; `no_access` means the bot cannot post
-    in that channel."""
+    in that channel; `policy` names the workspace setting (Slack's error) that forbids it."""
 
-    def __init__(self, message: str, *, transient: bool, no_access: bool = False):
+    def __init__(self, message: str, *, transient: bool, no_access: bool = False,
+                 policy: str | None = None):
         super().__init__(message)
         self.transient = transient
         self.no_access = no_access
+        self.policy = policy
 
 
 class OutputExpired(Exception):
@@ -70,7 +80,8 @@ def classify(exc: BaseException) -> DeliveryError:
         error = exc.response.get("error") if hasattr(exc.response, "get") else None
         transient = status == 429 or status >= 500 or error in _TRANSIENT_ERRORS
         return DeliveryError(f"Slack error {error or status}", transient=transient,
-                             no_access=error in _NO_ACCESS_ERRORS)
+                             no_access=error in _NO_ACCESS_ERRORS,
+                             policy=error if error in POLICY_ERRORS else None)
     if isinstance(exc, (aiohttp.ClientError, httpx.TransportError, asyncio.TimeoutError, OSError)):
         return DeliveryError(f"Slack unreachable ({type(exc).__name__})", transient=True)
     raise exc
@@ -92,6 +103,7 @@ class Delivery:
         self.http = http
         self.metrics = metrics
         self._transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
+        self._names: dict[str, str] = {}
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:
@@ -100,10 +112,38 @@ class Delivery:
             resp = await self.client.chat_postMessage(
                 channel=job.channel_id, thread_ts=job.thread_ts, text=blocks.status_text(job),
                 blocks=blocks.status_blocks(job), unfurl_links=False, unfurl_media=False,
+                metadata=_metadata(job, "status"),
             )
         except Exception as exc:
             raise self._error("chat.postMessage", exc) from None
         return resp["ts"]
+
+    async def find_posted(self, job: Job, kind: str) -> str | None:
+        """The ts of the job's `kind` message ("status", "failure", "actions") if it is in
+        Slack already: looked up by its metadata, for recovery after a crash only (Slack limits
+        conversations.history and .replies tightly)."""
+        thread = job.thread_ts if kind == "status" else job.root_ts
+        try:
+            if thread is None:
+                resp = await self.client.conversations_history(
+                    channel=job.channel_id, oldest=f"{job.created_at - 1:.6f}", limit=100,
+                    include_all_metadata=True)
+            else:
+                resp = await self.client.conversations_replies(
+                    channel=job.channel_id, ts=thread, limit=200, include_all_metadata=True)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "thread_not_found":
+                return None
+            raise self._error("conversations.history", exc) from None
+        except Exception as exc:
+            raise self._error("conversations.history", exc) from None
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if (meta.get("event_type") == METADATA_EVENT and payload.get("job_id") == job.id
+                    and payload.get("kind") == kind):
+                return message.get("ts")
+        return None
 
     async def update_status(self, job: Job) -> None:
         if not job.status_ts:
@@ -116,12 +156,61 @@ class Delivery:
             # A lost status update is cosmetic; the thread still gets the outcome.
             log.warning("status update failed: %s", err, extra={"job_id": job.id})
 
-    async def post_in_thread(self, job: Job, text: str) -> None:
+    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A plain message from lumabot; returns its ts."""
         try:
-            await self.client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
-                                               text=text, unfurl_links=False)
+            resp = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                                      text=clip(text), unfurl_links=False)
         except Exception as exc:
             raise self._error("chat.postMessage", exc) from None
+        return resp["ts"]
+
+    async def update_message(self, channel: str, ts: str, text: str) -> None:
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=clip(text))
+        except Exception as exc:
+            raise self._error("chat.update", exc) from None
+
+    async def display_names(self, user_ids: list[str]) -> dict[str, str]:
+        """Each person's display name (users.info, cached), for text that must not notify
+        them; the user id where Slack cannot say."""
+        names: dict[str, str] = {}
+        for uid in dict.fromkeys(user_ids):
+            if uid not in self._names:
+                try:
+                    user = (await self.client.users_info(user=uid))["user"]
+                    profile = user.get("profile") or {}
+                    self._names[uid] = (profile.get("display_name") or profile.get("real_name")
+                                        or user.get("real_name") or user.get("name") or uid)
+                except Exception as exc:
+                    log.info("users.info failed for a name: %s", slack_error_name(exc))
+                    names[uid] = uid
+                    continue
+            names[uid] = self._names[uid]
+        return names
+
+    async def post_failure(self, job: Job) -> None:
+        """What went wrong, in the job's thread."""
+        try:
+            await self.client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
+                                               text=blocks.failure_text(job), unfurl_links=False,
+                                               metadata=_metadata(job, "failure"))
+        except Exception as exc:
+            raise self._error("chat.postMessage", exc) from None
+
+    async def tell_privately(self, job: Job, text: str) -> bool:
+        """Tell only the requester: through the command's response_url (works where the bot is
+        not a member), else an ephemeral message. False if neither worked."""
+        if await self.respond(job.response_url, text):
+            return True
+        try:
+            await self.client.chat_postEphemeral(channel=job.channel_id, user=job.user_id, text=text,
+                                                 thread_ts=job.thread_ts)
+            return True
+        except Exception as exc:
+            log.warning("ephemeral message failed: %s", self._error("chat.postEphemeral", exc),
+                        extra={"job_id": job.id})
+            return False
 
     async def respond(self, response_url: str | None, text: str) -> bool:
         """An ephemeral message through a slash command's response_url (works where the bot
@@ -140,7 +229,7 @@ class Delivery:
         try:
             resp = await self.client.chat_postMessage(
                 channel=job.channel_id, thread_ts=job.root_ts, text=blocks.RESULT_ACTIONS_TEXT,
-                blocks=blocks.result_actions(job))
+                blocks=blocks.result_actions(job), metadata=_metadata(job, "actions"))
             return resp["ts"]
         except Exception as exc:
             log.warning("could not post the buttons: %s", self._error("chat.postMessage", exc))
@@ -163,12 +252,6 @@ class Delivery:
                         raise
         except Exception as exc:
             raise self._error("files.delete", exc) from None
-
-    async def open_view(self, trigger_id: str, view: dict) -> None:
-        try:
-            await self.client.views_open(trigger_id=trigger_id, view=view)
-        except Exception as exc:
-            raise self._error("views.open", exc) from None
 
     def _error(self, method: str, exc: BaseException) -> DeliveryError:
         err = classify(exc)
@@ -200,7 +283,8 @@ class Delivery:
             raise DeliveryError(f"output download failed ({type(exc).__name__})", transient=True) from None
 
     async def upload_image(self, job: Job, output: Output,
-                           remember_file: Callable[[str], Awaitable[None]]) -> None:
+                           remember_file: Callable[[str], Awaitable[None]], *,
+                           deadline: float | None = None) -> None:
         """Upload `output` into the job's thread, exactly once across retries and restarts.
 
         `remember_file(file_id)` must durably record the Slack file id before it is shared.
@@ -209,20 +293,25 @@ class Delivery:
             channel=job.channel_id, thread_ts=job.root_ts, content=output.content,
             filename=blocks.image_filename(job.params.prompt, output.ext),
             title=blocks.alt_text(job.params.prompt), known_file_id=job.slack_file_id,
-            remember_file=remember_file)
+            remember_file=remember_file, deadline=deadline)
 
     async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes, filename: str,
                           title: str, known_file_id: str | None,
                           remember_file: Callable[[str], Awaitable[None]],
-                          initial_comment: str | None = None) -> None:
+                          initial_comment: str | None = None, deadline: float | None = None) -> None:
         """Upload v2, one step at a time, exactly once: `known_file_id` is the file id recorded
-        by an earlier try (if any); `remember_file` records a new one before it is shared."""
+        by an earlier try (if any); `remember_file` records a new one before it is shared.
+
+        Slack shares a completed upload asynchronously, so a completion that took effect (even
+        one that answered an error) is waited for with files.info, until `deadline` (a Unix
+        time), rather than uploaded again."""
         try:
-            if known_file_id and await self._already_shared(known_file_id, channel):
-                return
-            if known_file_id and await self._complete(known_file_id, title, channel, thread_ts,
-                                                      initial_comment):
-                return
+            if known_file_id:
+                if await self._completed(known_file_id, channel, deadline):
+                    return
+                if await self._complete(known_file_id, title, channel, thread_ts, initial_comment,
+                                        deadline):
+                    return
             step1 = await self.client.files_getUploadURLExternal(
                 filename=filename, length=len(content), alt_txt=title)
             file_id, upload_url = step1["file_id"], step1["upload_url"]
@@ -233,51 +322,78 @@ class Delivery:
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)
-            await self.client.files_completeUploadExternal(
-                files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
-                initial_comment=initial_comment)
+            if not await self._complete(file_id, title, channel, thread_ts, initial_comment, deadline):
+                raise DeliveryError("the upload was not completed", transient=True)
         except (DeliveryError, OutputExpired):
             raise
         except Exception as exc:
             raise self._error("files.completeUploadExternal", exc) from None
 
-    async def _already_shared(self, file_id: str, channel: str, *, wait: float = 0.0) -> bool:
-        """True once files.info shows the file shared in `channel` (polls up to `wait` s)."""
-        return await self.share_ts(file_id, channel, wait=wait) is not None
+    async def _completed(self, file_id: str, channel: str, deadline: float | None) -> bool:
+        """True if an earlier completion of `file_id` took effect: the file is shared in
+        `channel`, or will be (files.info knows it: the share is on its way), waited for until
+        `deadline`. False if the upload was never completed."""
+        if await self._file_info(file_id) is None:
+            return False
+        if await self.share_ts(file_id, channel, until=deadline) is not None:
+            return True
+        raise DeliveryError("Slack has not shared the completed upload yet", transient=True)
 
-    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
+    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0,
+                       until: float | None = None) -> str | None:
         """The ts of the message that shares the file in `channel`, once files.info shows it
-        (polls up to `wait` s); None if it is not shared (yet)."""
+        (polls for `wait` s, or until the Unix time `until`); None if it is not shared (yet)."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + wait
+        stop = loop.time() + (wait if until is None else until - time.time())
+        delay = 0.2
         while True:
-            try:
-                info = await self.client.files_info(file=file_id)
-            except SlackApiError as exc:
-                if exc.response.get("error") == "file_not_found":
-                    return None
-                raise
-            shares = (info.get("file") or {}).get("shares") or {}
-            for by_channel in shares.values():
-                if channel in by_channel:
-                    entries = by_channel[channel] or [{}]
-                    return entries[0].get("ts") or ""
-            if loop.time() >= until:
+            info = await self._file_info(file_id)
+            ts = _share_ts(info, channel) if info is not None else None
+            if ts is not None or loop.time() >= stop:
+                return ts
+            await asyncio.sleep(min(delay, max(0.0, stop - loop.time())))
+            delay = min(delay * 2, 2.0)
+
+    async def _file_info(self, file_id: str) -> dict | None:
+        """files.info's file object; None if Slack does not know the file (not completed)."""
+        try:
+            info = await self.client.files_info(file=file_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("file_not_found", "file_deleted"):
                 return None
-            await asyncio.sleep(0.5)
+            raise
+        return info.get("file") or {}
 
     async def _complete(self, file_id: str, title: str, channel: str, thread_ts: str | None,
-                        initial_comment: str | None) -> bool:
-        """Finish an upload that a crash or an error interrupted. True if the file is (or is
-        about to be) in the thread; False to start a fresh upload."""
+                        initial_comment: str | None, deadline: float | None) -> bool:
+        """Complete an upload. True if the file is (or is about to be) in the thread; False if
+        Slack does not have it (never uploaded): start a fresh upload. An error answer is
+        checked with files.info: the completion may have taken effect anyway."""
         try:
             await self.client.files_completeUploadExternal(
                 files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
                 initial_comment=initial_comment)
             return True
         except SlackApiError as exc:
-            if classify(exc).transient:
-                raise
-            # Completed before (the share is on its way) or never uploaded: look again.
-            log.info("re-completing upload %s: %s", file_id, exc.response.get("error"))
-            return await self._already_shared(file_id, channel, wait=5.0)
+            err = classify(exc)
+            if err.policy or err.no_access:
+                raise self._error("files.completeUploadExternal", exc) from None
+            log.info("completing upload %s answered %s: checking files.info", file_id,
+                     exc.response.get("error") or exc.response.status_code)
+            if await self._completed(file_id, channel, deadline):
+                return True
+            if err.transient:
+                raise self._error("files.completeUploadExternal", exc) from None
+            return False
+
+
+def _share_ts(info: dict, channel: str) -> str | None:
+    for by_channel in (info.get("shares") or {}).values():
+        if channel in by_channel:
+            entries = by_channel[channel] or [{}]
+            return entries[0].get("ts") or ""
+    return None
+
+
+def _metadata(job: Job, kind: str) -> dict:
+    return {"event_type": METADATA_EVENT, "event_payload": {"job_id": job.id, "kind": kind}}

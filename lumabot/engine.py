@@ -17,13 +17,14 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from .delivery import Delivery, DeliveryError, Output, OutputExpired
 from .inputs import InputError, InputImages
 from .jobs.failures import RETRYABLE_FAILURE_CODES
 from .jobs.identity import luma_user_id
-from .jobs.models import MAX_GENERATION_ATTEMPTS, GenerationParams, Job, JobState, KnownImage
+from .jobs.models import MAX_BLIND_RESENDS, MAX_GENERATION_ATTEMPTS, GenerationParams, Job, JobState, KnownImage
+from .jobs.quotas import Admission, AdmissionRules
 from .luma.client import (
     LumaClient,
     LumaError,
@@ -36,9 +37,10 @@ from .polling import PollPlanner
 from .metrics import Metrics
 from .scheduler import Scheduler
 from .slack import blocks
-from .store import Store
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BACKOFF = 30.0
 
@@ -109,19 +111,19 @@ class Engine:
         self.on_delivered: list[Callable[[Job, Output], Awaitable[None]]] = []
         self._reporter: asyncio.Task | None = None
         self._output_urls: dict[str, str] = {}  # job id -> latest presigned URL (never stored)
-        # job id -> parameters with input images downloaded (kept in memory for a retry only)
-        self._prepared: dict[str, GenerationParams] = {}
         self._stopping = False
 
     # -- entry points --------------------------------------------------------------------------
-    async def submit(self, job: Job, *, dedupe_key: str | None = None) -> bool:
-        """Record a new job (durably, before anything else) and start it. False if the dedupe
-        key was seen before (a retried Slack event): nothing is started."""
-        if not await self.store.create_job(job, dedupe_key=dedupe_key):
+    async def submit(self, job: Job, *, dedupe_key: str | None = None,
+                     rules: AdmissionRules | None = None) -> Admission:
+        """Record a new job (durably, admission decided in the same transaction) and start it.
+        Nothing starts for a duplicate dedupe key (a retried Slack event) or a refusal."""
+        admission = await self.store.create_job(job, dedupe_key=dedupe_key, rules=rules)
+        if admission.status == "created":
+            self._start(job)
+        elif admission.status == "duplicate":
             log.info("duplicate request ignored", extra={"dedupe_key": dedupe_key})
-            return False
-        self._start(job)
-        return True
+        return admission
 
     async def resume(self) -> int:
         """Start a task for every unfinished job in the store (after a restart)."""
@@ -129,10 +131,7 @@ class Engine:
         for job in jobs:
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
-            if job.state == JobState.SUBMITTING:
-                log.warning("resuming a job whose submit was interrupted; it is sent again",
-                            extra=_ctx(job))
-            self._start(job)
+            self._start(job, resumed=True)
         if jobs:
             log.info("resumed %d unfinished jobs", len(jobs))
         return len(jobs)
@@ -202,26 +201,30 @@ class Engine:
     def active(self) -> int:
         return len(self._tasks)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, *, resumed: bool = False) -> None:
         if job.id in self._tasks or self._stopping:
             return
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
         self._jobs[job.id] = job
         task.add_done_callback(lambda _t, jid=job.id: (self._tasks.pop(jid, None), self._jobs.pop(jid, None)))
 
     # -- the state machine ---------------------------------------------------------------------
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, resumed: bool = False) -> None:
+        """`resumed`: the job was started by an earlier process, which may have died between
+        any external effect and recording it."""
         try:
+            if resumed and job.state == JobState.SUBMITTING:
+                self._resend_after_crash(job)
             if not job.status_ts and not job.state.finished:
-                await self._announce(job)
+                await self._announce(job, resumed)
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):
                     await self._submit(job)
                 elif job.state == JobState.GENERATING:
                     await self._poll(job)
                 elif job.state == JobState.DELIVERING:
-                    await self._deliver(job)
+                    await self._deliver(job, resumed)
         except _JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
         except asyncio.CancelledError:
@@ -232,12 +235,33 @@ class Engine:
         finally:
             self.scheduler.release(job.id)
             self._output_urls.pop(job.id, None)
-            self._prepared.pop(job.id, None)
-        await self._settle(job)
+        await self._settle(job, resumed)
         self._critical.discard(job.id)
 
+    def _resend_after_crash(self, job: Job) -> None:
+        """A create was in flight when lumabot died: Luma may or may not have the generation,
+        and it has no idempotency key. Send it again once in the job's life, never twice."""
+        if job.blind_resends >= MAX_BLIND_RESENDS:
+            log.warning("a create was interrupted twice; not sending it a third time", extra=_ctx(job))
+            raise _JobFailed("create_uncertain")
+        job.blind_resends += 1  # recorded with the SUBMITTING state, before the create
+        log.warning("resuming a job whose create was interrupted; it is sent again once",
+                    extra=_ctx(job))
+
     async def _save(self, job: Job) -> None:
-        await self.store.save_job(job)
+        await self._durably(job, lambda: self.store.save_job(job))
+
+    async def _durably(self, job: Job, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a store write until it succeeds: a locked or full database delays the job, it
+        never throws away what Luma made or kills the job's task."""
+        backoff = _Backoff(self.config.retry_backoff)
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable as exc:
+                self.metrics.store_errors.inc()
+                log.warning("database unavailable, will retry: %s", exc, extra=_ctx(job))
+                await backoff.sleep()
 
     async def _set_state(self, job: Job, state: JobState, *, announce: bool = True, **changes) -> None:
         """Record a transition; update the status message only when what it shows changes
@@ -250,37 +274,42 @@ class Engine:
         if announce and blocks.status_line(job) != before:
             await self.delivery.update_status(job)
 
-    async def _announce(self, job: Job) -> None:
-        """Post the status message (the thread root); without it the job cannot go on."""
+    async def _announce(self, job: Job, resumed: bool) -> None:
+        """Post the status message (the thread root); without it the job cannot go on, and
+        nothing is sent to Luma. After a crash, the message posted before it is found again."""
         try:
-            ts = await self._slack_retry(job, lambda: self.delivery.post_status(job))
+            ts = await self._slack_retry(job, lambda: self.delivery.find_posted(job, "status")) \
+                if resumed else None
+            ts = ts or await self._slack_retry(job, lambda: self.delivery.post_status(job))
         except DeliveryError as err:
-            if not err.no_access:
-                log.error("could not post the status message: %s", err, extra=_ctx(job))
-            raise _JobFailed("not_in_channel" if err.no_access else "delivery_failed") from None
+            raise _JobFailed(*self._slack_failure(job, err, "the status message")) from None
         job.status_ts = ts
         await self._save(job)
 
-    async def _prepare_inputs(self, job: Job) -> GenerationParams:
-        """The job's parameters with people's images downloaded and normalised (done before
-        taking a Luma slot, and again after a restart: image bytes are never stored)."""
-        if job.id in self._prepared:
-            return self._prepared[job.id]
-        backoff, give_up = _Backoff(self.config.retry_backoff), time.time() + self.config.generation_timeout
-        while True:
-            try:
-                params = await self.inputs.materialize(job.params)
-                break
-            except InputError as err:
-                log.info("input image problem: %s", err.code, extra=_ctx(job))
-                if not err.transient or time.time() >= give_up:
-                    raise _JobFailed(err.code, err.detail) from None
-                await backoff.sleep()
-        self._prepared[job.id] = params
-        return params
+    def _slack_failure(self, job: Job, err: DeliveryError, what: str) -> tuple[str, str | None]:
+        """The failure code (and detail) of a final Slack error, logged as loudly as it deserves."""
+        if err.policy:
+            log.error("SLACK WORKSPACE POLICY blocks lumabot (%s): %s could not be posted; a "
+                      "workspace admin can change this", err.policy, what, extra=_ctx(job))
+            return "slack_policy", err.policy
+        if err.no_access:
+            return "not_in_channel", None
+        log.error("could not post %s: %s", what, err, extra=_ctx(job))
+        return "delivery_failed", None
+
+    async def _prepare_inputs(self, job: Job) -> GenerationParams | None:
+        """The job's parameters with people's images downloaded and normalised, made just
+        before the create and dropped after it (image bytes are never stored or kept while a
+        job waits). None when a transient problem says to try again later."""
+        try:
+            return await self.inputs.materialize(job.params)
+        except InputError as err:
+            log.info("input image problem: %s", err.code, extra=_ctx(job))
+            if not err.transient:
+                raise _JobFailed(err.code, err.detail) from None
+            return None
 
     async def _submit(self, job: Job) -> None:
-        params = await self._prepare_inputs(job)
         first_try = time.time()
         backoff = _Backoff(self.config.retry_backoff)
         while True:
@@ -288,13 +317,22 @@ class Engine:
             if self._stopping:
                 raise asyncio.CancelledError()
             await self.scheduler.acquire(job.id, job.user_id, front=job.waiting_reason is not None)
+            params = await self._prepare_inputs(job)
+            if params is None:
+                self.scheduler.release(job.id)
+                if time.time() - first_try > self.config.generation_timeout:
+                    raise _JobFailed("image_download_failed")
+                await backoff.sleep()
+                continue
             job.state = JobState.SUBMITTING
             job.submit_tries += 1
             self._critical.add(job.id)  # never cut a create short: its answer is its only record
             await self._save(job)
+            create = self.luma.create(params, user_id=luma_user_id(
+                job.team_id, job.user_id, self.config.user_hash_salt))
+            params = None  # the prepared images live only as long as the create
             try:
-                gen, rate = await self.luma.create(params, user_id=luma_user_id(
-                    job.team_id, job.user_id, self.config.user_hash_salt))
+                gen, rate = await create
             except LumaRateLimited as e:
                 self.scheduler.release(job.id)
                 if e.kind == "concurrency":
@@ -395,7 +433,7 @@ class Engine:
             next_poll = time.time() + self.polls.interval(backlog=self.scheduler.waiting > 0,
                                                           polling=self._polling)
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, job: Job, resumed: bool = False) -> None:
         give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
         backoff = _Backoff(self.config.retry_backoff)
         expired = 0
@@ -404,7 +442,8 @@ class Engine:
                 url = self._output_urls.get(job.id) or await self._fresh_output_url(job)
                 output = await self.delivery.download(url)
                 self._critical.add(job.id)  # a shutdown lets an upload in progress finish
-                await self.delivery.upload_image(job, output, lambda fid: self._remember_file(job, fid))
+                await self.delivery.upload_image(job, output, lambda fid: self._remember_file(job, fid),
+                                                 deadline=give_up)
                 break
             except OutputExpired:
                 # Presigned URLs expire after an hour; every GET of the generation mints a new one.
@@ -422,22 +461,26 @@ class Engine:
                 log.warning("delivery failed (%s): %s", "will retry" if transient else "final", err,
                             extra=_ctx(job))
                 if not transient or time.time() >= give_up:
-                    code = "download_failed" if not isinstance(err, DeliveryError) else "delivery_failed"
-                    raise _JobFailed(code) from None
+                    if not isinstance(err, DeliveryError):
+                        raise _JobFailed("download_failed") from None
+                    raise _JobFailed(*self._slack_failure(job, err, "the image")) from None
                 await backoff.sleep()
         if job.completed_at:
             self.metrics.delivery_latency.observe(time.time() - job.completed_at)
-        await self.store.record_image(KnownImage(
+        image = KnownImage(
             channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
-            generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id))
+            generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id)
+        await self._durably(job, lambda: self.store.record_image(image))
         finished_at = time.time()
         if not job.actions_ts:
             # Wait for the share (Slack completes it asynchronously) so the buttons come after
             # the image, and remember the image's message (reactions on it are votes).
             share_ts = await self._share_ts(job)
             if share_ts:
-                await self.store.set_image_message(job.id, share_ts)
-            job.actions_ts = await self.delivery.post_actions(job)
+                await self._durably(job, lambda: self.store.set_image_message(job.id, share_ts))
+            if resumed:  # posted before a crash, but not recorded?
+                job.actions_ts = await self._find_posted(job, "actions")
+            job.actions_ts = job.actions_ts or await self.delivery.post_actions(job)
         await self._set_state(job, JobState.DONE, announce=False, finished_at=finished_at)
         for hook in self.on_delivered:
             try:
@@ -472,24 +515,38 @@ class Engine:
         job.state, job.finished_at = JobState.FAILED, time.time()
         await self._save(job)
 
-    async def _settle(self, job: Job) -> None:
+    async def _find_posted(self, job: Job, kind: str) -> str | None:
+        """The ts of the job's `kind` message if an earlier process posted it; None if not, or
+        if Slack cannot say (then it is posted, at worst twice)."""
+        try:
+            return await self._slack_retry(job, lambda: self.delivery.find_posted(job, kind))
+        except DeliveryError as err:
+            log.warning("could not look for an earlier %s message: %s", kind, err, extra=_ctx(job))
+            return None
+
+    async def _settle(self, job: Job, resumed: bool = False) -> None:
         """Tell the user the outcome (after it is recorded, so a crash in between is resumed
         here rather than leaving the user without an answer)."""
         if job.settled or self._stopping:
             return
-        if job.state == JobState.FAILED:
-            text = blocks.failure_text(job)
-            try:
-                if job.root_ts:
-                    await self._slack_retry(job, lambda: self.delivery.post_in_thread(job, text))
-                elif not await self.delivery.respond(job.response_url, text):
-                    log.warning("no way to tell the user about the failure", extra=_ctx(job))
-            except DeliveryError as err:
-                log.error("could not post the failure message: %s", err, extra=_ctx(job))
+        if job.state == JobState.FAILED and not (resumed and await self._find_posted(job, "failure")):
+            await self._tell_failure(job)
         await self.delivery.update_status(job)
         job.settled = True
         await self._save(job)
         self.metrics.jobs_finished.labels(job.state.value).inc()
+
+    async def _tell_failure(self, job: Job) -> None:
+        """In the job's thread; where that is impossible (no status message, a channel that
+        refuses the bot), privately: through the command's response_url, or ephemeral."""
+        try:
+            if job.root_ts:
+                await self._slack_retry(job, lambda: self.delivery.post_failure(job))
+                return
+        except DeliveryError as err:
+            log.warning("could not post the failure message in the thread: %s", err, extra=_ctx(job))
+        if not await self.delivery.tell_privately(job, blocks.failure_text(job)):
+            log.warning("no way to tell the user about the failure", extra=_ctx(job))
 
     async def _slack_retry(self, job: Job, call):
         """Run a Slack call, retrying transient errors with backoff (the SDK already retried

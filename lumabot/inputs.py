@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 import httpx
 from slack_sdk.errors import SlackApiError
@@ -21,6 +22,11 @@ from .jobs.models import GenerationParams, ImageSource, SlackFile
 log = logging.getLogger(__name__)
 
 MAX_INPUT_BYTES = 50 * 1024 * 1024
+# Slack's own domains: the only hosts (over https) that ever receive the bot token.
+SLACK_DOMAINS = ("slack.com", "slack-gov.com")
+# Images decoded at once: decoding a large image costs hundreds of MB, so they take turns.
+MAX_CONCURRENT_DECODES = 1
+MAX_REDIRECTS = 3
 
 
 class InputError(Exception):
@@ -44,13 +50,43 @@ def slack_file(obj: dict) -> SlackFile:
     )
 
 
+class TokenHosts:
+    """Where the bot token may go: https to Slack's domains, plus the origin of a configured
+    SLACK_API_URL (the fakes in tests). Never a host a person could choose."""
+
+    def __init__(self, slack_api_url: str | None = None):
+        self.extra: set[tuple[str, str, int | None]] = set()
+        if slack_api_url:
+            api = urlsplit(slack_api_url)
+            if not _is_slack_host(api.hostname or "") or api.scheme != "https":
+                self.extra.add((api.scheme, api.hostname or "", api.port))
+
+    def allows(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return False
+        host = parts.hostname or ""
+        if parts.scheme == "https" and _is_slack_host(host):
+            return True
+        return (parts.scheme, host, port) in self.extra
+
+
+def _is_slack_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in SLACK_DOMAINS)
+
+
 class InputImages:
     def __init__(self, slack: AsyncWebClient, http: httpx.AsyncClient, bot_token: str,
-                 max_bytes: int = MAX_INPUT_BYTES):
+                 max_bytes: int = MAX_INPUT_BYTES, *, token_hosts: TokenHosts | None = None):
         self.slack = slack
         self.http = http
         self._token = bot_token
         self.max_bytes = max_bytes
+        self.token_hosts = token_hosts or TokenHosts()
+        self._decoding = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
 
     async def resolve(self, f: SlackFile) -> SlackFile:
         """Fill in a Slack Connect stub (`file_access: check_file_info`) with files.info."""
@@ -74,8 +110,25 @@ class InputImages:
             raise InputError("image_too_big")
         if not f.url:
             raise InputError("image_no_access")
+        url = f.url
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.token_hosts.allows(url):
+                log.warning("refused to send the bot token to %s (not a Slack file host)",
+                            urlsplit(url).hostname)
+                raise InputError("image_untrusted_host")
+            body, url = await self._download(url)
+            if body is not None:
+                return body
+        raise InputError("image_download_failed")
+
+    async def _download(self, url: str) -> tuple[bytes | None, str]:
+        """(the bytes, url), or (None, where a redirect points): redirects are followed by
+        `fetch`, which checks each target before it gets the token."""
         try:
-            async with self.http.stream("GET", f.url, headers={"Authorization": f"Bearer {self._token}"}) as r:
+            async with self.http.stream("GET", url, headers={"Authorization": f"Bearer {self._token}"},
+                                        follow_redirects=False) as r:
+                if r.is_redirect and r.headers.get("location"):
+                    return None, str(r.url.join(r.headers["location"]))
                 if r.status_code in (401, 403, 404):
                     raise InputError("image_no_access")
                 if r.status_code != 200:
@@ -91,7 +144,7 @@ class InputImages:
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise InputError("image_too_big")
-                return bytes(body)
+                return bytes(body), url
         except httpx.TransportError as exc:
             raise InputError("image_download_failed", transient=True) from exc
 
@@ -101,9 +154,12 @@ class InputImages:
             return src
         raw = await self.fetch(src.slack_file)
         try:
-            prepared = await asyncio.to_thread(prepare_image, raw)
+            async with self._decoding:
+                prepared = await asyncio.to_thread(prepare_image, raw)
         except ImageRejected as exc:
             raise InputError(exc.code, str(exc)) from None
+        finally:
+            del raw
         return ImageSource(data=prepared.base64(), media_type=prepared.media_type)
 
     async def materialize(self, params: GenerationParams) -> GenerationParams:

@@ -35,6 +35,8 @@ class Metrics:
             buckets=DELIVERY_BUCKETS, registry=r)
         self.slack_errors = Counter("lumabot_slack_api_errors", "Slack API errors by method",
                                     ["method", "error"], registry=r)
+        self.store_errors = Counter("lumabot_store_errors", "Database operations that failed "
+                                    "(locked, full, I/O) and were retried", registry=r)
         self.jobs_finished = Counter("lumabot_jobs_finished", "Jobs finished, by outcome",
                                      ["outcome"], registry=r)
         self.loop_lag = Histogram("lumabot_event_loop_lag_seconds",

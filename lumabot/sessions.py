@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from .delivery import Delivery, DeliveryError
 from .jobs.contact_sheet import contact_sheet, thumbnail
+from .jobs.failures import policy_message
 from .jobs.flags import Flags, PromptError, build_params, parse_prompt
+from .jobs.text import shown
 from .jobs.models import Job, JobState, Session
 from .slack import blocks
 from .store import Store
@@ -75,16 +77,15 @@ class Sessions:
             running = await self.store.running_session(channel_id)
             return self._already_running(running) if running else "A session is starting already."
         try:
-            resp = await self.delivery.client.chat_postMessage(
-                channel=channel_id, text=self._banner(session), unfurl_links=False)
-        except Exception as exc:
-            err = self.delivery._error("chat.postMessage", exc)
+            session.banner_ts = await self.delivery.post_message(channel_id, self._banner(session))
+        except DeliveryError as err:
             session.ended_at, session.end_reason, session.recap_posted = time.time(), "not_started", True
             await self.store.save_session(session)
             if err.no_access:
                 return "lumabot is not a member of this channel. Invite it with `/invite @lumabot` first."
+            if err.policy:
+                return policy_message(err.policy)
             return "The session could not be started: Slack did not take the banner. Please try again."
-        session.banner_ts = resp["ts"]
         await self.store.save_session(session)
         log.info("session started", extra={"channel": channel_id})
         return None
@@ -114,7 +115,7 @@ class Sessions:
                  + (f": {', '.join(f'<@{u}>' for u in people)}" if people else "")
                  + f" · about ${self._spend(jobs):,.2f} of Luma."]
         if session.theme:
-            parts.append(f"Theme: _{session.theme}_")
+            parts.append(f"Theme: _{shown(session.theme, 1000)}_")
         if flags:
             parts.append(f"Defaults: `{flags}`")
         return "\n".join(parts)
@@ -137,7 +138,7 @@ class Sessions:
 
     async def touch(self, session: Session) -> None:
         session.last_prompt_at = time.time()
-        await self.store.save_session(session)
+        await self.store.touch_session(session.id, session.last_prompt_at)
 
     async def vote(self, *, channel_id: str, ts: str, user_id: str, reaction: str, on: bool) -> None:
         """A star on a session image is a vote; removing it takes the vote back."""
@@ -171,9 +172,12 @@ class Sessions:
         self._ending.add(session.id)
         try:
             if session.running:
-                session.ended_at, session.end_reason = time.time(), reason
-                await self.store.save_session(session)
-                log.info("session ended: %s", reason, extra={"channel": session.channel_id})
+                ended_at = time.time()
+                if await self.store.end_session(session.id, ended_at, reason):
+                    session.ended_at, session.end_reason = ended_at, reason
+                    log.info("session ended: %s", reason, extra={"channel": session.channel_id})
+                else:  # ended meanwhile (another stop, the idle guard): that ending stands
+                    session = await self.store.get_session(session.id) or session
             await self._recap(session)
         finally:
             self._ending.discard(session.id)
@@ -186,12 +190,15 @@ class Sessions:
         done = [j for j in jobs if j.state == JobState.DONE and not j.deleted]
         votes = await self.store.votes(session.id)
         ranked = sorted((j for j in done if votes.get(j.id)), key=lambda j: (-votes[j.id], j.created_at))[:3]
-        top = [(j.params.prompt, blocks.permalink(self.team_url, j.channel_id, j.status_ts, j.thread_ts),
-                j.user_id, votes[j.id]) for j in ranked]
         people = sorted({j.user_id for j in jobs if j.state != JobState.FAILED})
+        # Names, not mentions: a recap must not notify every participant.
+        names = await self.delivery.display_names(people + [j.user_id for j in ranked])
+        top = [(j.params.prompt, blocks.permalink(self.team_url, j.channel_id, j.status_ts, j.thread_ts),
+                names[j.user_id], votes[j.id]) for j in ranked]
         reason = blocks.session_end_reason(session.end_reason, idle_minutes=cfg.idle_minutes,
                                            max_images=cfg.max_images)
-        text = blocks.session_recap(session, reason=reason, images=len(done), people=people, top=top,
+        text = blocks.session_recap(session, reason=reason, images=len(done),
+                                    people=[names[u] for u in people], top=top,
                                     vote_emoji=cfg.vote_emoji, spend=self._spend(jobs))
         try:
             thumbs = await self.store.thumbnails([j.id for j in done])
@@ -208,10 +215,10 @@ class Sessions:
                     filename="creative-session-contact-sheet.png", title="Contact sheet of the session",
                     known_file_id=session.recap_file_id, remember_file=remember, initial_comment=text)
             else:
-                await self.delivery.client.chat_postMessage(channel=session.channel_id, text=text)
+                await self.delivery.post_message(session.channel_id, text)
             if session.banner_ts:
-                await self.delivery.client.chat_update(
-                    channel=session.channel_id, ts=session.banner_ts, text=blocks.session_ended_banner(session))
+                await self.delivery.update_message(session.channel_id, session.banner_ts,
+                                                   blocks.session_ended_banner(session))
         except DeliveryError as err:
             log.error("could not post the session recap: %s", err, extra={"channel": session.channel_id})
             if err.transient:

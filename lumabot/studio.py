@@ -9,8 +9,10 @@ mention start at most one job.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
-import re
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,13 +31,17 @@ from .jobs.flags import (
     parse_prompt,
 )
 from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
-from .jobs.quotas import Quotas
+from .jobs.quotas import LimitReached, Quotas
 from .slack.blocks import permalink
-from .store import Store
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-_MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+# How long a request may wait for the database before the person is asked to try again
+# (Slack wants an answer within 3 s).
+INTAKE_BUDGET = 2.5
+TRY_AGAIN = ("lumabot could not record your request: its database is busy right now. Nothing "
+             "was started or charged. Please try again in a moment.")
 
 ASK_WHAT_TO_CHANGE = f"What should I change in this image? Reply in this thread with an instruction. {EDIT_HINT}"
 NO_IMAGE_IN_THREAD = "There is no image in this thread yet: wait for it to arrive, then reply with what to change."
@@ -62,7 +68,9 @@ NO_IMAGE_IN_MESSAGE = (
 
 @dataclass
 class Message:
-    """A message someone posted, as the studio needs it."""
+    """A message someone posted, as the studio needs it. `text` is what the person typed
+    (Slack's encoding decoded, mentions of lumabot removed); `team_id` is the workspace that
+    installed lumabot (whose limits apply), not necessarily the person's own."""
 
     team_id: str
     channel_id: str
@@ -71,6 +79,9 @@ class Message:
     text: str = ""
     thread_ts: str | None = None
     files: list[SlackFile] = field(default_factory=list)
+    mentions_bot: bool = False      # the message mentions @lumabot
+    is_dm: bool = False             # a direct message with lumabot (no app_mention there)
+    edited: bool = False            # a correction of an earlier message (message_changed)
 
     @property
     def root(self) -> str:
@@ -86,7 +97,14 @@ class Message:
 
     @property
     def key(self) -> str:
+        """One job per Slack message, whatever Slack retries or the person edits."""
         return f"msg:{self.channel_id}:{self.ts}"
+
+    @property
+    def reply_key(self) -> str:
+        """One reply per version of a message's text."""
+        digest = hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        return f"reply:{self.channel_id}:{self.ts}:{digest}"
 
 
 @dataclass
@@ -107,10 +125,6 @@ class ShortcutTarget(BaseModel):
     response_url: str | None = None
 
 
-def strip_mentions(text: str) -> str:
-    return _MENTION_RE.sub(" ", text or "").strip()
-
-
 class Studio:
     def __init__(self, store: Store, engine: Engine, quotas: Quotas, sessions: Sessions):
         self.store = store
@@ -118,12 +132,26 @@ class Studio:
         self.quotas = quotas
         self.sessions = sessions
         self.bot_user_id: str | None = None
+        self.team_id: str | None = None   # the workspace the bot token belongs to (auth.test)
         self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
 
     async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
-        """Price the job, check the limits (LimitReached), then hand it to the engine."""
-        await self.quotas.admit(job)
-        await self.engine.submit(job, dedupe_key=dedupe_key)
+        """Price the job and hand it to the engine, which records it if the limits allow
+        (decided atomically by the store); raises LimitReached, or StoreUnavailable when the
+        database cannot record it within INTAKE_BUDGET seconds."""
+        rules = self.quotas.rules(job)
+        give_up = time.monotonic() + INTAKE_BUDGET
+        while True:
+            try:
+                admission = await self.engine.submit(job, dedupe_key=dedupe_key, rules=rules)
+                break
+            except StoreUnavailable as exc:
+                if time.monotonic() >= give_up:
+                    log.error("could not record a request: %s", exc, extra={"channel": job.channel_id})
+                    raise
+                await asyncio.sleep(0.1)
+        if admission.status == "refused":
+            raise LimitReached(self.quotas.refusal_message(admission, job))
 
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
@@ -139,7 +167,7 @@ class Studio:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
         otherwise works like /imagine; the result goes into the message's thread."""
         await self._remember_images(msg)
-        text = strip_mentions(msg.text)
+        text = msg.text.strip()
         if msg.images or (msg.in_thread and await self.store.is_lumabot_thread(msg.channel_id, msg.root)):
             return await self._edit_from_message(msg, text)
         if not text:
@@ -155,21 +183,27 @@ class Studio:
     # -- messages ------------------------------------------------------------------------------
     async def on_message(self, msg: Message) -> Reply | None:
         """Any message lumabot can see. Images are remembered (for `/edit`); a reply in a
-        lumabot thread edits; everything else is ignored (no reply, no cost)."""
+        lumabot thread edits; in a DM with lumabot a top-level message is a prompt; everything
+        else is ignored (no reply, no cost)."""
+        if msg.mentions_bot and (msg.is_dm or msg.edited):
+            # Slack sends no app_mention in DMs, nor for an edited message: this is the mention.
+            return await self.on_mention(msg)
         await self._remember_images(msg)
-        if self.bot_user_id and f"<@{self.bot_user_id}" in msg.text:
+        if msg.mentions_bot:
             return None  # the app_mention event handles it
         if not msg.in_thread:
+            if msg.is_dm:
+                return await self.on_mention(msg)
             session = await self.sessions.running(msg.channel_id)
             return await self._session_prompt(msg, session) if session else None
         if not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
             return None
-        return await self._edit_from_message(msg, strip_mentions(msg.text))
+        return await self._edit_from_message(msg, msg.text.strip())
 
     async def _session_prompt(self, msg: Message, session: Session) -> Reply | None:
         """A top-level message during a creative session: a prompt (or an edit of the image it
         carries), with the session's flags as defaults and its theme as a style direction."""
-        text = strip_mentions(msg.text)
+        text = msg.text.strip()
         if msg.images:
             return await self._edit_from_message(msg, text, session=session)
         if not text:
@@ -318,8 +352,7 @@ class Studio:
         if job.user_id != user_id and not is_admin:
             return ONLY_REQUESTER
         await self.engine.delivery.delete_result(job)
-        job.deleted = True
-        await self.store.save_job(job)
+        await self.store.mark_deleted(job.id)
         return None
 
     # -- App Home ------------------------------------------------------------------------------
@@ -350,6 +383,7 @@ class Studio:
                 slack_file_id=f.id, file=f, user_id=msg.user_id))
 
     async def _once(self, msg: Message, reply: Reply) -> Reply | None:
-        """A reply at most once per message, whatever Slack retries."""
-        return reply if await self.store.claim_key(msg.key) else None
+        """A reply at most once per version of a message, whatever Slack retries (a corrected
+        message is answered again, and may still start its one job)."""
+        return reply if await self.store.claim_key(msg.reply_key) else None
 

@@ -102,7 +102,7 @@ def test_gif_transparency_becomes_alpha():
     assert im.getpixel((1, 1))[3] == 0 and im.getpixel((8, 8)) == (255, 0, 0, 255)
 
 
-@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF"])
 def test_other_formats_are_converted(fmt):
     src = Image.new("RGB", (32, 32), BLUE)
     out = prepare_image(_encode(src, fmt))

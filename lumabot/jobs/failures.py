@@ -36,6 +36,9 @@ FAILURE_MESSAGES: dict[str, str] = {
     "timeout": "The image was not ready in time, so lumabot gave up waiting. Please try again.",
     "submit_uncertain": "Luma did not answer when the image was requested. To avoid paying twice, "
                         "lumabot did not resend it. Please try again.",
+    "create_uncertain": "lumabot was restarted twice while asking Luma for this image, so whether "
+                        "Luma made it is uncertain. To avoid paying again, lumabot did not ask a "
+                        "third time. If no image arrives, please try again.",
     "luma_unavailable": "Luma is unavailable right now. Please try again in a few minutes.",
     "download_failed": "The image was made but could not be downloaded from Luma. Please try again.",
     "delivery_failed": "The image was made but could not be posted to Slack. Please try again.",
@@ -47,10 +50,41 @@ FAILURE_MESSAGES: dict[str, str] = {
     "image_too_big": "That file is larger than 50 MB. lumabot edits images up to 50 MB: please share "
                      "a smaller one.",
     "image_download_failed": "The image could not be downloaded from Slack. Please try again.",
+    "image_untrusted_host": "lumabot only downloads files from Slack itself, and this file points "
+                            "somewhere else, so it was not opened. Upload the image to Slack and "
+                            "try again.",
     "not_an_image": "That file is not an image lumabot can read. Try a PNG, JPEG, WebP or GIF.",
     "image_bomb": "That image has far too many pixels to process safely. Please share a smaller one.",
     "image_unreadable": "That image seems to be damaged: lumabot could not read it.",
 }
+
+# Slack errors that mean the workspace's settings forbid what lumabot tried (final: retrying
+# cannot help), and what that setting is, for the person and the admin who can change it.
+POLICY_MESSAGES: dict[str, str] = {
+    "restricted_action": "this workspace's settings do not let lumabot post in this channel",
+    "restricted_action_read_only_channel": "this channel is read-only",
+    "restricted_action_thread_only_channel": "this channel only allows replies in threads, so "
+                                             "lumabot cannot start a thread here (mention @lumabot "
+                                             "in a thread instead)",
+    "restricted_action_non_threadable_channel": "this channel does not allow threads",
+    "is_archived": "this channel is archived",
+    "msg_blocks_too_long": "Slack refused the message as too long",
+    "messages_tab_disabled": "lumabot's Messages tab is turned off in this workspace",
+    "ekm_access_denied": "the workspace's encryption key settings (EKM) deny access",
+    "file_upload_size_restricted": "the workspace limits the size of uploaded files",
+    "storage_limit_reached": "the workspace has used up its file storage",
+    "file_uploads_disabled": "file uploads are turned off in this workspace",
+    "file_uploads_except_images_disabled": "file uploads are restricted in this workspace",
+    "file_type_not_allowed": "the workspace does not allow this type of file",
+    "posting_to_channel_denied": "the workspace does not let lumabot share files in this channel",
+}
+
+
+def policy_message(error: str | None) -> str:
+    what = POLICY_MESSAGES.get(error or "", "this workspace's settings do not allow it")
+    return (f"lumabot could not post here: {what} (Slack said `{error}`). Nothing more was "
+            "tried. A workspace admin can change this setting.")
+
 
 # Codes whose detail (a sentence for users) is shown instead of the generic message.
 _DETAILED = {"not_an_image", "image_bomb", "image_unreadable"}
@@ -60,6 +94,8 @@ FALLBACK_MESSAGE = "Something went wrong while making this image. Please try aga
 
 def failure_message(code: str | None, detail: str | None = None) -> str:
     """The sentence a user sees for a failure code (with Luma's detail for a 400)."""
+    if code == "slack_policy":
+        return policy_message(detail)
     text = FAILURE_MESSAGES.get(code or "", FALLBACK_MESSAGE)
     if code in _DETAILED and detail:
         return detail

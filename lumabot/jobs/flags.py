@@ -23,6 +23,7 @@ from .models import (
     GenerationParams,
     ImageSource,
 )
+from .text import shown
 
 
 class PromptError(ValueError):
@@ -82,16 +83,9 @@ _FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)(?:=(.*))?$")
 _TOKEN_RE = re.compile(r"\S+")
 
 
-def unescape_slack(text: str) -> str:
-    """Slack escapes &, < and > and wraps links as <url|label>; give back what the user typed."""
-    text = re.sub(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>", r"\2", text)
-    text = re.sub(r"<((?:https?|mailto):[^>]+)>", r"\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
 def parse_prompt(text: str) -> tuple[str, Flags]:
-    """Split `text` into the prompt (flags removed) and its flags."""
-    text = unescape_slack(text or "")
+    """Split `text` (as the person typed it) into the prompt (flags removed) and its flags."""
+    text = text or ""
     tokens = [(m.group(0), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
     values: dict[str, str] = {}
     keep: list[str] = []
@@ -111,7 +105,7 @@ def parse_prompt(text: str) -> tuple[str, Flags]:
             i += 1
             continue
         if name not in _VALUE_FLAGS:
-            raise PromptError(f"Unknown flag `{tok}`. Valid flags: {FLAG_HELP}.")
+            raise PromptError(f"Unknown flag `{shown(tok, 100)}`. Valid flags: {FLAG_HELP}.")
         key = _VALUE_FLAGS[name]
         if inline:
             value = inline
@@ -141,24 +135,24 @@ def _validate_flags(values: dict[str, str]) -> Flags:
     if "ar" in values:
         ar = values["ar"].replace("x", ":").replace("X", ":")
         if ar not in ASPECT_RATIOS:
-            raise PromptError(f"`{values['ar']}` is not an aspect ratio uni-1 can make. "
+            raise PromptError(f"`{shown(values['ar'], 100)}` is not an aspect ratio uni-1 can make. "
                               f"{_value_hint('ar')}", field="aspect_ratio")
         flags.aspect_ratio = ar
     if "model" in values:
         model = values["model"].lower()
         if model not in MODELS:
-            raise PromptError(f"Unknown model `{values['model']}`. {_value_hint('model')}", field="model")
+            raise PromptError(f"Unknown model `{shown(values['model'], 100)}`. {_value_hint('model')}", field="model")
         flags.model = model
     if "format" in values:
         fmt = values["format"].lower()
         fmt = "jpeg" if fmt == "jpg" else fmt
         if fmt not in FORMATS:
-            raise PromptError(f"Unknown format `{values['format']}`. {_value_hint('format')}", field="format")
+            raise PromptError(f"Unknown format `{shown(values['format'], 100)}`. {_value_hint('format')}", field="format")
         flags.output_format = fmt
     if "style" in values:
         style = values["style"].lower()
         if style not in STYLES:
-            raise PromptError(f"Unknown style `{values['style']}`. {_value_hint('style')}")
+            raise PromptError(f"Unknown style `{shown(values['style'], 100)}`. {_value_hint('style')}")
         flags.style = style
     return flags
 

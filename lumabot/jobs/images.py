@@ -1,7 +1,9 @@
 """Decode and normalise a user's image before it is sent to Luma. Pure: bytes in, bytes out.
 
-`prepare_image` accepts anything Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, ...), refuses
-non-images, broken files and decompression bombs with a user-facing `ImageRejected`, and returns a
+`prepare_image` accepts the formats people share (PNG, JPEG, WebP, GIF, BMP, TIFF), refuses other
+formats (some decoders, ICO's for one, inflate the whole image while merely opening it, before any
+pixel check), non-images, broken files and decompression bombs with a user-facing `ImageRejected`,
+and returns a
 `PreparedImage`: upright (EXIF orientation applied), at most `max_side` on the long side, without
 metadata, encoded as PNG, or as JPEG when the PNG would be larger than `jpeg_threshold`.
 """
@@ -24,8 +26,13 @@ MAX_PIXELS = 50_000_000  # decoded pixels above which we refuse (decompression b
 # Qualities tried, after `jpeg_quality`, when the JPEG is still above the threshold.
 _FALLBACK_QUALITIES = (80, 70, 60, 50)
 
-# EPS is decoded by running Ghostscript as a subprocess: not something to do with a stranger's file.
-_EXCLUDED_FORMATS = frozenset({"EPS"})
+# Decoders that read only the header on open, so the pixel check runs before any pixel exists.
+# Not ICO/ICNS/CUR (they decode the embedded image on open: +341 MB for one ICO bomb), nor EPS
+# (Ghostscript as a subprocess), nor the long tail of formats nobody shares in Slack.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
+# Modes that Image.reduce handles as they are.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK"})
+_BAND_ROWS = 128  # output rows reduced per band
 
 # Same mapping as ImageOps.exif_transpose; we apply it after downscaling, which is cheaper.
 _ORIENTATION = {
@@ -117,9 +124,8 @@ def _megapixels(pixels: int) -> str:
 
 
 def _open(raw: bytes) -> ImageFile.ImageFile:
-    Image.init()
-    formats = [f for f in Image.OPEN if f not in _EXCLUDED_FORMATS]
-    return Image.open(io.BytesIO(raw), formats=formats)
+    Image.init()  # load the plugins `formats` names
+    return Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
 
 
 def _normalise(im: Image.Image, max_side: int) -> Image.Image:
@@ -150,7 +156,13 @@ def _normalise(im: Image.Image, max_side: int) -> Image.Image:
     # Modes that cannot be resampled (1, P, PA) or whose transparency is a key colour (which
     # resampling would blur) are converted first; every other mode is converted after the resize,
     # on the smaller image.
-    if mode in ("1", "P", "PA") or (has_alpha and mode not in _ALPHA_MODES):
+    convert_first = mode in ("1", "P", "PA") or (has_alpha and mode not in _ALPHA_MODES)
+    factor = _reduce_factor(im.size, target)
+    if factor > 1 and (convert_first or mode in _REDUCIBLE_MODES):
+        # A large image is first box-reduced a band at a time: Pillow's resize and reduce copy
+        # the whole image to premultiply alpha (+200 MB for 7000x7000), and so does convert.
+        im = _reduce_in_bands(im, factor, final if convert_first else None)
+    elif convert_first:
         im = im.convert(final)
 
     if target is not None and im.size != target:
@@ -167,6 +179,31 @@ def _normalise(im: Image.Image, max_side: int) -> Image.Image:
     if method is not None:
         im = im.transpose(method)
     return im
+
+
+def _reduce_factor(size: tuple[int, int], target: tuple[int, int] | None) -> int:
+    """The integer factor that brings `size` down to between 1x and 2x `target` (1: none)."""
+    if target is None:
+        return 1
+    return max(1, min(size[0] // target[0], size[1] // target[1]))
+
+
+def _reduce_in_bands(im: Image.Image, factor: int, mode: str | None) -> Image.Image:
+    """`im` box-reduced by `factor` (converted to `mode` first when given), one band of rows at
+    a time, so no full-size copy is ever made."""
+    width, height = im.size
+    out: Image.Image | None = None
+    step = factor * _BAND_ROWS
+    for top in range(0, height, step):
+        band = im.crop((0, top, width, min(height, top + step)))
+        if mode is not None:
+            band = band.convert(mode)
+        small = band.reduce(factor)
+        if out is None:
+            out = Image.new(small.mode, (-(-width // factor), -(-height // factor)))
+        out.paste(small, (0, top // factor))
+    assert out is not None
+    return out
 
 
 def _fit(width: int, height: int, max_side: int) -> tuple[int, int] | None:

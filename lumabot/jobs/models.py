@@ -19,6 +19,9 @@ MAX_PROMPT_CHARS = 6000
 # How many times a generation may be submitted for one job when Luma fails it with a
 # retryable failure code (the first try plus one retry).
 MAX_GENERATION_ATTEMPTS = 2
+# Luma has no idempotency key: a create whose answer a crash lost is sent again at most this
+# many times in a job's life; after that the person is told the outcome is uncertain.
+MAX_BLIND_RESENDS = 1
 
 
 class JobState(StrEnum):
@@ -145,6 +148,7 @@ class Job(BaseModel):
     session_id: str | None = None         # the creative session it belongs to
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
+    blind_resends: int = 0                # creates re-sent after a crash lost their answer
 
     @property
     def charged(self) -> bool:

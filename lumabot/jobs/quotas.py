@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Literal
 
 from .failures import REFUNDED_FAILURE_CODES
 from .flags import PromptError
@@ -49,6 +50,59 @@ class Usage:
     pending: float = 0.0     # estimated cost of jobs not submitted yet
 
 
+Refusal = Literal["waiting", "daily_images", "daily_budget"]
+
+
+@dataclass(frozen=True)
+class AdmissionCounts:
+    """What the store counted, in the admitting transaction."""
+
+    waiting: int = 0               # the person's jobs waiting for a Luma slot
+    requested_today: int = 0       # the person's images today (delivered or under way)
+    committed_today: float = 0.0   # the workspace's spend today plus the cost of jobs waiting
+
+
+@dataclass(frozen=True)
+class AdmissionRules:
+    """The limits a new job is admitted under; the store applies them atomically."""
+
+    max_waiting: int
+    daily_images: int | None
+    daily_budget: float | None
+    day_start: float
+    refunded: frozenset[str] = REFUNDED_FAILURE_CODES
+
+    def refusal(self, counts: AdmissionCounts, cost: float) -> Refusal | None:
+        if counts.waiting >= self.max_waiting:
+            return "waiting"
+        if self.daily_images is not None and counts.requested_today >= self.daily_images:
+            return "daily_images"
+        if self.daily_budget is not None and counts.committed_today + cost > self.daily_budget + 1e-9:
+            return "daily_budget"
+        return None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The store's answer to a new job."""
+
+    status: Literal["created", "duplicate", "refused"]
+    refusal: Refusal | None = None
+    counts: AdmissionCounts | None = None
+
+    @classmethod
+    def created(cls) -> "Admission":
+        return cls("created")
+
+    @classmethod
+    def duplicate(cls) -> "Admission":
+        return cls("duplicate")
+
+    @classmethod
+    def refused(cls, refusal: Refusal, counts: AdmissionCounts) -> "Admission":
+        return cls("refused", refusal, counts)
+
+
 def day_start(now: float) -> float:
     d = datetime.fromtimestamp(now, timezone.utc)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -75,29 +129,29 @@ class Quotas:
     async def usage(self, team_id: str, since: float, user_id: str | None = None) -> Usage:
         return await self.store.usage(team_id, since, user_id=user_id, refunded=REFUNDED_FAILURE_CODES)
 
-    async def admit(self, job: Job) -> None:
-        """Price the job and check every limit; raises LimitReached (nothing is submitted)."""
+    def rules(self, job: Job) -> AdmissionRules:
+        """Price the job; the limits it is admitted under (applied by the store, atomically)."""
         job.cost_usd = self.prices.of(job.params)
+        limits = self.limits
+        return AdmissionRules(max_waiting=limits.max_queued_per_user,
+                              daily_images=limits.user_daily_images,
+                              daily_budget=limits.daily_budget_usd,
+                              day_start=day_start(self._clock()))
+
+    def refusal_message(self, admission: Admission, job: Job) -> str:
+        """What the person is told when a limit refuses their request."""
         limits, now = self.limits, self._clock()
-        waiting = await self.store.count_waiting(job.team_id, job.user_id)
-        if waiting >= limits.max_queued_per_user:
-            raise LimitReached(
-                f"You already have {waiting} images waiting in line (the limit is "
-                f"{limits.max_queued_per_user}). Wait for one of them to start, then try again.")
-        if limits.user_daily_images is not None:
-            mine = await self.usage(job.team_id, day_start(now), job.user_id)
-            if mine.requested >= limits.user_daily_images:
-                raise LimitReached(
-                    f"You have reached the daily limit of {limits.user_daily_images} images per "
+        counts = admission.counts or AdmissionCounts()
+        if admission.refusal == "waiting":
+            return (f"You already have {counts.waiting} images waiting in line (the limit is "
+                    f"{limits.max_queued_per_user}). Wait for one of them to start, then try again.")
+        if admission.refusal == "daily_images":
+            return (f"You have reached the daily limit of {limits.user_daily_images} images per "
                     f"person. It resets {resets(now)}.")
-        if limits.daily_budget_usd is not None:
-            team = await self.usage(job.team_id, day_start(now))
-            if team.spend + team.pending + job.cost_usd > limits.daily_budget_usd + 1e-9:
-                raise LimitReached(
-                    f"The workspace has reached its daily Luma budget of "
-                    f"{_money(limits.daily_budget_usd)} ({_money(team.spend + team.pending)} spent or "
-                    f"committed today; this image would cost about {_money(job.cost_usd)}). "
-                    f"It resets {resets(now)}.")
+        budget = limits.daily_budget_usd or 0.0
+        return (f"The workspace has reached its daily Luma budget of {_money(budget)} "
+                f"({_money(counts.committed_today)} spent or committed today; this image would cost "
+                f"about {_money(job.cost_usd)}). It resets {resets(now)}.")
 
     def limits_text(self) -> str:
         parts = [f"at most {self.limits.max_queued_per_user} images waiting in line per person"]
@@ -109,7 +163,8 @@ class Quotas:
         text = "; ".join(parts) + "."
         if len(parts) > 1:
             text += " Daily limits reset at 00:00 UTC."
-        return text + " Prompts up to 6,000 characters; input images up to 50 MB."
+        return text + (" Prompts up to 6,000 characters; images to edit up to 50 MB (10 MB each "
+                       "in the `/imagine` form, Slack's limit for forms).")
 
     async def report(self, team_id: str, user_id: str) -> str:
         """`/luma usage`: the person's and the workspace's images and estimated spend."""

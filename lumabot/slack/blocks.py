@@ -9,18 +9,17 @@ from datetime import datetime, timezone
 from ..jobs.failures import failure_message
 from ..jobs.flags import FLAG_HELP
 from ..jobs.models import ASPECT_RATIOS, Job, JobState
+from ..jobs.text import MESSAGE_LIMIT, clip, shown
 
 SECTION_LIMIT = 3000
 ALT_TEXT_LIMIT = 1000
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _quote(prompt: str) -> str:
-    body = _clip(prompt, SECTION_LIMIT - 10)
-    return "\n".join("> " + line for line in body.splitlines() or [""])
+    """The prompt as a block quote, shown literally (escaped: no mention, no link)."""
+    lines = prompt.splitlines() or [""]
+    body = "\n".join("> " + shown(line) for line in lines)
+    return body if len(body) <= SECTION_LIMIT else "> " + shown(" ".join(lines), SECTION_LIMIT - 2)
 
 
 def _seconds(job: Job) -> str:
@@ -54,7 +53,7 @@ def _verb(job: Job) -> str:
 def status_text(job: Job) -> str:
     """Plain-text fallback (notifications, screen readers): who, what, and the state."""
     state = re.sub(r"^:[a-z_]+: ", "", status_line(job))
-    prompt = _clip(job.params.prompt, 200)
+    prompt = shown(job.params.prompt, 200)
     return f"<@{job.user_id}> asked for {_verb(job)}: {prompt} ({job.params.describe()}) · {state}"
 
 
@@ -69,7 +68,8 @@ def status_blocks(job: Job) -> list[dict]:
 
 
 def failure_text(job: Job) -> str:
-    return f"<@{job.user_id}> {failure_message(job.failure_code, job.failure_detail)}"
+    detail = shown(job.failure_detail, 1000) if job.failure_detail else None
+    return f"<@{job.user_id}> {failure_message(job.failure_code, detail)}"
 
 
 def image_filename(prompt: str, ext: str) -> str:
@@ -80,15 +80,8 @@ def image_filename(prompt: str, ext: str) -> str:
 
 
 def alt_text(prompt: str) -> str:
-    return _clip(prompt, ALT_TEXT_LIMIT)
+    return clip(prompt, ALT_TEXT_LIMIT)
 
-
-USAGE = (
-    "*Make an image:* `/imagine <what you want to see> [flags]`\n"
-    "For example `/imagine a lighthouse at dusk --ar 16:9 --max`\n"
-    f"*Flags:* {FLAG_HELP}.\n"
-    "The image arrives in a thread under the status message."
-)
 
 RATIO_SHAPES = {
     "3:1": "panorama", "2:1": "wide", "16:9": "landscape, widescreen", "3:2": "landscape, photo",
@@ -147,7 +140,8 @@ def imagine_modal(private_metadata: str) -> dict:
              "element": {"type": "file_input", "action_id": "refs", "max_files": 8,
                          "filetypes": ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tiff"]}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text":
-                "References guide the style or content (up to 8). Flags typed in the prompt work too."}]},
+                "References guide the style or content: up to 8 images, at most 10 MB each (Slack's "
+                "limit for forms). Flags typed in the prompt work too."}]},
         ])
 
 
@@ -171,7 +165,7 @@ def home_view(jobs: list[Job], links: dict[str, str], usage: str) -> dict:
         link = links.get(job.id)
         where = f" · <{link}|open the thread>" if link else ""
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                       "text": f"*{_clip(job.params.prompt, 200)}*\n{job.params.describe()} · {state}"}})
+                       "text": f"*{shown(job.params.prompt, 200)}*\n{job.params.describe()} · {state}"}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
                        "text": f"{_when(job.created_at)} in <#{job.channel_id}>{where}"}]})
     blocks += [
@@ -193,23 +187,13 @@ HOW_TO = (
 )
 
 
-LUMA_HELP = (
-    "*lumabot* makes and edits images with Luma's uni-1 models.\n"
-    f"{USAGE}\n"
-    "*Edit an image:* reply in its thread with what to change (`make it night --max`), attach "
-    "your own image to a reply, mention @lumabot with an image attached, use `/edit <what to "
-    "change>` for the latest image in the channel, or the message shortcut *Edit with Luma*.\n"
-    "*Commands:* `/imagine` makes an image, `/edit` edits one, `/luma help` shows this help."
-)
-
-
 def full_help(limits: str) -> str:
     """`/luma help`: every command, flag, flow and limit in one message."""
     return "\n".join([
         "*lumabot* makes and edits images with Luma's uni-1 models. The result lands in a thread.",
         "*Commands*",
         "• `/imagine <prompt> [flags]`: a new image; `/imagine` alone opens a form (ratio, model, "
-        "format, up to 8 reference images).",
+        "format, up to 8 reference images of at most 10 MB each).",
         "• `/edit <what to change> [flags]`: edits the latest image lumabot knows of in this channel, "
         "into that image's thread.",
         "• `/luma usage`: your images and estimated spend, the workspace's, and the limits.",
@@ -286,7 +270,7 @@ def session_banner(session, *, idle_minutes: float, max_images: int, vote_emoji:
     flags = _flags_text(session.flags)
     lines = [f":art: *<@{session.started_by}> started a creative session!*"]
     if session.theme:
-        lines.append(f"*Theme:* _{session.theme}_")
+        lines.append(f"*Theme:* _{shown(session.theme, 1000)}_")
     if flags:
         lines.append(f"*Defaults:* `{flags}` (flags in a message override them)")
     lines += [
@@ -296,7 +280,7 @@ def session_banner(session, *, idle_minutes: float, max_images: int, vote_emoji:
         f"*How it ends:* `/luma session stop`, after {_minutes(idle_minutes)} without a prompt, or at "
         f"{max_images} images. Then lumabot posts a recap and a contact sheet.",
     ]
-    return "\n".join(lines)
+    return clip("\n".join(lines), MESSAGE_LIMIT)
 
 
 def _minutes(m: float) -> str:
@@ -325,21 +309,24 @@ def session_end_reason(reason: str | None, *, idle_minutes: float, max_images: i
 
 def session_recap(session, *, reason: str, images: int, people: list[str],
                   top: list[tuple[str, str | None, str, int]], vote_emoji: str, spend: float) -> str:
-    """The recap: `top` holds (prompt, link, user, votes) of the best images."""
+    """The recap: `people` are display names (the recap notifies nobody), `top` holds
+    (prompt, link, display name, votes) of the best images."""
     lines = [f":checkered_flag: *Creative session over* ({reason})."]
     if session.theme:
-        lines.append(f"*Theme:* _{session.theme}_")
-    who = ", ".join(f"<@{u}>" for u in people) or "nobody"
+        lines.append(f"*Theme:* _{shown(session.theme, 500)}_")
+    who = ", ".join(shown(name, 80) for name in people[:30]) or "nobody"
+    if len(people) > 30:
+        who += f" and {len(people) - 30} more"
     lines.append(f"*{images} image{'s' if images != 1 else ''}* by {len(people)} "
                  f"{'person' if len(people) == 1 else 'people'}: {who} · about ${spend:,.2f} of Luma.")
     if top:
         lines.append(f"*Top {len(top)} by :{vote_emoji}: votes:*")
-        for rank, (prompt, link, user, votes) in enumerate(top, 1):
-            title = _clip(prompt, 80)
+        for rank, (prompt, link, name, votes) in enumerate(top, 1):
+            title = shown(prompt, 80)
             title = f"<{link}|{title}>" if link else title
-            lines.append(f"{rank}. {title} by <@{user}> ({votes} vote{'s' if votes != 1 else ''})")
+            lines.append(f"{rank}. {title} by {shown(name, 80)} ({votes} vote{'s' if votes != 1 else ''})")
     elif images:
         lines.append(f"No votes this time (react with :{vote_emoji}: next time).")
     if images:
         lines.append("The contact sheet has every image of the session.")
-    return "\n".join(lines)
+    return clip("\n".join(lines), MESSAGE_LIMIT)

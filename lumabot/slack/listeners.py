@@ -3,7 +3,8 @@
 No business logic and no SQL here: what a message means is decided in `studio.py`, validation in
 the job domain, persistence in the store, everything after the ack in the job engine. Listeners
 run before the ack (process_before_response), so a job is recorded durably before Slack hears
-back; replies to people are sent after the ack.
+back; every Web API call (replies, modals, deletions) runs after the ack, so Slack's 3 seconds
+hold however slow its Web API is.
 """
 
 from __future__ import annotations
@@ -12,85 +13,145 @@ import asyncio
 import json
 import logging
 import re
+from typing import Any, Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from ..inputs import slack_file
 from ..jobs.flags import PromptError
-from ..studio import NO_IMAGE_IN_MESSAGE, Message, Reply, ShortcutTarget, Studio
+from ..jobs.text import clip
+from ..store import StoreUnavailable
+from ..studio import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Message, Reply, ShortcutTarget, Studio
 from . import blocks
+from .text import mentions, typed_text
 
 log = logging.getLogger(__name__)
 
 # Events the manifest subscribes to that no feature handles yet: acked, nothing else.
 QUIET_EVENTS = ("app_uninstalled", "tokens_revoked")
-# Message subtypes that are people posting; edits, deletions, joins... are ignored.
+# Message subtypes that are people posting; joins, bot messages, deletions... are ignored.
 PEOPLE_SUBTYPES = (None, "file_share", "thread_broadcast")
+TRIGGER_EXPIRED = ("Slack took too long to hand lumabot this request, so the form could not open "
+                   "(Slack allows 3 seconds). Please try again.")
 
 
-def parse_message(event: dict, body: dict) -> Message | None:
-    """A person's message from a message or app_mention event; None for bots and edits."""
+def installing_team(body: dict, fallback: str) -> str:
+    """The workspace that installed lumabot, whose limits and budgets apply. In Slack Connect
+    channels the payload's `team_id`, `team.id` and `user.team_id` can name the other
+    organisation; `authorizations[0].team_id` (events) and `view.app_installed_team_id`
+    (views) name the installation. Other payloads carry no such field: the bot token's own
+    workspace (auth.test) is the installation then."""
+    auths = body.get("authorizations") or []
+    if auths and auths[0].get("team_id"):
+        return str(auths[0]["team_id"])
+    view = body.get("view") or {}
+    if isinstance(view, dict) and view.get("app_installed_team_id"):
+        return str(view["app_installed_team_id"])
+    return fallback or body.get("team_id") or (body.get("team") or {}).get("id") or ""
+
+
+def parse_message(event: dict, body: dict, *, bot_user_id: str | None, team_id: str,
+                  edited: bool = False) -> Message | None:
+    """A person's message from a message or app_mention event; None for bots, joins and
+    deletions. A `message_changed` event gives the corrected message (`edited`)."""
+    if event.get("subtype") == "message_changed" and not edited:
+        inner = dict(event.get("message") or {})
+        if not inner.get("edited"):
+            return None  # an unfurl or a new reply count: not the person correcting their text
+        inner.setdefault("channel", event.get("channel"))
+        inner.setdefault("channel_type", event.get("channel_type"))
+        return parse_message(inner, body, bot_user_id=bot_user_id, team_id=team_id, edited=True)
     if event.get("subtype") not in PEOPLE_SUBTYPES or event.get("bot_id") or not event.get("user"):
         return None
+    if not event.get("channel") or not event.get("ts"):
+        return None
+    raw = event.get("text") or ""
+    channel = event["channel"]
     return Message(
-        team_id=body.get("team_id") or event.get("team") or "",
-        channel_id=event["channel"], user_id=event["user"], ts=event["ts"],
-        text=event.get("text") or "", thread_ts=event.get("thread_ts"),
+        team_id=team_id, channel_id=channel, user_id=event["user"], ts=event["ts"],
+        text=typed_text(raw), thread_ts=event.get("thread_ts"),
         files=[slack_file(f) for f in event.get("files") or [] if f.get("id")],
+        mentions_bot=mentions(raw, bot_user_id),
+        is_dm=event.get("channel_type") == "im" or channel.startswith("D"),
+        edited=edited,
     )
 
 
 def register(app: AsyncApp, studio: Studio) -> None:
     background: set[asyncio.Task] = set()
 
-    def later(coro) -> None:
+    def later(coro: Awaitable[Any]) -> None:
         """Run Slack I/O after the ack."""
-        task = asyncio.create_task(coro)
+        task = asyncio.ensure_future(coro)
         background.add(task)
         task.add_done_callback(background.discard)
+        task.add_done_callback(_log_failure)
+
+    def team(body: dict) -> str:
+        return installing_team(body, studio.team_id or "")
+
+    async def answer(ack, text: str | None) -> None:
+        if text:
+            await ack(response_type="ephemeral", text=clip(text))
+        else:
+            await ack()
+
+    async def open_modal(client, trigger_id: str, view: dict, respond) -> None:
+        """views.open; an expired trigger (Slack was slow to deliver) gets an explanation."""
+        try:
+            await client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.warning("views.open failed: %s", error)
+            if error in ("expired_trigger_id", "invalid_trigger_id", "exchanged_trigger_id"):
+                await respond(text=TRIGGER_EXPIRED, response_type="ephemeral", replace_original=False)
 
     @app.command("/imagine")
-    async def imagine(ack, command, client):
-        text = (command.get("text") or "").strip()
+    async def imagine(ack, command, body, client, respond):
+        text = typed_text(command.get("text")).strip()
         if not text:
             await ack()
             meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
-            await client.views_open(trigger_id=command["trigger_id"], view=blocks.imagine_modal(meta))
+            later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
             return
         try:
-            await studio.imagine(team_id=command["team_id"], user_id=command["user_id"],
+            await studio.imagine(team_id=team(body), user_id=command["user_id"],
                                  channel_id=command["channel_id"], text=text,
                                  response_url=command.get("response_url"))
         except PromptError as exc:
-            await ack(response_type="ephemeral", text=str(exc))
+            await answer(ack, str(exc))
+            return
+        except StoreUnavailable:
+            await answer(ack, TRY_AGAIN)
             return
         await ack()
 
     @app.command("/edit")
-    async def edit(ack, command):
-        answer = await studio.edit_command(
-            team_id=command["team_id"], user_id=command["user_id"], channel_id=command["channel_id"],
-            text=command.get("text") or "", response_url=command.get("response_url"))
-        if answer:
-            await ack(response_type="ephemeral", text=answer)
-        else:
-            await ack()
+    async def edit(ack, command, body):
+        try:
+            text = await studio.edit_command(
+                team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
+                text=typed_text(command.get("text")), response_url=command.get("response_url"))
+        except StoreUnavailable:
+            text = TRY_AGAIN
+        await answer(ack, text)
 
     @app.command("/luma")
-    async def luma(ack, command):
-        words = (command.get("text") or "").split()
+    async def luma(ack, command, body):
+        words = typed_text(command.get("text")).split()
         verb = words[0].lower() if words else ""
-        if verb == "usage":
-            text = await studio.usage(command["team_id"], command["user_id"])
-        elif verb == "session":
-            text = await studio.sessions.command(team_id=command["team_id"], user_id=command["user_id"],
-                                                 channel_id=command["channel_id"], args=words[1:])
-        else:
-            text = blocks.full_help(studio.limits_text())
-        if text:
-            await ack(response_type="ephemeral", text=text)
-        else:
-            await ack()
+        try:
+            if verb == "usage":
+                text = await studio.usage(team(body), command["user_id"])
+            elif verb == "session":
+                text = await studio.sessions.command(team_id=team(body), user_id=command["user_id"],
+                                                     channel_id=command["channel_id"], args=words[1:])
+            else:
+                text = blocks.full_help(studio.limits_text())
+        except StoreUnavailable:
+            text = TRY_AGAIN
+        await answer(ack, text)
 
     @app.view(blocks.IMAGINE_MODAL_ID)
     async def imagine_submitted(ack, body, view):
@@ -103,7 +164,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
         meta = json.loads(view.get("private_metadata") or "{}")
         try:
             await studio.imagine_from_form(
-                team_id=body["team"]["id"], user_id=body["user"]["id"], channel_id=meta["channel_id"],
+                team_id=team(body), user_id=body["user"]["id"], channel_id=meta["channel_id"],
                 prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
                 aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
                 refs=values.get("refs", {}).get("refs", {}).get("files") or [],
@@ -111,60 +172,79 @@ def register(app: AsyncApp, studio: Studio) -> None:
         except PromptError as exc:
             await ack(response_action="errors", errors={exc.field: str(exc)})
             return
+        except StoreUnavailable:
+            await ack(response_action="errors", errors={"prompt": TRY_AGAIN})
+            return
         await ack()
 
     @app.action(re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"))
     async def result_button(ack, body, action, client, respond):
         await ack()
         kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
-        team_id = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
-        answer: str | None = None
+
+        async def tell(text: str | None) -> None:
+            if text:
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+
         if kind == "edit":
-            target = await studio.result_target(job_id)
-            if target is None:
-                answer = "That image can no longer be edited."
-            else:
-                await client.views_open(trigger_id=body["trigger_id"],
-                                        view=blocks.edit_modal(target.model_dump_json(exclude_none=True)))
+            later(_edit_button(client, respond, job_id, body["trigger_id"]))
         elif kind == "delete":
-            answer = await studio.delete(job_id, user_id=user_id,
-                                         is_admin=await _is_admin(client, user_id))
+            later(_delete_button(client, tell, job_id, user_id))
         else:
-            answer = await studio.rerun(job_id, team_id=team_id, user_id=user_id, max_model=kind == "max",
-                                        action_key=f"action:{kind}:{job_id}:{user_id}")
-        if answer:
-            later(respond(text=answer, response_type="ephemeral", replace_original=False))
+            try:
+                text = await studio.rerun(job_id, team_id=team(body), user_id=user_id,
+                                          max_model=kind == "max",
+                                          action_key=f"action:{kind}:{job_id}:{user_id}")
+            except StoreUnavailable:
+                text = TRY_AGAIN
+            later(tell(text))
+
+    async def _edit_button(client, respond, job_id: str, trigger_id: str) -> None:
+        target = await studio.result_target(job_id)
+        if target is None:
+            await respond(text="That image can no longer be edited.", response_type="ephemeral",
+                          replace_original=False)
+            return
+        await open_modal(client, trigger_id, blocks.edit_modal(target.model_dump_json(exclude_none=True)),
+                         respond)
+
+    async def _delete_button(client, tell: Callable[[str | None], Awaitable[None]], job_id: str,
+                             user_id: str) -> None:
+        await tell(await studio.delete(job_id, user_id=user_id, is_admin=await _is_admin(client, user_id)))
 
     @app.event("app_home_opened")
     async def home(event, body, client):
         if event.get("tab", "home") != "home":
             return
-        jobs, links, usage = await studio.home(body.get("team_id", ""), event["user"])
+        jobs, links, usage = await studio.home(team(body), event["user"])
         later(client.views_publish(user_id=event["user"], view=blocks.home_view(jobs, links, usage)))
+
+    async def on_message_event(event: dict, body: dict, client, *, mention: bool) -> None:
+        msg = parse_message(event, body, bot_user_id=studio.bot_user_id, team_id=team(body))
+        if msg is None:
+            return
+        try:
+            reply = await (studio.on_mention(msg) if mention else studio.on_message(msg))
+        except StoreUnavailable:
+            reply = Reply(TRY_AGAIN, thread_ts=msg.thread_ts)
+        if reply:
+            later(_say(client, msg, reply))
 
     @app.event("app_mention")
     async def mention(event, body, client):
-        msg = parse_message(event, body)
-        if msg is not None:
-            reply = await studio.on_mention(msg)
-            if reply:
-                later(_say(client, msg, reply))
+        await on_message_event(event, body, client, mention=True)
 
     @app.event("message")
     async def message(event, body, client):
-        msg = parse_message(event, body)
-        if msg is not None:
-            reply = await studio.on_message(msg)
-            if reply:
-                later(_say(client, msg, reply))
+        await on_message_event(event, body, client, mention=False)
 
     @app.shortcut("edit_image")
-    async def edit_shortcut(ack, shortcut, client):
+    async def edit_shortcut(ack, shortcut, client, respond):
         await ack()
         target = await studio.shortcut_target(shortcut["channel"]["id"], shortcut.get("message") or {},
                                               response_url=shortcut.get("response_url"))
         view = blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE)
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+        later(open_modal(client, shortcut["trigger_id"], view, respond))
 
     @app.view(blocks.EDIT_MODAL_ID)
     async def edit_submitted(ack, body, view):
@@ -174,10 +254,13 @@ def register(app: AsyncApp, studio: Studio) -> None:
         target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
         try:
             await studio.edit_from_shortcut(
-                team_id=body["team"]["id"], user_id=body["user"]["id"], target=target, text=text,
+                team_id=team(body), user_id=body["user"]["id"], target=target, text=text,
                 model=selected.get("value"), dedupe_key=f"view:{view['id']}")
         except PromptError as exc:
             await ack(response_action="errors", errors={"instruction": str(exc)})
+            return
+        except StoreUnavailable:
+            await ack(response_action="errors", errors={"instruction": TRY_AGAIN})
             return
         await ack()
 
@@ -199,6 +282,11 @@ def register(app: AsyncApp, studio: Studio) -> None:
         app.event(name)(_ignore)
 
 
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("work after the ack failed: %s", task.exception())
+
+
 async def _ignore() -> None:
     return None
 
@@ -214,11 +302,12 @@ async def _is_admin(client, user_id: str) -> bool:
 
 
 async def _say(client, msg: Message, reply: Reply) -> None:
+    text = clip(reply.text)
     try:
         if reply.where == "thread":
-            await client.chat_postMessage(channel=msg.channel_id, thread_ts=reply.thread_ts, text=reply.text)
+            await client.chat_postMessage(channel=msg.channel_id, thread_ts=reply.thread_ts, text=text)
         else:
-            await client.chat_postEphemeral(channel=msg.channel_id, user=msg.user_id, text=reply.text,
+            await client.chat_postEphemeral(channel=msg.channel_id, user=msg.user_id, text=text,
                                             thread_ts=reply.thread_ts)
     except Exception as exc:  # a reply is best effort
         log.warning("reply failed: %s", exc, extra={"channel": msg.channel_id})

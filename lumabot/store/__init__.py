@@ -5,22 +5,33 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..jobs.models import Job, KnownImage
-from ..jobs.quotas import Usage
+from ..jobs.models import Job, KnownImage, Session
+from ..jobs.quotas import Admission, AdmissionRules, Usage
+from .errors import StoreUnavailable
 
 
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
-    async def create_job(self, job: Job, *, dedupe_key: str | None = None) -> bool:
-        """Insert a new job. With a dedupe key (a Slack event id, an action id), a second job
-        with the same key is not created and False is returned."""
+    async def create_job(self, job: Job, *, dedupe_key: str | None = None,
+                         rules: AdmissionRules | None = None) -> Admission:
+        """Insert a new job, deciding admission in the same transaction. With a dedupe key (a
+        Slack event id, an action id), a second job with the same key is not created; with
+        `rules`, a job over a limit is not created either."""
 
     async def save_job(self, job: Job) -> None:
         """Write every field of an existing job."""
 
+    async def mark_deleted(self, job_id: str) -> None:
+        """Mark a job's result deleted (and nothing else)."""
+
     async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def job_ids(self) -> list[str]:
+        """Every job id, oldest first."""
+
+    async def unsettled_count(self) -> int: ...
 
     async def unfinished_jobs(self) -> list[Job]:
         """Jobs whose outcome the user has not been told yet (not settled), oldest first."""
@@ -43,12 +54,28 @@ class Store(Protocol):
 
     async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool: ...
 
-    async def count_waiting(self, team_id: str, user_id: str) -> int:
-        """Jobs of this person waiting for a Luma slot."""
-
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
                     refunded: frozenset[str] = frozenset()) -> Usage:
         """Images and estimated spend since a time (a workspace, or one person)."""
+
+    async def set_image_message(self, job_id: str, message_ts: str) -> None: ...
+    async def job_for_message(self, channel_id: str, ts: str) -> Job | None: ...
+
+    # creative sessions
+    async def create_session(self, session: Session) -> bool:
+        """False if the channel already has a running session."""
+
+    async def save_session(self, session: Session) -> None: ...
+    async def touch_session(self, session_id: str, at: float) -> None: ...
+    async def end_session(self, session_id: str, at: float, reason: str) -> bool: ...
+    async def get_session(self, session_id: str) -> Session | None: ...
+    async def running_session(self, channel_id: str) -> Session | None: ...
+    async def open_sessions(self) -> list[Session]: ...
+    async def session_jobs(self, session_id: str) -> list[Job]: ...
+    async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None: ...
+    async def votes(self, session_id: str) -> dict[str, int]: ...
+    async def save_thumbnail(self, job_id: str, data: bytes) -> None: ...
+    async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]: ...
 
 
 def open_store(database_url: str) -> Store:
@@ -59,4 +86,4 @@ def open_store(database_url: str) -> Store:
     raise ValueError("unsupported database URL scheme")
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "StoreUnavailable", "open_store"]

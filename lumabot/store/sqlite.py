@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 import aiosqlite
 
 from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
-from ..jobs.quotas import Usage
+from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
+from .errors import StoreUnavailable
+
+# How long one statement waits for another connection's lock before the store reports the
+# database as unavailable (callers retry with backoff, so a long lock never blocks a request).
+BUSY_TIMEOUT_MS = 1000
 
 # Numbered migrations: index + 1 is the schema version they bring the database to
 # (kept in PRAGMA user_version). Never edit a released one; append a new one.
@@ -110,6 +119,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN session_id TEXT;
     CREATE INDEX jobs_session ON jobs(session_id);
     """,
+    # 6: how many times a create whose outcome was lost (a crash mid-request) was sent again
+    """
+    ALTER TABLE jobs ADD COLUMN blind_resends INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _COLUMNS = [
@@ -117,6 +130,7 @@ _COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
+    "blind_resends",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
@@ -152,111 +166,53 @@ def _session_from_row(row) -> Session:
     return Session(**data)
 
 
-class _SessionQueries:
-    """Sessions, votes and thumbnails (mixed into SQLiteStore)."""
+class SQLiteStore:
+    """One writer connection, used by one unit of work at a time (an asyncio lock around
+    BEGIN IMMEDIATE ... COMMIT, with nothing but database calls inside), and one reader
+    connection: WAL readers never wait for the writer. A unit's rollback can therefore never
+    undo another unit's write, and a commit never commits someone else's half-done work."""
 
-    db: aiosqlite.Connection
-
-    async def create_session(self, session: Session) -> bool:
-        """False if the channel already has a running session."""
-        try:
-            await self.db.execute(
-                f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
-                f"({', '.join('?' * len(_SESSION_COLUMNS))})", _session_row(session))
-            await self.db.commit()
-            return True
-        except aiosqlite.IntegrityError:
-            await self.db.rollback()
-            return False
-
-    async def save_session(self, session: Session) -> None:
-        cols = _SESSION_COLUMNS[1:]
-        row = _session_row(session)
-        await self.db.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                              (*row[1:], row[0]))
-        await self.db.commit()
-
-    async def get_session(self, session_id: str) -> Session | None:
-        async with self.db.execute(f"{_SESSION_SELECT} WHERE id = ?", (session_id,)) as cur:
-            row = await cur.fetchone()
-        return _session_from_row(row) if row else None
-
-    async def running_session(self, channel_id: str) -> Session | None:
-        async with self.db.execute(f"{_SESSION_SELECT} WHERE channel_id = ? AND ended_at IS NULL",
-                                   (channel_id,)) as cur:
-            row = await cur.fetchone()
-        return _session_from_row(row) if row else None
-
-    async def open_sessions(self) -> list[Session]:
-        """Running sessions, and ended ones whose recap is not posted yet."""
-        async with self.db.execute(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR recap_posted = 0") as cur:
-            return [_session_from_row(r) for r in await cur.fetchall()]
-
-    async def session_jobs(self, session_id: str) -> list[Job]:
-        async with self.db.execute(f"{_SELECT} WHERE session_id = ? ORDER BY created_at", (session_id,)) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
-
-    async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
-        if on:
-            await self.db.execute("INSERT OR IGNORE INTO votes (job_id, user_id, session_id, created_at) "
-                                  "VALUES (?, ?, ?, ?)", (job_id, user_id, session_id, time.time()))
-        else:
-            await self.db.execute("DELETE FROM votes WHERE job_id = ? AND user_id = ?", (job_id, user_id))
-        await self.db.commit()
-
-    async def votes(self, session_id: str) -> dict[str, int]:
-        async with self.db.execute("SELECT job_id, COUNT(*) FROM votes WHERE session_id = ? GROUP BY job_id",
-                                   (session_id,)) as cur:
-            return {job_id: n for job_id, n in await cur.fetchall()}
-
-    async def save_thumbnail(self, job_id: str, data: bytes) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO thumbnails (job_id, data) VALUES (?, ?)", (job_id, data))
-        await self.db.commit()
-
-    async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
-        if not job_ids:
-            return {}
-        marks = ", ".join("?" * len(job_ids))
-        async with self.db.execute(f"SELECT job_id, data FROM thumbnails WHERE job_id IN ({marks})",
-                                   job_ids) as cur:
-            return {job_id: bytes(data) for job_id, data in await cur.fetchall()}
-
-    async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
-        """The job whose image, buttons or status message is the message at `ts`."""
-        async with self.db.execute(
-            f"{_SELECT} WHERE channel_id = ? AND (actions_ts = ? OR status_ts = ? OR id IN "
-            "(SELECT job_id FROM images WHERE channel_id = ? AND message_ts = ? AND origin = 'lumabot')) "
-            "LIMIT 1", (channel_id, ts, ts, channel_id, ts)) as cur:
-            row = await cur.fetchone()
-        return _from_row(row) if row else None
-
-    async def set_image_message(self, job_id: str, message_ts: str) -> None:
-        await self.db.execute("UPDATE images SET message_ts = ? WHERE job_id = ?", (message_ts, job_id))
-        await self.db.commit()
-
-
-class SQLiteStore(_SessionQueries):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
+        """The writer connection (tests use it to inject faults)."""
         if self._db is None:
             raise RuntimeError("store is not open")
         return self._db
 
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
     async def open(self) -> None:
-        if str(self.path) != ":memory:":
+        memory = str(self.path) == ":memory:"
+        if not memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
+        # isolation_level=None: no implicit transactions; every write unit says BEGIN IMMEDIATE.
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across a process crash (kill -9) in WAL mode.
         await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         await self._migrate()
+        if memory:
+            self._reader = self._db  # an in-memory database cannot be shared between connections
+        else:
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
 
     async def close(self) -> None:
+        if self._reader is not None and self._reader is not self._db:
+            await self._reader.close()
+        self._reader = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -275,45 +231,98 @@ class SQLiteStore(_SessionQueries):
             # executescript commits first; run the migration and the version bump atomically.
             await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
-    # -- jobs ----------------------------------------------------------------------------------
-    async def create_job(self, job: Job, *, dedupe_key: str | None = None) -> bool:
-        db = self.db
+    # -- units of work ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction that nothing else can join. Only database calls go inside."""
+        async with self._lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
+
+    async def _write(self, sql: str, args: tuple | list = ()) -> int:
+        """One statement in its own unit; returns the rows it changed."""
+        async with self._unit() as db:
+            cur = await db.execute(sql, args)
+            return cur.rowcount
+
+    async def _rows(self, sql: str, args: tuple | list = ()) -> list:
         try:
+            async with self.reader.execute(sql, args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _row(self, sql: str, args: tuple | list = ()):
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def create_job(self, job: Job, *, dedupe_key: str | None = None,
+                         rules: AdmissionRules | None = None) -> Admission:
+        """Insert a new job, deciding admission in the same transaction: a duplicate dedupe
+        key, or a limit of `rules`, refuses it; parallel requests cannot overshoot."""
+        async with self._unit() as db:
             if dedupe_key is not None:
-                cur = await db.execute(
-                    "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)",
-                    (dedupe_key, time.time()),
-                )
+                cur = await db.execute("INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)",
+                                       (dedupe_key, time.time()))
                 if cur.rowcount == 0:
-                    await db.rollback()
-                    return False
+                    return Admission.duplicate()
+            if rules is not None:
+                counts = await self._admission_counts(db, job, rules)
+                refusal = rules.refusal(counts, job.cost_usd)
+                if refusal is not None:
+                    await db.execute("DELETE FROM dedupe_keys WHERE key = ?", (dedupe_key,))
+                    return Admission.refused(refusal, counts)
             await db.execute(
                 f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                _to_row(job),
-            )
-            await db.commit()
-            return True
-        except BaseException:
-            await db.rollback()
-            raise
+                _to_row(job))
+        return Admission.created()
+
+    async def _admission_counts(self, db: aiosqlite.Connection, job: Job,
+                                rules: AdmissionRules) -> AdmissionCounts:
+        async with db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
+            "AND state IN ('queued', 'submitting')", (job.team_id, job.user_id)) as cur:
+            waiting = (await cur.fetchone())[0]
+        mine = await self._usage(db, job.team_id, rules.day_start, job.user_id, rules.refunded)
+        team = await self._usage(db, job.team_id, rules.day_start, None, rules.refunded)
+        return AdmissionCounts(waiting=waiting, requested_today=mine.requested,
+                               committed_today=team.spend + team.pending)
 
     async def save_job(self, job: Job) -> None:
         cols = [c for c in _COLUMNS if c != "id"]
         row = _to_row(job)
-        await self.db.execute(
-            f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-            (*row[1:], row[0]),
-        )
-        await self.db.commit()
+        await self._write(f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                          (*row[1:], row[0]))
+
+    async def mark_deleted(self, job_id: str) -> None:
+        """The requester (or an admin) deleted the result; touches nothing else of the row."""
+        await self._write("UPDATE jobs SET deleted = 1 WHERE id = ?", (job_id,))
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self.db.execute(f"{_SELECT} WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row(f"{_SELECT} WHERE id = ?", (job_id,))
         return _from_row(row) if row else None
 
+    async def job_ids(self) -> list[str]:
+        """Every job id, oldest first (tests, demo and benchmarks)."""
+        return [r[0] for r in await self._rows("SELECT id FROM jobs ORDER BY created_at, rowid")]
+
     async def unfinished_jobs(self) -> list[Job]:
-        async with self.db.execute(f"{_SELECT} WHERE settled = 0 ORDER BY created_at") as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(f"{_SELECT} WHERE settled = 0 ORDER BY created_at")
         return [_from_row(r) for r in rows]
 
     async def claim_key(self, key: str, *, window: float | None = None) -> bool:
@@ -325,26 +334,22 @@ class SQLiteStore(_SessionQueries):
             sql = ("INSERT INTO dedupe_keys (key, created_at) VALUES (?, ?) ON CONFLICT(key) DO "
                    "UPDATE SET created_at = excluded.created_at WHERE dedupe_keys.created_at < ?")
             args = (key, now, now - window)
-        cur = await self.db.execute(sql, args)
-        await self.db.commit()
-        return cur.rowcount == 1
+        return await self._write(sql, args) == 1
 
     async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
-        async with self.db.execute(
-            f"{_SELECT} WHERE team_id = ? AND user_id = ? ORDER BY created_at DESC LIMIT ?",
-            (team_id, user_id, limit)) as cur:
-            return [_from_row(r) for r in await cur.fetchall()]
-
-
-    async def count_waiting(self, team_id: str, user_id: str) -> int:
-        """Jobs of this person waiting for a Luma slot (not submitted yet)."""
-        async with self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
-            "AND state IN ('queued', 'submitting')", (team_id, user_id)) as cur:
-            return (await cur.fetchone())[0]
+        rows = await self._rows(f"{_SELECT} WHERE team_id = ? AND user_id = ? ORDER BY created_at DESC "
+                                "LIMIT ?", (team_id, user_id, limit))
+        return [_from_row(r) for r in rows]
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
-                    refunded: frozenset[str] = frozenset()) -> "Usage":
+                    refunded: frozenset[str] = frozenset()) -> Usage:
+        try:
+            return await self._usage(self.reader, team_id, since, user_id, refunded)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _usage(self, db: aiosqlite.Connection, team_id: str, since: float, user_id: str | None,
+                     refunded: frozenset[str]) -> Usage:
         """Images and estimated spend since a time, for a workspace or one person in it. A job
         counts as charged as `Job.charged` says, here in SQL for the aggregate."""
         marks = ", ".join("?" * len(refunded)) or "''"
@@ -359,24 +364,21 @@ class SQLiteStore(_SessionQueries):
         if user_id is not None:
             sql += " AND user_id = ?"
             args.append(user_id)
-        async with self.db.execute(sql, args) as cur:
+        async with db.execute(sql, args) as cur:
             images, requested, spend, pending = await cur.fetchone()
         return Usage(images=images, requested=requested, spend=spend, pending=pending)
 
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:
-        await self.db.execute(
+        await self._write(
             "INSERT OR IGNORE INTO images (channel_id, thread_ts, message_ts, origin, job_id, "
             "generation_id, slack_file_id, file, user_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (image.channel_id, image.thread_ts, image.message_ts, image.origin, image.job_id,
              image.generation_id, image.slack_file_id,
-             image.file.model_dump_json() if image.file else None, image.user_id, image.created_at),
-        )
-        await self.db.commit()
+             image.file.model_dump_json() if image.file else None, image.user_id, image.created_at))
 
     async def _one_image(self, where: str, args: tuple) -> KnownImage | None:
-        async with self.db.execute(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args) as cur:
-            row = await cur.fetchone()
+        row = await self._row(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args)
         return _image_from_row(row) if row else None
 
     async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
@@ -390,13 +392,93 @@ class SQLiteStore(_SessionQueries):
 
     async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool:
         """A thread whose root is a lumabot status message, or that holds an image lumabot made."""
-        async with self.db.execute(
+        row = await self._row(
             "SELECT 1 FROM jobs WHERE channel_id = ? AND status_ts = ? AND thread_ts IS NULL "
             "UNION ALL SELECT 1 FROM images WHERE channel_id = ? AND thread_ts = ? "
             "AND origin = 'lumabot' LIMIT 1",
-            (channel_id, thread_ts, channel_id, thread_ts),
-        ) as cur:
-            return await cur.fetchone() is not None
+            (channel_id, thread_ts, channel_id, thread_ts))
+        return row is not None
+
+    async def set_image_message(self, job_id: str, message_ts: str) -> None:
+        await self._write("UPDATE images SET message_ts = ? WHERE job_id = ?", (message_ts, job_id))
+
+    async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
+        """The job whose image, buttons or status message is the message at `ts`."""
+        row = await self._row(
+            f"{_SELECT} WHERE channel_id = ? AND (actions_ts = ? OR status_ts = ? OR id IN "
+            "(SELECT job_id FROM images WHERE channel_id = ? AND message_ts = ? AND origin = 'lumabot')) "
+            "LIMIT 1", (channel_id, ts, ts, channel_id, ts))
+        return _from_row(row) if row else None
+
+    # -- sessions, votes, thumbnails -------------------------------------------------------------
+    async def create_session(self, session: Session) -> bool:
+        """False if the channel already has a running session."""
+        try:
+            await self._write(f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
+                              f"({', '.join('?' * len(_SESSION_COLUMNS))})", _session_row(session))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    async def save_session(self, session: Session) -> None:
+        cols = _SESSION_COLUMNS[1:]
+        row = _session_row(session)
+        await self._write(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+                          (*row[1:], row[0]))
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        """A prompt arrived: only a running session's last_prompt_at changes."""
+        await self._write("UPDATE sessions SET last_prompt_at = ? WHERE id = ? AND ended_at IS NULL",
+                          (at, session_id))
+
+    async def end_session(self, session_id: str, at: float, reason: str) -> bool:
+        """End a session if it is still running; False if it had ended already."""
+        return await self._write("UPDATE sessions SET ended_at = ?, end_reason = ? "
+                                 "WHERE id = ? AND ended_at IS NULL", (at, reason, session_id)) == 1
+
+    async def get_session(self, session_id: str) -> Session | None:
+        row = await self._row(f"{_SESSION_SELECT} WHERE id = ?", (session_id,))
+        return _session_from_row(row) if row else None
+
+    async def running_session(self, channel_id: str) -> Session | None:
+        row = await self._row(f"{_SESSION_SELECT} WHERE channel_id = ? AND ended_at IS NULL", (channel_id,))
+        return _session_from_row(row) if row else None
+
+    async def open_sessions(self) -> list[Session]:
+        """Running sessions, and ended ones whose recap is not posted yet."""
+        rows = await self._rows(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR recap_posted = 0")
+        return [_session_from_row(r) for r in rows]
+
+    async def session_jobs(self, session_id: str) -> list[Job]:
+        rows = await self._rows(f"{_SELECT} WHERE session_id = ? ORDER BY created_at", (session_id,))
+        return [_from_row(r) for r in rows]
+
+    async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
+        if on:
+            await self._write("INSERT OR IGNORE INTO votes (job_id, user_id, session_id, created_at) "
+                              "VALUES (?, ?, ?, ?)", (job_id, user_id, session_id, time.time()))
+        else:
+            await self._write("DELETE FROM votes WHERE job_id = ? AND user_id = ?", (job_id, user_id))
+
+    async def votes(self, session_id: str) -> dict[str, int]:
+        rows = await self._rows("SELECT job_id, COUNT(*) FROM votes WHERE session_id = ? GROUP BY job_id",
+                                (session_id,))
+        return {job_id: n for job_id, n in rows}
+
+    async def save_thumbnail(self, job_id: str, data: bytes) -> None:
+        await self._write("INSERT OR REPLACE INTO thumbnails (job_id, data) VALUES (?, ?)", (job_id, data))
+
+    async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
+        if not job_ids:
+            return {}
+        marks = ", ".join("?" * len(job_ids))
+        rows = await self._rows(f"SELECT job_id, data FROM thumbnails WHERE job_id IN ({marks})", job_ids)
+        return {job_id: bytes(data) for job_id, data in rows}
+
+    # -- reports for the benchmarks --------------------------------------------------------------
+    async def unsettled_count(self) -> int:
+        row = await self._row("SELECT COUNT(*) FROM jobs WHERE settled = 0")
+        return int(row[0])
 
 
 _IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",

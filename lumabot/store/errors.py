@@ -1,0 +1,7 @@
+"""What the store raises when the database cannot be used right now."""
+
+from __future__ import annotations
+
+
+class StoreUnavailable(Exception):
+    """The database is locked, full or failing: nothing was written. Worth trying again later."""
