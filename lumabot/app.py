@@ -181,7 +181,12 @@ class LumaBot:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        bolt_resp = await self.bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # a body Bolt cannot parse: Slack never sends one
+            log.warning("rejected a request with an unreadable body")
+            return web.json_response({"error": "invalid request"}, status=400)
+        bolt_resp = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_resp)
 
     async def _healthz(self, _request: web.Request) -> web.Response:

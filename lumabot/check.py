@@ -31,7 +31,6 @@ REQUIRED_BOT_SCOPES: list[str] = [
     "files:read",
     "files:write",
     "reactions:read",
-    "reactions:write",
     "app_mentions:read",
     "channels:history",
     "groups:history",

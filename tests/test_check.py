@@ -60,7 +60,7 @@ async def test_all_good_http_mode(monkeypatch, capsys, tmp_path, slack, luma):
     assert lines[0] == "lumabot check"
     assert lines[1].startswith("✓ configuration (HTTP mode on port 3456, database sqlite:///")
     assert f"✓ Slack: team Fake Team ({slack.team_id}) as @lumabot ({slack.bot_user_id})" in out
-    assert "✓ Slack scopes: all 12 bot scopes of manifest.yml granted" in out
+    assert "✓ Slack scopes: all 11 bot scopes of manifest.yml granted" in out
     assert f"✓ Luma: the API key works ({luma.base_url})" in out
     assert lines[-1] == "All checks passed."
     assert "✗" not in out
@@ -79,12 +79,12 @@ async def test_run_checks_returns_report(tmp_path, slack, luma):
 
 
 async def test_missing_scopes_are_named(monkeypatch, capsys, tmp_path, luma):
-    granted = [s for s in REQUIRED_BOT_SCOPES if s not in ("reactions:write", "users:read")]
+    granted = [s for s in REQUIRED_BOT_SCOPES if s not in ("reactions:read", "users:read")]
     async with FakeSlack(scopes=granted) as slack:
         code, out = await _check(monkeypatch, capsys, tmp_path, bot_env(tmp_path, slack, luma))
     assert code == 1, out
     assert "✓ Slack: team Fake Team" in out
-    assert ("✗ Slack scopes: missing reactions:write, users:read — reinstall the app from manifest.yml"
+    assert ("✗ Slack scopes: missing reactions:read, users:read — reinstall the app from manifest.yml"
             in out)
     assert "✓ Luma: the API key works" in out
     assert out.splitlines()[-1] == "1 problem found."

@@ -69,7 +69,7 @@ async def test_status_message_updated_on_state_changes_only(harness):
     ("a cat --format jpeg", {"output_format": "jpeg"}),
     ("a cat \u2014ar 9:16", {"aspect_ratio": "9:16", "prompt": "a cat"}),  # Slack's smart dash
     ("a cat --ar=3:1 in space", {"aspect_ratio": "3:1", "prompt": "a cat in space"}),
-    ("fish &amp; chips", {"prompt": "fish & chips"}),
+    ("fish & chips", {"prompt": "fish & chips"}),
 ])
 async def test_flags_reach_luma_and_are_removed_from_the_prompt(harness, text, expected):
     h = harness

@@ -29,6 +29,23 @@ Choices where Slack's behaviour is not documented or where the fake is deliberat
   unknown gets a placeholder parent message (text ``""``).
 * Errors carry Slack's ``response_metadata.messages`` where Slack has them (invalid_blocks...),
   plus sometimes a non-Slack ``detail`` string to ease debugging.
+
+Real Slack's awkward parts, which the fake reproduces so tests catch what they break:
+
+* Text people type arrives HTML-escaped (``&amp; &lt; &gt;``) in message events and slash
+  commands: the payload builders take the text as typed and encode it (`slack_escape`); real
+  mentions are markup (``<@UBOT>``), added by `app_mention_event` / ``mention_bot=True``.
+* Slack Connect: ``external_team=`` on `SlackPeer` methods sends the envelope, ``event.team``,
+  ``team.id`` and ``user.team_id`` of the other organisation, ``is_ext_shared_channel``, and the
+  installing workspace only in ``authorizations[0].team_id`` / ``view.app_installed_team_id``.
+* DMs: Slack never sends ``app_mention`` for a DM; delivering one is an AssertionError.
+  `FakeSlack.user_posts` sends exactly the events Slack would for a person's message.
+* ``files.completeUploadExternal`` shares asynchronously after ``share_delay`` seconds.
+* ``latency`` delays every Web API answer; ``fail_next(..., after_effect=True)`` answers an error
+  for a call that took effect; channels can be thread-only or read-only and uploads can be
+  disabled for the workspace, with Slack's documented error codes.
+* ``conversations.history`` / ``.replies`` return message ``metadata`` only with
+  ``include_all_metadata=true``.
 """
 
 from __future__ import annotations
@@ -77,9 +94,11 @@ __all__ = [
     "iter_pattern",
     "validate_blocks",
     "sign_request",
+    "slack_escape",
     "slash_command_payload",
     "event_callback",
     "message_event",
+    "message_changed_event",
     "app_mention_event",
     "app_home_opened_event",
     "app_uninstalled_event",
@@ -347,6 +366,8 @@ class ChannelInfo:
     exists: bool = True
     archived: bool = False
     user: str | None = None  # the other party of an IM
+    thread_only: bool = False  # top-level posts answer restricted_action_thread_only_channel
+    read_only: bool = False  # every post answers restricted_action_read_only_channel
 
     def to_dict(self, team_id: str) -> dict:
         d = {
@@ -424,6 +445,7 @@ class _Fault:
     error: str | None
     retry_after: int | None
     count: int
+    after_effect: bool = False
 
 
 @dataclass
@@ -746,6 +768,7 @@ class FakeSlack:
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
         share_delay: float = 0.0,
+        latency: float = 0.0,
         scopes: list[str] | None = None,
         app_id: str = "A0TEST",
         team_name: str = "Fake Team",
@@ -761,6 +784,10 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.share_delay = share_delay
+        self.latency = latency  # seconds every Web API call takes
+        # A workspace policy on uploads: files.getUploadURLExternal answers this error
+        # (file_uploads_disabled, storage_limit_reached, file_upload_size_restricted, ...).
+        self.upload_restriction: str | None = None
         self.scopes = list(DEFAULT_SCOPES if scopes is None else scopes)
         self.app_id = app_id
         self.team_name = team_name
@@ -897,6 +924,8 @@ class FakeSlack:
         name: str | None = None,
         archived: bool = False,
         is_mpim: bool = False,
+        thread_only: bool = False,
+        read_only: bool = False,
     ) -> ChannelInfo:
         ch = ChannelInfo(
             id=channel_id,
@@ -907,6 +936,8 @@ class FakeSlack:
             is_mpim=is_mpim,
             exists=exists,
             archived=archived,
+            thread_only=thread_only,
+            read_only=read_only,
         )
         self._channels[channel_id] = ch
         return ch
@@ -1061,15 +1092,17 @@ class FakeSlack:
         status: int = 200,
         retry_after: int | None = None,
         count: int = 1,
+        after_effect: bool = False,
     ) -> None:
-        """The next `count` calls of `method` fail without side effects.
+        """The next `count` calls of `method` fail without side effects (with `after_effect`:
+        the call takes effect, and the answer is the error all the same).
 
         status 429 -> HTTP 429 (+ ``Retry-After`` when retry_after is given), body error
         ``ratelimited``; 5xx -> that status with a JSON error body; 200 -> ``ok: false`` `error`.
         """
         if error is None:
             error = "ratelimited" if status == 429 else ("internal_error" if status >= 500 else "fatal_error")
-        self._faults[method].append(_Fault(status, error, retry_after, count))
+        self._faults[method].append(_Fault(status, error, retry_after, count, after_effect))
 
     def fail_upload_next(self, status: int = 500, count: int = 1) -> None:
         """The next `count` POSTs to an upload URL answer `status` and store nothing."""
@@ -1428,15 +1461,15 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": e.error, **e.extra}, headers=headers)
         self.calls.append((method, dict(params)))
 
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         h = self._holds.get(method)
         if h is not None and not h.after_effect:
             await self._wait_hold(method, h)
 
         fault = self._take_fault(self._faults.get(method, []))
-        if fault is not None:
-            if fault.retry_after is not None:
-                headers["Retry-After"] = str(fault.retry_after)
-            return web.json_response({"ok": False, "error": fault.error}, status=fault.status, headers=headers)
+        if fault is not None and not fault.after_effect:
+            return self._fault_response(fault, headers)
 
         try:
             handler = self._handlers.get(method)
@@ -1452,7 +1485,15 @@ class FakeSlack:
 
         if h is not None and h.after_effect:
             await self._wait_hold(method, h)
+        if fault is not None:
+            return self._fault_response(fault, headers)
         return web.json_response(body, headers=headers)
+
+    @staticmethod
+    def _fault_response(fault: _Fault, headers: dict) -> web.Response:
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        return web.json_response({"ok": False, "error": fault.error}, status=fault.status, headers=headers)
 
     async def _read_params(self, request: web.Request) -> tuple[dict, "_Ctx"]:
         params: dict[str, Any] = dict(request.query)
@@ -1534,6 +1575,10 @@ class FakeSlack:
             raise _SlackError("msg_too_long")
         self._check_blocks(blocks)
         thread_ts = _s(p, "thread_ts")
+        if ch.read_only:
+            raise _SlackError("restricted_action_read_only_channel")
+        if ch.thread_only and not thread_ts:
+            raise _SlackError("restricted_action_thread_only_channel")
         if thread_ts and not self._is_thread_parent(ch.id, thread_ts):
             raise _SlackError("thread_not_found")
         m = Message(
@@ -1643,6 +1688,8 @@ class FakeSlack:
         return {"channel": ch.id, "permalink": link}
 
     def _files_get_upload_url(self, p: dict, ctx: "_Ctx") -> dict:
+        if self.upload_restriction:
+            raise _SlackError(self.upload_restriction)
         filename = _s(p, "filename")
         if not filename:
             raise _SlackError("invalid_arguments", detail="filename is required")
@@ -1927,8 +1974,10 @@ class FakeSlack:
             raise _SlackError("users_list_not_supplied")
         return {"channel": {"id": ch.id}}
 
-    def _message_dict_with_files(self, m: Message) -> dict:
+    def _message_dict_with_files(self, m: Message, metadata: bool = False) -> dict:
         d = m.to_dict()
+        if not metadata:
+            d.pop("metadata", None)  # Slack returns it only with include_all_metadata=true
         if m.file_ids:
             d["files"] = [
                 self._user_file_obj(self._user_files[i]) for i in m.file_ids if i in self._user_files
@@ -1943,12 +1992,13 @@ class FakeSlack:
         parent = self._msg_index.get((ch.id, ts))
         root = parent.thread_ts if parent is not None and parent.is_reply else ts
         out: list[dict] = []
+        meta = _truthy(p.get("include_all_metadata"))
         pm = self._msg_index.get((ch.id, root))  # type: ignore[arg-type]
         if pm is not None and not pm.deleted:
-            out.append(self._message_dict_with_files(pm))
+            out.append(self._message_dict_with_files(pm, meta))
         for it in self.thread(ch.id, root):  # type: ignore[arg-type]
             if isinstance(it, Message):
-                out.append(self._message_dict_with_files(it))
+                out.append(self._message_dict_with_files(it, meta))
             else:
                 out.append(
                     {
@@ -1969,7 +2019,13 @@ class FakeSlack:
             limit = int(p.get("limit") or 100)
         except ValueError:
             limit = 100
-        msgs = [self._message_dict_with_files(m) for m in reversed(self.top_level(ch.id))][:limit]
+        try:
+            oldest = float(p.get("oldest") or 0)
+        except ValueError:
+            raise _SlackError("invalid_ts_oldest") from None
+        meta = _truthy(p.get("include_all_metadata"))
+        msgs = [self._message_dict_with_files(m, meta) for m in reversed(self.top_level(ch.id))
+                if float(m.ts) >= oldest][:limit]
         return {"messages": msgs, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _oauth_v2_access(self, p: dict, ctx: "_Ctx") -> dict:
@@ -2261,7 +2317,10 @@ class FakeSlack:
                     payload, team_id=self.team_id, api_app_id=self.app_id, bot_user_id=self.bot_user_id
                 )
             if payload.get("type") == "event_callback" and isinstance(payload.get("event"), dict):
-                self._observe_event(payload["event"])
+                ev = payload["event"]
+                if ev.get("type") == "app_mention" and str(ev.get("channel", "")).startswith("D"):
+                    raise AssertionError("Slack never sends app_mention for a DM: send the message event")
+                self._observe_event(ev)
             return payload
         if kind in ("slash_commands", "command"):
             if "response_url" in payload and not payload.get("response_url"):
@@ -2309,6 +2368,22 @@ class FakeSlack:
 
     async def post_interaction(self, app_url: str, payload: dict, **kw: Any) -> "PeerResponse":
         return await self.peer.post_interaction(app_url, payload, **kw)
+
+    async def user_posts(self, app_url: str, text: str, *, channel: str = "C1", user: str = "U1",
+                         mention_bot: bool = False, thread_ts: str | None = None,
+                         files: list[dict] | None = None, **kw: Any) -> dict:
+        """A person posts a message: deliver exactly the events Slack would (the message event,
+        and an app_mention when it mentions the bot, except in a DM, where Slack sends none).
+        Returns the message event."""
+        ts = next_ts()
+        ev = message_event(text, user=user, channel=channel, ts=ts, thread_ts=thread_ts, files=files,
+                           mention_bot=mention_bot, bot_user_id=self.bot_user_id)
+        await self.post_event(app_url, ev, **kw)
+        if mention_bot and not channel.startswith("D"):
+            await self.post_event(app_url, app_mention_event(text, user=user, channel=channel, ts=ts,
+                                                             thread_ts=thread_ts, files=files,
+                                                             bot_user_id=self.bot_user_id), **kw)
+        return ev
 
 
 @dataclass
@@ -2411,10 +2486,15 @@ class SlackPeer:
         sign: bool = True,
         timestamp: int | None = None,
         signing_secret: str | None = None,
+        external_team: str | None = None,
         **kw: Any,
     ) -> PeerResponse:
-        """POST a slash command (form-encoded). kw go to `slash_command_payload`."""
+        """POST a slash command (form-encoded). kw go to `slash_command_payload`. With
+        `external_team`, the person is from that organisation (a Slack Connect channel): the
+        payload's team_id is theirs."""
         kw = {**self._team(), **kw}
+        if external_team:
+            kw["team_id"] = external_team
         if self.fake is not None:
             kw.setdefault("api_app_id", self.fake.app_id)
         payload = slash_command_payload(command, text, **kw)
@@ -2441,8 +2521,12 @@ class SlackPeer:
         sign: bool = True,
         timestamp: int | None = None,
         signing_secret: str | None = None,
+        external_team: str | None = None,
     ) -> PeerResponse:
-        """POST an Events API request (JSON). A bare event is wrapped with `event_callback`."""
+        """POST an Events API request (JSON). A bare event is wrapped with `event_callback`.
+        With `external_team`, the event comes from a person of that organisation in a Slack
+        Connect channel: envelope and event name their team; only `authorizations` names the
+        installing workspace."""
         if event.get("type") in ("event_callback", "url_verification", "app_rate_limited"):
             payload = dict(event)
             if event_id and payload.get("type") == "event_callback":
@@ -2451,6 +2535,10 @@ class SlackPeer:
             kw: dict[str, Any] = {**self._team()}
             if self.fake is not None:
                 kw.update(api_app_id=self.fake.app_id, bot_user_id=self.fake.bot_user_id)
+            if external_team:
+                event = {**event, "team": external_team, "user_team": external_team}
+                kw.update(installed_team_id=kw.get("team_id"), team_id=external_team,
+                          is_ext_shared_channel=True)
             payload = event_callback(event, event_id=event_id, **kw)
         if self.fake is not None:
             payload = self.fake.prepare_outgoing("events_api", payload)
@@ -2478,8 +2566,13 @@ class SlackPeer:
         sign: bool = True,
         timestamp: int | None = None,
         signing_secret: str | None = None,
+        external_team: str | None = None,
     ) -> PeerResponse:
-        """POST an interactivity payload (form field ``payload=<json>``)."""
+        """POST an interactivity payload (form field ``payload=<json>``). With `external_team`
+        the person is from that organisation (Slack Connect): `team.id` and `user.team_id` are
+        theirs, and a view's `app_installed_team_id` names the installing workspace."""
+        if external_team:
+            payload = _from_external_team(payload, external_team)
         if self.fake is not None:
             payload = self.fake.prepare_outgoing("interactive", payload)
         body = urlencode({"payload": json.dumps(payload)}).encode()
@@ -2499,6 +2592,23 @@ class SlackPeer:
 # ----------------------------------------------------------------------------------------------
 # payload builders
 # ----------------------------------------------------------------------------------------------
+
+
+def _from_external_team(payload: dict, team: str) -> dict:
+    payload = json.loads(json.dumps(payload))
+    installed = (payload.get("team") or {}).get("id")
+    payload["team"] = {**(payload.get("team") or {}), "id": team}
+    if isinstance(payload.get("user"), dict):
+        payload["user"]["team_id"] = team
+    if isinstance(payload.get("view"), dict):
+        payload["view"]["team_id"] = team
+        payload["view"]["app_installed_team_id"] = installed
+    return payload
+
+
+def slack_escape(typed: str) -> str:
+    """Text as a person typed it, encoded as Slack sends it: `&`, `<`, `>` as entities."""
+    return typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _user_obj(user_id: str, user_name: str, team_id: str) -> dict:
@@ -2528,11 +2638,15 @@ def slash_command_payload(
     api_app_id: str = "A0TEST",
     token: str = "verification-token",
     enterprise_id: str | None = None,
+    encoded: bool = False,
 ) -> dict[str, str]:
     """Form fields of a slash command as Slack sends them (an empty response_url is filled in by
-    `SlackPeer` / `send_envelope`)."""
+    `SlackPeer` / `send_envelope`). `text` is what the person typed (escaped here as Slack
+    does), or Slack's encoding already with `encoded=True`."""
     if not command.startswith("/"):
         command = "/" + command
+    if not encoded:
+        text = slack_escape(text)
     d = {
         "token": token,
         "team_id": team_id,
@@ -2564,8 +2678,11 @@ def event_callback(
     token: str = "verification-token",
     enterprise_id: str | None = None,
     is_ext_shared_channel: bool = False,
+    installed_team_id: str | None = None,
 ) -> dict:
-    """The full Events API envelope around `event`."""
+    """The full Events API envelope around `event`. In a Slack Connect channel `team_id` can
+    be the other organisation's: `installed_team_id` is then the installing workspace, which
+    only `authorizations` names."""
     return {
         "token": token,
         "team_id": team_id,
@@ -2579,7 +2696,7 @@ def event_callback(
         "authorizations": [
             {
                 "enterprise_id": enterprise_id,
-                "team_id": team_id,
+                "team_id": installed_team_id or team_id,
                 "user_id": bot_user_id,
                 "is_bot": True,
                 "is_enterprise_install": False,
@@ -2615,10 +2732,18 @@ def message_event(
     bot_id: str | None = None,
     parent_user_id: str | None = None,
     blocks: list | None = None,
+    mention_bot: bool = False,
+    bot_user_id: str = "UBOT",
+    encoded: bool = False,
 ) -> dict:
     """A ``message`` event as delivered by message.channels / .groups / .im. With `files` the
-    subtype is ``file_share``."""
+    subtype is ``file_share``. `text` is what the person typed (escaped here as Slack does);
+    `mention_bot` puts a real mention of the bot in front."""
     ts = ts or next_ts()
+    if not encoded:
+        text = slack_escape(text)
+    if mention_bot:
+        text = f"<@{bot_user_id}> {text}".rstrip()
     ev: dict[str, Any] = {"type": "message"}
     if files and subtype is None:
         subtype = "file_share"
@@ -2661,9 +2786,14 @@ def app_mention_event(
     team: str = "T0TEST",
     bot_user_id: str = "UBOT",
     client_msg_id: str | None = None,
+    encoded: bool = False,
 ) -> dict:
-    """An ``app_mention`` event. ``<@bot_user_id>`` is prefixed to `text` unless it is there."""
+    """An ``app_mention`` event: the real mention ``<@bot_user_id>`` in front of what the person
+    typed (escaped as Slack does; a leading ``<@bot_user_id>`` in `text` stands for the
+    mention). Slack never sends this event for a DM."""
     mention = f"<@{bot_user_id}>"
+    if not encoded:
+        text = slack_escape(text.removeprefix(mention).strip())
     if mention not in text:
         text = f"{mention} {text}".rstrip()
     ts = ts or next_ts()
@@ -2684,6 +2814,31 @@ def app_mention_event(
         ev["thread_ts"] = thread_ts
         ev["parent_user_id"] = user
     return ev
+
+
+def message_changed_event(original: dict, text: str, *, encoded: bool = False,
+                          mention_bot: bool = False, bot_user_id: str = "UBOT") -> dict:
+    """The ``message`` event (subtype ``message_changed``) Slack sends when the person edits
+    `original` (a message event) to `text` (as typed). Slack sends no new app_mention."""
+    new_text = text if encoded else slack_escape(text)
+    if mention_bot:
+        new_text = f"<@{bot_user_id}> {new_text}".rstrip()
+    now = next_ts()
+    previous = {k: v for k, v in original.items() if k not in ("channel", "event_ts", "channel_type")}
+    message = {**previous, "text": new_text, "blocks": _rich_text(new_text),
+               "edited": {"user": original.get("user"), "ts": now}}
+    message.pop("subtype", None)
+    return {
+        "type": "message",
+        "subtype": "message_changed",
+        "message": message,
+        "previous_message": previous,
+        "channel": original.get("channel"),
+        "hidden": True,
+        "ts": now,
+        "event_ts": now,
+        "channel_type": original.get("channel_type") or _channel_type(original.get("channel") or "C1"),
+    }
 
 
 def reaction_event(
