@@ -17,7 +17,7 @@ from unittest import mock
 
 from .common import table
 
-ORDER = ("capacity", "ack", "pending", "delivery", "polls")
+ORDER = ("capacity", "ack", "pending", "delivery", "polls", "memory")
 
 
 def _capacity_rows(module, figures: dict) -> list:

@@ -163,6 +163,7 @@ class LumaBot:
             await self._runner.cleanup()
         self.metrics.stop()
         await self.luma.close()
+        self.inputs.close()
         await self.http.aclose()
         await self.store.close()
         await self._slack_session.close()

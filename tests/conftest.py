@@ -87,10 +87,7 @@ class Harness:
         return await self.wait_job(lambda j: j.id not in before and j.status_ts is not None)
 
     async def jobs(self) -> list[Job]:
-        db = self.bot.store.db
-        async with db.execute("SELECT id FROM jobs ORDER BY created_at") as cur:
-            ids = [r[0] for r in await cur.fetchall()]
-        return [await self.bot.store.get_job(i) for i in ids]
+        return [job for i in await self.bot.store.job_ids() if (job := await self.bot.store.get_job(i))]
 
     async def wait_job(self, predicate, timeout: float = 5.0) -> Job:
         import asyncio

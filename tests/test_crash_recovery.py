@@ -11,20 +11,16 @@ from lumabot.testing.fake_luma import Outcome
 from lumabot.testing.process import BotProcess
 
 from .conftest import bot_env
-from .test_restart import _all_jobs, _wait
+from .test_restart import _all_jobs, _run_until_settled, _wait
 
 
-async def _run_until_settled(env, tmp_path, db_path):
-    bot = BotProcess(env, tmp_path)
-    await bot.start()
-    try:
-        async def all_settled():
-            jobs = await _all_jobs(db_path)
-            return jobs and all(j.settled for j in jobs)
-        await _wait(all_settled, timeout=20)
-    finally:
-        await bot.stop()
-    return await _all_jobs(db_path)
+async def _kill_while_held(bot: BotProcess, slack, method: str) -> None:
+    """kill -9 the bot while Slack holds its answer to `method` (whose effect took place);
+    the dead process's call then stays unanswered."""
+    await slack.wait_for(lambda: slack.held[method] >= 1, timeout=10)
+    bot.kill9()
+    await bot.wait()
+    slack.unhold(method)
 
 
 async def test_a_create_interrupted_twice_is_not_sent_a_third_time(tmp_path, slack, luma):
@@ -67,10 +63,7 @@ async def test_a_message_posted_just_before_a_crash_is_not_posted_again(tmp_path
             await slack.wait_for(lambda: slack.top_level("C1"))
             await _wait(lambda: _has_status(db_path))
             slack.hold("chat.postMessage", after_effect=True)  # the next post: buttons or failure
-        await slack.wait_for(lambda: slack.held["chat.postMessage"] >= 1, timeout=10)
-        bot.kill9()
-        await bot.wait()
-        slack.unhold("chat.postMessage")
+        await _kill_while_held(bot, slack, "chat.postMessage")
     finally:
         await bot.stop()
 
@@ -103,10 +96,7 @@ async def test_an_upload_shared_late_after_a_crash_is_not_uploaded_again(tmp_pat
         slack.hold("files.completeUploadExternal", after_effect=True)
         status, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix")
         assert status == 200
-        await slack.wait_for(lambda: slack.held["files.completeUploadExternal"] >= 1, timeout=10)
-        bot.kill9()
-        await bot.wait()
-        slack.unhold("files.completeUploadExternal")
+        await _kill_while_held(bot, slack, "files.completeUploadExternal")
     finally:
         await bot.stop()
     (job,) = await _run_until_settled(env, tmp_path, db_path)

@@ -8,6 +8,7 @@ import io
 import random
 import struct
 import time
+import tracemalloc
 import warnings
 import zlib
 
@@ -328,3 +329,33 @@ def test_max_pixels_is_configurable():
 def test_rejection_is_a_value_error():
     with pytest.raises(ValueError):
         prepare_image(b"hello")
+
+
+# --- memory: formats that inflate on open, large images reduced a band at a time ------------------
+
+def test_ico_is_refused_before_anything_is_decoded():
+    raw = _encode(Image.new("RGB", (256, 256), BLUE), "ICO")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as info:
+            prepare_image(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == "not_an_image"
+    assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_large_images_are_reduced_band_by_band_keeping_every_region(mode):
+    src = Image.new("RGB", (6200, 4100), BLUE)
+    src.paste(RED, (0, 0, 3100, 2050))           # top-left quarter red
+    src.paste((0, 160, 0), (3100, 2050, 6200, 4100))  # bottom-right quarter green
+    src = src.convert(mode) if mode != "P" else src.quantize(4)
+    out = prepare_image(_encode(src, "PNG"))
+    assert (out.width, out.height) == (2048, 1354)
+    im = _decode(out).convert("RGB")
+    assert _close(im.getpixel((200, 200)), RED, 20)
+    assert _close(im.getpixel((1800, 1200)), (0, 160, 0), 20)
+    assert _close(im.getpixel((1800, 200)), BLUE, 20)
+    assert _close(im.getpixel((1000, 650)), RED, 20)  # near the band and quarter seams

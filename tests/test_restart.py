@@ -19,9 +19,7 @@ async def _all_jobs(db_path):
     store = SQLiteStore(db_path)
     await store.open()
     try:
-        async with store.db.execute("SELECT id FROM jobs") as cur:
-            ids = [r[0] for r in await cur.fetchall()]
-        return [await store.get_job(i) for i in ids]
+        return [await store.get_job(i) for i in await store.job_ids()]
     finally:
         await store.close()
 
@@ -32,6 +30,20 @@ async def _wait(predicate, timeout=10.0):
         if time.monotonic() > until:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def _run_until_settled(env, tmp_path, db_path):
+    """Start lumabot, wait until every job is settled (the user told), stop; the jobs."""
+    bot = BotProcess(env, tmp_path)
+    await bot.start()
+    try:
+        async def all_settled():
+            jobs = await _all_jobs(db_path)
+            return jobs and all(j.settled for j in jobs)
+        await _wait(all_settled, timeout=20)
+    finally:
+        await bot.stop()
+    return await _all_jobs(db_path)
 
 
 KILL_POINTS = ["submit_in_flight", "generating", "upload_in_flight_lost",
@@ -77,17 +89,7 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         if kill_point == "generating":
             luma.release_all()
 
-        restarted = BotProcess(env, tmp_path)
-        await restarted.start()
-        try:
-            async def all_done():
-                jobs = await _all_jobs(db_path)
-                return jobs and all(j.settled for j in jobs)
-            await _wait(all_done, timeout=15)
-        finally:
-            await restarted.stop()
-
-        (job,) = await _all_jobs(db_path)
+        (job,) = await _run_until_settled(env, tmp_path, db_path)
         assert job.state == JobState.DONE, job
         files = slack.files_in_thread("C1", job.status_ts)
         shared = [f for f in files if f.shared]

@@ -304,10 +304,11 @@ class SQLiteStore:
                                committed_today=team.spend + team.pending)
 
     async def save_job(self, job: Job) -> None:
-        cols = [c for c in _COLUMNS if c != "id"]
-        row = _to_row(job)
+        """Write the fields the job's runner owns (not `deleted`: see mark_deleted)."""
+        cols = [c for c in _COLUMNS if c not in ("id", "deleted")]
+        data = dict(zip(_COLUMNS, _to_row(job)))
         await self._write(f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                          (*row[1:], row[0]))
+                          (*(data[c] for c in cols), job.id))
 
     async def mark_deleted(self, job_id: str) -> None:
         """The requester (or an admin) deleted the result; touches nothing else of the row."""

@@ -1,0 +1,99 @@
+"""The SQLite store's units of work: each operation is atomic on its own, so one operation's
+rollback never undoes another's write and a commit never commits another's half-done work,
+however the coroutines interleave on the one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from lumabot.jobs.models import GenerationParams, Job, JobState, Session
+from lumabot.jobs.quotas import AdmissionRules
+from lumabot.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SQLiteStore(tmp_path / "store.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def job(**kw) -> Job:
+    return Job(team_id="T1", user_id=kw.pop("user_id", "U1"), channel_id="C1",
+               params=GenerationParams(prompt="a cat"), **kw)
+
+
+async def test_a_rollback_never_undoes_another_operations_write(store):
+    jobs = [job() for _ in range(40)]
+    for j in jobs:
+        assert (await store.create_job(j)).status == "created"
+    assert await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U1"))
+
+    async def update(j: Job) -> None:
+        j.state, j.generation_id, j.slack_file_id = JobState.GENERATING, f"gen-{j.id}", f"F{j.id}"
+        await store.save_job(j)
+
+    async def conflict() -> bool:  # a second running session in C1: rolled back
+        return await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
+
+    async def duplicate() -> str:
+        return (await store.create_job(job(), dedupe_key="same-event")).status
+
+    work = []
+    for j in jobs:
+        work += [update(j), conflict(), duplicate()]
+    results = await asyncio.gather(*work)
+    assert results.count(False) == 40 and results.count("created") == 1 and results.count("duplicate") == 39
+    for j in jobs:
+        stored = await store.get_job(j.id)
+        assert (stored.state, stored.generation_id, stored.slack_file_id) == (
+            JobState.GENERATING, f"gen-{j.id}", f"F{j.id}")
+
+
+async def test_a_commit_never_commits_another_operations_half_done_work(store):
+    taken = job()
+    assert (await store.create_job(taken)).status == "created"
+
+    async def doomed(i: int) -> None:
+        # Inserts its dedupe key, then fails on the job's primary key: the whole unit goes.
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.create_job(taken.model_copy(), dedupe_key=f"doomed-{i}")
+
+    async def commit_often(i: int) -> bool:
+        return await store.claim_key(f"other-{i}")
+
+    results = await asyncio.gather(*(f(i) for i in range(30) for f in (doomed, commit_often)))
+    assert results.count(True) == 30
+    for i in range(30):  # no half of a doomed unit was committed by someone else's commit
+        assert await store.claim_key(f"doomed-{i}")
+
+
+async def test_admission_is_decided_in_the_insert_under_parallel_requests(store):
+    rules = AdmissionRules(max_waiting=100, daily_images=7, daily_budget=None, day_start=0.0)
+    results = await asyncio.gather(*(store.create_job(job(), rules=rules) for _ in range(40)))
+    assert [r.status for r in results].count("created") == 7
+    refused = [r for r in results if r.status == "refused"]
+    assert {r.refusal for r in refused} == {"daily_images"} and refused[0].counts.requested_today == 7
+
+
+async def test_targeted_writes_leave_the_rest_of_the_row_alone(store):
+    j = job()
+    await store.create_job(j)
+    stale = j.model_copy()
+    await store.mark_deleted(j.id)
+    j.state = JobState.DONE
+    await store.save_job(j)  # a later full write by the engine from its own copy...
+    stored = await store.get_job(j.id)
+    assert stored.state == JobState.DONE and stored.deleted  # ...does not undo the delete
+    session = Session(team_id="T1", channel_id="C1", started_by="U1")
+    await store.create_session(session)
+    assert await store.end_session(session.id, 123.0, "idle")
+    await store.touch_session(session.id, 999.0)  # a prompt that raced the end
+    ended = await store.get_session(session.id)
+    assert ended.ended_at == 123.0 and ended.last_prompt_at != 999.0
+    assert not await store.end_session(session.id, 456.0, "stopped:U1")
+    assert stale.deleted is False
