@@ -277,9 +277,8 @@ class Engine:
     async def _announce(self, job: Job, resumed: bool) -> None:
         """Post the status message (the thread root); without it the job cannot go on, and
         nothing is sent to Luma. After a crash, the message posted before it is found again."""
+        ts = await self._find_posted(job, "status") if resumed else None
         try:
-            ts = await self._slack_retry(job, lambda: self.delivery.find_posted(job, "status")) \
-                if resumed else None
             ts = ts or await self._slack_retry(job, lambda: self.delivery.post_status(job))
         except DeliveryError as err:
             raise _JobFailed(*self._slack_failure(job, err, "the status message")) from None

@@ -305,8 +305,10 @@ async def test_a_locked_database_delays_but_never_discards_a_finished_image(harn
     h.luma.script(Outcome(hold=True))
     job = await h.imagine("a lighthouse")
     await h.luma.wait_for(lambda: len(h.luma.generations) == 1)
-    locker = sqlite3.connect(tmp_path / "lumabot.db", isolation_level=None, timeout=10)
-    locker.execute("BEGIN EXCLUSIVE")
+    # Another process's lock, taken from a thread: waiting for it must not block the bot's loop.
+    locker = sqlite3.connect(tmp_path / "lumabot.db", isolation_level=None, timeout=10,
+                             check_same_thread=False)
+    await asyncio.to_thread(locker.execute, "BEGIN EXCLUSIVE")
     try:
         h.luma.release_all()
         await h.slack.wait_for(lambda: h.bot.metrics.store_errors._value.get() >= 1, timeout=10)
@@ -326,7 +328,7 @@ async def test_a_database_refusing_writes_stalls_jobs_until_it_clears(harness):
     h = harness
     h.luma.script(Outcome(hold=True))
     job = await h.imagine("a lighthouse")
-    await h.luma.wait_for(lambda: len(h.luma.generations) == 1)
+    await h.wait_job(lambda j: j.id == job.id and j.state == JobState.GENERATING)
     db = h.bot.store.db
     await db.execute("PRAGMA query_only = ON")  # every write: "attempt to write a readonly database"
     h.luma.release_all()
