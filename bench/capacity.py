@@ -43,14 +43,11 @@ async def run(seed: int = 7) -> dict:
                 status, body, *_ = await r.command(f"{u} picture {n}", user_id=u)
                 assert status == 200 and not body, body
         store = r.bot.store
-        while True:
-            async with store.db.execute("SELECT COUNT(*) FROM jobs WHERE settled = 0") as cur:
-                if (await cur.fetchone())[0] == 0:
-                    break
+        while await store.unsettled_count():
             await asyncio.sleep(0.1)
         wall_end = time.monotonic()
-        async with store.db.execute("SELECT user_id, state, finished_at, created_at FROM jobs") as cur:
-            rows = await cur.fetchall()
+        rows = [(j.user_id, j.state.value, j.finished_at, j.created_at)
+                for i in await store.job_ids() if (j := await store.get_job(i))]
         gens = list(luma.generations.values())
         first_created = min(g.created_at for g in gens)
         last_done = max(g.completes_at for g in gens)

@@ -386,8 +386,7 @@ class _Player:
 
     # -- jobs ----------------------------------------------------------------------------------
     async def _job_ids(self) -> list[str]:
-        async with self.bot.store.db.execute("SELECT id FROM jobs ORDER BY created_at, rowid") as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return await self.bot.store.job_ids()
 
     async def _run_step(self, step: Step, act: Callable[[], Awaitable[None]]) -> Step:
         """Do `act`, then wait for the job it starts to be finished and shown to the user."""
