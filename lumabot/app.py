@@ -1,4 +1,5 @@
-"""Wiring: builds every part from the settings and runs them in HTTP or Socket Mode."""
+"""The composition root: builds every part from the settings, connects the core to its Slack
+and Luma adapters, and runs them in HTTP or Socket Mode."""
 
 from __future__ import annotations
 
@@ -19,18 +20,19 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .config import Settings
-from .delivery import Delivery
-from .engine import Engine, EngineConfig
-from .inputs import InputImages, TokenHosts
-from .jobs.quotas import Limits, Prices, Quotas
+from .intake import Intake
+from .jobs.quotas import Quotas
 from .luma.client import LumaClient
+from .luma.output import LumaOutputs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
-from .scheduler import Scheduler
+from .runner import Runner
+from .runner.scheduler import Scheduler
+from .sessions import Sessions
 from .slack import listeners
-from .sessions import SessionConfig, Sessions
+from .slack.files import SlackFiles, TokenHosts
+from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import Store, open_store
-from .studio import Studio
 
 log = logging.getLogger(__name__)
 
@@ -86,33 +88,15 @@ class LumaBot:
         self.metrics = Metrics()
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
-        self.delivery = Delivery(self.slack, self.http, self.metrics)
+        transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
+        self.notifier = SlackNotifier(self.slack, self.http, self.metrics, transfers=transfers)
         self.scheduler = Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
-        self.inputs = InputImages(self.slack, self.http, settings.bot_token(),
-                                  token_hosts=TokenHosts(settings.slack_api_url))
-        self.engine = Engine(
-            store=self.store, luma=self.luma, delivery=self.delivery, scheduler=self.scheduler,
-            inputs=self.inputs, metrics=self.metrics,
-            config=EngineConfig(
-                poll_interval=settings.poll_interval,
-                first_poll_delay=settings.first_poll_delay,
-                generation_timeout=settings.generation_timeout,
-                retry_backoff=settings.retry_backoff,
-                delivery_timeout=settings.delivery_timeout,
-                user_hash_salt=settings.user_hash_salt.get_secret_value(),
-                queue_update_interval=settings.queue_update_interval,
-                max_polls_per_second=settings.max_polls_per_second,
-            ),
-        )
-        self.quotas = Quotas(
-            self.store,
-            Prices(uni_1=settings.price_uni_1, uni_1_edit=settings.price_uni_1_edit,
-                   uni_1_max=settings.price_uni_1_max, uni_1_max_edit=settings.price_uni_1_max_edit,
-                   extra_reference=settings.price_extra_reference),
-            Limits(max_queued_per_user=settings.max_queued_per_user,
-                   user_daily_images=settings.user_daily_images,
-                   daily_budget_usd=settings.daily_budget_usd),
-        )
+        self.inputs = SlackFiles(self.slack, self.http, settings.bot_token(),
+                                 token_hosts=TokenHosts(settings.slack_api_url))
+        self.runner = Runner(store=self.store, luma=self.luma, notifier=self.notifier,
+                             outputs=LumaOutputs(self.http, transfers), inputs=self.inputs,
+                             scheduler=self.scheduler, config=settings.runner(), metrics=self.metrics)
+        self.quotas = Quotas(self.store, settings.prices(), settings.limits())
         self.bolt = AsyncApp(
             client=self.slack,
             signing_secret=settings.signing_secret() or None,
@@ -121,14 +105,11 @@ class LumaBot:
             request_verification_enabled=not settings.socket_mode,
             logger=bolt_logger(),
         )
-        self.sessions = Sessions(self.store, self.delivery, SessionConfig(
-            idle_minutes=settings.session_idle_minutes, max_images=settings.session_max_images,
-            vote_emoji=settings.session_vote_emoji))
-        self.engine.on_delivered.append(self.sessions.on_delivered)
-        self.studio = Studio(self.store, self.engine, self.quotas, self.sessions)
-        listeners.register(self.bolt, self.studio)
+        self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
+        self.runner.on_delivered.append(self.sessions.on_delivered)
+        self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier)
+        listeners.register(self.bolt, self.intake, self.notifier)
         self.ready = False
-        self.bot_user_id: str | None = None
         self._runner: web.AppRunner | None = None
         self._socket_handler = None
 
@@ -137,17 +118,14 @@ class LumaBot:
         """Open the store, check the Slack token, resume unfinished jobs."""
         await self.store.open()
         try:
-            auth = await self.slack.auth_test()
+            auth = await self.notifier.connect()
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
-        self.bot_user_id = self.studio.bot_user_id = auth.get("user_id")
-        self.studio.team_id = auth.get("team_id")
-        self.studio.team_url = self.sessions.team_url = auth.get("url")
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
-        await self.engine.resume()
+        await self.runner.resume()
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
         self.sessions.start_guard()
-        self.engine.start_line_reporter()
+        self.runner.start_line_reporter()
         self.metrics.start_loop_monitor()
         self.ready = True
 
@@ -158,7 +136,7 @@ class LumaBot:
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
         self.sessions.stop_guard()
-        await self.engine.drain(drain) if drain else await self.engine.stop()
+        await self.runner.drain(drain) if drain else await self.runner.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.metrics.stop()
@@ -178,7 +156,7 @@ class LumaBot:
         return app
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        self.engine.collect_metrics()
+        self.runner.collect_metrics()
         return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _slack_events(self, request: web.Request) -> web.Response:
@@ -192,7 +170,7 @@ class LumaBot:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         if self.ready:
-            return web.json_response({"ok": True, "pending_jobs": self.engine.active})
+            return web.json_response({"ok": True, "pending_jobs": self.runner.active})
         return web.json_response({"ok": False, "starting": True}, status=503)
 
     async def serve_http(self, *, host: str | None = None, port: int | None = None,

@@ -6,10 +6,12 @@ in a repr, a log line or an error message.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .jobs.quotas import Limits, Prices
+from .ports import SessionRules
+from .runner.record import RunnerConfig
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
 LUMA_BASE_URL_DEFAULT = "https://agents.lumalabs.ai/v1"
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     user_daily_images: int | None = _env("LUMABOT_USER_DAILY_IMAGES", None, ge=1)
     daily_budget_usd: float | None = _env("LUMABOT_DAILY_BUDGET_USD", None, gt=0)
     queue_update_interval: float = _env("LUMABOT_QUEUE_UPDATE_INTERVAL", 5.0, gt=0)
+    # At most this many status messages get a new place in line per update (chat.update is
+    # Tier 3, ~50 a minute per workspace).
+    queue_updates_per_tick: int = _env("LUMABOT_QUEUE_UPDATES_PER_TICK", 4, ge=1)
     # Price table (US dollars per image), from Luma's pay-as-you-go prices.
     price_uni_1: float = _env("LUMABOT_PRICE_UNI_1", 0.0404, ge=0)
     price_uni_1_edit: float = _env("LUMABOT_PRICE_UNI_1_EDIT", 0.0434, ge=0)
@@ -141,14 +146,34 @@ class Settings(BaseSettings):
             raise ValueError(_PROBLEMS_MARK + "\n".join(problems))
         return self
 
+    # -- the sub-configurations (every default above, once) -----------------------------------
+    def runner(self) -> RunnerConfig:
+        return RunnerConfig(
+            poll_interval=self.poll_interval, first_poll_delay=self.first_poll_delay,
+            generation_timeout=self.generation_timeout, retry_backoff=self.retry_backoff,
+            delivery_timeout=self.delivery_timeout,
+            user_hash_salt=self.user_hash_salt.get_secret_value(),
+            queue_update_interval=self.queue_update_interval,
+            queue_updates_per_tick=self.queue_updates_per_tick,
+            max_polls_per_second=self.max_polls_per_second)
+
+    def prices(self) -> Prices:
+        return Prices(uni_1=self.price_uni_1, uni_1_edit=self.price_uni_1_edit,
+                      uni_1_max=self.price_uni_1_max, uni_1_max_edit=self.price_uni_1_max_edit,
+                      extra_reference=self.price_extra_reference)
+
+    def limits(self) -> Limits:
+        return Limits(max_queued_per_user=self.max_queued_per_user,
+                      user_daily_images=self.user_daily_images, daily_budget_usd=self.daily_budget_usd)
+
+    def session_rules(self) -> SessionRules:
+        return SessionRules(idle_minutes=self.session_idle_minutes, max_images=self.session_max_images,
+                            vote_emoji=self.session_vote_emoji)
+
     # -- derived -------------------------------------------------------------------------------
     @property
     def socket_mode(self) -> bool:
         return bool(_secret(self.slack_app_token))
-
-    @property
-    def database_path(self) -> Path:
-        return Path(self.database_url[len("sqlite:///"):])
 
     def bot_token(self) -> str:
         return _secret(self.slack_bot_token) or ""

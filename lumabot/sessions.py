@@ -15,40 +15,49 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .delivery import Delivery, DeliveryError
 from .jobs.contact_sheet import contact_sheet, thumbnail
 from .jobs.failures import policy_message
-from .jobs.flags import Flags, PromptError, build_params, parse_prompt
-from .jobs.text import shown
+from .jobs.flags import PromptError, build_params, parse_prompt
 from .jobs.models import Job, JobState, Session
-from .slack import blocks
+from .ports import DeliveryError, Notifier, Output, SessionRecap, SessionRules
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SessionConfig:
-    idle_minutes: float = 60.0
-    max_images: int = 100
-    vote_emoji: str = "star"
+class AlreadyRunning:
+    """`/luma session start` where one runs already."""
+
+    session: Session
 
 
-def _when(ts: float) -> str:
-    return f"<!date^{int(ts)}^{{time}}|{time.strftime('%H:%M UTC', time.gmtime(ts))}>"
+@dataclass
+class SessionSummary:
+    """`/luma session`: what the running session has made so far."""
+
+    session: Session
+    images: int
+    people: list[str]
+    spend: float
+    max_images: int
+
+
+# What a session command answers: a sentence, one of the above, or None (the channel was told).
+SessionAnswer = str | AlreadyRunning | SessionSummary
 
 
 class Sessions:
-    def __init__(self, store: Store, delivery: Delivery, config: SessionConfig):
+    def __init__(self, store: Store, notifier: Notifier, rules: SessionRules):
         self.store = store
-        self.delivery = delivery
-        self.config = config
-        self.team_url: str | None = None
+        self.notifier = notifier
+        self.config = rules
         self._idle_task: asyncio.Task | None = None
         self._ending: set[str] = set()
 
     # -- commands ------------------------------------------------------------------------------
-    async def command(self, *, team_id: str, user_id: str, channel_id: str, args: list[str]) -> str | None:
+    async def command(self, *, team_id: str, user_id: str, channel_id: str,
+                      args: list[str]) -> SessionAnswer | None:
         """`/luma session [start [flags] [theme] | stop]`: returns the ephemeral answer (None
         when the channel got a message instead)."""
         verb = args[0].lower() if args else ""
@@ -62,10 +71,11 @@ class Sessions:
         return ("Use `/luma session start [flags] [theme]`, `/luma session` (what is running) or "
                 "`/luma session stop`.")
 
-    async def start(self, *, team_id: str, user_id: str, channel_id: str, text: str) -> str | None:
+    async def start(self, *, team_id: str, user_id: str, channel_id: str,
+                    text: str) -> SessionAnswer | None:
         running = await self.store.running_session(channel_id)
         if running is not None:
-            return self._already_running(running)
+            return AlreadyRunning(running)
         try:
             theme, flags = parse_prompt(text)
             build_params("check", flags)  # the defaults must make a valid request
@@ -75,9 +85,9 @@ class Sessions:
                           flags=flags.model_dump(exclude_none=True), theme=theme.strip() or None)
         if not await self.store.create_session(session):
             running = await self.store.running_session(channel_id)
-            return self._already_running(running) if running else "A session is starting already."
+            return AlreadyRunning(running) if running else "A session is starting already."
         try:
-            session.banner_ts = await self.delivery.post_message(channel_id, self._banner(session))
+            session.banner_ts = await self.notifier.post_session_banner(session, self.config)
         except DeliveryError as err:
             session.ended_at, session.end_reason, session.recap_posted = time.time(), "not_started", True
             await self.store.save_session(session)
@@ -90,35 +100,15 @@ class Sessions:
         log.info("session started", extra={"channel": channel_id})
         return None
 
-    def _already_running(self, session: Session) -> str:
-        link = blocks.permalink(self.team_url, session.channel_id, session.banner_ts)
-        where = f" (<{link}|see the banner>)" if link else ""
-        return (f"A creative session is already running in this channel, started by "
-                f"<@{session.started_by}> at {_when(session.started_at)}{where}. "
-                "Stop it with `/luma session stop` before starting another.")
-
-    async def status(self, channel_id: str) -> str:
+    async def status(self, channel_id: str) -> SessionAnswer:
         session = await self.store.running_session(channel_id)
         if session is None:
             return ("No creative session is running in this channel. Start one with "
                     "`/luma session start [flags] [theme]`, e.g. `/luma session start --ar 2:3 --max noir city`.")
         jobs = await self.store.session_jobs(session.id)
-        done = [j for j in jobs if j.state == JobState.DONE]
-        people = sorted({j.user_id for j in jobs})
-        minutes = int((time.time() - session.started_at) // 60)
-        flags = Flags(**session.flags).as_text()
-        parts = [f"*Creative session* started by <@{session.started_by}> at {_when(session.started_at)} "
-                 f"({minutes} min ago).",
-                 f"{len(done)} image{'s' if len(done) != 1 else ''} so far "
-                 f"(of at most {self.config.max_images}) · {len(people)} "
-                 f"{'person' if len(people) == 1 else 'people'}"
-                 + (f": {', '.join(f'<@{u}>' for u in people)}" if people else "")
-                 + f" · about ${self._spend(jobs):,.2f} of Luma."]
-        if session.theme:
-            parts.append(f"Theme: _{shown(session.theme, 1000)}_")
-        if flags:
-            parts.append(f"Defaults: `{flags}`")
-        return "\n".join(parts)
+        return SessionSummary(session=session, images=sum(1 for j in jobs if j.state == JobState.DONE),
+                              people=sorted({j.user_id for j in jobs}), spend=self._spend(jobs),
+                              max_images=self.config.max_images)
 
     async def stop(self, *, channel_id: str, user_id: str) -> str | None:
         session = await self.store.running_session(channel_id)
@@ -152,7 +142,7 @@ class Sessions:
             return
         await self.store.set_vote(session.id, job.id, user_id, on)
 
-    async def on_delivered(self, job: Job, output) -> None:
+    async def on_delivered(self, job: Job, output: Output) -> None:
         """Engine hook: keep a thumbnail for the contact sheet; end at the image cap."""
         if not job.session_id:
             return
@@ -185,40 +175,24 @@ class Sessions:
     async def _recap(self, session: Session) -> None:
         if session.recap_posted:
             return
-        cfg = self.config
         jobs = await self.store.session_jobs(session.id)
         done = [j for j in jobs if j.state == JobState.DONE and not j.deleted]
         votes = await self.store.votes(session.id)
         ranked = sorted((j for j in done if votes.get(j.id)), key=lambda j: (-votes[j.id], j.created_at))[:3]
-        people = sorted({j.user_id for j in jobs if j.state != JobState.FAILED})
-        # Names, not mentions: a recap must not notify every participant.
-        names = await self.delivery.display_names(people + [j.user_id for j in ranked])
-        top = [(j.params.prompt, blocks.permalink(self.team_url, j.channel_id, j.status_ts, j.thread_ts),
-                names[j.user_id], votes[j.id]) for j in ranked]
-        reason = blocks.session_end_reason(session.end_reason, idle_minutes=cfg.idle_minutes,
-                                           max_images=cfg.max_images)
-        text = blocks.session_recap(session, reason=reason, images=len(done),
-                                    people=[names[u] for u in people], top=top,
-                                    vote_emoji=cfg.vote_emoji, spend=self._spend(jobs))
+        thumbs = await self.store.thumbnails([j.id for j in done])
+        sheet_parts = [thumbs[j.id] for j in done if j.id in thumbs]
+
+        async def remember(file_id: str) -> None:
+            session.recap_file_id = file_id
+            await self.store.save_session(session)
+
         try:
-            thumbs = await self.store.thumbnails([j.id for j in done])
-            sheet_parts = [thumbs[j.id] for j in done if j.id in thumbs]
-            if sheet_parts:
-                sheet = await asyncio.to_thread(contact_sheet, sheet_parts)
-
-                async def remember(file_id: str) -> None:
-                    session.recap_file_id = file_id
-                    await self.store.save_session(session)
-
-                await self.delivery.upload_file(
-                    channel=session.channel_id, thread_ts=None, content=sheet,
-                    filename="creative-session-contact-sheet.png", title="Contact sheet of the session",
-                    known_file_id=session.recap_file_id, remember_file=remember, initial_comment=text)
-            else:
-                await self.delivery.post_message(session.channel_id, text)
-            if session.banner_ts:
-                await self.delivery.update_message(session.channel_id, session.banner_ts,
-                                                   blocks.session_ended_banner(session))
+            sheet = await asyncio.to_thread(contact_sheet, sheet_parts) if sheet_parts else None
+            recap = SessionRecap(session=session, rules=self.config, images=len(done),
+                                 people=sorted({j.user_id for j in jobs if j.state != JobState.FAILED}),
+                                 top=[(j, votes[j.id]) for j in ranked], spend=self._spend(jobs),
+                                 contact_sheet=sheet)
+            await self.notifier.post_session_recap(recap, remember)
         except DeliveryError as err:
             log.error("could not post the session recap: %s", err, extra={"channel": session.channel_id})
             if err.transient:
@@ -231,11 +205,6 @@ class Sessions:
 
     def _spend(self, jobs: list[Job]) -> float:
         return sum(j.cost_usd for j in jobs if j.charged)
-
-    def _banner(self, session: Session) -> str:
-        cfg = self.config
-        return blocks.session_banner(session, idle_minutes=cfg.idle_minutes, max_images=cfg.max_images,
-                                     vote_emoji=cfg.vote_emoji)
 
     # -- guard rails ---------------------------------------------------------------------------
     async def check(self) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lumabot.jobs.failures import FAILURE_MESSAGES
 from lumabot.jobs.models import JobState
-from lumabot.studio import ASK_WHAT_TO_CHANGE, NO_IMAGE_IN_CHANNEL, NO_IMAGE_IN_MESSAGE
+from lumabot.intake import ASK_WHAT_TO_CHANGE, NO_IMAGE_IN_CHANNEL, NO_IMAGE_IN_MESSAGE
 from lumabot.testing.fake_slack import (
     app_mention_event,
     message_event,

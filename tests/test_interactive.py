@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lumabot.jobs.models import ASPECT_RATIOS, JobState
-from lumabot.studio import ONLY_REQUESTER
+from lumabot.intake import ONLY_REQUESTER
 from lumabot.testing.fake_slack import (
     app_home_opened_event,
     block_actions_payload,

@@ -137,7 +137,7 @@ async def test_file_urls_on_other_hosts_never_get_the_token(harness):
 
 
 def test_token_hosts_are_slack_over_https_and_the_configured_api():
-    from lumabot.inputs import TokenHosts
+    from lumabot.slack.files import TokenHosts
 
     hosts = TokenHosts("http://127.0.0.1:4000/api/")
     assert hosts.allows("https://files.slack.com/files-pri/T1-F1/x.png")

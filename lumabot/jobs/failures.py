@@ -10,6 +10,14 @@ RETRYABLE_FAILURE_CODES = frozenset({"generation_failed", "output_not_found", "r
 # Luma does not charge for these.
 REFUNDED_FAILURE_CODES = frozenset({"content_moderated", "generation_failed", "output_not_found"})
 
+# Luma's final answers to a request (HTTP 4xx other than 404 and 429) as failure codes; any
+# other 4xx is "bad_request". (404 on a generation is "generation_failed"; 429, 5xx and network
+# errors are waited out.)
+LUMA_STATUS_FAILURES: dict[int, str] = {
+    400: "bad_request", 401: "misconfigured", 402: "out_of_balance", 403: "misconfigured",
+    413: "image_too_large", 422: "bad_request",
+}
+
 FAILURE_MESSAGES: dict[str, str] = {
     # Asynchronous failures reported by Luma (state: failed).
     "content_moderated": "Luma's content policy flagged the prompt or the image, so nothing was made "

@@ -164,6 +164,15 @@ class Job(BaseModel):
         """The ts of the thread parent the image goes under."""
         return self.thread_ts or self.status_ts
 
+    def shown_status(self) -> tuple[str, str | None, int | None]:
+        """What the status message shows: the phase a person sees, and while the job waits,
+        why and its place in line. The runner updates the message only when this changes."""
+        if self.state.finished:
+            return (self.state.value, None, None)
+        if self.state in (JobState.GENERATING, JobState.DELIVERING):
+            return ("generating", None, None)
+        return ("queued", self.waiting_reason, self.queue_position)
+
 
 class Session(BaseModel):
     """A creative session: for a while, every message in a channel becomes a prompt."""

@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from .failures import REFUNDED_FAILURE_CODES
 from .flags import PromptError
 from .models import GenerationParams, Job
+
+if TYPE_CHECKING:  # the store imports this module's admission types
+    from ..store import Store
 
 
 class LimitReached(PromptError):
@@ -19,11 +22,13 @@ class LimitReached(PromptError):
 
 @dataclass(frozen=True)
 class Prices:
-    uni_1: float = 0.0404
-    uni_1_edit: float = 0.0434
-    uni_1_max: float = 0.1000
-    uni_1_max_edit: float = 0.1030
-    extra_reference: float = 0.0030
+    """US dollars per image (built by `Settings.prices()`, where the defaults live)."""
+
+    uni_1: float
+    uni_1_edit: float
+    uni_1_max: float
+    uni_1_max_edit: float
+    extra_reference: float
 
     def of(self, params: GenerationParams) -> float:
         """Estimated price of one generation (each reference beyond the first costs extra)."""
@@ -37,9 +42,11 @@ class Prices:
 
 @dataclass(frozen=True)
 class Limits:
-    max_queued_per_user: int = 5
-    user_daily_images: int | None = None
-    daily_budget_usd: float | None = None
+    """Built by `Settings.limits()`; None: no such limit."""
+
+    max_queued_per_user: int
+    user_daily_images: int | None
+    daily_budget_usd: float | None
 
 
 @dataclass
@@ -120,7 +127,8 @@ def _money(v: float) -> str:
 
 
 class Quotas:
-    def __init__(self, store, prices: Prices, limits: Limits, *, clock=time.time):
+    def __init__(self, store: Store, prices: Prices, limits: Limits, *,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.prices = prices
         self.limits = limits

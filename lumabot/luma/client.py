@@ -15,6 +15,7 @@ import httpx
 import luma_agents
 from luma_agents import AsyncLuma
 
+from ..jobs.failures import LUMA_STATUS_FAILURES
 from ..jobs.models import GenerationParams, ImageSource
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,6 @@ class LumaUnavailable(LumaError):
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
              httpx.WriteTimeout)
 
-_REJECT_CODES = {400: "bad_request", 401: "misconfigured", 402: "out_of_balance",
-                 403: "misconfigured", 413: "image_too_large", 422: "bad_request"}
 
 
 def _parse_float(value: str | None) -> float | None:
@@ -123,7 +122,7 @@ def _translate(exc: Exception, *, creating: bool) -> LumaError:
         if status >= 500 or status in (408, 409):
             return LumaUnavailable(f"Luma answered {status}: {detail}", status=status,
                                    request_id=request_id)
-        code = _REJECT_CODES.get(status, "bad_request")
+        code = LUMA_STATUS_FAILURES.get(status, "bad_request")
         return LumaRejected(detail, code=code, status=status, request_id=request_id)
     if isinstance(exc, luma_agents.APIConnectionError):
         cause = exc.__cause__

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 
 from datetime import datetime, timezone
 
 from ..jobs.failures import failure_message
-from ..jobs.flags import FLAG_HELP
-from ..jobs.models import ASPECT_RATIOS, Job, JobState
+from ..jobs.flags import FLAG_HELP, Flags
+from ..jobs.models import ASPECT_RATIOS, Job, JobState, Session
+from ..ports import SessionRecap, SessionRules
+from ..sessions import AlreadyRunning, SessionAnswer
 from ..jobs.text import MESSAGE_LIMIT, clip, shown
 
 SECTION_LIMIT = 3000
@@ -266,7 +269,7 @@ def permalink(team_url: str | None, channel: str, ts: str | None, thread_ts: str
     return f"{base}?thread_ts={thread_ts}&cid={channel}" if thread_ts and thread_ts != ts else base
 
 
-def session_banner(session, *, idle_minutes: float, max_images: int, vote_emoji: str) -> str:
+def session_banner(session: Session, rules: SessionRules) -> str:
     flags = _flags_text(session.flags)
     lines = [f":art: *<@{session.started_by}> started a creative session!*"]
     if session.theme:
@@ -276,9 +279,9 @@ def session_banner(session, *, idle_minutes: float, max_images: int, vote_emoji:
     lines += [
         "*How to take part:* every message you post in this channel becomes an image, in its thread. "
         "Attach an image to a message to edit it; reply in a thread to edit its newest image.",
-        f"*Vote:* react with :{vote_emoji}: on the images you like.",
-        f"*How it ends:* `/luma session stop`, after {_minutes(idle_minutes)} without a prompt, or at "
-        f"{max_images} images. Then lumabot posts a recap and a contact sheet.",
+        f"*Vote:* react with :{rules.vote_emoji}: on the images you like.",
+        f"*How it ends:* `/luma session stop`, after {_minutes(rules.idle_minutes)} without a prompt, "
+        f"or at {rules.max_images} images. Then lumabot posts a recap and a contact sheet.",
     ]
     return clip("\n".join(lines), MESSAGE_LIMIT)
 
@@ -288,30 +291,30 @@ def _minutes(m: float) -> str:
 
 
 def _flags_text(flags: dict) -> str:
-    from ..jobs.flags import Flags
-
     return Flags(**flags).as_text()
 
 
-def session_ended_banner(session) -> str:
+def session_ended_banner(session: Session) -> str:
     return f":checkered_flag: *The creative session started by <@{session.started_by}> is over.*"
 
 
-def session_end_reason(reason: str | None, *, idle_minutes: float, max_images: int) -> str:
+def session_end_reason(reason: str | None, rules: SessionRules) -> str:
     if reason and reason.startswith("stopped:"):
         return f"stopped by <@{reason.split(':', 1)[1]}>"
     if reason == "idle":
-        return f"no prompt for {_minutes(idle_minutes)}"
+        return f"no prompt for {_minutes(rules.idle_minutes)}"
     if reason == "max_images":
-        return f"it reached {max_images} images"
+        return f"it reached {rules.max_images} images"
     return "it ended"
 
 
-def session_recap(session, *, reason: str, images: int, people: list[str],
-                  top: list[tuple[str, str | None, str, int]], vote_emoji: str, spend: float) -> str:
+def session_recap(recap: SessionRecap, *, people: list[str],
+                  top: list[tuple[str, str | None, str, int]]) -> str:
     """The recap: `people` are display names (the recap notifies nobody), `top` holds
     (prompt, link, display name, votes) of the best images."""
-    lines = [f":checkered_flag: *Creative session over* ({reason})."]
+    session, images, spend = recap.session, recap.images, recap.spend
+    vote_emoji = recap.rules.vote_emoji
+    lines = [f":checkered_flag: *Creative session over* ({session_end_reason(session.end_reason, recap.rules)})."]
     if session.theme:
         lines.append(f"*Theme:* _{shown(session.theme, 500)}_")
     who = ", ".join(shown(name, 80) for name in people[:30]) or "nobody"
@@ -330,3 +333,35 @@ def session_recap(session, *, reason: str, images: int, people: list[str],
     if images:
         lines.append("The contact sheet has every image of the session.")
     return clip("\n".join(lines), MESSAGE_LIMIT)
+
+
+def _session_time(ts: float) -> str:
+    return f"<!date^{int(ts)}^{{time}}|{time.strftime('%H:%M UTC', time.gmtime(ts))}>"
+
+
+def session_answer(answer: SessionAnswer, team_url: str | None) -> str:
+    """What `/luma session ...` tells the person."""
+    if isinstance(answer, str):
+        return answer
+    session = answer.session
+    if isinstance(answer, AlreadyRunning):
+        link = permalink(team_url, session.channel_id, session.banner_ts)
+        where = f" (<{link}|see the banner>)" if link else ""
+        return (f"A creative session is already running in this channel, started by "
+                f"<@{session.started_by}> at {_session_time(session.started_at)}{where}. "
+                "Stop it with `/luma session stop` before starting another.")
+    people = answer.people
+    minutes = int((time.time() - session.started_at) // 60)
+    flags = _flags_text(session.flags)
+    parts = [f"*Creative session* started by <@{session.started_by}> at "
+             f"{_session_time(session.started_at)} ({minutes} min ago).",
+             f"{answer.images} image{'s' if answer.images != 1 else ''} so far "
+             f"(of at most {answer.max_images}) · {len(people)} "
+             f"{'person' if len(people) == 1 else 'people'}"
+             + (f": {', '.join(f'<@{u}>' for u in people)}" if people else "")
+             + f" · about ${answer.spend:,.2f} of Luma."]
+    if session.theme:
+        parts.append(f"Theme: _{shown(session.theme, 1000)}_")
+    if flags:
+        parts.append(f"Defaults: `{flags}`")
+    return "\n".join(parts)

@@ -1,7 +1,7 @@
-"""Bolt listeners: parse what Slack sent, hand it to the studio, ack in milliseconds.
+"""Bolt listeners: parse what Slack sent (payloads.py), hand it to intake, ack in milliseconds.
 
-No business logic and no SQL here: what a message means is decided in `studio.py`, validation in
-the job domain, persistence in the store, everything after the ack in the job engine. Listeners
+No business logic and no SQL here: what a request means is decided in `intake.py`, validation in
+the job domain, persistence in the store, everything after the ack in the runner. Listeners
 run before the ack (process_before_response), so a job is recorded durably before Slack hears
 back; every Web API call (replies, modals, deletions) runs after the ack, so Slack's 3 seconds
 hold however slow its Web API is.
@@ -18,67 +18,26 @@ from typing import Any, Awaitable, Callable
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from ..inputs import slack_file
+from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, ShortcutTarget
 from ..jobs.flags import PromptError
 from ..jobs.text import clip
 from ..store import StoreUnavailable
-from ..studio import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Message, Reply, ShortcutTarget, Studio
 from . import blocks
-from .text import mentions, typed_text
+from .notifier import SlackNotifier
+from .payloads import installing_team, parse_message, slack_file
+from .text import typed_text
 
 log = logging.getLogger(__name__)
 
 # Events the manifest subscribes to that no feature handles yet: acked, nothing else.
 QUIET_EVENTS = ("app_uninstalled", "tokens_revoked")
-# Message subtypes that are people posting; joins, bot messages, deletions... are ignored.
-PEOPLE_SUBTYPES = (None, "file_share", "thread_broadcast")
 TRIGGER_EXPIRED = ("Slack took too long to hand lumabot this request, so the form could not open "
                    "(Slack allows 3 seconds). Please try again.")
 
 
-def installing_team(body: dict, fallback: str) -> str:
-    """The workspace that installed lumabot, whose limits and budgets apply. In Slack Connect
-    channels the payload's `team_id`, `team.id` and `user.team_id` can name the other
-    organisation; `authorizations[0].team_id` (events) and `view.app_installed_team_id`
-    (views) name the installation. Other payloads carry no such field: the bot token's own
-    workspace (auth.test) is the installation then."""
-    auths = body.get("authorizations") or []
-    if auths and auths[0].get("team_id"):
-        return str(auths[0]["team_id"])
-    view = body.get("view") or {}
-    if isinstance(view, dict) and view.get("app_installed_team_id"):
-        return str(view["app_installed_team_id"])
-    return fallback or body.get("team_id") or (body.get("team") or {}).get("id") or ""
-
-
-def parse_message(event: dict, body: dict, *, bot_user_id: str | None, team_id: str,
-                  edited: bool = False) -> Message | None:
-    """A person's message from a message or app_mention event; None for bots, joins and
-    deletions. A `message_changed` event gives the corrected message (`edited`)."""
-    if event.get("subtype") == "message_changed" and not edited:
-        inner = dict(event.get("message") or {})
-        if not inner.get("edited"):
-            return None  # an unfurl or a new reply count: not the person correcting their text
-        inner.setdefault("channel", event.get("channel"))
-        inner.setdefault("channel_type", event.get("channel_type"))
-        return parse_message(inner, body, bot_user_id=bot_user_id, team_id=team_id, edited=True)
-    if event.get("subtype") not in PEOPLE_SUBTYPES or event.get("bot_id") or not event.get("user"):
-        return None
-    if not event.get("channel") or not event.get("ts"):
-        return None
-    raw = event.get("text") or ""
-    channel = event["channel"]
-    return Message(
-        team_id=team_id, channel_id=channel, user_id=event["user"], ts=event["ts"],
-        text=typed_text(raw), thread_ts=event.get("thread_ts"),
-        files=[slack_file(f) for f in event.get("files") or [] if f.get("id")],
-        mentions_bot=mentions(raw, bot_user_id),
-        is_dm=event.get("channel_type") == "im" or channel.startswith("D"),
-        edited=edited,
-    )
-
-
-def register(app: AsyncApp, studio: Studio) -> None:
+def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
+    """Attach every listener to `app`: requests go to `intake`; `slack` says who
+    lumabot is in Slack (bot user, workspace, links)."""
     background: set[asyncio.Task] = set()
 
     def later(coro: Awaitable[Any]) -> None:
@@ -89,7 +48,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
         task.add_done_callback(_log_failure)
 
     def team(body: dict) -> str:
-        return installing_team(body, studio.team_id or "")
+        return installing_team(body, slack.team_id or "")
 
     async def answer(ack, text: str | None) -> None:
         if text:
@@ -116,7 +75,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
             later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
             return
         try:
-            await studio.imagine(team_id=team(body), user_id=command["user_id"],
+            await intake.imagine(team_id=team(body), user_id=command["user_id"],
                                  channel_id=command["channel_id"], text=text,
                                  response_url=command.get("response_url"))
         except PromptError as exc:
@@ -130,7 +89,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
     @app.command("/edit")
     async def edit(ack, command, body):
         try:
-            text = await studio.edit_command(
+            text = await intake.edit_command(
                 team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
                 text=typed_text(command.get("text")), response_url=command.get("response_url"))
         except StoreUnavailable:
@@ -143,12 +102,13 @@ def register(app: AsyncApp, studio: Studio) -> None:
         verb = words[0].lower() if words else ""
         try:
             if verb == "usage":
-                text = await studio.usage(team(body), command["user_id"])
+                text = await intake.usage(team(body), command["user_id"])
             elif verb == "session":
-                text = await studio.sessions.command(team_id=team(body), user_id=command["user_id"],
-                                                     channel_id=command["channel_id"], args=words[1:])
+                answer_ = await intake.sessions.command(team_id=team(body), user_id=command["user_id"],
+                                                        channel_id=command["channel_id"], args=words[1:])
+                text = blocks.session_answer(answer_, slack.team_url) if answer_ is not None else None
             else:
-                text = blocks.full_help(studio.limits_text())
+                text = blocks.full_help(intake.limits_text())
         except StoreUnavailable:
             text = TRY_AGAIN
         await answer(ack, text)
@@ -163,11 +123,12 @@ def register(app: AsyncApp, studio: Studio) -> None:
 
         meta = json.loads(view.get("private_metadata") or "{}")
         try:
-            await studio.imagine_from_form(
+            await intake.imagine_from_form(
                 team_id=team(body), user_id=body["user"]["id"], channel_id=meta["channel_id"],
                 prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
                 aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
-                refs=values.get("refs", {}).get("refs", {}).get("files") or [],
+                refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or []
+                      if f.get("id")],
                 response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}")
         except PromptError as exc:
             await ack(response_action="errors", errors={exc.field: str(exc)})
@@ -192,7 +153,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
             later(_delete_button(client, tell, job_id, user_id))
         else:
             try:
-                text = await studio.rerun(job_id, team_id=team(body), user_id=user_id,
+                text = await intake.rerun(job_id, team_id=team(body), user_id=user_id,
                                           max_model=kind == "max",
                                           action_key=f"action:{kind}:{job_id}:{user_id}")
             except StoreUnavailable:
@@ -200,7 +161,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
             later(tell(text))
 
     async def _edit_button(client, respond, job_id: str, trigger_id: str) -> None:
-        target = await studio.result_target(job_id)
+        target = await intake.result_target(job_id)
         if target is None:
             await respond(text="That image can no longer be edited.", response_type="ephemeral",
                           replace_original=False)
@@ -210,21 +171,23 @@ def register(app: AsyncApp, studio: Studio) -> None:
 
     async def _delete_button(client, tell: Callable[[str | None], Awaitable[None]], job_id: str,
                              user_id: str) -> None:
-        await tell(await studio.delete(job_id, user_id=user_id, is_admin=await _is_admin(client, user_id)))
+        await tell(await intake.delete(job_id, user_id=user_id, is_admin=await _is_admin(client, user_id)))
 
     @app.event("app_home_opened")
     async def home(event, body, client):
         if event.get("tab", "home") != "home":
             return
-        jobs, links, usage = await studio.home(team(body), event["user"])
+        jobs, usage = await intake.home(team(body), event["user"])
+        links = {j.id: link for j in jobs
+                 if (link := blocks.permalink(slack.team_url, j.channel_id, j.status_ts, j.thread_ts))}
         later(client.views_publish(user_id=event["user"], view=blocks.home_view(jobs, links, usage)))
 
     async def on_message_event(event: dict, body: dict, client, *, mention: bool) -> None:
-        msg = parse_message(event, body, bot_user_id=studio.bot_user_id, team_id=team(body))
+        msg = parse_message(event, body, bot_user_id=slack.bot_user_id, team_id=team(body))
         if msg is None:
             return
         try:
-            reply = await (studio.on_mention(msg) if mention else studio.on_message(msg))
+            reply = await (intake.on_mention(msg) if mention else intake.on_message(msg))
         except StoreUnavailable:
             reply = Reply(TRY_AGAIN, thread_ts=msg.thread_ts)
         if reply:
@@ -241,8 +204,11 @@ def register(app: AsyncApp, studio: Studio) -> None:
     @app.shortcut("edit_image")
     async def edit_shortcut(ack, shortcut, client, respond):
         await ack()
-        target = await studio.shortcut_target(shortcut["channel"]["id"], shortcut.get("message") or {},
-                                              response_url=shortcut.get("response_url"))
+        message = shortcut.get("message") or {}
+        target = await intake.shortcut_target(
+            shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
+            [slack_file(f) for f in message.get("files") or [] if f.get("id")],
+            response_url=shortcut.get("response_url"))
         view = blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE)
         later(open_modal(client, shortcut["trigger_id"], view, respond))
 
@@ -253,7 +219,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
         selected = values.get("model", {}).get("model", {}).get("selected_option") or {}
         target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
         try:
-            await studio.edit_from_shortcut(
+            await intake.edit_from_shortcut(
                 team_id=team(body), user_id=body["user"]["id"], target=target, text=text,
                 model=selected.get("value"), dedupe_key=f"view:{view['id']}")
         except PromptError as exc:
@@ -275,7 +241,7 @@ def register(app: AsyncApp, studio: Studio) -> None:
     async def _vote(event: dict, *, on: bool) -> None:
         item = event.get("item") or {}
         if item.get("type") == "message" and event.get("user"):
-            await studio.sessions.vote(channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
+            await intake.sessions.vote(channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
                                        reaction=event.get("reaction", ""), on=on)
 
     for name in QUIET_EVENTS:

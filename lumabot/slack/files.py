@@ -1,4 +1,4 @@
-"""Input images: people's Slack files turned into something Luma can take.
+"""Input images: people's Slack files turned into something Luma can take (`ports.InputFiles`).
 
 Slack-hosted files are private: they are downloaded with the bot token, and only from the URLs
 Slack gave in a signed payload or an API answer (a URL a user typed never gets the token).
@@ -17,8 +17,10 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .jobs.images import ImageRejected, prepare_image
-from .jobs.models import GenerationParams, ImageSource, SlackFile
+from ..jobs.images import ImageRejected, prepare_image
+from ..jobs.models import GenerationParams, ImageSource, SlackFile
+from ..ports import InputError
+from .payloads import slack_file
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +30,6 @@ SLACK_DOMAINS = ("slack.com", "slack-gov.com")
 # Images decoded at once: decoding a large image costs up to ~270 MB, so they take turns.
 MAX_CONCURRENT_DECODES = 1
 MAX_REDIRECTS = 3
-
-
-class InputError(Exception):
-    """An input image cannot be used. `code` is a failure code (see jobs/failures.py); `detail`
-    a sentence for the user when the code's own message is not specific enough."""
-
-    def __init__(self, code: str, detail: str | None = None, *, transient: bool = False):
-        super().__init__(detail or code)
-        self.code = code
-        self.detail = detail
-        self.transient = transient
-
-
-def slack_file(obj: dict) -> SlackFile:
-    """A SlackFile from a file object of an event, a shortcut payload or files.info."""
-    stub = obj.get("mode") == "file_access" or obj.get("file_access") == "check_file_info"
-    return SlackFile(
-        id=obj["id"], name=obj.get("name"), mimetype=obj.get("mimetype"),
-        url=obj.get("url_private_download") or obj.get("url_private"),
-        size=obj.get("size"), stub=stub,
-    )
 
 
 class TokenHosts:
@@ -79,7 +60,7 @@ def _is_slack_host(host: str) -> bool:
     return any(host == d or host.endswith("." + d) for d in SLACK_DOMAINS)
 
 
-class InputImages:
+class SlackFiles:
     def __init__(self, slack: AsyncWebClient, http: httpx.AsyncClient, bot_token: str,
                  max_bytes: int = MAX_INPUT_BYTES, *, token_hosts: TokenHosts | None = None):
         self.slack = slack

@@ -1,8 +1,9 @@
-"""Delivery: everything a job shows in Slack, and getting Luma's output there.
+"""The Notifier: everything jobs and sessions show in Slack (the `ports.Notifier` adapter).
 
-- the status message (posted once, updated on state changes only),
-- messages in the job's thread (failures), ephemeral fallbacks through `response_url`,
-- downloading the output image and uploading it into the thread, exactly once.
+- the status message (posted once, updated when what it shows changes),
+- messages in the job's thread (failures, buttons), private fallbacks through `response_url`,
+- the finished image uploaded into the thread, exactly once,
+- session banners and recaps with their contact sheet.
 
 Uploads follow Slack's upload v2 flow (files.getUploadURLExternal, POST the bytes,
 files.completeUploadExternal with channel_id and thread_ts). The steps are run one by one
@@ -16,22 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable
-
 import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .jobs.failures import POLICY_MESSAGES
-from .jobs.models import Job
-from .jobs.text import clip
-from .slack import blocks
+from ..jobs.failures import POLICY_MESSAGES
+from ..jobs.models import Job, Session
+from ..jobs.text import clip
+from ..ports import DeliveryError, Output, OutputExpired, PostKind, RememberFile, SessionRecap, SessionRules
+from ..metrics import Metrics
+from . import blocks
 
 log = logging.getLogger(__name__)
 
-MAX_OUTPUT_BYTES = 50 * 1024 * 1024
 # Downloads and uploads at once: a burst of completions queues here, not inside httpcore's pool
 # (which scans its whole wait queue on every request).
 MAX_CONCURRENT_TRANSFERS = 16
@@ -47,22 +46,6 @@ POLICY_ERRORS = frozenset(POLICY_MESSAGES)
 # Message metadata on everything lumabot posts for a job, so that after a crash the message is
 # found again (conversations.history / .replies) instead of being posted twice.
 METADATA_EVENT = "lumabot_job"
-
-
-class DeliveryError(Exception):
-    """Delivery failed. `transient` errors may be retried; `no_access` means the bot cannot post
-    in that channel; `policy` names the workspace setting (Slack's error) that forbids it."""
-
-    def __init__(self, message: str, *, transient: bool, no_access: bool = False,
-                 policy: str | None = None):
-        super().__init__(message)
-        self.transient = transient
-        self.no_access = no_access
-        self.policy = policy
-
-
-class OutputExpired(Exception):
-    """The presigned output URL answered 403: get a fresh one from Luma."""
 
 
 def slack_error_name(exc: BaseException) -> str:
@@ -87,23 +70,26 @@ def classify(exc: BaseException) -> DeliveryError:
     raise exc
 
 
-@dataclass
-class Output:
-    content: bytes
-    media_type: str
-
-    @property
-    def ext(self) -> str:
-        return "jpg" if "jpeg" in self.media_type or "jpg" in self.media_type else "png"
-
-
-class Delivery:
-    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient, metrics=None):
+class SlackNotifier:
+    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient, metrics: Metrics | None = None,
+                 *, transfers: asyncio.Semaphore | None = None):
         self.client = client
         self.http = http
         self.metrics = metrics
-        self._transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
+        self._transfers = transfers or asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
         self._names: dict[str, str] = {}
+        # Who lumabot is in Slack (auth.test, at start).
+        self.bot_user_id: str | None = None
+        self.team_id: str | None = None   # the workspace the bot token belongs to
+        self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
+
+    async def connect(self) -> dict:
+        """auth.test: who the bot token is (raises SlackApiError if Slack refuses it)."""
+        auth = await self.client.auth_test()
+        self.bot_user_id = auth.get("user_id")
+        self.team_id = auth.get("team_id")
+        self.team_url = auth.get("url")
+        return dict(auth.data) if isinstance(auth.data, dict) else {}
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:
@@ -118,7 +104,7 @@ class Delivery:
             raise self._error("chat.postMessage", exc) from None
         return resp["ts"]
 
-    async def find_posted(self, job: Job, kind: str) -> str | None:
+    async def find_posted(self, job: Job, kind: PostKind) -> str | None:
         """The ts of the job's `kind` message ("status", "failure", "actions") if it is in
         Slack already: looked up by its metadata, for recovery after a crash only (Slack limits
         conversations.history and .replies tightly)."""
@@ -198,9 +184,10 @@ class Delivery:
         except Exception as exc:
             raise self._error("chat.postMessage", exc) from None
 
-    async def tell_privately(self, job: Job, text: str) -> bool:
-        """Tell only the requester: through the command's response_url (works where the bot is
-        not a member), else an ephemeral message. False if neither worked."""
+    async def tell_failure_privately(self, job: Job) -> bool:
+        """Tell only the requester what went wrong: through the command's response_url (works
+        where the bot is not a member), else an ephemeral message. False if neither worked."""
+        text = blocks.failure_text(job)
         if await self.respond(job.response_url, text):
             return True
         try:
@@ -261,30 +248,34 @@ class Delivery:
             self.metrics.slack_errors.labels(method, slack_error_name(exc)).inc()
         return err
 
-    # -- output --------------------------------------------------------------------------------
-    async def download(self, url: str) -> Output:
-        """Fetch Luma's output. Raises OutputExpired on 403, DeliveryError otherwise."""
-        try:
-            async with self._transfers, self.http.stream("GET", url) as r:
-                if r.status_code == 403:
-                    raise OutputExpired()
-                if r.status_code != 200:
-                    raise DeliveryError(f"output download answered {r.status_code}",
-                                        transient=r.status_code >= 500 or r.status_code == 429)
-                chunks, size = [], 0
-                async for chunk in r.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_OUTPUT_BYTES:
-                        raise DeliveryError("output is larger than 50 MB", transient=False)
-                    chunks.append(chunk)
-                media_type = r.headers.get("content-type", "image/png").split(";")[0].strip()
-                return Output(b"".join(chunks), media_type)
-        except httpx.TransportError as exc:
-            raise DeliveryError(f"output download failed ({type(exc).__name__})", transient=True) from None
+    # -- sessions ----------------------------------------------------------------------------
+    async def post_session_banner(self, session: Session, rules: SessionRules) -> str:
+        return await self.post_message(session.channel_id, blocks.session_banner(session, rules))
 
+    async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
+        """The recap, with the contact sheet when there is one (uploaded exactly once), then the
+        banner marked ended. Participants are named, not mentioned: a recap notifies nobody."""
+        session = recap.session
+        names = await self.display_names(recap.people + [job.user_id for job, _ in recap.top])
+        top = [(job.params.prompt,
+                blocks.permalink(self.team_url, job.channel_id, job.status_ts, job.thread_ts),
+                names[job.user_id], votes) for job, votes in recap.top]
+        text = blocks.session_recap(recap, people=[names[u] for u in recap.people], top=top)
+        if recap.contact_sheet:
+            await self.upload_file(
+                channel=session.channel_id, thread_ts=None, content=recap.contact_sheet,
+                filename="creative-session-contact-sheet.png", title="Contact sheet of the session",
+                known_file_id=session.recap_file_id, remember_file=remember_file,
+                initial_comment=text)
+        else:
+            await self.post_message(session.channel_id, text)
+        if session.banner_ts:
+            await self.update_message(session.channel_id, session.banner_ts,
+                                      blocks.session_ended_banner(session))
+
+    # -- files -------------------------------------------------------------------------------
     async def upload_image(self, job: Job, output: Output,
-                           remember_file: Callable[[str], Awaitable[None]], *,
-                           deadline: float | None = None) -> None:
+                           remember_file: RememberFile, *, deadline: float | None = None) -> None:
         """Upload `output` into the job's thread, exactly once across retries and restarts.
 
         `remember_file(file_id)` must durably record the Slack file id before it is shared.
@@ -297,7 +288,7 @@ class Delivery:
 
     async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes, filename: str,
                           title: str, known_file_id: str | None,
-                          remember_file: Callable[[str], Awaitable[None]],
+                          remember_file: RememberFile,
                           initial_comment: str | None = None, deadline: float | None = None) -> None:
         """Upload v2, one step at a time, exactly once: `known_file_id` is the file id recorded
         by an earlier try (if any); `remember_file` records a new one before it is shared.
@@ -395,5 +386,5 @@ def _share_ts(info: dict, channel: str) -> str | None:
     return None
 
 
-def _metadata(job: Job, kind: str) -> dict:
+def _metadata(job: Job, kind: PostKind) -> dict:
     return {"event_type": METADATA_EVENT, "event_payload": {"job_id": job.id, "kind": kind}}

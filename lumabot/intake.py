@@ -1,15 +1,15 @@
-"""What lumabot does with what people say: messages, mentions, `/imagine`, `/edit` and the
-"Edit with Luma" shortcut become jobs, or a reply that explains why not.
+"""Intake: what lumabot does with what people say. Messages, mentions, `/imagine`, `/edit`, the
+form, the buttons and the "Edit with Luma" shortcut become jobs (admitted under the limits and
+recorded by the runner), or a reply that explains why not.
 
-Plain Python between the Bolt listeners (which parse Slack payloads into the dataclasses below
-and carry out the replies) and the job engine. Every paid action is keyed durably by the Slack
+Plain Python between the Slack listeners (which parse payloads into the dataclasses below and
+carry out the replies) and the runner. Every paid action is keyed durably by the Slack
 message it comes from, so event retries and the message + app_mention pair Slack sends for one
 mention start at most one job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -18,9 +18,6 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .engine import Engine
-from .sessions import Sessions
-from .inputs import slack_file
 from .jobs.flags import (
     EDIT_HINT,
     Flags,
@@ -32,7 +29,10 @@ from .jobs.flags import (
 )
 from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
 from .jobs.quotas import LimitReached, Quotas
-from .slack.blocks import permalink
+from .ports import Notifier
+from .runner import Runner
+from .runner.retry import retry
+from .sessions import Sessions
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ NO_IMAGE_IN_MESSAGE = (
 
 @dataclass
 class Message:
-    """A message someone posted, as the studio needs it. `text` is what the person typed
+    """A message someone posted, as intake needs it. `text` is what the person typed
     (Slack's encoding decoded, mentions of lumabot removed); `team_id` is the workspace that
     installed lumabot (whose limits apply), not necessarily the person's own."""
 
@@ -125,31 +125,28 @@ class ShortcutTarget(BaseModel):
     response_url: str | None = None
 
 
-class Studio:
-    def __init__(self, store: Store, engine: Engine, quotas: Quotas, sessions: Sessions):
+class Intake:
+    def __init__(self, store: Store, runner: Runner, quotas: Quotas, sessions: Sessions,
+                 notifier: Notifier):
         self.store = store
-        self.engine = engine
+        self.runner = runner
         self.quotas = quotas
         self.sessions = sessions
-        self.bot_user_id: str | None = None
-        self.team_id: str | None = None   # the workspace the bot token belongs to (auth.test)
-        self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
+        self.notifier = notifier
 
     async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
-        """Price the job and hand it to the engine, which records it if the limits allow
+        """Price the job and hand it to the runner, which records it if the limits allow
         (decided atomically by the store); raises LimitReached, or StoreUnavailable when the
         database cannot record it within INTAKE_BUDGET seconds."""
         rules = self.quotas.rules(job)
-        give_up = time.monotonic() + INTAKE_BUDGET
-        while True:
-            try:
-                admission = await self.engine.submit(job, dedupe_key=dedupe_key, rules=rules)
-                break
-            except StoreUnavailable as exc:
-                if time.monotonic() >= give_up:
-                    log.error("could not record a request: %s", exc, extra={"channel": job.channel_id})
-                    raise
-                await asyncio.sleep(0.1)
+        try:
+            admission = await retry(lambda: self.runner.submit(job, dedupe_key=dedupe_key, rules=rules),
+                                    transient=lambda e: isinstance(e, StoreUnavailable),
+                                    backoff=0.1, until=time.monotonic() + INTAKE_BUDGET,
+                                    clock=time.monotonic)
+        except StoreUnavailable as exc:
+            log.error("could not record a request: %s", exc, extra={"channel": job.channel_id})
+            raise
         if admission.status == "refused":
             raise LimitReached(self.quotas.refusal_message(admission, job))
 
@@ -274,14 +271,14 @@ class Studio:
         return None
 
     # -- the "Edit with Luma" shortcut ---------------------------------------------------------
-    async def shortcut_target(self, channel_id: str, message: dict,
+    async def shortcut_target(self, channel_id: str, thread_ts: str, files: list[SlackFile],
                               response_url: str | None = None) -> ShortcutTarget | None:
-        """The image of the message a shortcut was used on, or None if it has none."""
-        images = [f for f in map(slack_file, message.get("files") or []) if f.maybe_image]
+        """The image of the message a shortcut was used on (`files`, its thread `thread_ts`),
+        or None if it has none."""
+        images = [f for f in files if f.maybe_image]
         if not images:
             return None
-        root = message.get("thread_ts") or message["ts"]
-        return ShortcutTarget(channel_id=channel_id, thread_ts=root, response_url=response_url,
+        return ShortcutTarget(channel_id=channel_id, thread_ts=thread_ts, response_url=response_url,
                               source=await self._source_for(images[0]))
 
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
@@ -299,10 +296,10 @@ class Studio:
     # -- /imagine's form -----------------------------------------------------------------------
     async def imagine_from_form(self, *, team_id: str, user_id: str, channel_id: str, prompt: str,
                                 aspect_ratio: str | None, model: str | None, output_format: str | None,
-                                refs: list[dict], response_url: str | None, dedupe_key: str) -> None:
+                                refs: list[SlackFile], response_url: str | None, dedupe_key: str) -> None:
         """Submit the `/imagine` form: choices in the form are defaults, flags typed in the
         prompt win. Raises PromptError with the field it is about."""
-        files = [f for f in map(slack_file, refs) if f.id]
+        files = [f for f in refs if f.id]
         if len(files) > MAX_EDIT_REFS:
             raise PromptError(f"At most {MAX_EDIT_REFS} reference images, please.", field="refs")
         not_images = [f.name or f.id for f in files if not f.maybe_image]
@@ -351,19 +348,15 @@ class Studio:
             return None
         if job.user_id != user_id and not is_admin:
             return ONLY_REQUESTER
-        await self.engine.delivery.delete_result(job)
+        await self.notifier.delete_result(job)
         await self.store.mark_deleted(job.id)
         return None
 
     # -- App Home ------------------------------------------------------------------------------
-    async def home(self, team_id: str, user_id: str) -> tuple[list[Job], dict[str, str], str]:
-        """The person's last 20 jobs, links to their threads, and their usage against limits."""
+    async def home(self, team_id: str, user_id: str) -> tuple[list[Job], str]:
+        """The person's last 20 jobs and their usage against limits."""
         jobs = await self.store.recent_jobs(team_id, user_id, limit=20)
-        links = {j.id: link for j in jobs if (link := self.permalink(j))}
-        return jobs, links, await self.quotas.report(team_id, user_id)
-
-    def permalink(self, job: Job) -> str | None:
-        return permalink(self.team_url, job.channel_id, job.status_ts, job.thread_ts)
+        return jobs, await self.quotas.report(team_id, user_id)
 
     def limits_text(self) -> str:
         return self.quotas.limits_text()

@@ -1,0 +1,147 @@
+"""The ports: every interface through which the core reaches Slack or Luma's output bytes.
+
+The core (job domain, intake, sessions, quotas, runner, store, Luma client) imports nothing from
+Slack; it talks to these protocols. The adapters live elsewhere:
+
+- `Notifier`: everything a job or a session shows in Slack (`slack/notifier.py`);
+- `InputFiles`: people's Slack files turned into image data Luma takes (`slack/files.py`);
+- `OutputSource`: the bytes of a finished image, from Luma's presigned URL (`luma/output.py`).
+
+Tests implement them in memory (`lumabot/testing/ports.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Literal, Protocol
+
+from .jobs.models import GenerationParams, Job, Session
+
+# The messages lumabot posts for a job, each tagged so that it is found again after a crash.
+PostKind = Literal["status", "failure", "actions"]
+RememberFile = Callable[[str], Awaitable[None]]
+
+
+class DeliveryError(Exception):
+    """Slack did not take something lumabot posted. `transient` errors may be retried;
+    `no_access`: the bot cannot post in that channel; `policy` names the workspace setting
+    (Slack's error code) that forbids it."""
+
+    def __init__(self, message: str, *, transient: bool, no_access: bool = False,
+                 policy: str | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.no_access = no_access
+        self.policy = policy
+
+
+class OutputExpired(Exception):
+    """The presigned output URL answered 403: ask Luma for a fresh one."""
+
+
+class InputError(Exception):
+    """An input image cannot be used. `code` is a failure code (jobs/failures.py); `detail` a
+    sentence for the person when the code's own message is not specific enough."""
+
+    def __init__(self, code: str, detail: str | None = None, *, transient: bool = False):
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+        self.transient = transient
+
+
+@dataclass
+class Output:
+    """A finished image."""
+
+    content: bytes
+    media_type: str
+
+    @property
+    def ext(self) -> str:
+        return "jpg" if "jpeg" in self.media_type or "jpg" in self.media_type else "png"
+
+
+@dataclass
+class SessionRules:
+    """How sessions run (built by `Settings.session_rules()`); shown on banners and recaps."""
+
+    idle_minutes: float
+    max_images: int
+    vote_emoji: str
+
+
+@dataclass
+class SessionRecap:
+    """What a finished session made: shown under it with a contact sheet."""
+
+    session: Session
+    rules: SessionRules
+    images: int
+    people: list[str]                                   # user ids, shown as names
+    top: list[tuple[Job, int]] = field(default_factory=list)  # the most voted images and votes
+    spend: float = 0.0
+    contact_sheet: bytes | None = None
+
+
+class Notifier(Protocol):
+    """What jobs and sessions show in Slack. Raises DeliveryError where noted."""
+
+    async def post_status(self, job: Job) -> str:
+        """Post the job's status message (the thread root); its ts. DeliveryError."""
+        ...
+
+    async def update_status(self, job: Job) -> None:
+        """Show the job's current state on its status message (best effort)."""
+        ...
+
+    async def find_posted(self, job: Job, kind: PostKind) -> str | None:
+        """The ts of the job's `kind` message if an earlier process posted it. DeliveryError."""
+        ...
+
+    async def post_failure(self, job: Job) -> None:
+        """What went wrong, in the job's thread. DeliveryError."""
+        ...
+
+    async def tell_failure_privately(self, job: Job) -> bool:
+        """What went wrong, to the requester only; False if no way worked."""
+        ...
+
+    async def upload_image(self, job: Job, output: Output, remember_file: RememberFile, *,
+                           deadline: float | None = None) -> None:
+        """The image into the job's thread, exactly once: `remember_file(file_id)` records the
+        file durably before it is shared. DeliveryError."""
+        ...
+
+    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
+        """The ts of the message that shares the file in `channel`, once Slack shows it."""
+        ...
+
+    async def post_actions(self, job: Job) -> str | None:
+        """The buttons under a delivered image; their ts (None if not posted: cosmetic)."""
+        ...
+
+    async def delete_result(self, job: Job) -> None:
+        """Remove a delivered image and its buttons. DeliveryError."""
+        ...
+
+    async def post_session_banner(self, session: Session, rules: SessionRules) -> str:
+        """Announce a session in its channel; the banner's ts. DeliveryError."""
+        ...
+
+    async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
+        """The recap (with its contact sheet, exactly once), and the banner marked ended.
+        DeliveryError."""
+        ...
+
+
+class InputFiles(Protocol):
+    async def materialize(self, params: GenerationParams) -> GenerationParams:
+        """`params` ready to send: every Slack file downloaded and normalised. InputError."""
+        ...
+
+
+class OutputSource(Protocol):
+    async def download(self, url: str) -> Output:
+        """A finished image. OutputExpired on an expired URL; DeliveryError otherwise."""
+        ...

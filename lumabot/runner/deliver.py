@@ -1,0 +1,114 @@
+"""Delivering: a finished image is downloaded from Luma and uploaded into the job's thread
+exactly once (the Slack file id is recorded before the upload is completed), then the buttons
+are posted under it and the after-delivery hooks (sessions) run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable
+
+from ..jobs.models import Job, JobState, KnownImage
+from ..luma.client import LumaClient, LumaError, LumaRateLimited, LumaUnavailable
+from ..ports import DeliveryError, Output, OutputExpired, OutputSource
+from .messages import Messages
+from .record import JobFailed, Recorder, Shutdown, log_context
+from .retry import Backoff
+
+log = logging.getLogger("lumabot.runner")
+
+Hook = Callable[[Job, Output], Awaitable[None]]
+
+
+class Deliverer:
+    def __init__(self, record: Recorder, messages: Messages, outputs: OutputSource, luma: LumaClient,
+                 shutdown: Shutdown):
+        self.record = record
+        self.config = record.config
+        self.notifier = record.notifier
+        self.messages = messages
+        self.outputs = outputs
+        self.luma = luma
+        self.shutdown = shutdown
+        # Called with (job, output) after an image is delivered (sessions use it).
+        self.on_delivered: list[Hook] = []
+
+    async def __call__(self, job: Job, url: str | None, resumed: bool = False) -> None:
+        """From DELIVERING to DONE, or JobFailed. `url`: the output URL the poll saw, if any."""
+        output = await self._upload(job, url)
+        if job.completed_at:
+            self.record.metrics.delivery_latency.observe(time.time() - job.completed_at)
+        image = KnownImage(
+            channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
+            generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id)
+        await self.record.durably(job, lambda: self.record.store.record_image(image))
+        finished_at = time.time()
+        if not job.actions_ts:
+            # Wait for the share (Slack completes it asynchronously) so the buttons come after
+            # the image, and remember the image's message (reactions on it are votes).
+            share_ts = await self._share_ts(job)
+            if share_ts:
+                await self.record.durably(job, lambda: self.record.store.set_image_message(job.id, share_ts))
+            if resumed:  # posted before a crash, but not recorded?
+                job.actions_ts = await self.messages.find_posted(job, "actions")
+            job.actions_ts = job.actions_ts or await self.notifier.post_actions(job)
+        await self.record.set_state(job, JobState.DONE, announce=False, finished_at=finished_at)
+        for hook in self.on_delivered:
+            try:
+                await hook(job, output)
+            except Exception:
+                log.exception("after-delivery hook failed", extra=log_context(job))
+        log.info("delivered", extra=log_context(job))
+
+    async def _upload(self, job: Job, url: str | None) -> Output:
+        give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
+        backoff = Backoff(self.config.retry_backoff)
+        expired = 0
+        while True:
+            try:
+                url = url or await self._fresh_output_url(job)
+                output = await self.outputs.download(url)
+                self.shutdown.enter(job.id)  # a shutdown lets an upload in progress finish
+                await self.notifier.upload_image(job, output, lambda fid: self._remember_file(job, fid),
+                                                 deadline=give_up)
+                return output
+            except OutputExpired:
+                # Presigned URLs expire after an hour; every GET of the generation mints a new one.
+                log.info("output URL expired; asking Luma for a fresh one", extra=log_context(job))
+                url = None
+                expired += 1
+                if expired == 1:
+                    continue
+                if time.time() >= give_up:
+                    raise JobFailed("download_failed") from None
+                await backoff.sleep()
+            except (DeliveryError, LumaError) as err:
+                transient = (err.transient if isinstance(err, DeliveryError)
+                             else isinstance(err, (LumaUnavailable, LumaRateLimited)))
+                log.warning("delivery failed (%s): %s", "will retry" if transient else "final", err,
+                            extra=log_context(job))
+                if not transient or time.time() >= give_up:
+                    if not isinstance(err, DeliveryError):
+                        raise JobFailed("download_failed") from None
+                    raise self.messages.failure(job, err, "the image") from None
+                await backoff.sleep()
+
+    async def _share_ts(self, job: Job) -> str | None:
+        if not job.slack_file_id:
+            return None
+        try:
+            return await self.notifier.share_ts(job.slack_file_id, job.channel_id, wait=5.0)
+        except Exception as exc:
+            log.warning("files.info failed: %s", exc, extra=log_context(job))
+            return None
+
+    async def _fresh_output_url(self, job: Job) -> str:
+        assert job.generation_id
+        gen = await self.luma.get(job.generation_id)
+        if gen.state != "completed" or not gen.output_url:
+            raise LumaUnavailable(f"generation is {gen.state} without output")
+        return gen.output_url
+
+    async def _remember_file(self, job: Job, file_id: str) -> None:
+        job.slack_file_id = file_id
+        await self.record.save(job)

@@ -1,0 +1,56 @@
+"""Place in line: "#N in line" on waiting jobs' status messages, kept up to date in batches
+(chat.update is rate-limited, so only meaningful moves are shown, front of the line first)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from ..jobs.models import Job
+from ..ports import Notifier
+from .scheduler import Scheduler
+
+log = logging.getLogger("lumabot.runner")
+
+
+class LineReporter:
+    def __init__(self, scheduler: Scheduler, notifier: Notifier, live_job: Callable[[str], Job | None],
+                 *, interval: float, per_tick: int):
+        self.scheduler = scheduler
+        self.notifier = notifier
+        self.live_job = live_job
+        self.interval = interval
+        self.per_tick = per_tick
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.report_once()
+            except Exception:
+                log.exception("place-in-line update failed")
+
+    async def report_once(self) -> int:
+        """Update the status messages whose place in line changed meaningfully, front of the
+        line first, at most `per_tick` of them. Returns how many were updated."""
+        due = []
+        for job_id, place in self.scheduler.positions().items():
+            job = self.live_job(job_id)
+            if job is not None and job.status_ts and worth_showing(job.queue_position, place):
+                due.append((place, job))
+        due.sort(key=lambda pj: pj[0])
+        for place, job in due[: self.per_tick]:
+            job.queue_position = place
+            await self.notifier.update_status(job)
+        return min(len(due), self.per_tick)
+
+
+def worth_showing(shown: int | None, place: int) -> bool:
+    """Is a new place in line worth a chat.update? Near the front every step counts; further
+    back only a real move (a quarter of the way, either way) does."""
+    if shown == place:
+        return False
+    if shown is None or place <= 3:
+        return True
+    return place <= shown * 0.75 or place >= shown * 1.25

@@ -1,0 +1,87 @@
+"""What a job tells people: the status message it starts with, the outcome it ends with, and
+finding its messages again after a crash (through the Notifier port)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable, TypeVar
+
+from ..jobs.models import Job, JobState
+from ..ports import DeliveryError, PostKind
+from .record import JobFailed, Recorder, Shutdown, log_context
+from .retry import retry
+
+log = logging.getLogger("lumabot.runner")
+T = TypeVar("T")
+
+
+class Messages:
+    def __init__(self, record: Recorder, shutdown: Shutdown):
+        self.record = record
+        self.notifier = record.notifier
+        self.config = record.config
+        self.shutdown = shutdown
+
+    async def retrying(self, job: Job, call: Callable[[], Awaitable[T]]) -> T:
+        """A Slack call, transient errors retried with backoff (the SDK already retried a few
+        times) for up to the delivery timeout."""
+        return await retry(
+            call, transient=lambda e: isinstance(e, DeliveryError) and e.transient,
+            backoff=self.config.retry_backoff, until=time.time() + self.config.delivery_timeout,
+            on_retry=lambda e: log.warning("slack call failed, retrying: %s", e, extra=log_context(job)))
+
+    async def announce(self, job: Job, resumed: bool) -> None:
+        """Post the status message (the thread root); without it the job cannot go on, and
+        nothing is sent to Luma. After a crash, the message posted before it is found again."""
+        ts = await self.find_posted(job, "status") if resumed else None
+        try:
+            ts = ts or await self.retrying(job, lambda: self.notifier.post_status(job))
+        except DeliveryError as err:
+            raise self.failure(job, err, "the status message") from None
+        job.status_ts = ts
+        await self.record.save(job)
+
+    def failure(self, job: Job, err: DeliveryError, what: str) -> JobFailed:
+        """The failure of a final Slack error, logged as loudly as it deserves."""
+        if err.policy:
+            log.error("SLACK WORKSPACE POLICY blocks lumabot (%s): %s could not be posted; a "
+                      "workspace admin can change this", err.policy, what, extra=log_context(job))
+            return JobFailed("slack_policy", err.policy)
+        if err.no_access:
+            return JobFailed("not_in_channel")
+        log.error("could not post %s: %s", what, err, extra=log_context(job))
+        return JobFailed("delivery_failed")
+
+    async def find_posted(self, job: Job, kind: PostKind) -> str | None:
+        """The ts of the job's `kind` message if an earlier process posted it; None if not, or
+        if Slack cannot say (then it is posted, at worst twice)."""
+        try:
+            return await self.retrying(job, lambda: self.notifier.find_posted(job, kind))
+        except DeliveryError as err:
+            log.warning("could not look for an earlier %s message: %s", kind, err, extra=log_context(job))
+            return None
+
+    async def settle(self, job: Job, resumed: bool = False) -> None:
+        """Tell the person the outcome (after it is recorded, so a crash in between is resumed
+        here rather than leaving them without an answer)."""
+        if job.settled or self.shutdown.stopping:
+            return
+        if job.state == JobState.FAILED and not (resumed and await self.find_posted(job, "failure")):
+            await self._tell_failure(job)
+        await self.notifier.update_status(job)
+        job.settled = True
+        await self.record.save(job)
+        self.record.metrics.jobs_finished.labels(job.state.value).inc()
+
+    async def _tell_failure(self, job: Job) -> None:
+        """In the job's thread; where that is impossible (no status message, a channel that
+        refuses the bot), privately: through the command's response_url, or ephemeral."""
+        try:
+            if job.root_ts:
+                await self.retrying(job, lambda: self.notifier.post_failure(job))
+                return
+        except DeliveryError as err:
+            log.warning("could not post the failure message in the thread: %s", err, extra=log_context(job))
+        if not await self.notifier.tell_failure_privately(job):
+            log.warning("no way to tell the user about the failure", extra=log_context(job))

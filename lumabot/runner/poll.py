@@ -1,0 +1,83 @@
+"""Polling: a generating job is looked at when the poll planner says, until Luma has finished
+it (completed: on to delivery; failed: retried once where Luma allows, else failed) or its
+deadline passes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..jobs.failures import RETRYABLE_FAILURE_CODES
+from ..jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
+from ..luma.client import LumaClient, LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
+from .polling import PollPlanner
+from .record import JobFailed, Recorder, log_context, rejected
+from .retry import Backoff
+from .scheduler import Scheduler
+
+log = logging.getLogger("lumabot.runner")
+
+
+class Poller:
+    def __init__(self, record: Recorder, scheduler: Scheduler, luma: LumaClient, planner: PollPlanner):
+        self.record = record
+        self.config = record.config
+        self.metrics = record.metrics
+        self.scheduler = scheduler
+        self.luma = luma
+        self.planner = planner
+        self.polling = 0  # generations being polled right now
+
+    async def __call__(self, job: Job) -> str | None:
+        """From GENERATING to DELIVERING (returns the output's presigned URL, which is never
+        stored), back to QUEUED for a retry, or JobFailed."""
+        self.polling += 1
+        try:
+            return await self._until_done(job)
+        finally:
+            self.polling -= 1
+
+    async def _until_done(self, job: Job) -> str | None:
+        assert job.generation_id and job.submitted_at and job.deadline
+        next_poll = max(time.time(), job.submitted_at + self.planner.first_poll_after(job.params.model))
+        backoff = Backoff(self.config.retry_backoff)
+        while True:
+            await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
+            await self.planner.pace()
+            try:
+                gen = await self.luma.get(job.generation_id)
+            except (LumaUnavailable, LumaRateLimited) as e:
+                log.info("luma get failed, retrying: %s", e,
+                         extra={**log_context(job), "luma_request_id": e.request_id})
+                if time.time() >= job.deadline:
+                    raise JobFailed("timeout") from None
+                next_poll = time.time() + backoff.delay()
+                continue
+            except LumaNotFound:
+                log.error("luma does not know generation %s", job.generation_id, extra=log_context(job))
+                raise JobFailed("generation_failed") from None
+            except LumaRejected as e:
+                raise rejected(job, e) from None
+            backoff.reset()
+            if gen.state in ("completed", "failed"):
+                latency = time.time() - job.submitted_at
+                self.planner.record(job.params.model, latency)
+                self.scheduler.release(job.id)
+            if gen.state == "completed":
+                self.metrics.generation_latency.labels(job.params.model).observe(latency)
+                await self.record.set_state(job, JobState.DELIVERING, announce=False,
+                                            completed_at=time.time())
+                return gen.output_url
+            if gen.state == "failed":
+                code = gen.failure_code or "generation_failed"
+                log.info("generation failed: %s (%s)", code, gen.failure_reason, extra=log_context(job))
+                if code in RETRYABLE_FAILURE_CODES and job.attempts < MAX_GENERATION_ATTEMPTS:
+                    await self.record.set_state(job, JobState.QUEUED, generation_id=None,
+                                                waiting_reason="retrying")
+                    return None
+                raise JobFailed(code, gen.failure_reason)
+            if time.time() >= job.deadline:
+                raise JobFailed("timeout")
+            next_poll = time.time() + self.planner.interval(backlog=self.scheduler.waiting > 0,
+                                                            polling=self.polling)

@@ -1,0 +1,124 @@
+"""What every step of the runner shares: its configuration, durable job writes, state
+transitions (the status message follows what it shows), and what a shutdown must wait for."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+from ..jobs.models import Job, JobState
+from ..luma.client import LumaRejected
+from ..metrics import Metrics
+from ..ports import Notifier
+from ..store import Store, StoreUnavailable
+from .retry import retry
+
+log = logging.getLogger("lumabot.runner")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Built by `Settings.runner()`; the defaults live there."""
+
+    poll_interval: float
+    first_poll_delay: float
+    generation_timeout: float
+    retry_backoff: float
+    delivery_timeout: float
+    user_hash_salt: str
+    # Place-in-line updates: how often they are looked at, and at most how many status
+    # messages are updated each time (chat.update is Tier 3, ~50 a minute per workspace).
+    queue_update_interval: float
+    queue_updates_per_tick: int
+    max_polls_per_second: float
+
+
+class JobFailed(Exception):
+    """The job ends failed with this failure code (jobs/failures.py) and optional detail."""
+
+    def __init__(self, code: str, detail: str | None = None):
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+
+
+def log_context(job: Job) -> dict[str, Any]:
+    """One line per event carries the job, its generation and its channel."""
+    return {"job_id": job.id, "generation_id": job.generation_id, "channel": job.channel_id}
+
+
+class Shutdown:
+    """Jobs in a step a shutdown must let finish (a create: its answer is its only record; an
+    upload in progress), and whether a shutdown has begun."""
+
+    def __init__(self) -> None:
+        self.critical: set[str] = set()
+        self.stopping = False
+        self._none_critical = asyncio.Event()
+        self._none_critical.set()
+
+    def enter(self, job_id: str) -> None:
+        self.critical.add(job_id)
+        self._none_critical.clear()
+
+    def leave(self, job_id: str) -> None:
+        self.critical.discard(job_id)
+        if not self.critical:
+            self._none_critical.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until no job is in a critical step (True), or `timeout` s (False)."""
+        try:
+            await asyncio.wait_for(self._none_critical.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
+class Recorder:
+    """Durable job writes and state transitions."""
+
+    def __init__(self, store: Store, notifier: Notifier, metrics: Metrics, config: RunnerConfig):
+        self.store = store
+        self.notifier = notifier
+        self.metrics = metrics
+        self.config = config
+
+    async def durably(self, job: Job, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a store write until it succeeds: a locked or full database delays the job, it
+        never throws away what Luma made or kills the job's task."""
+        def count(exc: Exception) -> None:
+            self.metrics.store_errors.inc()
+            log.warning("database unavailable, will retry: %s", exc, extra=log_context(job))
+
+        return await retry(write, transient=lambda e: isinstance(e, StoreUnavailable),
+                           backoff=self.config.retry_backoff, on_retry=count)
+
+    async def save(self, job: Job) -> None:
+        await self.durably(job, lambda: self.store.save_job(job))
+
+    async def set_state(self, job: Job, state: JobState, *, announce: bool = True,
+                        **changes: Any) -> None:
+        """Record a transition; update the status message only when what it shows changes
+        (Slack rate-limits chat.update, so never on every poll or retry)."""
+        before = job.shown_status()
+        job.state = state
+        for k, v in changes.items():
+            setattr(job, k, v)
+        await self.save(job)
+        if announce and job.shown_status() != before:
+            await self.notifier.update_status(job)
+
+
+def rejected(job: Job, error: LumaRejected) -> JobFailed:
+    """Luma's final answer to a create or a poll, logged loudly when the key is refused."""
+    extra = {**log_context(job), "luma_request_id": error.request_id}
+    if error.code == "misconfigured":
+        log.critical("LUMA REFUSED THE API KEY (%s %s): check LUMA_AGENTS_API_KEY and the Luma "
+                     "account", error.status, error, extra=extra)
+    else:
+        log.warning("luma refused the request (%s): %s", error.status, error, extra=extra)
+    return JobFailed(error.code, str(error))

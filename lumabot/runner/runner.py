@@ -1,0 +1,180 @@
+"""The runner: drives each job from the store to the image in its thread.
+
+One asyncio task per unfinished job walks the state machine
+
+    queued -> submitting -> generating -> delivering -> done
+                                   \\-> failed (explained in the thread)
+
+and writes every transition to the store before acting on it, so a restart resumes each job
+where it stopped: queued and submitting jobs are submitted (submit.py), generating ones polled
+(poll.py), delivering ones downloaded and uploaded exactly once (deliver.py). What a job shows
+in Slack goes through the Notifier port (messages.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
+from ..jobs.quotas import Admission, AdmissionRules
+from ..luma.client import LumaClient
+from ..metrics import Metrics
+from ..ports import InputFiles, Notifier, OutputSource
+from ..store import Store
+from .deliver import Deliverer, Hook
+from .lines import LineReporter
+from .messages import Messages
+from .poll import Poller
+from .polling import PollPlanner
+from .record import JobFailed, Recorder, RunnerConfig, Shutdown, log_context
+from .scheduler import Scheduler
+from .submit import Submitter
+
+log = logging.getLogger("lumabot.runner")
+
+
+class Runner:
+    def __init__(self, *, store: Store, luma: LumaClient, notifier: Notifier, outputs: OutputSource,
+                 inputs: InputFiles, scheduler: Scheduler, config: RunnerConfig,
+                 metrics: Metrics | None = None):
+        self.store = store
+        self.scheduler = scheduler
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.shutdown = Shutdown()
+        self.record = Recorder(store, notifier, self.metrics, config)
+        self.messages = Messages(self.record, self.shutdown)
+        self.polls = PollPlanner(first_poll_delay=config.first_poll_delay,
+                                 poll_interval=config.poll_interval,
+                                 max_polls_per_second=config.max_polls_per_second)
+        self.submit_step = Submitter(self.record, scheduler, inputs, luma, self.shutdown)
+        self.poll_step = Poller(self.record, scheduler, luma, self.polls)
+        self.deliver_step = Deliverer(self.record, self.messages, outputs, luma, self.shutdown)
+        self.lines = LineReporter(scheduler, notifier, self._live_job,
+                                  interval=config.queue_update_interval,
+                                  per_tick=config.queue_updates_per_tick)
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
+        self._reporter: asyncio.Task | None = None
+
+    @property
+    def on_delivered(self) -> list[Hook]:
+        """Called with (job, output) after an image is delivered."""
+        return self.deliver_step.on_delivered
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    # -- entry points --------------------------------------------------------------------------
+    async def submit(self, job: Job, *, dedupe_key: str | None = None,
+                     rules: AdmissionRules | None = None) -> Admission:
+        """Record a new job (durably, admission decided in the same transaction) and start it.
+        Nothing starts for a duplicate dedupe key (a retried Slack event) or a refusal."""
+        admission = await self.store.create_job(job, dedupe_key=dedupe_key, rules=rules)
+        if admission.status == "created":
+            self._start(job)
+        elif admission.status == "duplicate":
+            log.info("duplicate request ignored", extra={"dedupe_key": dedupe_key})
+        return admission
+
+    async def resume(self) -> int:
+        """Start a task for every unfinished job in the store (after a restart)."""
+        jobs = await self.store.unfinished_jobs()
+        for job in jobs:
+            if job.state == JobState.GENERATING:
+                self.scheduler.hold(job.id)
+            self._start(job, resumed=True)
+        if jobs:
+            log.info("resumed %d unfinished jobs", len(jobs))
+        return len(jobs)
+
+    def start_line_reporter(self) -> None:
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self.lines.run(), name="line-reporter")
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Shutdown: start nothing new, let creates and uploads in progress finish (up to
+        `timeout` s), then stop. Everything else stays in the store for the next start."""
+        self.shutdown.stopping = True
+        if not await self.shutdown.wait(timeout):
+            log.warning("stopping with %d uploads or submits unfinished", len(self.shutdown.critical))
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.shutdown.stopping = True
+        if self._reporter is not None:
+            self._reporter.cancel()
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def collect_metrics(self) -> None:
+        """Refresh the gauges (called when /metrics is scraped)."""
+        counts: dict[str, int] = {state.value: 0 for state in JobState if not state.finished}
+        for job in self._jobs.values():
+            if not job.state.finished:
+                counts[job.state.value] += 1
+        for state, n in counts.items():
+            self.metrics.jobs.labels(state).set(n)
+        self.metrics.queue_depth.set(self.scheduler.waiting)
+        self.metrics.in_flight.set(self.scheduler.in_flight)
+
+    def _live_job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def _start(self, job: Job, *, resumed: bool = False) -> None:
+        if job.id in self._tasks or self.shutdown.stopping:
+            return
+        task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+        self._jobs[job.id] = job
+        task.add_done_callback(lambda _t, jid=job.id: (self._tasks.pop(jid, None), self._jobs.pop(jid, None)))
+
+    # -- the state machine ---------------------------------------------------------------------
+    async def _run(self, job: Job, resumed: bool = False) -> None:
+        """`resumed`: the job was started by an earlier process, which may have died between
+        any external effect and recording it."""
+        try:
+            if resumed and job.state == JobState.SUBMITTING:
+                self._resend_after_crash(job)
+            if not job.status_ts and not job.state.finished:
+                await self.messages.announce(job, resumed)
+            output_url: str | None = None
+            while not job.state.finished:
+                if job.state in (JobState.QUEUED, JobState.SUBMITTING):
+                    await self.submit_step(job)
+                elif job.state == JobState.GENERATING:
+                    output_url = await self.poll_step(job)
+                elif job.state == JobState.DELIVERING:
+                    await self.deliver_step(job, output_url, resumed)
+        except JobFailed as f:
+            await self._record_failure(job, f.code, f.detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job crashed", extra=log_context(job))
+            await self._record_failure(job, "internal", None)
+        finally:
+            self.scheduler.release(job.id)
+        await self.messages.settle(job, resumed)
+        self.shutdown.leave(job.id)
+
+    def _resend_after_crash(self, job: Job) -> None:
+        """A create was in flight when lumabot died: Luma may or may not have the generation,
+        and it has no idempotency key. Send it again once in the job's life, never twice."""
+        if job.blind_resends >= MAX_BLIND_RESENDS:
+            log.warning("a create was interrupted twice; not sending it a third time", extra=log_context(job))
+            raise JobFailed("create_uncertain")
+        job.blind_resends += 1  # recorded with the SUBMITTING state, before the create
+        log.warning("resuming a job whose create was interrupted; it is sent again once",
+                    extra=log_context(job))
+
+    async def _record_failure(self, job: Job, code: str, detail: str | None) -> None:
+        self.scheduler.release(job.id)
+        job.failure_code, job.failure_detail = code, detail
+        job.state, job.finished_at = JobState.FAILED, time.time()
+        await self.record.save(job)

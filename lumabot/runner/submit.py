@@ -1,0 +1,109 @@
+"""Submitting: a queued job waits for a Luma slot (the scheduler), gets its input images, and
+is created at Luma. 429s send it back to the line; an unreachable Luma is retried until the
+generation timeout, except when the create may have reached Luma (never paid for twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Literal
+
+from ..jobs.identity import luma_user_id
+from ..jobs.models import GenerationParams, Job, JobState
+from ..luma.client import LumaClient, LumaRateLimited, LumaRejected, LumaUnavailable
+from ..ports import InputError, InputFiles
+from .record import JobFailed, Recorder, Shutdown, log_context, rejected
+from .retry import Backoff
+from .scheduler import Scheduler
+
+log = logging.getLogger("lumabot.runner")
+
+
+class Submitter:
+    def __init__(self, record: Recorder, scheduler: Scheduler, inputs: InputFiles, luma: LumaClient,
+                 shutdown: Shutdown):
+        self.record = record
+        self.config = record.config
+        self.scheduler = scheduler
+        self.inputs = inputs
+        self.luma = luma
+        self.shutdown = shutdown
+
+    async def __call__(self, job: Job) -> None:
+        """From QUEUED (or SUBMITTING after a crash) to GENERATING, or JobFailed."""
+        first_try = time.time()
+        backoff = Backoff(self.config.retry_backoff)
+        while True:
+            self.shutdown.leave(job.id)
+            if self.shutdown.stopping:
+                raise asyncio.CancelledError()
+            await self.scheduler.acquire(job.id, job.user_id, front=job.waiting_reason is not None)
+            params = await self._prepare_inputs(job)
+            if params is None:
+                self.scheduler.release(job.id)
+                if time.time() - first_try > self.config.generation_timeout:
+                    raise JobFailed("image_download_failed")
+                await backoff.sleep()
+                continue
+            outcome = await self._create(job, params, give_up=first_try + self.config.generation_timeout)
+            if outcome == "created":
+                return
+            if outcome == "unavailable":
+                await backoff.sleep()  # (after a 429 the scheduler holds the line back itself)
+
+    async def _prepare_inputs(self, job: Job) -> GenerationParams | None:
+        """The job's parameters with people's images downloaded and normalised, made just
+        before the create and dropped after it (image bytes are never stored or kept while a
+        job waits). None when a transient problem says to try again later."""
+        try:
+            return await self.inputs.materialize(job.params)
+        except InputError as err:
+            log.info("input image problem: %s", err.code, extra=log_context(job))
+            if not err.transient:
+                raise JobFailed(err.code, err.detail) from None
+            return None
+
+    async def _create(self, job: Job, params: GenerationParams, *,
+                      give_up: float) -> Literal["created", "rate_limited", "unavailable"]:
+        """One create: "created" once Luma has the generation; otherwise why to try again."""
+        job.state = JobState.SUBMITTING
+        job.submit_tries += 1
+        self.shutdown.enter(job.id)  # never cut a create short: its answer is its only record
+        await self.record.save(job)
+        create = self.luma.create(params, user_id=luma_user_id(
+            job.team_id, job.user_id, self.config.user_hash_salt))
+        del params  # the prepared images live only as long as the create
+        try:
+            gen, rate = await create
+        except LumaRateLimited as e:
+            self.scheduler.release(job.id)
+            if e.kind == "concurrency":
+                self.scheduler.too_many_concurrent(job.id, e.retry_after)
+            else:
+                self.scheduler.rate_limited(e.retry_after)
+            log.info("luma 429 (%s): waiting", e.kind,
+                     extra={**log_context(job), "luma_request_id": e.request_id})
+            await self.record.set_state(job, JobState.QUEUED, waiting_reason="capacity")
+            return "rate_limited"
+        except LumaRejected as e:
+            self.scheduler.release(job.id)
+            raise rejected(job, e) from None
+        except LumaUnavailable as e:
+            self.scheduler.release(job.id)
+            log.warning("luma create failed: %s", e,
+                        extra={**log_context(job), "luma_request_id": e.request_id})
+            if e.maybe_created:
+                raise JobFailed("submit_uncertain") from None
+            if time.time() > give_up:
+                raise JobFailed("luma_unavailable") from None
+            await self.record.set_state(job, JobState.QUEUED)
+            return "unavailable"
+        self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
+        now = time.time()
+        await self.record.set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
+                                    queue_position=None, attempts=job.attempts + 1, submitted_at=now,
+                                    deadline=now + self.config.generation_timeout)
+        self.shutdown.leave(job.id)
+        log.info("submitted", extra=log_context(job))
+        return "created"
