@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import httpx
@@ -111,7 +112,7 @@ class LumaBot:
         listeners.register(self.bolt, self.intake, self.notifier)
         self.ready = False
         self._runner: web.AppRunner | None = None
-        self._socket_handler = None
+        self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -181,7 +182,8 @@ class LumaBot:
         site = web.TCPSite(self._runner, host or self.settings.host,
                            self.settings.port if port is None else port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else (port or self.settings.port)
         log.info("listening on %s:%s", host or self.settings.host, bound)
         return bound

@@ -6,7 +6,10 @@ in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .jobs.quotas import Limits, Prices
@@ -25,7 +28,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _env(name: str, default, **kw):
+def _env(name: str, default: Any, **kw: Any) -> Any:
     """A field read from exactly the environment variable `name` (case-insensitive)."""
     return Field(default, validation_alias=AliasChoices(name), **kw)
 
@@ -115,7 +118,7 @@ class Settings(BaseSettings):
 
     @field_validator("user_daily_images", "daily_budget_usd", "metrics_port", mode="before")
     @classmethod
-    def _empty_is_none(cls, v):
+    def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
 
     @field_validator("log_level")
@@ -195,15 +198,17 @@ def _secret(v: SecretStr | None) -> str | None:
     return v.get_secret_value().strip() if v is not None else None
 
 
-_ENV_NAMES = {
-    name: (field.validation_alias.choices[0] if field.validation_alias else name.upper())
-    for name, field in Settings.model_fields.items()
-}
+def _env_name(name: str, field: FieldInfo) -> str:
+    alias = field.validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else name.upper()
+
+
+_ENV_NAMES = {name: _env_name(name, field) for name, field in Settings.model_fields.items()}
 
 _FIELDS_BY_ENV = {env: name for name, env in _ENV_NAMES.items()}
 
 
-def load_settings(**overrides) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings, or raise ConfigError with one line per problem (never a value)."""
     try:
         return Settings(**overrides)
@@ -212,7 +217,7 @@ def load_settings(**overrides) -> Settings:
     if bad_fields:
         # Field errors stop pydantic before the cross-field checks: run those with the bad
         # fields at their defaults, so every problem is reported at once.
-        defaults = {_ENV_NAMES[f]: Settings.model_fields[f].default for f in bad_fields}
+        defaults: dict[str, Any] = {_ENV_NAMES[f]: Settings.model_fields[f].default for f in bad_fields}
         try:
             Settings(**{**overrides, **defaults})
         except ValidationError as exc:

@@ -548,7 +548,7 @@ def main(out: str = "lumabot-demo") -> int:
     """`lumabot demo [--out DIR]`: play the demo and print the transcript. 0 on success."""
     if hasattr(sys.stdout, "reconfigure"):
         with contextlib.suppress(Exception):
-            sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+            sys.stdout.reconfigure(errors="replace")
     from .logs import setup_logging
 
     setup_logging("WARNING")

@@ -52,7 +52,7 @@ class Sessions:
         self.store = store
         self.notifier = notifier
         self.config = rules
-        self._idle_task: asyncio.Task | None = None
+        self._idle_task: asyncio.Task[None] | None = None
         self._ending: set[str] = set()
 
     # -- commands ------------------------------------------------------------------------------

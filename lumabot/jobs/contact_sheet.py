@@ -14,9 +14,9 @@ BACKGROUND = (24, 24, 28)
 
 def thumbnail(data: bytes, side: int = THUMB_SIDE) -> bytes:
     """A small JPEG of an image (kept in the store for the session's contact sheet)."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("RGB", (side, side))
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.draft("RGB", (side, side))
+        img = opened.convert("RGB")
         img.thumbnail((side, side), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         img.save(out, "JPEG", quality=88)
@@ -41,8 +41,8 @@ def contact_sheet(thumbs: list[bytes], side: int = THUMB_SIDE, gap: int = GAP, m
     cols, rows = grid(len(thumbs), max_cols)
     sheet = Image.new("RGB", (gap + cols * (side + gap), gap + rows * (side + gap)), BACKGROUND)
     for i, data in enumerate(thumbs):
-        with Image.open(io.BytesIO(data)) as img:
-            img = img.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            img = opened.convert("RGB")
             img.thumbnail((side, side))
             left, top, _, _ = cell_box(i, cols, side, gap)
             sheet.paste(img, (left + (side - img.width) // 2, top + (side - img.height) // 2))

@@ -9,6 +9,7 @@ values. Pure functions: no Slack, no I/O.
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from pydantic import BaseModel
 
@@ -64,7 +65,7 @@ class Flags(BaseModel):
         return " ".join(out)
 
 
-def _one_of(values) -> str:
+def _one_of(values: Iterable[str]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 import base64 as _b64
 import io
 import warnings
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import ImageCms
 
 MAX_SIDE = 2048
 JPEG_THRESHOLD = 4 * 1024 * 1024  # ~4 MB
@@ -175,7 +179,7 @@ def _normalise(im: Image.Image, max_side: int) -> Image.Image:
     elif final in ("RGB", "RGBA"):
         im = _to_srgb(im, final) or im
 
-    method = _ORIENTATION.get(orientation)
+    method = _ORIENTATION.get(orientation) if orientation is not None else None
     if method is not None:
         im = im.transpose(method)
     return im
@@ -227,9 +231,9 @@ def _orientation(im: Image.Image) -> int | None:
 def _high_bit_to_l(im: Image.Image) -> Image.Image:
     """16/32-bit integer or float greyscale to 8-bit L, scaling rather than clipping."""
     if im.mode.startswith("I;16"):
-        lo, hi, full = 0, 65535, True
+        lo, hi, full = 0.0, 65535.0, True
     else:
-        lo, hi = im.getextrema()
+        lo, hi = im.getextrema()  # type: ignore[assignment]
         full = False
     if im.mode == "F":
         if 0 <= lo and hi <= 1.0:
@@ -258,7 +262,7 @@ def _stretch(lo: float, hi: float) -> tuple[float, float]:
 
 
 @lru_cache(maxsize=1)
-def _srgb_profile():
+def _srgb_profile() -> "ImageCms.ImageCmsProfile":
     from PIL import ImageCms
 
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
@@ -308,7 +312,7 @@ def _encode(im: Image.Image, *, jpeg_threshold: int, jpeg_quality: int) -> Prepa
     return PreparedImage(jpeg, "image/jpeg", width, height)
 
 
-def _save(im: Image.Image, fmt: str, **params) -> bytes:
+def _save(im: Image.Image, fmt: str, **params: Any) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **params)
     return buf.getvalue()

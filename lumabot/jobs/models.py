@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -182,7 +182,7 @@ class Session(BaseModel):
     channel_id: str
     started_by: str
     started_at: float = Field(default_factory=time.time)
-    flags: dict = Field(default_factory=dict)   # default flags (jobs.flags.Flags as a dict)
+    flags: dict[str, Any] = Field(default_factory=dict)   # default flags (jobs.flags.Flags as a dict)
     theme: str | None = None
     banner_ts: str | None = None
     last_prompt_at: float = Field(default_factory=time.time)

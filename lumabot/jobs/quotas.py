@@ -190,9 +190,9 @@ class Quotas:
             left = max(0, self.limits.user_daily_images - me_day.requested)
             limits.append(f"{self.limits.user_daily_images} images per person per day ({left} left for you)")
         if self.limits.daily_budget_usd is not None:
-            left = max(0.0, self.limits.daily_budget_usd - ws_day.spend - ws_day.pending)
+            money_left = max(0.0, self.limits.daily_budget_usd - ws_day.spend - ws_day.pending)
             limits.append(f"{_money(self.limits.daily_budget_usd)} per day for the workspace "
-                          f"({_money(left)} left)")
+                          f"({_money(money_left)} left)")
         limits.append(f"at most {self.limits.max_queued_per_user} images waiting in line per person")
         lines = [
             f"*You:* {line(me_day, me_month)}",

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import luma_agents
 from luma_agents import AsyncLuma
 
 from ..jobs.failures import LUMA_STATUS_FAILURES
+from ..metrics import Metrics
 from ..jobs.models import GenerationParams, ImageSource
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def _rate_info(headers: httpx.Headers) -> RateInfo:
 def _detail(exc: luma_agents.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return body["detail"]
+        return str(body["detail"])
     return str(exc.message)
 
 
@@ -132,15 +134,15 @@ def _translate(exc: Exception, *, creating: bool) -> LumaError:
     raise exc
 
 
-def _image_ref(src: ImageSource) -> dict:
+def _image_ref(src: ImageSource) -> dict[str, Any]:
     if src.slack_file is not None and src.data is None:
         raise ValueError("a Slack file must be downloaded and prepared before it is sent")
     return src.model_dump(include={"generation_id", "data", "media_type"}, exclude_none=True)
 
 
-def create_body(params: GenerationParams, user_id: str) -> dict:
+def create_body(params: GenerationParams, user_id: str) -> dict[str, Any]:
     """The JSON body of POST /v1/generations for these parameters."""
-    body: dict = {"prompt": params.prompt, "type": params.type, "model": params.model,
+    body: dict[str, Any] = {"prompt": params.prompt, "type": params.type, "model": params.model,
                   "user_id": user_id}
     if params.aspect_ratio and params.type == "image":
         body["aspect_ratio"] = params.aspect_ratio
@@ -169,7 +171,8 @@ def _outcome(exc: LumaError) -> str:
 
 
 class LumaClient:
-    def __init__(self, *, api_key: str, base_url: str, timeout: float = 30.0, metrics=None):
+    def __init__(self, *, api_key: str, base_url: str, timeout: float = 30.0,
+                 metrics: Metrics | None = None):
         self._metrics = metrics
         self._gate = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._sdk = AsyncLuma(
@@ -220,7 +223,7 @@ class LumaClient:
             self._metrics.luma_requests.labels(kind, outcome).inc()
 
 
-def _generation(gen) -> Generation:
+def _generation(gen: Any) -> Generation:
     url = None
     for out in gen.output or []:
         if out.type == "image" and out.url:

@@ -55,9 +55,9 @@ class Runner:
         self.lines = LineReporter(scheduler, notifier, self._live_job,
                                   interval=config.queue_update_interval,
                                   per_tick=config.queue_updates_per_tick)
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
-        self._reporter: asyncio.Task | None = None
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def on_delivered(self) -> list[Hook]:
@@ -132,7 +132,11 @@ class Runner:
         task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
         self._tasks[job.id] = task
         self._jobs[job.id] = job
-        task.add_done_callback(lambda _t, jid=job.id: (self._tasks.pop(jid, None), self._jobs.pop(jid, None)))
+        task.add_done_callback(lambda _t: self._forget(job.id))
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._jobs.pop(job_id, None)
 
     # -- the state machine ---------------------------------------------------------------------
     async def _run(self, job: Job, resumed: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 class _Waiter:
     job_id: str
     user_key: str
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future[None] = field(repr=False)
 
 
 class Scheduler:
-    def __init__(self, concurrency: int, *, rate_window: float = 60.0, clock=time.monotonic):
+    def __init__(self, concurrency: int, *, rate_window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.concurrency = concurrency
         self.rate_window = rate_window
         self._clock = clock

@@ -100,6 +100,7 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
     async def luma(ack, command, body):
         words = typed_text(command.get("text")).split()
         verb = words[0].lower() if words else ""
+        text: str | None
         try:
             if verb == "usage":
                 text = await intake.usage(team(body), command["user_id"])

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import aiosqlite
 
@@ -132,16 +132,26 @@ _COLUMNS = [
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
     "blind_resends",
 ]
+Row = sqlite3.Row | tuple[Any, ...]
+Args = tuple[Any, ...] | list[Any]
+
+
+def _one(row: Row | None) -> Row:
+    """The row of an aggregate query (which always has one)."""
+    assert row is not None
+    return row
+
+
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
 
-def _to_row(job: Job) -> tuple:
+def _to_row(job: Job) -> tuple[Any, ...]:
     data = job.model_dump(mode="json")
     data["params"] = job.params.model_dump_json(exclude_none=True)
     return tuple(data[c] for c in _COLUMNS)
 
 
-def _from_row(row) -> Job:
+def _from_row(row: Row) -> Job:
     data = dict(zip(_COLUMNS, row))
     data["params"] = GenerationParams.model_validate_json(data["params"])
     data["state"] = JobState(data["state"])
@@ -154,13 +164,13 @@ _SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "
 _SESSION_SELECT = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
 
 
-def _session_row(session: Session) -> tuple:
+def _session_row(session: Session) -> tuple[Any, ...]:
     data = session.model_dump(mode="json")
     data["flags"] = json.dumps(session.flags)
     return tuple(data[c] for c in _SESSION_COLUMNS)
 
 
-def _session_from_row(row) -> Session:
+def _session_from_row(row: Row) -> Session:
     data = dict(zip(_SESSION_COLUMNS, row))
     data["flags"] = json.loads(data["flags"])
     return Session(**data)
@@ -219,7 +229,7 @@ class SQLiteStore:
 
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cur:
-            return (await cur.fetchone())[0]
+            return int(_one(await cur.fetchone())[0])
 
     async def _migrate(self) -> None:
         version = await self.schema_version()
@@ -253,20 +263,20 @@ class SQLiteStore:
                     raise StoreUnavailable(str(exc)) from exc
                 raise
 
-    async def _write(self, sql: str, args: tuple | list = ()) -> int:
+    async def _write(self, sql: str, args: Args = ()) -> int:
         """One statement in its own unit; returns the rows it changed."""
         async with self._unit() as db:
             cur = await db.execute(sql, args)
             return cur.rowcount
 
-    async def _rows(self, sql: str, args: tuple | list = ()) -> list:
+    async def _rows(self, sql: str, args: Args = ()) -> list[Row]:
         try:
             async with self.reader.execute(sql, args) as cur:
                 return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def _row(self, sql: str, args: tuple | list = ()):
+    async def _row(self, sql: str, args: Args = ()) -> Row | None:
         rows = await self._rows(sql, args)
         return rows[0] if rows else None
 
@@ -297,7 +307,7 @@ class SQLiteStore:
         async with db.execute(
             "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
             "AND state IN ('queued', 'submitting')", (job.team_id, job.user_id)) as cur:
-            waiting = (await cur.fetchone())[0]
+            waiting = _one(await cur.fetchone())[0]
         mine = await self._usage(db, job.team_id, rules.day_start, job.user_id, rules.refunded)
         team = await self._usage(db, job.team_id, rules.day_start, None, rules.refunded)
         return AdmissionCounts(waiting=waiting, requested_today=mine.requested,
@@ -330,7 +340,8 @@ class SQLiteStore:
         """Claim a dedupe key; False if already claimed (within `window` seconds, if given)."""
         now = time.time()
         if window is None:
-            sql, args = "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)", (key, now)
+            sql = "INSERT OR IGNORE INTO dedupe_keys (key, created_at) VALUES (?, ?)"
+            args: tuple[Any, ...] = (key, now)
         else:
             sql = ("INSERT INTO dedupe_keys (key, created_at) VALUES (?, ?) ON CONFLICT(key) DO "
                    "UPDATE SET created_at = excluded.created_at WHERE dedupe_keys.created_at < ?")
@@ -361,12 +372,12 @@ class SQLiteStore:
             "COALESCE(SUM(CASE WHEN settled = 0 AND attempts = 0 AND state != 'failed' "
             "THEN cost_usd ELSE 0 END), 0) FROM jobs WHERE team_id = ? AND created_at >= ?"
         )
-        args: list = [*sorted(refunded), team_id, since]
+        args: list[Any] = [*sorted(refunded), team_id, since]
         if user_id is not None:
             sql += " AND user_id = ?"
             args.append(user_id)
         async with db.execute(sql, args) as cur:
-            images, requested, spend, pending = await cur.fetchone()
+            images, requested, spend, pending = _one(await cur.fetchone())
         return Usage(images=images, requested=requested, spend=spend, pending=pending)
 
     # -- images --------------------------------------------------------------------------------
@@ -378,7 +389,7 @@ class SQLiteStore:
              image.generation_id, image.slack_file_id,
              image.file.model_dump_json() if image.file else None, image.user_id, image.created_at))
 
-    async def _one_image(self, where: str, args: tuple) -> KnownImage | None:
+    async def _one_image(self, where: str, args: Args) -> KnownImage | None:
         row = await self._row(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args)
         return _image_from_row(row) if row else None
 
@@ -479,7 +490,7 @@ class SQLiteStore:
     # -- reports for the benchmarks --------------------------------------------------------------
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE settled = 0")
-        return int(row[0])
+        return int(_one(row)[0])
 
 
 _IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
@@ -487,7 +498,7 @@ _IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "
 _IMAGE_SELECT = f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM images"
 
 
-def _image_from_row(row) -> KnownImage:
+def _image_from_row(row: Row) -> KnownImage:
     data = dict(zip(_IMAGE_COLUMNS, row))
     data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
     return KnownImage(**data)

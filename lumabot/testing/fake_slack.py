@@ -68,7 +68,7 @@ from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import quote, urlencode
 
 import aiohttp
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from lumabot.check import REQUIRED_BOT_SCOPES
 
@@ -1295,10 +1295,10 @@ class FakeSlack:
             return "unknown file"
         if fid in self._user_files:
             return None
-        f = self._files_by_id.get(fid)
-        if f is None:
+        uploaded = self._files_by_id.get(fid)
+        if uploaded is None:
             return f"unknown file {fid}"
-        if not f.shared:
+        if not uploaded.shared:
             return f"file {fid} is not shared yet"
         return None
 
@@ -2067,10 +2067,12 @@ class FakeSlack:
             data = b""
             reader = await request.multipart()
             async for part in reader:
-                if part.name in ("file", "filename") or getattr(part, "filename", None):
-                    data = await part.read()  # type: ignore[union-attr]
+                if not isinstance(part, BodyPartReader):
+                    continue
+                if part.name in ("file", "filename") or part.filename:
+                    data = await part.read()
                     break
-                await part.read()  # type: ignore[union-attr]
+                await part.read()
         else:
             data = await request.read()
         if f.completed:

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 
@@ -53,7 +54,7 @@ class BotProcess:
         self.base = f"http://127.0.0.1:{health_port or self.port}"
         self.log_path = workdir / f"lumabot-{self.port}.log"
         self.proc: asyncio.subprocess.Process | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def pid(self) -> int:
