@@ -5,7 +5,8 @@ Slack; it talks to these protocols. The adapters live elsewhere:
 
 - `Notifier`: everything a job or a session shows in Slack (`slack/notifier.py`);
 - `InputFiles`: people's Slack files turned into image data Luma takes (`slack/files.py`);
-- `OutputSource`: the bytes of a finished image, from Luma's presigned URL (`luma/output.py`).
+- `OutputSource`: the bytes of a finished image, from Luma's presigned URL (`luma/output.py`);
+- `LumaApi`: creating and reading generations (`luma/client.py`, over the official SDK).
 
 Tests implement them in memory (`lumabot/testing/ports.py`).
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Literal, Protocol
 
 from .jobs.models import GenerationParams, Job, Session
+from .luma.client import Generation, RateInfo
 
 # The messages lumabot posts for a job, each tagged so that it is found again after a crash.
 PostKind = Literal["status", "failure", "actions"]
@@ -144,4 +146,15 @@ class InputFiles(Protocol):
 class OutputSource(Protocol):
     async def download(self, url: str) -> Output:
         """A finished image. OutputExpired on an expired URL; DeliveryError otherwise."""
+        ...
+
+
+class LumaApi(Protocol):
+    async def create(self, params: GenerationParams, *, user_id: str) -> tuple[Generation, RateInfo]:
+        """POST /v1/generations. Raises LumaRateLimited, LumaRejected or LumaUnavailable."""
+        ...
+
+    async def get(self, generation_id: str) -> Generation:
+        """GET /v1/generations/{id}. Raises LumaNotFound, LumaRateLimited, LumaRejected or
+        LumaUnavailable."""
         ...

@@ -127,25 +127,35 @@ async def test_retried_message_event_starts_one_edit(harness):
 
 async def test_unrelated_threads_and_plain_messages_are_ignored(harness):
     h = harness
-    await imagined(h)
+    first = await imagined(h)
     top = await reply(h, None, "just chatting, no bot here")
     await reply(h, top["ts"], "a reply in a thread lumabot has nothing to do with")
     f = h.slack.add_user_file(png(), name="cat.png", mimetype="image/png")
     await reply(h, None, "look at my cat", files=[f])
-    # Bots' messages and edits/deletions are ignored too.
-    await reply(h, None, "bot chatter", bot_id="B999")
-    await h.slack.post_event(h.url, {**message_event("x", channel="C1"), "subtype": "message_changed"})
-    await h.slack.post_event(h.url, {**message_event("x", channel="C1"), "subtype": "message_deleted"})
-    assert len(h.luma.creates) == 1
+    # In lumabot's own thread, where a person's reply would edit: other bots' messages, edits
+    # that are not a person correcting their text (unfurls), and deletions are ignored.
+    await reply(h, first.status_ts, "bot chatter", bot_id="B999")
+    unfurl = message_event("make it a watercolor", channel="C1", thread_ts=first.status_ts)
+    await h.slack.post_event(h.url, {**message_event("", channel="C1"), "subtype": "message_changed",
+                                     "message": unfurl})
+    await h.slack.post_event(h.url, {**message_event("make it sepia", channel="C1",
+                                                     thread_ts=first.status_ts),
+                                     "subtype": "message_deleted"})
+    # A person's reply after them is handled: once its edit is done, every earlier event was.
+    await reply(h, first.status_ts, "make it night")
+    await h.wait_job(lambda j: j.params.type == "image_edit" and j.settled)
+    assert [b["prompt"] for b in edits(h)] == ["make it night"]
+    assert len(h.luma.creates) == 2
     assert h.slack.count_calls("chat.postEphemeral") == 0
-    assert h.slack.count_calls("chat.postMessage") == 2  # the first status message and its buttons
 
 
 async def test_lumabot_own_messages_are_ignored(harness):
     h = harness
     first = await imagined(h)
-    await reply(h, first.status_ts, "make it night", user=h.slack.bot_user_id, bot_id=h.slack.bot_id)
-    assert edits(h) == []
+    await reply(h, first.status_ts, "make it sepia", user=h.slack.bot_user_id, bot_id=h.slack.bot_id)
+    await reply(h, first.status_ts, "make it night")  # handled after the bot's own message
+    await h.wait_job(lambda j: j.params.type == "image_edit" and j.settled)
+    assert [b["prompt"] for b in edits(h)] == ["make it night"]
 
 
 async def test_mention_with_image_edits_it_in_that_messages_thread(harness):

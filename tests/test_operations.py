@@ -74,7 +74,10 @@ async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path
             return any(j.state == JobState.FAILED and j.settled for j in await _all_jobs(db_path))
         await _wait(failed_once)
         bot.proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+
+        async def stopping():
+            return "finishing uploads in progress" in bot.log_text
+        await _wait(stopping)  # the upload is released only once the shutdown has begun
         slack.release("files.completeUploadExternal")
         gate.set()
         rc = await bot.wait(12)

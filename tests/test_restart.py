@@ -71,14 +71,14 @@ async def test_kill_9_then_restart_delivers_exactly_one_image(tmp_path, slack, l
         assert status == 200
 
         if kill_point == "submit_in_flight":
+            # The create is at Luma, stalled: its answer never reaches the process.
             await luma.wait_for(lambda: any(r.method == "POST" for r in luma.requests) or
                                 bool(luma.generations))
-            await asyncio.sleep(0.05)
         elif kill_point == "generating":
             await luma.wait_for(lambda: any(g.get_count >= 1 for g in luma.generations.values()))
         else:
-            await slack.wait_for(lambda: slack.count_calls("files.completeUploadExternal") >= 1)
-            await asyncio.sleep(0.05)
+            # The completion is at Slack, held (after taking effect, for "completed_unrecorded").
+            await slack.wait_for(lambda: slack.held["files.completeUploadExternal"] >= 1)
         bot.kill9()
         await bot.wait()
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from lumabot.jobs.contact_sheet import cell_box, grid
 from lumabot.jobs.models import JobState
+from lumabot.store.sqlite import SQLiteStore
 from lumabot.testing.fake_luma import color_for_prompt
 from lumabot.testing.fake_slack import message_event, reaction_event
 
@@ -159,10 +160,10 @@ async def test_votes_status_stop_recap_and_contact_sheet(start_bot):
     assert "is over" in h.slack.message("C1", banner(h).ts).text
     assert await h.bot.store.running_session("C1") is None
 
-    # After the session, plain messages are plain messages again.
+    # After the session, plain messages are plain messages again (a job would be recorded
+    # before the ack, so once the post is answered, none is).
     await post(h, "just chatting")
-    await asyncio.sleep(0.1)
-    assert len(h.luma.creates) == 4
+    assert len(await h.jobs()) == 4 and len(h.luma.creates) == 4
 
 
 async def test_session_ends_when_idle(start_bot):
@@ -181,12 +182,11 @@ async def test_session_ends_at_the_image_cap(start_bot):
     await post(h, "second", user="U2")
     await h.slack.wait_for(lambda: len(sheet_file(h)) == 1, timeout=10)
     assert "it reached 2 images" in sheet_file(h)[0].initial_comment
-    await post(h, "third", user="U3")
-    await asyncio.sleep(0.1)
-    assert len(h.luma.creates) == 2
+    await post(h, "third", user="U3")  # handled (and refused) before the ack
+    assert len(await h.jobs()) == 2 and len(h.luma.creates) == 2
 
 
-async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start_bot, slack):
+async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start_bot, slack, tmp_path):
     h = await start_bot()
     await start(h, "--max restart proof")
     await post(h, "before the restart", user="U1")
@@ -202,9 +202,14 @@ async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start
     await slack.post_event(h2.url, reaction_event("star", user="U3", ts=f.share_ts))
     await h2.bot.stop()
 
-    # Down longer than the idle limit: the session is ended (with its recap) at start.
-    await asyncio.sleep(0.35)
-    h3 = await start_bot(LUMABOT_SESSION_IDLE_MINUTES="0.005")
+    # Down longer than the idle limit (its last prompt an hour ago, the limit 60 minutes): the
+    # session is ended, with its recap, at start.
+    store = SQLiteStore(tmp_path / "lumabot.db")
+    await store.open()
+    session = await store.running_session("C1")
+    await store.touch_session(session.id, time.time() - 3601)
+    await store.close()
+    h3 = await start_bot()
     await slack.wait_for(lambda: len(sheet_file(h3)) == 1, timeout=5)
     recap = sheet_file(h3)[0].initial_comment
     assert "no prompt for" in recap and "2 images" in recap and "2 people" in recap

@@ -9,8 +9,8 @@ import time
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job, JobState, KnownImage
-from ..luma.client import LumaClient, LumaError, LumaRateLimited, LumaUnavailable
-from ..ports import DeliveryError, Output, OutputExpired, OutputSource
+from ..luma.client import LumaError, LumaRateLimited, LumaUnavailable
+from ..ports import DeliveryError, LumaApi, Output, OutputExpired, OutputSource
 from .messages import Messages
 from .record import JobFailed, Recorder, Shutdown, log_context
 from .retry import Backoff
@@ -21,7 +21,7 @@ Hook = Callable[[Job, Output], Awaitable[None]]
 
 
 class Deliverer:
-    def __init__(self, record: Recorder, messages: Messages, outputs: OutputSource, luma: LumaClient,
+    def __init__(self, record: Recorder, messages: Messages, outputs: OutputSource, luma: LumaApi,
                  shutdown: Shutdown):
         self.record = record
         self.config = record.config

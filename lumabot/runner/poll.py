@@ -10,7 +10,8 @@ import time
 
 from ..jobs.failures import RETRYABLE_FAILURE_CODES
 from ..jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
-from ..luma.client import LumaClient, LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
+from ..luma.client import LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
+from ..ports import LumaApi
 from .polling import PollPlanner
 from .record import JobFailed, Recorder, log_context, rejected
 from .retry import Backoff
@@ -20,7 +21,7 @@ log = logging.getLogger("lumabot.runner")
 
 
 class Poller:
-    def __init__(self, record: Recorder, scheduler: Scheduler, luma: LumaClient, planner: PollPlanner):
+    def __init__(self, record: Recorder, scheduler: Scheduler, luma: LumaApi, planner: PollPlanner):
         self.record = record
         self.config = record.config
         self.metrics = record.metrics

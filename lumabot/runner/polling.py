@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
+from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4
 
 
 class PollPlanner:
-    def __init__(self, *, first_poll_delay: float, poll_interval: float, quantile: float = 0.05,
-                 window: int = 200, min_samples: int = 20, max_polls_per_second: float = 50.0):
+    def __init__(self, *, first_poll_delay: float, poll_interval: float, max_polls_per_second: float,
+                 quantile: float = 0.05, window: int = 200, min_samples: int = 20,
+                 clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.first_poll_delay = first_poll_delay
         self.poll_interval = poll_interval
         self.max_polls_per_second = max_polls_per_second
@@ -29,6 +32,8 @@ class PollPlanner:
         self.quantile = quantile
         self.min_samples = min_samples
         self._latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self._clock = clock  # default: the event loop's clock
+        self._sleep = sleep
 
     def record(self, model: str, seconds: float) -> None:
         """A generation of `model` was seen completed `seconds` after it was submitted."""
@@ -44,12 +49,11 @@ class PollPlanner:
     async def pace(self) -> None:
         """Wait for this poll's turn: all polls together stay under max_polls_per_second, as
         a real rate (not just on average: generations polled together would come in bursts)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self._clock() if self._clock else asyncio.get_running_loop().time()
         slot = max(now, self._next_slot)
         self._next_slot = slot + 1.0 / self.max_polls_per_second
         if slot > now:
-            await asyncio.sleep(slot - now)
+            await self._sleep(slot - now)
 
     def interval(self, *, backlog: bool, polling: int = 1) -> float:
         """Seconds to the next poll of one generation, `polling` being how many are polled."""

@@ -19,9 +19,8 @@ import time
 
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.quotas import Admission, AdmissionRules
-from ..luma.client import LumaClient
 from ..metrics import Metrics
-from ..ports import InputFiles, Notifier, OutputSource
+from ..ports import InputFiles, LumaApi, Notifier, OutputSource
 from ..store import Store
 from .deliver import Deliverer, Hook
 from .lines import LineReporter
@@ -36,7 +35,7 @@ log = logging.getLogger("lumabot.runner")
 
 
 class Runner:
-    def __init__(self, *, store: Store, luma: LumaClient, notifier: Notifier, outputs: OutputSource,
+    def __init__(self, *, store: Store, luma: LumaApi, notifier: Notifier, outputs: OutputSource,
                  inputs: InputFiles, scheduler: Scheduler, config: RunnerConfig,
                  metrics: Metrics | None = None):
         self.store = store

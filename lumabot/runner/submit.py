@@ -11,8 +11,8 @@ from typing import Literal
 
 from ..jobs.identity import luma_user_id
 from ..jobs.models import GenerationParams, Job, JobState
-from ..luma.client import LumaClient, LumaRateLimited, LumaRejected, LumaUnavailable
-from ..ports import InputError, InputFiles
+from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
+from ..ports import InputError, InputFiles, LumaApi
 from .record import JobFailed, Recorder, Shutdown, log_context, rejected
 from .retry import Backoff
 from .scheduler import Scheduler
@@ -21,7 +21,7 @@ log = logging.getLogger("lumabot.runner")
 
 
 class Submitter:
-    def __init__(self, record: Recorder, scheduler: Scheduler, inputs: InputFiles, luma: LumaClient,
+    def __init__(self, record: Recorder, scheduler: Scheduler, inputs: InputFiles, luma: LumaApi,
                  shutdown: Shutdown):
         self.record = record
         self.config = record.config

@@ -838,6 +838,7 @@ class FakeSlack:
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self._runner: web.AppRunner | None = None
+        self._stuck: list[_Hold] = []  # holds lifted for new calls while old ones still wait
         self.peer = SlackPeer(self)
 
         self._handlers: dict[str, Callable[[dict, "_Ctx"], Any]] = {
@@ -888,7 +889,7 @@ class FakeSlack:
         self.api_url = f"{self.base_url}/api/"
 
     async def stop(self) -> None:
-        for h in self._holds.values():
+        for h in [*self._holds.values(), *self._stuck]:
             h.event.set()
         for t in list(self._tasks):
             t.cancel()
@@ -1129,8 +1130,10 @@ class FakeSlack:
 
     def unhold(self, method: str) -> None:
         """Stop holding new calls of `method`; calls already waiting stay stuck (as a request
-        from a client that died and that the server never processed)."""
-        self._holds.pop(method, None)
+        from a client that died and that the server never processed) until the fake stops."""
+        h = self._holds.pop(method, None)
+        if h is not None:
+            self._stuck.append(h)
 
     async def _wait_hold(self, method: str, h: _Hold) -> None:
         self.held[method] += 1

@@ -1,0 +1,201 @@
+"""The runner over in-memory ports: each path of the job state machine, as the person sees it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from lumabot.jobs.identity import luma_user_id
+from lumabot.jobs.models import JobState
+from lumabot.luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
+from lumabot.ports import DeliveryError, InputError
+from lumabot.store import StoreUnavailable
+
+from .conftest import CONFIG, eventually, new_job
+
+
+async def test_a_job_goes_from_queued_to_its_image_in_the_thread(rig):
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE
+    ((params, user_id),) = rig.luma.creates
+    assert params.prompt == "a lighthouse at dusk"
+    assert user_id == luma_user_id("T1", "U1", CONFIG.user_hash_salt)  # never the Slack id
+    (status,) = rig.notifier.of("status", job.id)
+    assert job.status_ts == status.ts
+    (upload,) = rig.notifier.uploads
+    assert upload.content == f"image at https://outputs.example/{job.generation_id}.png?v=0".encode()
+    assert upload.remembered_before_share and job.slack_file_id == upload.file_id
+    assert len(rig.notifier.of("actions", job.id)) == 1
+    # The status message changes only when what it shows changes: generating, then done.
+    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
+    image = await rig.store.image_by_file(upload.file_id)
+    assert image is not None and image.generation_id == job.generation_id
+
+
+async def test_polls_do_not_update_the_status_message(rig):
+    rig.luma.script([("queued", None)] + [("processing", None)] * 10 + [("completed", None)])
+    job = await rig.run(new_job())
+    assert rig.luma.generations[job.generation_id].gets >= 12
+    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
+
+
+async def test_luma_at_capacity_sends_the_job_back_to_the_line_then_delivers(rig):
+    rig.luma.create_errors.append(LumaRateLimited("Too many concurrent jobs", retry_after=0.01,
+                                                  kind="concurrency"))
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and len(rig.luma.creates) == 2
+    shown = [s for _, s in rig.notifier.status_updates]
+    assert ("queued", "capacity", None) in shown  # "waiting for capacity at Luma"
+
+
+async def test_a_final_luma_answer_fails_the_job_and_says_why_in_the_thread(rig):
+    rig.luma.create_errors.append(LumaRejected("Insufficient balance", code="out_of_balance", status=402))
+    job = await rig.run(new_job())
+    assert job.state == JobState.FAILED and job.failure_code == "out_of_balance"
+    (failure,) = rig.notifier.of("failure", job.id)
+    assert failure.text == "out_of_balance"
+    assert len(rig.luma.creates) == 1 and rig.notifier.uploads == []
+
+
+async def test_a_create_that_may_have_reached_luma_is_never_sent_again(rig):
+    rig.luma.create_errors.append(LumaUnavailable("timed out", maybe_created=True))
+    job = await rig.run(new_job())
+    assert job.failure_code == "submit_uncertain" and len(rig.luma.creates) == 1
+
+
+async def test_a_create_that_never_left_is_retried(rig):
+    rig.luma.create_errors.append(LumaUnavailable("connection refused", maybe_created=False))
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and len(rig.luma.creates) == 2
+
+
+async def test_a_retryable_luma_failure_is_tried_once_more(rig):
+    rig.luma.script([("failed", "generation_failed")])
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and job.attempts == 2 and len(rig.luma.creates) == 2
+    assert ("queued", "retrying", None) in [s for _, s in rig.notifier.status_updates]
+
+
+async def test_a_final_luma_failure_is_explained(rig):
+    rig.luma.script([("failed", "content_moderated")])
+    job = await rig.run(new_job())
+    assert job.failure_code == "content_moderated" and len(rig.luma.creates) == 1
+    assert not job.charged  # refunded by Luma, not counted as spend
+    assert rig.notifier.of("failure", job.id)[0].text == "content_moderated"
+
+
+async def test_a_workspace_policy_on_the_status_message_stops_everything_and_tells_privately(rig):
+    rig.notifier.fail("post_status", DeliveryError("restricted", transient=False,
+                                                   policy="restricted_action_thread_only_channel"))
+    job = await rig.run(new_job())
+    assert job.failure_code == "slack_policy"
+    assert job.failure_detail == "restricted_action_thread_only_channel"
+    assert rig.luma.creates == []  # nothing paid for
+    assert len(rig.notifier.of("private", job.id)) == 1
+
+
+async def test_transient_slack_errors_are_retried(rig):
+    rig.notifier.fail("post_status", DeliveryError("ratelimited", transient=True), times=2)
+    rig.notifier.fail("upload_image", DeliveryError("500", transient=True), times=2)
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and len(rig.notifier.uploads) == 1
+
+
+async def test_an_unusable_input_image_fails_the_job_before_luma(rig):
+    rig.inputs.fail(InputError("image_no_access"))
+    job = await rig.run(new_job())
+    assert job.failure_code == "image_no_access" and rig.luma.creates == []
+
+
+async def test_an_expired_output_url_is_fetched_fresh_once(rig):
+    rig.luma.url_version = 0
+    first = "https://outputs.example/gen-1.png?v=0"
+    rig.outputs.expired.add(first)
+
+    original_get = rig.luma.get
+
+    async def get(gid):  # every later GET mints a new URL
+        gen = await original_get(gid)
+        if gen.state == "completed":
+            rig.luma.url_version += 1
+        return gen
+
+    rig.luma.get = get
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE
+    assert rig.outputs.downloads == [first, "https://outputs.example/gen-1.png?v=1"]
+
+
+async def test_database_faults_delay_a_job_but_never_lose_it(rig):
+    real_save = rig.store.save_job
+    faults = {"left": 3}
+
+    async def flaky_save(job):
+        if faults["left"] and job.state == JobState.DELIVERING:
+            faults["left"] -= 1
+            raise StoreUnavailable("database is locked")
+        await real_save(job)
+
+    rig.store.save_job = flaky_save
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and faults["left"] == 0
+    assert rig.metrics.store_errors._value.get() == 3
+
+
+async def test_a_create_interrupted_by_a_crash_is_resent_once_then_never(make_rig):
+    rig = await make_rig()
+    job = new_job()
+    job.state, job.status_ts, job.blind_resends = JobState.SUBMITTING, "1.1", 0
+    await rig.store.create_job(job)
+    assert await rig.runner.resume() == 1
+    assert (await rig.settled(job.id)).state == JobState.DONE
+    assert len(rig.luma.creates) == 1
+
+    again = new_job("second")
+    again.state, again.status_ts, again.blind_resends = JobState.SUBMITTING, "1.2", 1
+    await rig.store.create_job(again)
+    await rig.runner.resume()
+    done = await rig.settled(again.id)
+    assert done.failure_code == "create_uncertain" and len(rig.luma.creates) == 1
+
+
+async def test_a_drain_lets_a_create_in_flight_finish(rig):
+    gate = asyncio.Event()
+    real_create = rig.luma.create
+
+    async def slow_create(params, *, user_id):
+        await gate.wait()
+        return await real_create(params, user_id=user_id)
+
+    rig.luma.create = slow_create
+    job = new_job()
+    await rig.runner.submit(job)
+    await eventually(lambda: rig.runner.shutdown.critical)
+    drain = asyncio.create_task(rig.runner.drain(timeout=5))
+    gate.set()
+    await drain
+    stored = await rig.store.get_job(job.id)
+    assert stored.state == JobState.GENERATING and stored.generation_id  # recorded, not lost
+
+
+FINAL_CODES = ["content_moderated", "budget_exhausted", "image_too_large", "unsupported_format",
+               "corrupt_input", "invalid_request"]
+RETRYABLE_CODES = ["generation_failed", "output_not_found", "rate_limited"]
+
+
+async def test_every_final_luma_failure_ends_the_job_without_a_retry(rig):
+    rig.luma.script(*[[("failed", code)] for code in FINAL_CODES])
+    jobs = [new_job(f"picture {i}", user=f"U{i}") for i in range(len(FINAL_CODES))]
+    for job in jobs:
+        await rig.runner.submit(job)
+    settled = [await rig.settled(job.id) for job in jobs]
+    assert sorted(j.failure_code for j in settled) == sorted(FINAL_CODES)
+    assert len(rig.luma.creates) == len(FINAL_CODES)
+    assert sorted(p.text for p in rig.notifier.of("failure")) == sorted(FINAL_CODES)
+
+
+async def test_every_retryable_luma_failure_is_tried_twice_then_explained(rig):
+    rig.luma.script(*[[("failed", code)] for code in RETRYABLE_CODES for _ in range(2)])
+    for code in RETRYABLE_CODES:
+        job = await rig.run(new_job(code))
+        assert job.failure_code == code and job.attempts == 2
+    assert len(rig.luma.creates) == 2 * len(RETRYABLE_CODES)

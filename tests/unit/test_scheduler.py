@@ -1,0 +1,127 @@
+"""Admission to Luma (runner/scheduler.py) on a fake clock: slots, round-robin fairness,
+learned rate allowance, 429s."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lumabot.runner.scheduler import Scheduler
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def granted(scheduler: Scheduler, *requests: tuple[str, str]) -> tuple[list[str], list[asyncio.Task]]:
+    """Ask for a slot for each (job, user) in turn; the jobs let through so far, in order."""
+    order: list[str] = []
+
+    async def one(job_id: str, user: str) -> None:
+        await scheduler.acquire(job_id, user)
+        order.append(job_id)
+
+    tasks = []
+    for job_id, user in requests:
+        tasks.append(asyncio.create_task(one(job_id, user)))
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return order, tasks
+
+
+async def test_at_most_concurrency_slots_and_a_freed_slot_goes_at_once():
+    s = Scheduler(2, clock=Clock())
+    order, tasks = await granted(s, ("a", "U1"), ("b", "U2"), ("c", "U3"))
+    assert order == ["a", "b"] and s.waiting == 1
+    s.release("a")
+    await asyncio.sleep(0)
+    assert order == ["a", "b", "c"] and s.in_flight == 2
+    await asyncio.gather(*tasks)
+
+
+async def test_waiting_jobs_are_served_round_robin_across_people():
+    s = Scheduler(1, clock=Clock())
+    order, tasks = await granted(s, ("alice 1", "UA"), ("alice 2", "UA"), ("alice 3", "UA"),
+                                 ("alice 4", "UA"), ("bob 1", "UB"), ("carol 1", "UC"), ("bob 2", "UB"))
+    assert s.positions() == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5, "alice 4": 6}
+    for _ in range(6):
+        s.release(order[-1])
+        await asyncio.sleep(0)
+    assert order == ["alice 1", "alice 2", "bob 1", "carol 1", "alice 3", "bob 2", "alice 4"]
+    await asyncio.gather(*tasks)
+
+
+async def test_a_retried_job_goes_to_the_front_of_the_line():
+    s = Scheduler(1, clock=Clock())
+    order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
+    retry = asyncio.create_task(s.acquire("again", "U3", front=True))
+    await asyncio.sleep(0)
+    assert s.positions() == {"again": 1, "b": 2}
+    s.release("a")
+    await retry  # granted before b
+    assert order == ["a"] and s.in_flight == 1
+    s.release("again")
+    await asyncio.gather(*tasks)
+    assert order == ["a", "b"]
+
+
+async def test_submissions_are_paced_under_the_learned_rate_allowance():
+    clock = Clock()
+    s = Scheduler(100, rate_window=60.0, clock=clock)
+    s.observe_rate(limit=3, remaining=2, reset_at_unix=None)
+    order, tasks = await granted(s, *[(f"j{i}", f"U{i}") for i in range(5)])
+    assert order == ["j0", "j1", "j2"]  # the allowance of a window
+    clock.now += 59.0
+    s.release("j0")  # (any event looks again)
+    await asyncio.sleep(0)
+    assert len(order) == 3
+    clock.now += 1.0  # the first submission leaves the window
+    s.release("j1")
+    await asyncio.sleep(0)
+    assert order == ["j0", "j1", "j2", "j3", "j4"]
+    await asyncio.gather(*tasks)
+
+
+async def test_rate_limited_pauses_everyone_until_retry_after():
+    clock = Clock()
+    s = Scheduler(5, clock=clock)
+    s.rate_limited(10.0)
+    order, tasks = await granted(s, ("a", "U1"))
+    assert order == [] and s.paused_for() == pytest.approx(10.0)
+    clock.now += 10.0
+    s._dispatch()
+    await asyncio.sleep(0)
+    assert order == ["a"]
+    await asyncio.gather(*tasks)
+
+
+async def test_too_many_concurrent_lowers_the_ceiling_then_probes_higher():
+    clock = Clock()
+    s = Scheduler(4, rate_window=1.0, clock=clock)
+    order, tasks = await granted(s, ("a", "U1"), ("b", "U2"), ("c", "U3"))
+    s.release("c")
+    s.too_many_concurrent("c", retry_after=1.0)  # Luma holds only what a and b use
+    assert s.limit() == 2
+    clock.now += s.probe_period
+    assert s.limit() == 3  # one more slot is tried after the probe period
+    await asyncio.gather(*tasks)
+
+
+async def test_too_many_concurrent_with_nothing_of_ours_in_flight_waits_as_told():
+    clock = Clock()
+    s = Scheduler(4, clock=clock)
+    s.too_many_concurrent("a", retry_after=7.0)
+    assert s.limit() == 4 and s.paused_for() == pytest.approx(7.0)
+
+
+async def test_a_cancelled_waiter_leaves_the_line():
+    s = Scheduler(1, clock=Clock())
+    order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
+    tasks[1].cancel()
+    await asyncio.gather(tasks[1], return_exceptions=True)
+    assert s.waiting == 0 and s.positions() == {}
