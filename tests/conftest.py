@@ -52,7 +52,9 @@ FAST = {
     "LUMABOT_FIRST_POLL_DELAY": "0",
     "LUMABOT_GENERATION_TIMEOUT": "5",
     "LUMABOT_RETRY_BACKOFF": "0.02",
-    "LUMABOT_LUMA_REQUEST_TIMEOUT": "1",
+    # Long enough that a loaded machine never times out a healthy request; tests of timeouts
+    # set their own.
+    "LUMABOT_LUMA_REQUEST_TIMEOUT": "5",
     "LUMABOT_DELIVERY_TIMEOUT": "5",
 }
 

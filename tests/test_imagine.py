@@ -229,9 +229,9 @@ async def test_luma_5xx_and_lost_connections_on_get_are_retried(harness):
     assert len(_images(h, job)) == 1
 
 
-async def test_luma_get_timeout_is_retried(harness):
-    h = harness
-    h.luma.stall_next("GET", 1.5)  # the bot's request timeout is 1 s
+async def test_luma_get_timeout_is_retried(start_bot):
+    h = await start_bot(LUMABOT_LUMA_REQUEST_TIMEOUT="0.3")
+    h.luma.stall_next("GET", 1.0)  # longer than the bot's request timeout
     job = await h.finished((await h.imagine("a patient picture")).id, timeout=8)
     assert job.state == JobState.DONE
     assert len(_images(h, job)) == 1
@@ -246,13 +246,13 @@ async def test_luma_502_on_submit_is_retried_without_duplicates(harness):
 
 
 @pytest.mark.parametrize("fault", ["answer_lost", "timeout"])
-async def test_submit_whose_answer_is_lost_is_not_sent_again(harness, fault):
+async def test_submit_whose_answer_is_lost_is_not_sent_again(start_bot, fault):
     """No idempotency key: a create that may have reached Luma is never repeated."""
-    h = harness
+    h = await start_bot(LUMABOT_LUMA_REQUEST_TIMEOUT="0.3")
     if fault == "answer_lost":
         h.luma.drop_next("POST", after_create=True)
     else:
-        h.luma.stall_next("POST", 1.5)
+        h.luma.stall_next("POST", 1.0)  # longer than the bot's request timeout
     job = await h.finished((await h.imagine("a picture worth paying for once")).id, timeout=8)
     assert job.state == JobState.FAILED and job.failure_code == "submit_uncertain"
     assert len([r for r in h.luma.requests if r.method == "POST"]) == 1
