@@ -37,10 +37,8 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
         (f,) = [f for f in slack.files if f.shared]
         assert f.content == luma.output_bytes(next(iter(luma.generations)))
         assert luma.creates[0]["aspect_ratio"] == "3:1"
-        async with bot.store.db.execute("SELECT state FROM jobs") as cur:
-            rows = await cur.fetchall()
+        assert len(await bot.store.job_ids()) == 1
         await slack.wait_for(lambda: "Done in" in slack.top_level("C1")[0].text)
-        assert len(rows) == 1
 
         # Events arrive as envelopes too, and a retried one is acked but not run twice.
         event = app_mention_event("<@UBOT> a red balloon", user="U2", channel="C1")
@@ -50,7 +48,7 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
             assert ack["envelope_id"]
         await slack.wait_for(lambda: len([f for f in slack.files if f.shared]) == 2)
         assert len(luma.creates) == 2
-        async with bot.store.db.execute("SELECT state FROM jobs") as cur:
-            assert [JobState(r[0]) for r in await cur.fetchall()].count(JobState.DONE) >= 1
+        states = [(await bot.store.get_job(i)).state for i in await bot.store.job_ids()]
+        assert len(states) == 2 and states.count(JobState.DONE) >= 1
     finally:
         await bot.stop()

@@ -1,30 +1,17 @@
-"""The SQLite store's units of work: each operation is atomic on its own, so one operation's
+"""Units of work, for every store: each operation is atomic on its own, so one operation's
 rollback never undoes another's write and a commit never commits another's half-done work,
-however the coroutines interleave on the one connection."""
+however the coroutines interleave (on SQLite's one writer connection)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 
-from lumabot.jobs.models import GenerationParams, Job, JobState, Session
+from lumabot.jobs.models import Job, JobState, Session
 from lumabot.jobs.quotas import AdmissionRules
-from lumabot.store.sqlite import SQLiteStore
 
-
-@pytest.fixture
-async def store(tmp_path):
-    s = SQLiteStore(tmp_path / "store.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
-def job(**kw) -> Job:
-    return Job(team_id="T1", user_id=kw.pop("user_id", "U1"), channel_id="C1",
-               params=GenerationParams(prompt="a cat"), **kw)
+from .conftest import job
 
 
 async def test_a_rollback_never_undoes_another_operations_write(store):
@@ -60,7 +47,7 @@ async def test_a_commit_never_commits_another_operations_half_done_work(store):
 
     async def doomed(i: int) -> None:
         # Inserts its dedupe key, then fails on the job's primary key: the whole unit goes.
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(Exception):
             await store.create_job(taken.model_copy(), dedupe_key=f"doomed-{i}")
 
     async def commit_often(i: int) -> bool:

@@ -1,0 +1,34 @@
+"""Every store implementation runs the same tests: `store` is parametrized over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from lumabot.jobs.models import GenerationParams, Job
+from lumabot.store import Store
+from lumabot.store.sqlite import SQLiteStore
+
+
+async def _sqlite(tmp_path: Path) -> Store:
+    return SQLiteStore(tmp_path / "store.db")
+
+
+# name -> a factory of an unopened store in a fresh database
+STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: Any, tmp_path: Path):
+    s = await STORES[request.param](tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def job(**kw: Any) -> Job:
+    params = kw.pop("params", None) or GenerationParams(prompt=kw.pop("prompt", "a cat"))
+    return Job(team_id=kw.pop("team_id", "T1"), user_id=kw.pop("user_id", "U1"),
+               channel_id=kw.pop("channel_id", "C1"), params=params, **kw)

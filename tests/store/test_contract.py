@@ -1,0 +1,166 @@
+"""The store contract: what every Store implementation (lumabot/store/__init__.py) promises,
+method by method. A new implementation passes when it is added to STORES in conftest.py."""
+
+from __future__ import annotations
+
+import time
+
+from lumabot.jobs.failures import REFUNDED_FAILURE_CODES
+from lumabot.jobs.models import GenerationParams, JobState, KnownImage, Session, SlackFile
+from lumabot.jobs.quotas import AdmissionRules
+from lumabot.store import Store
+
+from .conftest import job
+
+
+async def test_a_job_round_trips_every_field(store: Store):
+    j = job(params=GenerationParams(prompt="a fox", model="uni-1-max", aspect_ratio="2:3"),
+            thread_ts="1.2", response_url="https://hooks.example/x", cost_usd=0.1)
+    assert (await store.create_job(j)).status == "created"
+    j.state, j.generation_id, j.attempts, j.status_ts = JobState.GENERATING, "gen-1", 1, "9.9"
+    j.submitted_at, j.deadline, j.blind_resends, j.waiting_reason = 10.0, 310.0, 1, "capacity"
+    await store.save_job(j)
+    stored = await store.get_job(j.id)
+    assert stored == j.model_copy(update={"queue_position": None})
+    assert await store.get_job("nope") is None
+
+
+async def test_a_dedupe_key_creates_one_job(store: Store):
+    first, second = job(), job()
+    assert (await store.create_job(first, dedupe_key="Ev1")).status == "created"
+    assert (await store.create_job(second, dedupe_key="Ev1")).status == "duplicate"
+    assert await store.job_ids() == [first.id]
+
+
+async def test_admission_counts_waiting_jobs_images_and_spend(store: Store):
+    day = 1000.0
+    rules = AdmissionRules(max_waiting=2, daily_images=None, daily_budget=None, day_start=day)
+    for _ in range(2):
+        assert (await store.create_job(job(created_at=day + 1), rules=rules)).status == "created"
+    refused = await store.create_job(job(created_at=day + 2), rules=rules)
+    assert (refused.status, refused.refusal, refused.counts.waiting) == ("refused", "waiting", 2)
+    assert (await store.create_job(job(user_id="U2", created_at=day + 2), rules=rules)).status == "created"
+
+    budget = AdmissionRules(max_waiting=100, daily_images=None, daily_budget=0.10, day_start=day)
+    assert (await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1),
+                                   rules=budget)).status == "created"
+    over = await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1), rules=budget)
+    assert over.refusal == "daily_budget" and abs(over.counts.committed_today - 0.06) < 1e-9
+
+
+async def test_unfinished_jobs_are_the_unsettled_oldest_first(store: Store):
+    old, new, told = job(created_at=1.0), job(created_at=2.0), job(created_at=0.5)
+    for j in (new, old, told):
+        await store.create_job(j)
+    told.state, told.settled = JobState.DONE, True
+    await store.save_job(told)
+    assert [j.id for j in await store.unfinished_jobs()] == [old.id, new.id]
+    assert await store.unsettled_count() == 2
+    assert await store.job_ids() == [told.id, old.id, new.id]
+
+
+async def test_claim_key_once_or_once_per_window(store: Store):
+    assert await store.claim_key("k")
+    assert not await store.claim_key("k")
+    assert await store.claim_key("w", window=60)
+    assert not await store.claim_key("w", window=60)
+    assert await store.claim_key("w", window=0)  # the window has passed
+
+
+async def test_recent_jobs_are_a_persons_newest_first(store: Store):
+    mine = [job(created_at=float(i)) for i in range(3)]
+    for j in mine + [job(user_id="U2"), job(team_id="T2")]:
+        await store.create_job(j)
+    assert [j.id for j in await store.recent_jobs("T1", "U1", limit=2)] == [mine[2].id, mine[1].id]
+
+
+async def test_usage_counts_images_requests_and_charged_spend(store: Store):
+    now = time.time()
+    done = job(cost_usd=0.04, attempts=1, state=JobState.DONE, settled=True)
+    refunded = job(cost_usd=0.04, attempts=1, state=JobState.FAILED, failure_code="content_moderated")
+    charged_failure = job(cost_usd=0.10, attempts=1, state=JobState.FAILED, failure_code="timeout")
+    waiting = job(cost_usd=0.04)
+    other = job(user_id="U2", cost_usd=0.04, attempts=1, state=JobState.DONE)
+    for j in (done, refunded, charged_failure, waiting, other):
+        await store.create_job(j)
+    mine = await store.usage("T1", now - 60, user_id="U1", refunded=REFUNDED_FAILURE_CODES)
+    assert mine.images == 1 and abs(mine.spend - 0.14) < 1e-9 and abs(mine.pending - 0.04) < 1e-9
+    team = await store.usage("T1", now - 60, refunded=REFUNDED_FAILURE_CODES)
+    assert team.images == 2 and abs(team.spend - 0.18) < 1e-9
+    assert (await store.usage("T1", now + 60)).images == 0
+
+
+async def test_images_are_found_by_thread_channel_file_and_message(store: Store):
+    made = job(state=JobState.DONE, status_ts="4.0")
+    await store.create_job(made)
+    theirs = KnownImage(channel_id="C1", thread_ts="1.0", message_ts="1.5", origin="user",
+                        slack_file_id="F1", file=SlackFile(id="F1", name="a.png"), user_id="U1",
+                        created_at=1.0)
+    ours = KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=made.id,
+                      generation_id="gen-1", slack_file_id="F2", created_at=2.0)
+    elsewhere = KnownImage(channel_id="C1", thread_ts="3.0", origin="user", slack_file_id="F3",
+                           created_at=3.0)
+    for image in (theirs, ours, elsewhere, theirs):  # recording twice is harmless
+        await store.record_image(image)
+    assert (await store.latest_image_in_thread("C1", "1.0")).slack_file_id == "F2"
+    assert (await store.latest_image_in_channel("C1")).slack_file_id == "F3"
+    assert await store.latest_image_in_channel("C9") is None
+    assert (await store.image_by_file("F2")).generation_id == "gen-1"
+    assert await store.image_by_file("F1") is None  # only images lumabot made
+    assert await store.is_lumabot_thread("C1", "1.0")
+    assert not await store.is_lumabot_thread("C1", "3.0")
+    assert await store.is_lumabot_thread("C1", "4.0")  # the thread of a status message
+    await store.set_image_message(made.id, "2.5")
+    assert (await store.job_for_message("C1", "2.5")).id == made.id
+    assert await store.job_for_message("C1", "7.7") is None
+
+
+async def test_mark_deleted_touches_nothing_else(store: Store):
+    j = job()
+    await store.create_job(j)
+    await store.mark_deleted(j.id)
+    j.state = JobState.DONE
+    await store.save_job(j)  # a full write from a copy that predates the delete
+    stored = await store.get_job(j.id)
+    assert stored.deleted and stored.state == JobState.DONE
+
+
+async def test_one_running_session_per_channel_and_its_life(store: Store):
+    s = Session(team_id="T1", channel_id="C1", started_by="U1", flags={"model": "uni-1-max"},
+                theme="noir")
+    assert await store.create_session(s)
+    assert not await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
+    assert (await store.running_session("C1")).id == s.id
+    s.banner_ts = "5.5"
+    await store.save_session(s)
+    assert (await store.get_session(s.id)).banner_ts == "5.5"
+    await store.touch_session(s.id, 77.0)
+    assert (await store.get_session(s.id)).last_prompt_at == 77.0
+    assert [o.id for o in await store.open_sessions()] == [s.id]
+    assert await store.end_session(s.id, 80.0, "idle")
+    assert not await store.end_session(s.id, 90.0, "stopped:U1")  # only a running one ends
+    ended = await store.get_session(s.id)
+    assert (ended.ended_at, ended.end_reason) == (80.0, "idle")
+    assert await store.running_session("C1") is None
+    assert [o.id for o in await store.open_sessions()] == [s.id]  # its recap is not posted yet
+    ended.recap_posted = True
+    await store.save_session(ended)
+    assert await store.open_sessions() == []
+    assert await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
+
+
+async def test_session_jobs_votes_and_thumbnails(store: Store):
+    s = Session(team_id="T1", channel_id="C1", started_by="U1")
+    await store.create_session(s)
+    a, b, outside = job(session_id=s.id, created_at=1.0), job(session_id=s.id, created_at=2.0), job()
+    for j in (a, b, outside):
+        await store.create_job(j)
+    assert [j.id for j in await store.session_jobs(s.id)] == [a.id, b.id]
+    await store.set_vote(s.id, a.id, "U1", True)
+    await store.set_vote(s.id, a.id, "U1", True)  # one vote per person
+    await store.set_vote(s.id, a.id, "U2", True)
+    await store.set_vote(s.id, b.id, "U3", True)
+    await store.set_vote(s.id, b.id, "U3", False)  # taken back
+    assert await store.votes(s.id) == {a.id: 2}
+    await store.save_thumbnail(a.id, b"jpeg-a")
+    assert await store.thumbnails([a.id, b.id]) == {a.id: b"jpeg-a"}
