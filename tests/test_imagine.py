@@ -11,7 +11,7 @@ import pytest
 from lumabot.jobs.failures import FAILURE_MESSAGES, failure_message
 from lumabot.jobs.models import ASPECT_RATIOS, JobState
 from lumabot.testing.fake_luma import Outcome
-from lumabot.testing.fake_slack import app_mention_event
+from lumabot.testing.fake_slack import app_mention_event, app_uninstalled_event, tokens_revoked_event
 
 
 def _images(h, job):
@@ -303,6 +303,18 @@ async def test_bot_not_in_channel_is_told_privately_and_nothing_is_generated(har
 
 
 # -- Slack requests --------------------------------------------------------------------------
+
+
+async def test_events_url_verification_and_uninstall_events_are_answered(harness):
+    """Slack's check of the Request URL gets its challenge back; the uninstall and revocation
+    events the manifest subscribes to are acknowledged and change nothing."""
+    h = harness
+    r = await h.slack.peer.post_url_verification(h.url, challenge="3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+    assert r.status == 200 and "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in r.body
+    for event in (app_uninstalled_event(), tokens_revoked_event()):
+        status, body, *_ = await h.slack.post_event(h.url, event)
+        assert status == 200 and not body
+    assert h.slack.count_calls("chat.postMessage") == 0 and await h.jobs() == []
 
 async def test_event_retries_never_start_a_second_generation(harness):
     h = harness
