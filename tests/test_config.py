@@ -59,3 +59,13 @@ def test_dotenv_file_is_read(tmp_path):
 def test_console_entry_point(argv, tmp_path):
     r = subprocess.run([sys.executable, "-m", "lumabot", *argv], capture_output=True, text=True)
     assert r.returncode == 0 and "lumabot" in r.stdout
+
+
+def test_every_setting_is_an_environment_variable_documented_in_the_readme():
+    from pathlib import Path
+
+    from lumabot.config import _ENV_NAMES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [env for env in _ENV_NAMES.values() if f"`{env}`" not in readme]
+    assert missing == []
