@@ -20,11 +20,8 @@ def _images(h, job):
 
 async def test_imagine_posts_status_and_delivers_image_in_thread(harness):
     h = harness
-    t0 = time.monotonic()
-    status, body = await h.command("a lighthouse at dusk --ar 16:9")
-    ack_seconds = time.monotonic() - t0
+    status, body = await h.command("a lighthouse at dusk --ar 16:9")  # (ack times: bench/ack.py)
     assert status == 200 and not (body and json.loads(body).get("text"))
-    assert ack_seconds < 1.0
 
     job = await h.wait_job(lambda j: j.status_ts is not None)
     root = h.slack.message("C1", job.status_ts)
