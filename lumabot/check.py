@@ -21,6 +21,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from .config import SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
+from .store import StoreUnavailable, schema_status
 
 # The bot scopes of manifest.yml (oauth_config.scopes.bot). manifest.yml is not shipped with the
 # installed package and pyyaml is not a runtime dependency, so the list lives here too;
@@ -151,7 +152,26 @@ def config_error_report(exc: ConfigError) -> Report:
 
 def _config_check(settings: Settings, report: Report) -> None:
     mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
-    report.add(True, f"configuration ({mode}, database {settings.database_url})")
+    report.add(True, f"configuration ({mode}, database {_safe_database_url(settings.database_url)})")
+
+
+def _safe_database_url(url: str) -> str:
+    """The database URL as it may be printed: a SQLite path, or PostgreSQL without password."""
+    return url if url.startswith("sqlite:") else _safe_url(url)
+
+
+async def _database_check(settings: Settings) -> Check:
+    where = _safe_database_url(settings.database_url)
+    try:
+        version, latest = await schema_status(settings.database_url)
+    except StoreUnavailable as exc:
+        return Check(False, f"database: cannot reach {where} ({_describe(exc.__cause__ or exc)})")
+    if version > latest:
+        return Check(False, f"database: schema version {version} is newer than this lumabot "
+                            f"({latest}): upgrade lumabot")
+    if version < latest:
+        return Check(True, f"database: schema version {version}; the next start migrates it to {latest}")
+    return Check(True, f"database: schema version {version} (up to date)")
 
 
 def _header(headers, name: str) -> str | None:
@@ -268,8 +288,10 @@ async def run_checks(settings: Settings) -> Report:
     """Run every check against valid settings and return the (redacted) report."""
     report = Report()
     _config_check(settings, report)
-    slack, luma = await asyncio.gather(_guarded("Slack", _slack_checks(settings)),
-                                       _guarded("Luma", _luma_check(settings)))
+    database, slack, luma = await asyncio.gather(_guarded("database", _database_check(settings)),
+                                                 _guarded("Slack", _slack_checks(settings)),
+                                                 _guarded("Luma", _luma_check(settings)))
+    report.checks.extend(database)
     report.checks.extend(slack)
     report.checks.extend(luma)
     report.redact(_secrets(settings))

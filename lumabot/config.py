@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, v: str) -> str:
-        if not v.startswith("sqlite:///"):
-            raise ValueError("must look like sqlite:///relative/path.db or sqlite:////absolute/path.db "
-                             "(only SQLite is supported for now)")
+        if not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must look like sqlite:///relative/path.db, sqlite:////absolute/path.db "
+                             "or postgresql://user:password@host:5432/database")
         return v
 
     @field_validator("session_vote_emoji")

@@ -137,3 +137,29 @@ async def start_bot(tmp_path, slack, luma):
 @pytest.fixture
 async def harness(start_bot) -> Harness:
     return await start_bot()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL for this test process (lumabot/testing/postgres.py). Without
+    PostgreSQL the tests that need it skip, unless LUMABOT_REQUIRE_POSTGRES=1 (CI) fails them."""
+    import asyncio
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lumabot.testing.postgres import PostgresCluster, PostgresUnavailable
+
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("LUMABOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"LUMABOT_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        # Its own thread and loop: the fixture may be first asked for inside a running loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, cluster.create_template()).result()
+        yield cluster
+    finally:
+        cluster.stop()

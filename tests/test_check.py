@@ -74,8 +74,26 @@ async def test_run_checks_returns_report(tmp_path, slack, luma):
     settings = load_settings(_env_file=None, **bot_env(tmp_path, slack, luma))
     report = await run_checks(settings)
     assert report.exit_code == 0 and report.problems == 0
-    assert [c.ok for c in report.checks] == [True, True, True, True]
+    assert [c.ok for c in report.checks] == [True, True, True, True, True]
     assert report.render().startswith("lumabot check\n✓ configuration (HTTP mode on port 3000")
+    assert "✓ database: schema version 0; the next start migrates it to" in report.render()
+
+
+async def test_check_reports_the_postgresql_schema_without_its_password(tmp_path, slack, luma, pg_cluster):
+    from lumabot.store import open_store
+
+    url = await pg_cluster.new_database()
+    base, _, query = url.partition("?")
+    with_password = base.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@") + "?" + query
+    settings = load_settings(_env_file=None, **{**bot_env(tmp_path, slack, luma),
+                                                 "LUMABOT_DATABASE_URL": with_password})
+    text = (await run_checks(settings)).render()
+    assert "✓ database: schema version 1 (up to date)" in text
+    assert "s3cret-pw" not in text and "database postgresql:" in text
+    store = open_store(settings.database_url)
+    await store.open()  # the same database serves lumabot
+    assert await store.schema_version() == 1
+    await store.close()
 
 
 async def test_missing_scopes_are_named(monkeypatch, capsys, tmp_path, luma):
@@ -159,7 +177,7 @@ async def test_luma_server_error(monkeypatch, capsys, tmp_path, slack, luma):
 
 
 async def test_config_errors_exit_2_without_network(monkeypatch, capsys, tmp_path, slack, luma):
-    env = {"LUMABOT_DATABASE_URL": "postgres://db", "SLACK_API_URL": slack.api_url,
+    env = {"LUMABOT_DATABASE_URL": "mysql://db", "SLACK_API_URL": slack.api_url,
            "LUMA_BASE_URL": luma.base_url, "SLACK_BOT_TOKEN": "xapp-oops-wrong-kind-77"}
     code, out = await _check(monkeypatch, capsys, tmp_path, env)
     assert code == 2, out

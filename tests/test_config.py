@@ -29,7 +29,7 @@ def test_invalid_settings_name_the_variable_and_hide_values(tmp_path):
     r = _run({"SLACK_BOT_TOKEN": secret, "SLACK_APP_TOKEN": "xoxb-wrong-kind-9876",
               "LUMA_AGENTS_API_KEY": "luma-api-secret-5555", "LUMABOT_POLL_INTERVAL": "fast",
               "LUMABOT_GENERATION_TIMEOUT": "-3", "PORT": "99999",
-              "LUMABOT_DATABASE_URL": "postgres://db/lumabot"}, tmp_path)
+              "LUMABOT_DATABASE_URL": "mysql://db/lumabot"}, tmp_path)
     assert r.returncode != 0
     out = r.stdout + r.stderr
     for var in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "LUMABOT_POLL_INTERVAL",

@@ -1,5 +1,6 @@
-"""Persistence behind a small interface, so a PostgreSQL store can be added for multi-replica
-deployments. `open_store(url)` picks the implementation from the URL."""
+"""Persistence behind one protocol, `Store`: SQLite (sqlite.py, the embedded default) and
+PostgreSQL (postgres.py, for several replicas) both implement it and pass the same contract
+tests (tests/store). `open_store(url)` picks the implementation from the URL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from .errors import StoreUnavailable
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+    async def schema_version(self) -> int:
+        """The version of the database's schema (its numbered migrations applied)."""
 
     async def create_job(self, job: Job, *, dedupe_key: str | None = None,
                          rules: AdmissionRules | None = None) -> Admission:
@@ -79,11 +83,31 @@ class Store(Protocol):
 
 
 def open_store(database_url: str) -> Store:
-    from .sqlite import SQLiteStore
-
+    """The store for LUMABOT_DATABASE_URL: `sqlite:///path` (one machine) or
+    `postgresql://…` / `postgres://…` (several replicas; query parameters such as sslmode are
+    passed to the driver)."""
     if database_url.startswith("sqlite:///"):
+        from .sqlite import SQLiteStore
+
         return SQLiteStore(database_url[len("sqlite:///"):])
+    if database_url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(database_url)
     raise ValueError("unsupported database URL scheme")
 
 
-__all__ = ["Store", "StoreUnavailable", "open_store"]
+async def schema_status(database_url: str) -> tuple[int, int]:
+    """(the database's schema version, the version this lumabot brings it to), read without
+    changing anything (`lumabot check`). Raises StoreUnavailable when it cannot be reached."""
+    if database_url.startswith("sqlite:///"):
+        from .sqlite import MIGRATIONS, peek_version
+
+        return await peek_version(database_url[len("sqlite:///"):]), len(MIGRATIONS)
+    from .postgres import MIGRATIONS as PG_MIGRATIONS
+    from .postgres import peek_version as pg_peek_version
+
+    return await pg_peek_version(database_url), len(PG_MIGRATIONS)
+
+
+__all__ = ["Store", "StoreUnavailable", "open_store", "schema_status"]

@@ -503,3 +503,15 @@ def _image_from_row(row: Row) -> KnownImage:
     data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
     return KnownImage(**data)
 
+
+
+async def peek_version(path: str | Path) -> int:
+    """The schema version of the database at `path` (0 if there is none yet), read-only."""
+    if str(path) != ":memory:" and not Path(path).exists():
+        return 0
+    try:
+        async with aiosqlite.connect(f"file:{Path(path)}?mode=ro", uri=True) as db:
+            async with db.execute("PRAGMA user_version") as cur:
+                return int(_one(await cur.fetchone())[0])
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(str(exc)) from exc

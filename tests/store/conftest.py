@@ -9,20 +9,26 @@ import pytest
 
 from lumabot.jobs.models import GenerationParams, Job
 from lumabot.store import Store
+from lumabot.store.postgres import PostgresStore
 from lumabot.store.sqlite import SQLiteStore
 
 
-async def _sqlite(tmp_path: Path) -> Store:
+async def _sqlite(request: Any, tmp_path: Path) -> Store:
     return SQLiteStore(tmp_path / "store.db")
 
 
+async def _postgres(request: Any, tmp_path: Path) -> Store:
+    cluster = request.getfixturevalue("pg_cluster")
+    return PostgresStore(await cluster.new_database())
+
+
 # name -> a factory of an unopened store in a fresh database
-STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": _sqlite}
+STORES: dict[str, Callable[[Any, Path], Awaitable[Store]]] = {"sqlite": _sqlite, "postgresql": _postgres}
 
 
 @pytest.fixture(params=sorted(STORES))
 async def store(request: Any, tmp_path: Path):
-    s = await STORES[request.param](tmp_path)
+    s = await STORES[request.param](request, tmp_path)
     await s.open()
     yield s
     await s.close()

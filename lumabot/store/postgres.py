@@ -1,0 +1,475 @@
+"""The PostgreSQL store (asyncpg), for several replicas sharing one database.
+
+The same contract as the SQLite store (tests/store runs both). Each operation is one statement
+or one transaction on a pooled connection. Admission is serialised per workspace with a
+transaction-level advisory lock, and counted in a statement after the lock is held (under READ
+COMMITTED each statement sees what was committed before it started, so the count includes every
+job admitted while this one waited for the lock). Migrations run under an advisory lock, so
+replicas that start together migrate once; they are additive, so an older replica keeps working
+during a rolling deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
+from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
+from .errors import StoreUnavailable
+
+# Numbered migrations (index + 1 = the version, kept in schema_version). Append, never edit.
+MIGRATIONS: list[str] = [
+    # 1: the schema of SQLite's version 6
+    """
+    CREATE TABLE jobs (
+        seq BIGSERIAL UNIQUE,
+        id TEXT PRIMARY KEY,
+        team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        thread_ts TEXT,
+        response_url TEXT,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status_ts TEXT,
+        generation_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        submit_tries INTEGER NOT NULL DEFAULT 0,
+        waiting_reason TEXT,
+        failure_code TEXT,
+        failure_detail TEXT,
+        slack_file_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        submitted_at DOUBLE PRECISION,
+        completed_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        deadline DOUBLE PRECISION,
+        settled BOOLEAN NOT NULL DEFAULT FALSE,
+        cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        actions_ts TEXT,
+        deleted BOOLEAN NOT NULL DEFAULT FALSE,
+        session_id TEXT,
+        blind_resends INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_unsettled ON jobs(created_at) WHERE NOT settled;
+    CREATE INDEX jobs_user_created ON jobs(team_id, user_id, created_at);
+    CREATE INDEX jobs_team_created ON jobs(team_id, created_at);
+    CREATE INDEX jobs_channel_status ON jobs(channel_id, status_ts);
+    CREATE INDEX jobs_session ON jobs(session_id);
+    CREATE TABLE dedupe_keys (
+        key TEXT PRIMARY KEY,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE images (
+        id BIGSERIAL PRIMARY KEY,
+        channel_id TEXT NOT NULL,
+        thread_ts TEXT NOT NULL,
+        message_ts TEXT,
+        origin TEXT NOT NULL,
+        job_id TEXT,
+        generation_id TEXT,
+        slack_file_id TEXT,
+        file TEXT,
+        user_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX images_thread ON images(channel_id, thread_ts, id);
+    CREATE INDEX images_channel ON images(channel_id, id);
+    CREATE UNIQUE INDEX images_file ON images(channel_id, slack_file_id);
+    CREATE INDEX images_by_file ON images(slack_file_id);
+    CREATE INDEX images_job ON images(job_id);
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        team_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        started_by TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        flags TEXT NOT NULL,
+        theme TEXT,
+        banner_ts TEXT,
+        last_prompt_at DOUBLE PRECISION NOT NULL,
+        ended_at DOUBLE PRECISION,
+        end_reason TEXT,
+        recap_file_id TEXT,
+        recap_posted BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE UNIQUE INDEX sessions_running ON sessions(channel_id) WHERE ended_at IS NULL;
+    CREATE TABLE votes (
+        job_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (job_id, user_id)
+    );
+    CREATE INDEX votes_session ON votes(session_id);
+    CREATE TABLE thumbnails (
+        job_id TEXT PRIMARY KEY,
+        data BYTEA NOT NULL
+    );
+    """,
+]
+
+# Any number, the same in every replica: the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x6C756D61
+
+# Errors that mean "the database cannot do this right now": the caller retries later.
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,     # shutting down, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,    # disk full, too many connections
+    asyncpg.exceptions.TransactionRollbackError,      # serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,   # a standby, or default_transaction_read_only
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,            # statement_timeout
+)
+
+_COLUMNS = [
+    "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
+    "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
+    "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
+    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
+    "blind_resends",
+]
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+_SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",
+                    "banner_ts", "last_prompt_at", "ended_at", "end_reason", "recap_file_id",
+                    "recap_posted"]
+_SESSION_SELECT = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
+_IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
+                  "slack_file_id", "file", "user_id", "created_at"]
+_IMAGE_SELECT = f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM images"
+
+
+# What a pooled connection is (a proxy of asyncpg.Connection).
+_Connection = asyncpg.pool.PoolConnectionProxy
+
+
+def _marks(n: int, start: int = 1) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + n))
+
+
+def _to_row(job: Job) -> tuple[Any, ...]:
+    data = job.model_dump(mode="json")
+    data["params"] = job.params.model_dump_json(exclude_none=True)
+    return tuple(data[c] for c in _COLUMNS)
+
+
+def _from_row(row: asyncpg.Record) -> Job:
+    data = dict(zip(_COLUMNS, row))
+    data["params"] = GenerationParams.model_validate_json(data["params"])
+    data["state"] = JobState(data["state"])
+    return Job(**data)
+
+
+def _session_row(session: Session) -> tuple[Any, ...]:
+    data = session.model_dump(mode="json")
+    data["flags"] = json.dumps(session.flags)
+    return tuple(data[c] for c in _SESSION_COLUMNS)
+
+
+def _session_from_row(row: asyncpg.Record) -> Session:
+    data = dict(zip(_SESSION_COLUMNS, row))
+    data["flags"] = json.loads(data["flags"])
+    return Session(**data)
+
+
+def _image_from_row(row: asyncpg.Record) -> KnownImage:
+    data = dict(zip(_IMAGE_COLUMNS, row))
+    data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
+    return KnownImage(**data)
+
+
+def _changed(status: str) -> int:
+    """Rows a statement changed, from asyncpg's status ("UPDATE 1", "INSERT 0 1")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, *, pool_size: int = 10):
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def schema_version(self) -> int:
+        async with self._con() as con:
+            exists = await con.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not exists:
+                return 0
+            return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    async def _migrate(self) -> None:
+        async with self._con() as con, con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"database schema version {version} is newer than this lumabot "
+                                   f"({len(MIGRATIONS)}): upgrade lumabot")
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                await con.execute(MIGRATIONS[number - 1])
+                await con.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+
+    # -- connections -----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _con(self) -> AsyncIterator[_Connection]:
+        """A pooled connection; database faults become StoreUnavailable."""
+        try:
+            async with self.pool.acquire() as con:
+                yield con
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        async with self._con() as con:
+            return _changed(await con.execute(sql, *args))
+
+    async def _rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._con() as con:
+            return list(await con.fetch(sql, *args))
+
+    async def _row(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self._con() as con:
+            row: asyncpg.Record | None = await con.fetchrow(sql, *args)
+            return row
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def create_job(self, job: Job, *, dedupe_key: str | None = None,
+                         rules: AdmissionRules | None = None) -> Admission:
+        async with self._con() as con, con.transaction():
+            if dedupe_key is not None:
+                inserted = _changed(await con.execute(
+                    "INSERT INTO dedupe_keys (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    dedupe_key, time.time()))
+                if not inserted:
+                    return Admission.duplicate()
+            if rules is not None:
+                # One admission at a time per workspace; the counts come in later statements,
+                # which see every job committed while this one waited.
+                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"admit:{job.team_id}")
+                counts = await self._admission_counts(con, job, rules)
+                refusal = rules.refusal(counts, job.cost_usd)
+                if refusal is not None:
+                    if dedupe_key is not None:
+                        await con.execute("DELETE FROM dedupe_keys WHERE key = $1", dedupe_key)
+                    return Admission.refused(refusal, counts)
+            await con.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({_marks(len(_COLUMNS))})",
+                              *_to_row(job))
+        return Admission.created()
+
+    async def _admission_counts(self, con: _Connection, job: Job,
+                                rules: AdmissionRules) -> AdmissionCounts:
+        waiting = await con.fetchval(
+            "SELECT COUNT(*) FROM jobs WHERE team_id = $1 AND user_id = $2 AND NOT settled "
+            "AND state IN ('queued', 'submitting')", job.team_id, job.user_id)
+        mine = await self._usage(con, job.team_id, rules.day_start, job.user_id, rules.refunded)
+        team = await self._usage(con, job.team_id, rules.day_start, None, rules.refunded)
+        return AdmissionCounts(waiting=int(waiting), requested_today=mine.requested,
+                               committed_today=team.spend + team.pending)
+
+    async def save_job(self, job: Job) -> None:
+        """Write the fields the job's runner owns (not `deleted`: see mark_deleted)."""
+        cols = [c for c in _COLUMNS if c not in ("id", "deleted")]
+        data = dict(zip(_COLUMNS, _to_row(job)))
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
+        await self._execute(f"UPDATE jobs SET {sets} WHERE id = ${len(cols) + 1}",
+                            *(data[c] for c in cols), job.id)
+
+    async def mark_deleted(self, job_id: str) -> None:
+        await self._execute("UPDATE jobs SET deleted = TRUE WHERE id = $1", job_id)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._row(f"{_SELECT} WHERE id = $1", job_id)
+        return _from_row(row) if row else None
+
+    async def job_ids(self) -> list[str]:
+        return [r[0] for r in await self._rows("SELECT id FROM jobs ORDER BY created_at, seq")]
+
+    async def unfinished_jobs(self) -> list[Job]:
+        rows = await self._rows(f"{_SELECT} WHERE NOT settled ORDER BY created_at, seq")
+        return [_from_row(r) for r in rows]
+
+    async def claim_key(self, key: str, *, window: float | None = None) -> bool:
+        now = time.time()
+        if window is None:
+            return await self._execute("INSERT INTO dedupe_keys (key, created_at) VALUES ($1, $2) "
+                                       "ON CONFLICT DO NOTHING", key, now) == 1
+        return await self._execute(
+            "INSERT INTO dedupe_keys (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE "
+            "SET created_at = excluded.created_at WHERE dedupe_keys.created_at < $3",
+            key, now, now - window) == 1
+
+    async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
+        rows = await self._rows(f"{_SELECT} WHERE team_id = $1 AND user_id = $2 "
+                                "ORDER BY created_at DESC, seq DESC LIMIT $3", team_id, user_id, limit)
+        return [_from_row(r) for r in rows]
+
+    async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
+                    refunded: frozenset[str] = frozenset()) -> Usage:
+        async with self._con() as con:
+            return await self._usage(con, team_id, since, user_id, refunded)
+
+    async def _usage(self, con: _Connection, team_id: str, since: float, user_id: str | None,
+                     refunded: frozenset[str]) -> Usage:
+        """As `Job.charged` says, in SQL for the aggregate (the SQLite store says the same)."""
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state != 'failed'), "
+            "COALESCE(SUM(cost_usd) FILTER (WHERE attempts > 0 AND NOT (state = 'failed' AND "
+            "COALESCE(failure_code, '') = ANY($1::text[]))), 0), "
+            "COALESCE(SUM(cost_usd) FILTER (WHERE NOT settled AND attempts = 0 AND state != 'failed'), 0) "
+            "FROM jobs WHERE team_id = $2 AND created_at >= $3"
+        )
+        args: list[Any] = [sorted(refunded), team_id, since]
+        if user_id is not None:
+            sql += " AND user_id = $4"
+            args.append(user_id)
+        row = await con.fetchrow(sql, *args)
+        assert row is not None
+        images, requested, spend, pending = row
+        return Usage(images=images, requested=requested, spend=spend, pending=pending)
+
+    # -- images --------------------------------------------------------------------------------
+    async def record_image(self, image: KnownImage) -> None:
+        await self._execute(
+            f"INSERT INTO images ({', '.join(_IMAGE_COLUMNS)}) VALUES ({_marks(len(_IMAGE_COLUMNS))}) "
+            "ON CONFLICT DO NOTHING",
+            image.channel_id, image.thread_ts, image.message_ts, image.origin, image.job_id,
+            image.generation_id, image.slack_file_id,
+            image.file.model_dump_json() if image.file else None, image.user_id, image.created_at)
+
+    async def _one_image(self, where: str, *args: Any) -> KnownImage | None:
+        row = await self._row(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", *args)
+        return _image_from_row(row) if row else None
+
+    async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
+        return await self._one_image("channel_id = $1 AND thread_ts = $2", channel_id, thread_ts)
+
+    async def latest_image_in_channel(self, channel_id: str) -> KnownImage | None:
+        return await self._one_image("channel_id = $1", channel_id)
+
+    async def image_by_file(self, slack_file_id: str) -> KnownImage | None:
+        return await self._one_image("slack_file_id = $1 AND origin = 'lumabot'", slack_file_id)
+
+    async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool:
+        row = await self._row(
+            "SELECT 1 FROM jobs WHERE channel_id = $1 AND status_ts = $2 AND thread_ts IS NULL "
+            "UNION ALL SELECT 1 FROM images WHERE channel_id = $1 AND thread_ts = $2 "
+            "AND origin = 'lumabot' LIMIT 1", channel_id, thread_ts)
+        return row is not None
+
+    async def set_image_message(self, job_id: str, message_ts: str) -> None:
+        await self._execute("UPDATE images SET message_ts = $1 WHERE job_id = $2", message_ts, job_id)
+
+    async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
+        row = await self._row(
+            f"{_SELECT} WHERE channel_id = $1 AND (actions_ts = $2 OR status_ts = $2 OR id IN "
+            "(SELECT job_id FROM images WHERE channel_id = $1 AND message_ts = $2 AND origin = 'lumabot')) "
+            "LIMIT 1", channel_id, ts)
+        return _from_row(row) if row else None
+
+    # -- sessions, votes, thumbnails -------------------------------------------------------------
+    async def create_session(self, session: Session) -> bool:
+        try:
+            await self._execute(f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
+                                f"({_marks(len(_SESSION_COLUMNS))})", *_session_row(session))
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
+
+    async def save_session(self, session: Session) -> None:
+        cols = _SESSION_COLUMNS[1:]
+        row = _session_row(session)
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
+        await self._execute(f"UPDATE sessions SET {sets} WHERE id = ${len(cols) + 1}", *row[1:], row[0])
+
+    async def touch_session(self, session_id: str, at: float) -> None:
+        await self._execute("UPDATE sessions SET last_prompt_at = $1 WHERE id = $2 AND ended_at IS NULL",
+                            at, session_id)
+
+    async def end_session(self, session_id: str, at: float, reason: str) -> bool:
+        return await self._execute("UPDATE sessions SET ended_at = $1, end_reason = $2 "
+                                   "WHERE id = $3 AND ended_at IS NULL", at, reason, session_id) == 1
+
+    async def get_session(self, session_id: str) -> Session | None:
+        row = await self._row(f"{_SESSION_SELECT} WHERE id = $1", session_id)
+        return _session_from_row(row) if row else None
+
+    async def running_session(self, channel_id: str) -> Session | None:
+        row = await self._row(f"{_SESSION_SELECT} WHERE channel_id = $1 AND ended_at IS NULL", channel_id)
+        return _session_from_row(row) if row else None
+
+    async def open_sessions(self) -> list[Session]:
+        rows = await self._rows(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR NOT recap_posted")
+        return [_session_from_row(r) for r in rows]
+
+    async def session_jobs(self, session_id: str) -> list[Job]:
+        rows = await self._rows(f"{_SELECT} WHERE session_id = $1 ORDER BY created_at, seq", session_id)
+        return [_from_row(r) for r in rows]
+
+    async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
+        if on:
+            await self._execute("INSERT INTO votes (job_id, user_id, session_id, created_at) "
+                                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                                job_id, user_id, session_id, time.time())
+        else:
+            await self._execute("DELETE FROM votes WHERE job_id = $1 AND user_id = $2", job_id, user_id)
+
+    async def votes(self, session_id: str) -> dict[str, int]:
+        rows = await self._rows("SELECT job_id, COUNT(*) FROM votes WHERE session_id = $1 GROUP BY job_id",
+                                session_id)
+        return {job_id: int(n) for job_id, n in rows}
+
+    async def save_thumbnail(self, job_id: str, data: bytes) -> None:
+        await self._execute("INSERT INTO thumbnails (job_id, data) VALUES ($1, $2) "
+                            "ON CONFLICT (job_id) DO UPDATE SET data = excluded.data", job_id, data)
+
+    async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
+        if not job_ids:
+            return {}
+        rows = await self._rows("SELECT job_id, data FROM thumbnails WHERE job_id = ANY($1::text[])",
+                                job_ids)
+        return {job_id: bytes(data) for job_id, data in rows}
+
+    async def unsettled_count(self) -> int:
+        row = await self._row("SELECT COUNT(*) FROM jobs WHERE NOT settled")
+        assert row is not None
+        return int(row[0])
+
+
+async def peek_version(dsn: str) -> int:
+    """The schema version of the database (0 before the first start), read-only."""
+    try:
+        con = await asyncpg.connect(dsn, timeout=10)
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        if not await con.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            return 0
+        return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    finally:
+        await con.close()
