@@ -6,6 +6,7 @@ in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     log_format: str = _env("LUMABOT_LOG_FORMAT", "text")
     log_level: str = _env("LUMABOT_LOG_LEVEL", "INFO")
     user_hash_salt: SecretStr = _env("LUMABOT_USER_HASH_SALT", SecretStr("lumabot-user-v1"))
+    # Several replicas on one PostgreSQL database.
+    replica_id: str | None = _env("LUMABOT_REPLICA_ID", None)
+    takeover_seconds: float = _env("LUMABOT_TAKEOVER_SECONDS", 30.0, gt=0)
 
     @field_validator("slack_api_url")
     @classmethod
@@ -116,7 +120,7 @@ class Settings(BaseSettings):
             raise ValueError("must be text or json")
         return v
 
-    @field_validator("user_daily_images", "daily_budget_usd", "metrics_port", mode="before")
+    @field_validator("user_daily_images", "daily_budget_usd", "metrics_port", "replica_id", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
@@ -158,7 +162,16 @@ class Settings(BaseSettings):
             user_hash_salt=self.user_hash_salt.get_secret_value(),
             queue_update_interval=self.queue_update_interval,
             queue_updates_per_tick=self.queue_updates_per_tick,
-            max_polls_per_second=self.max_polls_per_second)
+            max_polls_per_second=self.max_polls_per_second,
+            replica_id=self.replica_name(), takeover_seconds=self.takeover_seconds)
+
+    def replica_name(self) -> str:
+        """LUMABOT_REPLICA_ID, else host name and port: the same after a restart (so a restarted
+        replica resumes its own jobs at once), different for two replicas on one host."""
+        if self.replica_id:
+            return self.replica_id
+        host = socket.gethostname()
+        return host if self.socket_mode else f"{host}:{self.port}"
 
     def prices(self) -> Prices:
         return Prices(uni_1=self.price_uni_1, uni_1_edit=self.price_uni_1_edit,

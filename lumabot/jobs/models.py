@@ -149,6 +149,8 @@ class Job(BaseModel):
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
     blind_resends: int = 0                # creates re-sent after a crash lost their answer
+    owner: str | None = None              # the replica running the job (None: nobody yet)
+    epoch: int = 0                        # bumped at every takeover: writes of older owners fail
 
     @property
     def charged(self) -> bool:

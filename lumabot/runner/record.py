@@ -34,6 +34,10 @@ class RunnerConfig:
     queue_update_interval: float
     queue_updates_per_tick: int
     max_polls_per_second: float
+    # Several replicas on one database: this one's name, and how long a replica may miss its
+    # heartbeat before the others take its jobs over.
+    replica_id: str
+    takeover_seconds: float
 
 
 class JobFailed(Exception):

@@ -9,6 +9,12 @@ and writes every transition to the store before acting on it, so a restart resum
 where it stopped: queued and submitting jobs are submitted (submit.py), generating ones polled
 (poll.py), delivering ones downloaded and uploaded exactly once (deliver.py). What a job shows
 in Slack goes through the Notifier port (messages.py).
+
+Several replicas may share one database (PostgreSQL). Each job has an owner and an epoch: a
+replica runs only the jobs it owns, heartbeats while it lives, takes over the jobs of a replica
+whose heartbeat is older than LUMABOT_TAKEOVER_SECONDS (and the jobs handed back by one that
+stopped), and every write of a job is fenced by its epoch: a replica that was paused and comes
+back finds its jobs taken (JobLost) and stops acting on them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.quotas import Admission, AdmissionRules
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
-from ..store import Store
+from ..store import JobLost, Store, StoreUnavailable
 from .deliver import Deliverer, Hook
 from .lines import LineReporter
 from .messages import Messages
@@ -57,6 +63,8 @@ class Runner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
         self._reporter: asyncio.Task[None] | None = None
+        self._leases: asyncio.Task[None] | None = None
+        self.replica_id = config.replica_id
 
     @property
     def on_delivered(self) -> list[Hook]:
@@ -72,6 +80,7 @@ class Runner:
                      rules: AdmissionRules | None = None) -> Admission:
         """Record a new job (durably, admission decided in the same transaction) and start it.
         Nothing starts for a duplicate dedupe key (a retried Slack event) or a refusal."""
+        job.owner, job.epoch = self.replica_id, 0
         admission = await self.store.create_job(job, dedupe_key=dedupe_key, rules=rules)
         if admission.status == "created":
             self._start(job)
@@ -80,15 +89,46 @@ class Runner:
         return admission
 
     async def resume(self) -> int:
-        """Start a task for every unfinished job in the store (after a restart)."""
-        jobs = await self.store.unfinished_jobs()
+        """At start: take the unfinished jobs nobody runs (this replica's own from before a
+        restart, handed-back ones, those of replicas that stopped heartbeating) and start a
+        task for each; then keep heartbeating and taking over."""
+        await self.store.heartbeat(self.replica_id)
+        # An unshared database (SQLite) has no other process: whatever ran before is gone.
+        count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0)
+        if self._leases is None:
+            self._leases = asyncio.create_task(self._keep_leases(), name="leases")
+        return count
+
+    async def _take_over(self, *, include_own: bool = False, stale_after: float | None = None) -> int:
+        stale = self.config.takeover_seconds if stale_after is None else stale_after
+        jobs = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own)
         for job in jobs:
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
             self._start(job, resumed=True)
         if jobs:
-            log.info("resumed %d unfinished jobs", len(jobs))
+            log.info("took over %d unfinished jobs", len(jobs))
         return len(jobs)
+
+    async def _keep_leases(self) -> None:
+        """Heartbeat a few times per takeover period; look for jobs to take over every second
+        at most, and at once when another replica hands jobs back."""
+        period = self.config.takeover_seconds / 3
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + period
+        while not self.shutdown.stopping:
+            await self.store.wait_for_released_jobs(min(1.0, period))
+            if self.shutdown.stopping:
+                return
+            try:
+                if loop.time() >= next_beat:
+                    await self.store.heartbeat(self.replica_id)
+                    next_beat = loop.time() + period
+                await self._take_over()
+            except StoreUnavailable as exc:
+                log.warning("could not renew leases or take over jobs: %s", exc)
+            except Exception:
+                log.exception("lease upkeep failed")
 
     def start_line_reporter(self) -> None:
         if self._reporter is None:
@@ -96,20 +136,32 @@ class Runner:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Shutdown: start nothing new, let creates and uploads in progress finish (up to
-        `timeout` s), then stop. Everything else stays in the store for the next start."""
+        `timeout` s), then stop and hand every other job back to the store, where the other
+        replicas (or the next start) pick it up at once."""
         self.shutdown.stopping = True
         if not await self.shutdown.wait(timeout):
             log.warning("stopping with %d uploads or submits unfinished", len(self.shutdown.critical))
         await self.stop()
 
     async def stop(self) -> None:
+        """Stop every task; the jobs are handed back (a kill -9 hands nothing back: the others
+        take over after LUMABOT_TAKEOVER_SECONDS, or this replica at its next start)."""
         self.shutdown.stopping = True
-        if self._reporter is not None:
-            self._reporter.cancel()
+        for background in (self._reporter, self._leases):
+            if background is not None:
+                background.cancel()
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._leases is not None:
+            self._leases = None
+            try:
+                released = await self.store.release_jobs(self.replica_id)
+                if released:
+                    log.info("handed %d unfinished jobs back", released)
+            except Exception as exc:  # the others take them over after the takeover time
+                log.warning("could not hand jobs back: %s", exc)
 
     def collect_metrics(self) -> None:
         """Refresh the gauges (called when /metrics is scraped)."""
@@ -142,6 +194,15 @@ class Runner:
         """`resumed`: the job was started by an earlier process, which may have died between
         any external effect and recording it."""
         try:
+            await self._run_steps(job, resumed)
+        except JobLost:
+            log.warning("another replica took this job over; this one stops acting on it",
+                        extra=log_context(job))
+            self.scheduler.release(job.id)
+            self.shutdown.leave(job.id)
+
+    async def _run_steps(self, job: Job, resumed: bool) -> None:
+        try:
             if resumed and job.state == JobState.SUBMITTING:
                 self._resend_after_crash(job)
             if not job.status_ts and not job.state.finished:
@@ -156,7 +217,7 @@ class Runner:
                     await self.deliver_step(job, output_url, resumed)
         except JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, JobLost):
             raise
         except Exception:
             log.exception("job crashed", extra=log_context(job))

@@ -8,10 +8,14 @@ from typing import Protocol
 
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionRules, Usage
-from .errors import StoreUnavailable
+from .errors import JobLost, StoreUnavailable
 
 
 class Store(Protocol):
+    # Several processes may use the database at once (PostgreSQL). SQLite is one process's:
+    # at start it takes every unfinished job over, whoever ran it before.
+    shared: bool
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -25,7 +29,8 @@ class Store(Protocol):
         `rules`, a job over a limit is not created either."""
 
     async def save_job(self, job: Job) -> None:
-        """Write every field of an existing job."""
+        """Write the fields of an existing job its runner owns, if this copy still owns it
+        (same `owner` and `epoch`); raises JobLost when another replica took it over."""
 
     async def mark_deleted(self, job_id: str) -> None:
         """Mark a job's result deleted (and nothing else)."""
@@ -39,6 +44,23 @@ class Store(Protocol):
 
     async def unfinished_jobs(self) -> list[Job]:
         """Jobs whose outcome the user has not been told yet (not settled), oldest first."""
+
+    # replicas: ownership, heartbeats, takeover
+    async def heartbeat(self, replica_id: str) -> None:
+        """This replica is alive (recorded on the database's clock where there is one)."""
+
+    async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
+                         limit: int = 500) -> list[Job]:
+        """Take over the unsettled jobs nobody runs (unowned, or their owner's heartbeat is older
+        than `stale_after` s; with `include_own`, this replica's own from before a restart),
+        bumping each one's epoch; the jobs, oldest first."""
+
+    async def release_jobs(self, replica_id: str) -> int:
+        """Hand this replica's unsettled jobs back (a graceful stop); how many."""
+
+    async def wait_for_released_jobs(self, timeout: float) -> None:
+        """Return when another replica hands jobs back (PostgreSQL NOTIFY), or after `timeout`
+        seconds, whichever comes first."""
 
     async def claim_key(self, key: str, *, window: float | None = None) -> bool:
         """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed
@@ -110,4 +132,4 @@ async def schema_status(database_url: str) -> tuple[int, int]:
     return await pg_peek_version(database_url), len(PG_MIGRATIONS)
 
 
-__all__ = ["Store", "StoreUnavailable", "open_store", "schema_status"]
+__all__ = ["JobLost", "Store", "StoreUnavailable", "open_store", "schema_status"]

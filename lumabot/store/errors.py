@@ -5,3 +5,8 @@ from __future__ import annotations
 
 class StoreUnavailable(Exception):
     """The database is locked, full or failing: nothing was written. Worth trying again later."""
+
+
+class JobLost(Exception):
+    """The job was taken over by another replica (or another incarnation of this one): this
+    copy must stop acting on it. Nothing was written."""

@@ -11,6 +11,7 @@ during a rolling deploy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ import asyncpg
 
 from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
-from .errors import StoreUnavailable
+from .errors import JobLost, StoreUnavailable
 
 # Numbered migrations (index + 1 = the version, kept in schema_version). Append, never edit.
 MIGRATIONS: list[str] = [
@@ -112,7 +113,20 @@ MIGRATIONS: list[str] = [
         data BYTEA NOT NULL
     );
     """,
+    # 2: which replica runs a job, with a fencing epoch; replicas' heartbeats (database clock)
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_owner ON jobs(owner) WHERE NOT settled;
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    """,
 ]
+
+# The channel replicas LISTEN on: a job was handed back or a replica stopped.
+NOTIFY_CHANNEL = "lumabot_jobs"
 
 # Any number, the same in every replica: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6C756D61
@@ -136,7 +150,7 @@ _COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends",
+    "blind_resends", "owner", "epoch",
 ]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 _SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",
@@ -193,10 +207,14 @@ def _changed(status: str) -> int:
 
 
 class PostgresStore:
+    shared = True  # several replicas
+
     def __init__(self, dsn: str, *, pool_size: int = 10):
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None  # LISTENs for handed-back jobs
+        self._released = asyncio.Event()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -212,6 +230,12 @@ class PostgresStore:
         await self._migrate()
 
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            try:
+                await asyncio.wait_for(listener.close(), 5)
+            except Exception:
+                listener.terminate()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -293,12 +317,61 @@ class PostgresStore:
                                committed_today=team.spend + team.pending)
 
     async def save_job(self, job: Job) -> None:
-        """Write the fields the job's runner owns (not `deleted`: see mark_deleted)."""
-        cols = [c for c in _COLUMNS if c not in ("id", "deleted")]
+        """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
+        of the job still owns it (same owner and epoch); JobLost otherwise (fencing)."""
+        cols = [c for c in _COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
         data = dict(zip(_COLUMNS, _to_row(job)))
         sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
-        await self._execute(f"UPDATE jobs SET {sets} WHERE id = ${len(cols) + 1}",
-                            *(data[c] for c in cols), job.id)
+        n = len(cols)
+        changed = await self._execute(
+            f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
+            f"AND epoch = ${n + 3}", *(data[c] for c in cols), job.id, job.owner, job.epoch)
+        if changed == 0:
+            raise JobLost(job.id)
+
+    # -- replicas: ownership, heartbeats, takeover --------------------------------------------
+    async def heartbeat(self, replica_id: str) -> None:
+        await self._execute("INSERT INTO replicas (id, heartbeat_at) VALUES ($1, now()) "
+                            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()", replica_id)
+
+    async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
+                         limit: int = 500) -> list[Job]:
+        """Take over unsettled jobs nobody runs: unowned (handed back), owned by a replica whose
+        heartbeat is older than `stale_after` seconds on the database's clock (or gone), or with
+        `include_own`, this replica's own from before a restart. Each one's epoch is bumped, so
+        its previous owner can no longer write it. Replicas claiming at once skip each other's
+        rows (SKIP LOCKED)."""
+        rows = await self._rows(
+            "WITH claimable AS (SELECT j.id FROM jobs j LEFT JOIN replicas r ON r.id = j.owner "
+            "WHERE NOT j.settled AND (j.owner IS NULL OR (j.owner = $1 AND $3) OR (j.owner <> $1 "
+            "AND (r.id IS NULL OR r.heartbeat_at < now() - make_interval(secs => $2)))) "
+            "ORDER BY j.created_at LIMIT $4 FOR UPDATE OF j SKIP LOCKED) "
+            "UPDATE jobs SET owner = $1, epoch = jobs.epoch + 1 FROM claimable "
+            f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in _COLUMNS)}",
+            replica_id, float(stale_after), include_own, limit)
+        return sorted((_from_row(r) for r in rows), key=lambda j: j.created_at)
+
+    async def wait_for_released_jobs(self, timeout: float) -> None:
+        if self._listener is None:
+            try:
+                self._listener = await asyncpg.connect(self.dsn)
+                await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._released.set())
+            except _UNAVAILABLE:
+                self._listener = None  # the polling fallback still claims, only later
+        try:
+            await asyncio.wait_for(self._released.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._released.clear()
+
+    async def release_jobs(self, replica_id: str) -> int:
+        """Hand this replica's unsettled jobs back (a graceful stop) and wake the others."""
+        async with self._con() as con, con.transaction():
+            released = _changed(await con.execute(
+                "UPDATE jobs SET owner = NULL WHERE owner = $1 AND NOT settled", replica_id))
+            await con.execute("DELETE FROM replicas WHERE id = $1", replica_id)
+            await con.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        return released
 
     async def mark_deleted(self, job_id: str) -> None:
         await self._execute("UPDATE jobs SET deleted = TRUE WHERE id = $1", job_id)

@@ -14,7 +14,7 @@ import aiosqlite
 
 from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
-from .errors import StoreUnavailable
+from .errors import JobLost, StoreUnavailable
 
 # How long one statement waits for another connection's lock before the store reports the
 # database as unavailable (callers retry with backoff, so a long lock never blocks a request).
@@ -123,6 +123,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN blind_resends INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: which replica runs a job, with a fencing epoch; replicas' heartbeats
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        heartbeat_at REAL NOT NULL
+    );
+    """,
 ]
 
 _COLUMNS = [
@@ -130,7 +139,7 @@ _COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends",
+    "blind_resends", "owner", "epoch",
 ]
 Row = sqlite3.Row | tuple[Any, ...]
 Args = tuple[Any, ...] | list[Any]
@@ -181,6 +190,8 @@ class SQLiteStore:
     BEGIN IMMEDIATE ... COMMIT, with nothing but database calls inside), and one reader
     connection: WAL readers never wait for the writer. A unit's rollback can therefore never
     undo another unit's write, and a commit never commits someone else's half-done work."""
+
+    shared = False  # one process per database file
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
         self.path = Path(path)
@@ -314,11 +325,42 @@ class SQLiteStore:
                                committed_today=team.spend + team.pending)
 
     async def save_job(self, job: Job) -> None:
-        """Write the fields the job's runner owns (not `deleted`: see mark_deleted)."""
-        cols = [c for c in _COLUMNS if c not in ("id", "deleted")]
+        """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
+        of the job still owns it (same owner and epoch); JobLost otherwise."""
+        cols = [c for c in _COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
         data = dict(zip(_COLUMNS, _to_row(job)))
-        await self._write(f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                          (*(data[c] for c in cols), job.id))
+        changed = await self._write(
+            f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND owner IS ? "
+            "AND epoch = ?", (*(data[c] for c in cols), job.id, job.owner, job.epoch))
+        if changed == 0:
+            raise JobLost(job.id)
+
+    # -- replicas: ownership, heartbeats, takeover --------------------------------------------
+    async def heartbeat(self, replica_id: str) -> None:
+        await self._write("INSERT INTO replicas (id, heartbeat_at) VALUES (?, ?) ON CONFLICT(id) "
+                          "DO UPDATE SET heartbeat_at = excluded.heartbeat_at", (replica_id, time.time()))
+
+    async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
+                         limit: int = 500) -> list[Job]:
+        async with self._unit() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET owner = ?, epoch = epoch + 1 WHERE id IN (SELECT id FROM jobs "
+                "WHERE settled = 0 AND (owner IS NULL OR (owner = ? AND ?) OR (owner != ? AND owner "
+                "NOT IN (SELECT id FROM replicas WHERE heartbeat_at >= ?))) ORDER BY created_at LIMIT ?) "
+                f"RETURNING {', '.join(_COLUMNS)}",
+                (replica_id, replica_id, include_own, replica_id, time.time() - stale_after, limit))
+            rows = await cur.fetchall()
+        return sorted((_from_row(r) for r in rows), key=lambda j: j.created_at)
+
+    async def wait_for_released_jobs(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)  # one process per SQLite database: nobody else hands back
+
+    async def release_jobs(self, replica_id: str) -> int:
+        async with self._unit() as db:
+            cur = await db.execute("UPDATE jobs SET owner = NULL WHERE owner = ? AND settled = 0",
+                                   (replica_id,))
+            await db.execute("DELETE FROM replicas WHERE id = ?", (replica_id,))
+            return cur.rowcount
 
     async def mark_deleted(self, job_id: str) -> None:
         """The requester (or an admin) deleted the result; touches nothing else of the row."""

@@ -19,7 +19,7 @@ from lumabot.testing.ports import MemoryInputs, MemoryLuma, MemoryNotifier, Memo
 CONFIG = RunnerConfig(poll_interval=0.01, first_poll_delay=0.0, generation_timeout=5.0,
                       retry_backoff=0.01, delivery_timeout=5.0, user_hash_salt="salt",
                       queue_update_interval=60.0, queue_updates_per_tick=4,
-                      max_polls_per_second=1000.0)
+                      max_polls_per_second=1000.0, replica_id="r1", takeover_seconds=30.0)
 
 
 async def eventually(predicate, timeout: float = 5.0):
