@@ -178,6 +178,7 @@ class MemoryLuma:
         self.rate = RateInfo()
         self.url_version = 0
         self.created = asyncio.Event()
+        self.holding = False  # while True, every generation stays "processing"
 
     def script(self, *states: list[tuple[str, str | None]]) -> None:
         """For the next generations, in order: their states as (state, failure_code) pairs."""
@@ -200,6 +201,8 @@ class MemoryLuma:
             raise self.get_errors.popleft()
         gen = self.generations[generation_id]
         gen.gets += 1
+        if self.holding:
+            return Generation(id=generation_id, state="processing")
         step = gen.states.popleft() if len(gen.states) > 1 else gen.states[0]
         url = (f"https://outputs.example/{generation_id}.png?v={self.url_version}"
                if step.state == "completed" else None)

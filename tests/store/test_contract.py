@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from lumabot.jobs.failures import REFUNDED_FAILURE_CODES
 from lumabot.jobs.models import GenerationParams, JobState, KnownImage, Session, SlackFile
 from lumabot.jobs.quotas import AdmissionRules
@@ -164,3 +166,33 @@ async def test_session_jobs_votes_and_thumbnails(store: Store):
     assert await store.votes(s.id) == {a.id: 2}
     await store.save_thumbnail(a.id, b"jpeg-a")
     assert await store.thumbnails([a.id, b.id]) == {a.id: b"jpeg-a"}
+
+
+async def test_jobs_are_claimed_from_nobody_or_the_dead_and_old_copies_are_fenced(store: Store):
+    from lumabot.store import JobLost
+
+    mine, theirs, unowned = job(owner="A"), job(owner="B"), job()
+    for j in (mine, theirs, unowned):
+        await store.create_job(j)
+    await store.heartbeat("A")
+    await store.heartbeat("B")
+    claimed = await store.claim_jobs("A", stale_after=3600)
+    assert [j.id for j in claimed] == [unowned.id] and claimed[0].epoch == 1  # B is alive
+    own = await store.claim_jobs("A", stale_after=3600, include_own=True)  # (A restarted)
+    assert {j.id for j in own} == {mine.id, unowned.id}
+    with pytest.raises(JobLost):
+        await store.save_job(mine)  # the copy from before the claim is fenced
+    taken = await store.claim_jobs("C", stale_after=0)  # every heartbeat is older than "now"
+    assert {j.id for j in taken} == {mine.id, theirs.id, unowned.id}
+    assert all(j.owner == "C" for j in taken)
+    fresh = {j.id: j for j in taken}[theirs.id]
+    fresh.state = JobState.QUEUED
+    await store.save_job(fresh)  # the new owner writes
+    assert await store.release_jobs("C") == 3
+    assert len(await store.claim_jobs("D", stale_after=3600)) == 3  # handed back: anyone's
+
+
+async def test_settled_jobs_are_never_claimed(store: Store):
+    j = job(owner="A", state=JobState.DONE, settled=True)
+    await store.create_job(j)
+    assert await store.claim_jobs("B", stale_after=0) == []

@@ -13,6 +13,7 @@ from lumabot.jobs.models import GenerationParams, Job
 from lumabot.metrics import Metrics
 from lumabot.runner import Runner, RunnerConfig
 from lumabot.runner.scheduler import Scheduler
+from lumabot.store import Store
 from lumabot.store.sqlite import SQLiteStore
 from lumabot.testing.ports import MemoryInputs, MemoryLuma, MemoryNotifier, MemoryOutputs
 
@@ -38,7 +39,7 @@ async def eventually(predicate, timeout: float = 5.0):
 @dataclass
 class Rig:
     runner: Runner
-    store: SQLiteStore
+    store: Store
     notifier: MemoryNotifier
     luma: MemoryLuma
     inputs: MemoryInputs
@@ -68,11 +69,11 @@ async def make_rig(tmp_path):
     made: list[Rig] = []
 
     async def make(*, concurrency: int = 4, config: RunnerConfig = CONFIG,
-                   store: SQLiteStore | None = None) -> Rig:
+                   store: Store | None = None, luma: MemoryLuma | None = None) -> Rig:
         store = store or SQLiteStore(tmp_path / "lumabot.db")
         await store.open()
         scheduler = Scheduler(concurrency, rate_window=1.0)
-        parts = dict(notifier=MemoryNotifier(), luma=MemoryLuma(), inputs=MemoryInputs(),
+        parts = dict(notifier=MemoryNotifier(), luma=luma or MemoryLuma(), inputs=MemoryInputs(),
                      outputs=MemoryOutputs())
         metrics = Metrics()
         runner = Runner(store=store, scheduler=scheduler, config=config, metrics=metrics, **parts)

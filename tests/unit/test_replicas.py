@@ -1,0 +1,111 @@
+"""Several replicas on one PostgreSQL database (in one process, over in-memory ports): a dead
+replica's jobs are taken over, a paused one is fenced, a stopping one hands its jobs back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from lumabot.jobs.models import JobState
+from lumabot.store.postgres import PostgresStore
+from lumabot.testing.ports import MemoryLuma
+
+from .conftest import CONFIG, eventually, new_job
+
+
+@pytest.fixture
+async def replicas(make_rig, pg_cluster):
+    """Two runners, A and B, on one fresh database and one Luma."""
+    url = await pg_cluster.new_database()
+    luma = MemoryLuma()
+
+    async def make(name: str, takeover: float):
+        return await make_rig(store=PostgresStore(url), luma=luma,
+                              config=replace(CONFIG, replica_id=name, takeover_seconds=takeover))
+    return make
+
+
+def crash(rig) -> None:
+    """What kill -9 leaves: tasks gone, no heartbeat, nothing handed back."""
+    rig.runner._leases.cancel()
+    for task in rig.runner._tasks.values():
+        task.cancel()
+
+
+async def test_a_dead_replicas_jobs_are_taken_over_and_delivered_once(replicas):
+    a = await replicas("A", takeover=0.5)
+    b = await replicas("B", takeover=0.5)
+    await a.runner.resume()
+    await b.runner.resume()
+    a.luma.holding = True
+    job = new_job()
+    await a.runner.submit(job)
+    await eventually(lambda: a.luma.creates)
+    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    crash(a)
+    a.luma.holding = False
+    done = await b.settled(job.id)
+    assert done.state == JobState.DONE and done.owner == "B" and done.epoch == 1
+    assert len(a.luma.creates) == 1  # polled by B, not created again
+    assert len(b.notifier.uploads) == 1 and a.notifier.uploads == []
+
+
+async def test_a_paused_replica_cannot_act_on_jobs_taken_from_it(replicas):
+    a = await replicas("A", takeover=0.5)
+    b = await replicas("B", takeover=0.5)
+    await a.runner.resume()
+    await b.runner.resume()
+    a.luma.holding = True
+    job = new_job()
+    await a.runner.submit(job)
+    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    a.runner._leases.cancel()  # A stops heartbeating (SIGSTOP, a long pause) but keeps its task
+
+    async def taken():
+        stored = await b.store.get_job(job.id)
+        return stored.owner == "B"
+    await eventually(taken)
+    a.luma.holding = False  # both see the generation completed; only the owner may go on
+    done = await b.settled(job.id)
+    assert done.state == JobState.DONE
+    await eventually(lambda: not a.runner._tasks)  # A's task stopped itself (fenced)
+    assert a.notifier.uploads == [] and len(b.notifier.uploads) == 1
+
+
+async def test_a_stopping_replica_hands_its_jobs_back_at_once(replicas):
+    a = await replicas("A", takeover=60)  # no takeover by timeout in this test
+    b = await replicas("B", takeover=60)
+    await a.runner.resume()
+    await b.runner.resume()
+    a.luma.holding = True
+    job = new_job()
+    await a.runner.submit(job)
+    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    await a.runner.drain(timeout=1)
+    a.luma.holding = False
+    done = await b.settled(job.id)
+    assert done.owner == "B" and done.state == JobState.DONE
+    assert len(a.luma.creates) == 1 and len(b.notifier.uploads) == 1
+
+
+async def test_a_restarted_replica_resumes_its_own_jobs_at_once(replicas):
+    a = await replicas("A", takeover=60)
+    await a.runner.resume()
+    a.luma.holding = True
+    job = new_job()
+    await a.runner.submit(job)
+    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    crash(a)
+    again = await replicas("A", takeover=60)  # same name, heartbeat still fresh
+    assert await again.runner.resume() == 1
+    again.luma.holding = False
+    assert (await again.settled(job.id)).state == JobState.DONE
+
+
+def async_state(store, job_id, state):
+    async def check():
+        stored = await store.get_job(job_id)
+        return stored is not None and stored.state == state
+    return check
