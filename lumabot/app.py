@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
@@ -28,12 +28,13 @@ from .luma.output import LumaOutputs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .runner import Runner
-from .runner.scheduler import Scheduler
+from .runner.scheduler import Scheduler, SlotScheduler
+from .runner.shared_scheduler import SharedScheduler
 from .sessions import Sessions
 from .slack import listeners
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
-from .store import Store, open_store
+from .store import SharedStore, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,12 @@ class LumaBot:
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
         transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
         self.notifier = SlackNotifier(self.slack, self.http, self.metrics, transfers=transfers)
-        self.scheduler = Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
+        # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
+        self.scheduler: SlotScheduler = (
+            SharedScheduler(cast(SharedStore, self.store), settings.luma_concurrency,
+                            rate_window=settings.luma_rate_window)
+            if self.store.shared
+            else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))
         self.inputs = SlackFiles(self.slack, self.http, settings.bot_token(),
                                  token_hosts=TokenHosts(settings.slack_api_url))
         self.runner = Runner(store=self.store, luma=self.luma, notifier=self.notifier,

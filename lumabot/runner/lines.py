@@ -9,13 +9,13 @@ from typing import Callable
 
 from ..jobs.models import Job
 from ..ports import Notifier
-from .scheduler import Scheduler
+from .scheduler import SlotScheduler
 
 log = logging.getLogger("lumabot.runner")
 
 
 class LineReporter:
-    def __init__(self, scheduler: Scheduler, notifier: Notifier, live_job: Callable[[str], Job | None],
+    def __init__(self, scheduler: SlotScheduler, notifier: Notifier, live_job: Callable[[str], Job | None],
                  *, interval: float, per_tick: int):
         self.scheduler = scheduler
         self.notifier = notifier

@@ -15,13 +15,13 @@ from ..ports import LumaApi
 from .polling import PollPlanner
 from .record import JobFailed, Recorder, log_context, rejected
 from .retry import Backoff
-from .scheduler import Scheduler
+from .scheduler import SlotScheduler
 
 log = logging.getLogger("lumabot.runner")
 
 
 class Poller:
-    def __init__(self, record: Recorder, scheduler: Scheduler, luma: LumaApi, planner: PollPlanner):
+    def __init__(self, record: Recorder, scheduler: SlotScheduler, luma: LumaApi, planner: PollPlanner):
         self.record = record
         self.config = record.config
         self.metrics = record.metrics

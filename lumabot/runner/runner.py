@@ -34,7 +34,7 @@ from .messages import Messages
 from .poll import Poller
 from .polling import PollPlanner
 from .record import JobFailed, Recorder, RunnerConfig, Shutdown, log_context
-from .scheduler import Scheduler
+from .scheduler import SlotScheduler
 from .submit import Submitter
 
 log = logging.getLogger("lumabot.runner")
@@ -42,7 +42,7 @@ log = logging.getLogger("lumabot.runner")
 
 class Runner:
     def __init__(self, *, store: Store, luma: LumaApi, notifier: Notifier, outputs: OutputSource,
-                 inputs: InputFiles, scheduler: Scheduler, config: RunnerConfig,
+                 inputs: InputFiles, scheduler: SlotScheduler, config: RunnerConfig,
                  metrics: Metrics | None = None):
         self.store = store
         self.scheduler = scheduler
@@ -154,6 +154,7 @@ class Runner:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.scheduler.stop()
         if self._leases is not None:
             self._leases = None
             try:

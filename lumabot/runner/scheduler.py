@@ -13,9 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import Callable, Protocol
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+
+class SlotScheduler(Protocol):
+    """What the runner needs of admission to Luma: this module's Scheduler (one process), or
+    shared_scheduler.SharedScheduler (several replicas, state in the database)."""
+
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None: ...
+    def hold(self, job_id: str) -> None: ...
+    def release(self, job_id: str) -> None: ...
+    def rate_limited(self, retry_after: float) -> None: ...
+    def too_many_concurrent(self, job_id: str, retry_after: float) -> None: ...
+    def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
+    def positions(self) -> dict[str, int]: ...
+    async def stop(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -153,6 +171,11 @@ class Scheduler:
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- internals -----------------------------------------------------------------------------
     def _remove(self, waiter: _Waiter) -> None:

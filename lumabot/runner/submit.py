@@ -15,13 +15,13 @@ from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from ..ports import InputError, InputFiles, LumaApi
 from .record import JobFailed, Recorder, Shutdown, log_context, rejected
 from .retry import Backoff
-from .scheduler import Scheduler
+from .scheduler import SlotScheduler
 
 log = logging.getLogger("lumabot.runner")
 
 
 class Submitter:
-    def __init__(self, record: Recorder, scheduler: Scheduler, inputs: InputFiles, luma: LumaApi,
+    def __init__(self, record: Recorder, scheduler: SlotScheduler, inputs: InputFiles, luma: LumaApi,
                  shutdown: Shutdown):
         self.record = record
         self.config = record.config

@@ -119,6 +119,29 @@ def open_store(database_url: str) -> Store:
     raise ValueError("unsupported database URL scheme")
 
 
+class SharedStore(Store, Protocol):
+    """A store several replicas share (PostgreSQL): it also holds Luma's limits for all of them
+    together (runner/shared_scheduler.py). SQLite is one process's, which keeps them in memory
+    (runner/scheduler.py)."""
+
+    async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool) -> None: ...
+
+    async def slots_dispatch(self, *, concurrency: int, rate_window: float,
+                             probe_period: float) -> tuple[list[str], float]: ...
+
+    async def slots_granted(self, job_ids: list[str]) -> list[str]: ...
+    async def slots_release(self, job_id: str) -> None: ...
+    async def slots_hold(self, job_id: str) -> None: ...
+    async def slots_pause(self, seconds: float) -> None: ...
+    async def slots_too_many(self, job_id: str, retry_after: float, probe_period: float) -> None: ...
+
+    async def slots_observe_rate(self, limit: int | None, remaining: int | None,
+                                 reset_at_unix: float | None, rate_window: float) -> None: ...
+
+    async def slots_line(self) -> tuple[list[tuple[str, str]], int]: ...
+    async def wait_for_slots(self, timeout: float) -> None: ...
+
+
 async def schema_status(database_url: str) -> tuple[int, int]:
     """(the database's schema version, the version this lumabot brings it to), read without
     changing anything (`lumabot check`). Raises StoreUnavailable when it cannot be reached."""
@@ -132,4 +155,4 @@ async def schema_status(database_url: str) -> tuple[int, int]:
     return await pg_peek_version(database_url), len(PG_MIGRATIONS)
 
 
-__all__ = ["JobLost", "Store", "StoreUnavailable", "open_store", "schema_status"]
+__all__ = ["JobLost", "SharedStore", "Store", "StoreUnavailable", "open_store", "schema_status"]

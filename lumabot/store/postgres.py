@@ -123,7 +123,48 @@ MIGRATIONS: list[str] = [
         heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     """,
+    # 3: Luma's limits, held for all replicas together: the account's state, the jobs waiting
+    # for a slot, the slots held, recent submissions (the requests-per-minute window) and whose
+    # turn it is (round-robin between people)
+    """
+    CREATE TABLE luma_account (
+        id TEXT PRIMARY KEY,
+        paused_until TIMESTAMPTZ NOT NULL DEFAULT '1970-01-01T00:00:00Z',
+        estimate INTEGER,
+        estimate_until TIMESTAMPTZ,
+        rate_limit INTEGER,
+        turn BIGINT NOT NULL DEFAULT 0
+    );
+    INSERT INTO luma_account (id) VALUES ('default');
+    CREATE TABLE luma_waiting (
+        job_id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        front BOOLEAN NOT NULL,
+        seq BIGSERIAL
+    );
+    CREATE INDEX luma_waiting_user ON luma_waiting(account, user_key);
+    CREATE TABLE luma_turns (
+        account TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        served BIGINT NOT NULL,
+        PRIMARY KEY (account, user_key)
+    );
+    CREATE TABLE luma_slots (
+        job_id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        granted_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE luma_submissions (
+        account TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX luma_submissions_at ON luma_submissions(account, at);
+    """,
 ]
+
+ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
+SLOTS_CHANNEL = "lumabot_slots"  # NOTIFYed when slots are granted or freed
 
 # The channel replicas LISTEN on: a job was handed back or a replica stopped.
 NOTIFY_CHANNEL = "lumabot_jobs"
@@ -215,6 +256,8 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None  # LISTENs for handed-back jobs
         self._released = asyncio.Event()
+        self._slot_listener: asyncpg.Connection | None = None  # LISTENs for slot changes
+        self._slots_changed = asyncio.Event()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -230,12 +273,13 @@ class PostgresStore:
         await self._migrate()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
-            try:
-                await asyncio.wait_for(listener.close(), 5)
-            except Exception:
-                listener.terminate()
+        for listener in (self._listener, self._slot_listener):
+            if listener is not None:
+                try:
+                    await asyncio.wait_for(listener.close(), 5)
+                except Exception:
+                    listener.terminate()
+        self._listener = self._slot_listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -528,6 +572,159 @@ class PostgresStore:
                                 job_ids)
         return {job_id: bytes(data) for job_id, data in rows}
 
+    # -- Luma's limits across replicas ---------------------------------------------------------
+    async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool) -> None:
+        """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
+        person with nothing waiting goes to the back of the line of people (the front, for a
+        retry), as the in-process scheduler does."""
+        async with self._con() as con, con.transaction():
+            turn = await con.fetchval("UPDATE luma_account SET turn = turn + 1 WHERE id = $1 "
+                                      "RETURNING turn", ACCOUNT)
+            await con.execute("DELETE FROM luma_slots WHERE job_id = $1", job_id)
+            waiting = await con.fetchval("SELECT COUNT(*) FROM luma_waiting WHERE account = $1 AND "
+                                         "user_key = $2 AND job_id <> $3", ACCOUNT, user_key, job_id)
+            if not waiting:
+                await con.execute(
+                    "INSERT INTO luma_turns (account, user_key, served) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (account, user_key) DO UPDATE SET served = excluded.served",
+                    ACCOUNT, user_key, -turn if front else turn)
+            await con.execute(
+                "INSERT INTO luma_waiting (job_id, account, user_key, front) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (job_id) DO UPDATE SET front = excluded.front, user_key = excluded.user_key",
+                job_id, ACCOUNT, user_key, front)
+
+    async def slots_dispatch(self, *, concurrency: int, rate_window: float,
+                             probe_period: float) -> tuple[list[str], float]:
+        """Grant slots to the jobs whose turn it is, under every limit, for all replicas at
+        once: (the jobs granted, seconds until a pause or the rate window lets one more go; 0
+        when nothing waits for time). The account row is locked first and everything is
+        counted in later statements, which see what other replicas committed meanwhile."""
+        async with self._con() as con, con.transaction():
+            account = await con.fetchrow(
+                "SELECT estimate, extract(epoch FROM estimate_until - now()), rate_limit, "
+                "GREATEST(0, extract(epoch FROM paused_until - now())) FROM luma_account "
+                "WHERE id = $1 FOR UPDATE", ACCOUNT)
+            assert account is not None
+            estimate, estimate_left, rate_limit, paused = account
+            if estimate is not None and estimate_left is not None and estimate_left <= 0:
+                estimate += 1  # probe one slot higher
+                if estimate >= concurrency:
+                    estimate = None
+                await con.execute(
+                    "UPDATE luma_account SET estimate = $2, estimate_until = CASE WHEN $2::int IS NULL "
+                    "THEN NULL ELSE now() + make_interval(secs => $3) END WHERE id = $1",
+                    ACCOUNT, estimate, probe_period)
+            limit = concurrency if estimate is None else min(estimate, concurrency)
+            await con.execute("DELETE FROM luma_slots s USING jobs j WHERE s.job_id = j.id AND j.settled")
+            await con.execute("DELETE FROM luma_submissions WHERE account = $1 AND "
+                              "at <= now() - make_interval(secs => $2)", ACCOUNT, rate_window)
+            if paused > 0:
+                return [], float(paused)
+            in_flight = int(await con.fetchval("SELECT COUNT(*) FROM luma_slots WHERE account = $1", ACCOUNT))
+            recent = await con.fetch("SELECT extract(epoch FROM at + make_interval(secs => $2) - now()) "
+                                     "FROM luma_submissions WHERE account = $1 ORDER BY at", ACCOUNT, rate_window)
+            granted: list[str] = []
+            wait = 0.0
+            while in_flight < limit:
+                if rate_limit and len(recent) + len(granted) >= rate_limit:
+                    index = len(recent) + len(granted) - rate_limit
+                    wait = float(recent[index][0]) if index < len(recent) else rate_window
+                    break
+                row = await con.fetchrow(
+                    "SELECT w.job_id, w.user_key FROM luma_waiting w JOIN luma_turns t ON "
+                    "t.account = w.account AND t.user_key = w.user_key WHERE w.account = $1 "
+                    "ORDER BY t.served, w.front DESC, CASE WHEN w.front THEN -w.seq ELSE w.seq END "
+                    "LIMIT 1", ACCOUNT)
+                if row is None:
+                    break
+                job_id, user_key = row
+                turn = await con.fetchval("UPDATE luma_account SET turn = turn + 1 WHERE id = $1 "
+                                          "RETURNING turn", ACCOUNT)
+                await con.execute("DELETE FROM luma_waiting WHERE job_id = $1", job_id)
+                await con.execute("INSERT INTO luma_slots (job_id, account) VALUES ($1, $2) "
+                                  "ON CONFLICT DO NOTHING", job_id, ACCOUNT)
+                await con.execute("INSERT INTO luma_submissions (account, at) VALUES ($1, now())", ACCOUNT)
+                await con.execute("UPDATE luma_turns SET served = $3 WHERE account = $1 AND user_key = $2",
+                                  ACCOUNT, user_key, turn)
+                granted.append(job_id)
+                in_flight += 1
+            if granted:
+                await con.execute(f"NOTIFY {SLOTS_CHANNEL}")
+            return granted, wait
+
+    async def slots_granted(self, job_ids: list[str]) -> list[str]:
+        """Which of these jobs hold a slot."""
+        rows = await self._rows("SELECT job_id FROM luma_slots WHERE job_id = ANY($1::text[])", job_ids)
+        return [r[0] for r in rows]
+
+    async def slots_release(self, job_id: str) -> None:
+        async with self._con() as con, con.transaction():
+            freed = _changed(await con.execute("DELETE FROM luma_slots WHERE job_id = $1", job_id))
+            await con.execute("DELETE FROM luma_waiting WHERE job_id = $1", job_id)
+            if freed:
+                await con.execute(f"NOTIFY {SLOTS_CHANNEL}")
+
+    async def slots_hold(self, job_id: str) -> None:
+        """A generation already at Luma (a job taken over while generating) holds a slot."""
+        await self._execute("INSERT INTO luma_slots (job_id, account) VALUES ($1, $2) "
+                            "ON CONFLICT DO NOTHING", job_id, ACCOUNT)
+
+    async def slots_pause(self, seconds: float) -> None:
+        """Luma said "Rate limit exceeded": nobody submits for `seconds`."""
+        await self._execute("UPDATE luma_account SET paused_until = GREATEST(paused_until, now() + "
+                            "make_interval(secs => $2)) WHERE id = $1", ACCOUNT, max(0.0, seconds))
+
+    async def slots_too_many(self, job_id: str, retry_after: float, probe_period: float) -> None:
+        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is freed): the account
+        holds no more than the others in flight, for a probe period; with none in flight,
+        someone else uses the account: wait as told."""
+        async with self._con() as con, con.transaction():
+            await con.fetchval("SELECT 1 FROM luma_account WHERE id = $1 FOR UPDATE", ACCOUNT)
+            others = int(await con.fetchval("SELECT COUNT(*) FROM luma_slots WHERE account = $1 "
+                                            "AND job_id <> $2", ACCOUNT, job_id))
+            if others == 0:
+                await con.execute("UPDATE luma_account SET paused_until = GREATEST(paused_until, "
+                                  "now() + make_interval(secs => $2)) WHERE id = $1", ACCOUNT, retry_after)
+            else:
+                await con.execute(
+                    "UPDATE luma_account SET estimate = LEAST(COALESCE(estimate, $2), $2), "
+                    "estimate_until = now() + make_interval(secs => $3) WHERE id = $1",
+                    ACCOUNT, max(1, others), max(retry_after, probe_period))
+
+    async def slots_observe_rate(self, limit: int | None, remaining: int | None,
+                                 reset_at_unix: float | None, rate_window: float) -> None:
+        """From a create's X-RateLimit-* headers: the allowance; none left: wait for the reset."""
+        if limit is not None and limit > 0:
+            await self._execute("UPDATE luma_account SET rate_limit = $2 WHERE id = $1", ACCOUNT, limit)
+        if remaining is not None and remaining <= 0 and reset_at_unix is not None:
+            wait = reset_at_unix - time.time()
+            if wait > 0:
+                await self.slots_pause(min(wait, rate_window))
+
+    async def slots_line(self) -> tuple[list[tuple[str, str]], int]:
+        """The jobs waiting, as (job id, person) in their order within each person's line and
+        the people in turn order; and how many slots are held."""
+        rows = await self._rows(
+            "SELECT w.job_id, w.user_key FROM luma_waiting w JOIN luma_turns t ON t.account = "
+            "w.account AND t.user_key = w.user_key WHERE w.account = $1 ORDER BY t.served, "
+            "w.front DESC, CASE WHEN w.front THEN -w.seq ELSE w.seq END", ACCOUNT)
+        held = await self._row("SELECT COUNT(*) FROM luma_slots WHERE account = $1", ACCOUNT)
+        return [(r[0], r[1]) for r in rows], int(held[0]) if held else 0
+
+    async def wait_for_slots(self, timeout: float) -> None:
+        """Return when slots are granted or freed by any replica (NOTIFY), or after `timeout`."""
+        if self._slot_listener is None:
+            try:
+                self._slot_listener = await asyncpg.connect(self.dsn)
+                await self._slot_listener.add_listener(SLOTS_CHANNEL, lambda *_: self._slots_changed.set())
+            except _UNAVAILABLE:
+                self._slot_listener = None
+        try:
+            await asyncio.wait_for(self._slots_changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._slots_changed.clear()
+
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE NOT settled")
         assert row is not None
@@ -544,5 +741,26 @@ async def peek_version(dsn: str) -> int:
         if not await con.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
             return 0
         return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    finally:
+        await con.close()
+
+
+async def create_database(admin_dsn: str, name: str, *, template: str | None = None,
+                          replace: bool = False) -> None:
+    """CREATE DATABASE `name` (a copy of `template`), through the server of `admin_dsn`
+    (throwaway databases for tests and benchmarks)."""
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        if replace:
+            await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await con.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await con.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         await con.close()

@@ -81,30 +81,19 @@ class PostgresCluster:
 
     async def create_template(self) -> None:
         """A database with lumabot's schema, the template of every test database."""
-        import asyncpg
+        from ..store.postgres import PostgresStore, create_database
 
-        from ..store.postgres import PostgresStore
-
-        con = await asyncpg.connect(self.url)
-        try:
-            await con.execute(f"DROP DATABASE IF EXISTS {self.template}")
-            await con.execute(f"CREATE DATABASE {self.template}")
-        finally:
-            await con.close()
+        await create_database(self.url, self.template, replace=True)
         store = PostgresStore(self.database_url(self.template))
         await store.open()
         await store.close()
 
     async def new_database(self) -> str:
         """A fresh, migrated, empty database; its URL."""
-        import asyncpg
+        from ..store.postgres import create_database
 
         name = f"t_{uuid.uuid4().hex[:16]}"
-        con = await asyncpg.connect(self.url)
-        try:
-            await con.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
-        finally:
-            await con.close()
+        await create_database(self.url, name, template=self.template)
         return self.database_url(name)
 
     def stop(self) -> None:
@@ -112,18 +101,12 @@ class PostgresCluster:
             if self._external and self.url:
                 import asyncio
 
-                import asyncpg
-
-                async def drop() -> None:
-                    con = await asyncpg.connect(self.url)
-                    try:
-                        await con.execute(f"DROP DATABASE IF EXISTS {self.template}")
-                    finally:
-                        await con.close()
                 from concurrent.futures import ThreadPoolExecutor
 
+                from ..store.postgres import drop_database
+
                 with ThreadPoolExecutor(1) as thread:  # whether or not a loop runs here
-                    thread.submit(asyncio.run, drop()).result()
+                    thread.submit(asyncio.run, drop_database(self.url, self.template)).result()
             return
         try:
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")

@@ -1,0 +1,162 @@
+"""Admission to Luma for several replicas: the scheduler's rules (scheduler.py), held in the
+database for all replicas together.
+
+The line of waiting jobs, the slots held, the requests-per-minute window, pauses after a 429,
+the learned concurrency estimate and whose turn it is live in the store (`SharedStore.slots_*`).
+Any replica's dispatch grants slots to the jobs whose turn it is, whichever replica runs them;
+each replica notices its own jobs' grants through NOTIFY (or a 1 s poll) and lets them go.
+
+The interface is the in-process Scheduler's, so the runner does not know which one it has:
+`acquire` waits for a slot; `release`, `hold` and the 429 notes are written in the background,
+in order, by one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Awaitable, Callable
+
+from ..store import SharedStore, StoreUnavailable
+
+log = logging.getLogger("lumabot.runner")
+
+# How often the line is looked at when nothing wakes the dispatcher (a NOTIFY does).
+TICK = 1.0
+
+
+class SharedScheduler:
+    def __init__(self, store: SharedStore, concurrency: int, *, rate_window: float = 60.0):
+        self.store = store
+        self.concurrency = concurrency
+        self.rate_window = rate_window
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._holding: set[str] = set()          # jobs of this replica with a slot, or waiting
+        self._ops: deque[Callable[[], Awaitable[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._positions: dict[str, int] = {}
+        self._waiting = 0
+        self._in_flight = 0
+
+    @property
+    def probe_period(self) -> float:
+        return 15 * self.rate_window
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._positions)
+
+    # -- the scheduler's interface ---------------------------------------------------------------
+    async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
+        self._ensure_running()
+        await self.store.slots_enqueue(job_id, user_key, front=front)
+        self._holding.add(job_id)
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters[job_id] = fut
+        self._wake.set()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._waiters.pop(job_id, None)
+            self.release(job_id)
+            raise
+
+    def hold(self, job_id: str) -> None:
+        self._holding.add(job_id)
+        self._later(lambda: self.store.slots_hold(job_id))
+
+    def release(self, job_id: str) -> None:
+        if job_id in self._holding:
+            self._holding.discard(job_id)
+            self._later(lambda: self.store.slots_release(job_id))
+
+    def rate_limited(self, retry_after: float) -> None:
+        self._later(lambda: self.store.slots_pause(retry_after))
+
+    def too_many_concurrent(self, job_id: str, retry_after: float) -> None:
+        self._later(lambda: self.store.slots_too_many(job_id, retry_after, self.probe_period))
+
+    def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None:
+        self._later(lambda: self.store.slots_observe_rate(limit, remaining, reset_at_unix,
+                                                          self.rate_window))
+
+    # -- the dispatcher ----------------------------------------------------------------------------
+    def _later(self, op: Callable[[], Awaitable[None]]) -> None:
+        self._ops.append(op)
+        self._ensure_running()
+        self._wake.set()
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="shared-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            wait = TICK
+            try:
+                wait = await self.tick()
+            except StoreUnavailable as exc:
+                log.warning("database unavailable for Luma's slots, will retry: %s", exc)
+            except Exception:
+                log.exception("slot dispatch failed")
+            self._wake.clear()
+            waits = [asyncio.ensure_future(self.store.wait_for_slots(wait)),
+                     asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def tick(self) -> float:
+        """Write the queued notes, grant what may go, wake this replica's granted jobs;
+        seconds until the next look."""
+        while self._ops:
+            await self._ops[0]()
+            self._ops.popleft()
+        _, wait = await self.store.slots_dispatch(concurrency=self.concurrency,
+                                                  rate_window=self.rate_window,
+                                                  probe_period=self.probe_period)
+        if self._waiters:
+            for job_id in await self.store.slots_granted(list(self._waiters)):
+                fut = self._waiters.pop(job_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        line, self._in_flight = await self.store.slots_line()
+        self._waiting = len(line)
+        self._positions = _round_robin_places(line)
+        return min(TICK, wait) if wait > 0 else TICK
+
+
+def _round_robin_places(line: list[tuple[str, str]]) -> dict[str, int]:
+    """Places in line (1 = next) from the waiting jobs in turn order, as scheduler.positions."""
+    queues: dict[str, list[str]] = {}
+    for job_id, user in line:
+        queues.setdefault(user, []).append(job_id)
+    order: dict[str, int] = {}
+    place, depth = 1, 0
+    while True:
+        took = False
+        for jobs in queues.values():
+            if depth < len(jobs):
+                order[jobs[depth]] = place
+                place += 1
+                took = True
+        if not took:
+            return order
+        depth += 1

@@ -1,0 +1,120 @@
+"""Luma's limits held across replicas (runner/shared_scheduler.py on PostgreSQL): two
+schedulers on one database behave as one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lumabot.runner.shared_scheduler import SharedScheduler
+from lumabot.store.postgres import PostgresStore
+
+from .conftest import eventually
+
+
+@pytest.fixture
+async def pair(pg_cluster):
+    url = await pg_cluster.new_database()
+    made: list[tuple[PostgresStore, SharedScheduler]] = []
+
+    async def make(concurrency: int, rate_window: float = 60.0) -> SharedScheduler:
+        store = PostgresStore(url)
+        await store.open()
+        scheduler = SharedScheduler(store, concurrency, rate_window=rate_window)
+        made.append((store, scheduler))
+        return scheduler
+
+    yield make
+    for store, scheduler in made:
+        await scheduler.stop()
+        await store.close()
+
+
+class Holders:
+    """Jobs that take a slot and keep it until told to let go."""
+
+    def __init__(self) -> None:
+        self.granted: list[str] = []
+        self.tasks: list[asyncio.Task] = []
+
+    def start(self, scheduler: SharedScheduler, job_id: str, user: str) -> None:
+        async def hold() -> None:
+            await scheduler.acquire(job_id, user)
+            self.granted.append(job_id)
+        self.tasks.append(asyncio.create_task(hold()))
+
+
+async def settle(*schedulers: SharedScheduler) -> None:
+    """Every scheduler has looked at the line once more (nothing left to grant right now)."""
+    for _ in range(2):
+        for s in schedulers:
+            await s.tick()
+
+
+async def test_two_replicas_never_hold_more_than_the_concurrency_together(pair):
+    a, b = await pair(3), await pair(3)
+    holders = Holders()
+    for i in range(12):
+        holders.start(a if i % 2 else b, f"job{i}", f"U{i}")
+    await eventually(lambda: len(holders.granted) == 3)
+    await settle(a, b)
+    assert len(holders.granted) == 3  # not one more, whichever replica dispatches
+    for n in range(4, 13):
+        first = holders.granted[n - 4]
+        (a if first in {f"job{i}" for i in range(1, 12, 2)} else b).release(first)
+        await eventually(lambda: len(holders.granted) == n)
+        await settle(a, b)
+        assert len(holders.granted) == n
+    line, in_flight = await a.store.slots_line()
+    assert line == [] and in_flight == 3
+
+
+async def test_people_are_served_in_turn_across_replicas(pair):
+    a, b = await pair(1), await pair(1)
+    holders = Holders()
+    holders.start(a, "alice 1", "UA")
+    await eventually(lambda: holders.granted == ["alice 1"])
+    for replica, job, user in [(a, "alice 2", "UA"), (b, "alice 3", "UA"), (a, "alice 4", "UA"),
+                               (b, "bob 1", "UB"), (a, "carol 1", "UC"), (b, "bob 2", "UB")]:
+        holders.start(replica, job, user)
+        await eventually(lambda: _waiting(a, job))
+    await a.tick()
+    assert a.positions() == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5,
+                             "alice 4": 6}
+    for n in range(2, 8):
+        last = holders.granted[-1]
+        for s in (a, b):
+            s.release(last)  # (only the replica that holds it writes)
+        await eventually(lambda: len(holders.granted) == n)
+    assert holders.granted == ["alice 1", "alice 2", "bob 1", "carol 1", "alice 3", "bob 2", "alice 4"]
+
+
+async def test_the_requests_per_minute_window_holds_across_replicas(pair):
+    a, b = await pair(10, rate_window=1.0), await pair(10, rate_window=1.0)
+    await a.store.slots_observe_rate(3, 2, None, 1.0)  # learned from a create's headers
+    holders = Holders()
+    for i in range(5):
+        holders.start(a if i % 2 else b, f"job{i}", f"U{i}")
+    await eventually(lambda: len(holders.granted) == 3)
+    await settle(a, b)
+    assert len(holders.granted) == 3  # the window's allowance, for both replicas together
+    await eventually(lambda: len(holders.granted) == 5)  # once the window has moved on
+
+
+async def test_a_pause_after_a_429_holds_for_every_replica(pair):
+    a, b = await pair(5), await pair(5)
+    a.rate_limited(3600)
+    await a.tick()  # the note is written
+    holders = Holders()
+    holders.start(b, "job", "U1")
+    await eventually(lambda: _waiting(b, "job"))
+    await settle(a, b)
+    assert holders.granted == []
+    _, wait = await b.store.slots_dispatch(concurrency=5, rate_window=60, probe_period=900)
+    assert wait > 3500
+
+
+async def _waiting(scheduler: SharedScheduler, job_id: str) -> bool:
+    line, _ = await scheduler.store.slots_line()
+    return any(j == job_id for j, _ in line)
