@@ -45,8 +45,9 @@ class BotProcess:
     working directory is `workdir`, so no stray `.env` is read. `health_port` is where /healthz
     answers when it is not PORT (Socket Mode with LUMABOT_METRICS_PORT)."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, *, health_port: int | None = None):
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], workdir: Path, *, health_port: int | None = None,
+                 port: int | None = None):
+        self.port = port or free_port()  # the same port again: the same replica, restarted
         self.workdir = workdir
         self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
                     **env, "PORT": str(self.port)}
