@@ -35,6 +35,7 @@ from .slack import listeners
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import SharedStore, Store, open_store
+from .tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class LumaBot:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store: Store = open_store(settings.database_url)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
+                                      verify=tls_context())
         self._slack_session = aiohttp.ClientSession()
         self.slack = slack_web_client(settings, self._slack_session)
         self.metrics = Metrics()

@@ -110,9 +110,8 @@ async def test_delete_by_the_requester_removes_image_and_buttons(harness):
     job = await delivered(h)
     (f,) = h.slack.files_in_thread("C1", job.status_ts)
     await click(h, job, "delete")
-    await h.slack.wait_for(lambda: h.slack.file(f.id).deleted)
-    assert h.slack.message("C1", job.actions_ts).deleted
-    assert (await h.bot.store.get_job(job.id)).deleted
+    await h.wait_job(lambda j: j.id == job.id and j.deleted)  # recorded after Slack's deletions
+    assert h.slack.file(f.id).deleted and h.slack.message("C1", job.actions_ts).deleted
     assert h.slack.files_in_thread("C1", job.status_ts) == []
 
 
@@ -131,7 +130,8 @@ async def test_delete_by_a_workspace_admin_is_allowed(harness):
     h.slack.set_user("UADMIN", is_admin=True)
     job = await delivered(h)
     await click(h, job, "delete", user_id="UADMIN")
-    await h.slack.wait_for(lambda: h.slack.message("C1", job.actions_ts).deleted)
+    await h.wait_job(lambda j: j.id == job.id and j.deleted)
+    assert h.slack.message("C1", job.actions_ts).deleted
 
 
 # -- the /imagine form -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from luma_agents import AsyncLuma
 
 from ..jobs.failures import LUMA_STATUS_FAILURES
 from ..metrics import Metrics
+from ..tls import tls_context
 from ..jobs.models import GenerationParams, ImageSource
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class LumaClient:
             # timeout, so a thousand pending polls queue instead of failing.
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout), pool=None),
             http_client=httpx.AsyncClient(
-                trust_env=True,
+                trust_env=True, verify=tls_context(),
                 limits=httpx.Limits(max_connections=MAX_CONCURRENT_REQUESTS,
                                     max_keepalive_connections=MAX_CONCURRENT_REQUESTS),
             ),
