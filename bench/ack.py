@@ -31,10 +31,11 @@ SPACING = 0.05  # seconds between probes
 SETTLE = 20.0
 
 
-async def run() -> dict:
+async def run(**env: str) -> dict:
+    """`env`: more settings for the bot (bench/replicas.py runs this on PostgreSQL)."""
     luma = FakeLuma(image_long_side=32, record_requests=False)
     luma.script(*[Outcome(hold=True) for _ in range(PENDING + PROBES)])
-    async with proc_rig(luma, connections=50, LUMABOT_LUMA_CONCURRENCY=str(PENDING),
+    async with proc_rig(luma, connections=50, **env, LUMABOT_LUMA_CONCURRENCY=str(PENDING),
                         LUMABOT_MAX_QUEUED_PER_USER=str(PENDING + PROBES),
                         LUMABOT_FIRST_POLL_DELAY="0", LUMABOT_GENERATION_TIMEOUT="3600") as r:
         sem = asyncio.Semaphore(50)

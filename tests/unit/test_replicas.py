@@ -3,7 +3,6 @@ replica's jobs are taken over, a paused one is fenced, a stopping one hands its 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
