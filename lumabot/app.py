@@ -97,7 +97,7 @@ class LumaBot:
         # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
         self.scheduler: SlotScheduler = (
             SharedScheduler(cast(SharedStore, self.store), settings.luma_concurrency,
-                            rate_window=settings.luma_rate_window)
+                            replica_id=settings.replica_name(), rate_window=settings.luma_rate_window)
             if self.store.shared
             else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))
         self.inputs = SlackFiles(self.slack, self.http, settings.bot_token(),

@@ -109,3 +109,48 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+async def test_a_replica_paused_and_resumed_does_not_act_on_jobs_taken_from_it(tmp_path, slack, luma,
+                                                                               pg_cluster):
+    from lumabot.testing.fake_luma import Outcome
+
+    url = await pg_cluster.new_database()
+    env = bot_env(tmp_path, slack, luma, LUMABOT_DATABASE_URL=url, LUMABOT_TAKEOVER_SECONDS="2")
+    a, b = BotProcess(env, tmp_path), BotProcess(env, tmp_path)
+    await asyncio.gather(a.start(), b.start())
+    try:
+        luma.script(Outcome(hold=True))
+        await slack.post_command(a.url, "/imagine", "a long pause", user_id="U1", channel_id="C1")
+
+        async def generating():
+            jobs = await _jobs(url)
+            return jobs and jobs[0].state == JobState.GENERATING
+        await _wait(generating)  # A has recorded the create: the job is being polled
+        a.proc.send_signal(signal.SIGSTOP)  # a long GC, a frozen VM, a network split
+
+        async def taken_by_b():
+            jobs = await _jobs(url)
+            return jobs and jobs[0].owner == f"{_host()}:{b.port}"
+        await _wait(taken_by_b, timeout=20)
+        luma.release_all()
+
+        async def delivered():
+            jobs = await _jobs(url)
+            return jobs and jobs[0].settled
+        await _wait(delivered, timeout=20)
+        a.proc.send_signal(signal.SIGCONT)  # it wakes up polling a job that is no longer its own
+
+        async def a_stood_down():
+            return "another replica took this job over" in a.log_text
+        await _wait(a_stood_down, timeout=20)
+        (job,) = await _jobs(url)
+        assert job.state == JobState.DONE
+        shared = [f for f in slack.files_in_thread("C1", job.status_ts) if f.shared]
+        assert len(shared) == 1 and len(luma.creates) == 1
+        assert len([m for m in slack.top_level("C1") if "a long pause" in m.text]) == 1
+    finally:
+        for bot in (a, b):
+            if bot.proc is not None and bot.proc.returncode is None:
+                bot.proc.send_signal(signal.SIGCONT)
+            await bot.stop()

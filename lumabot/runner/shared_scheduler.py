@@ -8,7 +8,8 @@ each replica notices its own jobs' grants through NOTIFY (or a 1 s poll) and let
 
 The interface is the in-process Scheduler's, so the runner does not know which one it has:
 `acquire` waits for a slot; `release`, `hold` and the 429 notes are written in the background,
-in order, by one task.
+in order, by one task. Slots are fenced like jobs: a replica only queues or frees the slots of
+jobs it owns (JobLost otherwise), so one that was paused cannot disturb the count.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ TICK = 1.0
 
 
 class SharedScheduler:
-    def __init__(self, store: SharedStore, concurrency: int, *, rate_window: float = 60.0):
+    def __init__(self, store: SharedStore, concurrency: int, *, replica_id: str,
+                 rate_window: float = 60.0):
         self.store = store
+        self.replica_id = replica_id  # slots are only touched for jobs this replica owns
         self.concurrency = concurrency
         self.rate_window = rate_window
         self._waiters: dict[str, asyncio.Future[None]] = {}
@@ -39,6 +42,7 @@ class SharedScheduler:
         self._positions: dict[str, int] = {}
         self._waiting = 0
         self._in_flight = 0
+        self._stopped = False
 
     @property
     def probe_period(self) -> float:
@@ -58,7 +62,7 @@ class SharedScheduler:
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
         self._ensure_running()
-        await self.store.slots_enqueue(job_id, user_key, front=front)
+        await self.store.slots_enqueue(job_id, user_key, front=front, replica_id=self.replica_id)
         self._holding.add(job_id)
         fut = asyncio.get_running_loop().create_future()
         self._waiters[job_id] = fut
@@ -77,7 +81,7 @@ class SharedScheduler:
     def release(self, job_id: str) -> None:
         if job_id in self._holding:
             self._holding.discard(job_id)
-            self._later(lambda: self.store.slots_release(job_id))
+            self._later(lambda: self.store.slots_release(job_id, self.replica_id))
 
     def rate_limited(self, retry_after: float) -> None:
         self._later(lambda: self.store.slots_pause(retry_after))
@@ -96,10 +100,13 @@ class SharedScheduler:
         self._wake.set()
 
     def _ensure_running(self) -> None:
+        if self._stopped:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shared-scheduler")
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

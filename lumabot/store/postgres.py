@@ -573,11 +573,15 @@ class PostgresStore:
         return {job_id: bytes(data) for job_id, data in rows}
 
     # -- Luma's limits across replicas ---------------------------------------------------------
-    async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool) -> None:
+    async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:
         """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
         person with nothing waiting goes to the back of the line of people (the front, for a
-        retry), as the in-process scheduler does."""
+        retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
+        job (fencing: a stale replica must not touch the slots of a job taken from it)."""
         async with self._con() as con, con.transaction():
+            owner = await con.fetchval("SELECT owner FROM jobs WHERE id = $1 FOR SHARE", job_id)
+            if owner != replica_id:
+                raise JobLost(job_id)
             turn = await con.fetchval("UPDATE luma_account SET turn = turn + 1 WHERE id = $1 "
                                       "RETURNING turn", ACCOUNT)
             await con.execute("DELETE FROM luma_slots WHERE job_id = $1", job_id)
@@ -657,10 +661,13 @@ class PostgresStore:
         rows = await self._rows("SELECT job_id FROM luma_slots WHERE job_id = ANY($1::text[])", job_ids)
         return [r[0] for r in rows]
 
-    async def slots_release(self, job_id: str) -> None:
+    async def slots_release(self, job_id: str, replica_id: str) -> None:
+        """Free the job's slot (or its place in line), if `replica_id` still owns the job."""
         async with self._con() as con, con.transaction():
-            freed = _changed(await con.execute("DELETE FROM luma_slots WHERE job_id = $1", job_id))
-            await con.execute("DELETE FROM luma_waiting WHERE job_id = $1", job_id)
+            owned = "AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner = $2)"
+            freed = _changed(await con.execute(f"DELETE FROM luma_slots WHERE job_id = $1 {owned}",
+                                               job_id, replica_id))
+            await con.execute(f"DELETE FROM luma_waiting WHERE job_id = $1 {owned}", job_id, replica_id)
             if freed:
                 await con.execute(f"NOTIFY {SLOTS_CHANNEL}")
 

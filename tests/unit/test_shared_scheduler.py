@@ -10,7 +10,7 @@ import pytest
 from lumabot.runner.shared_scheduler import SharedScheduler
 from lumabot.store.postgres import PostgresStore
 
-from .conftest import eventually
+from .conftest import eventually, new_job
 
 
 @pytest.fixture
@@ -21,7 +21,8 @@ async def pair(pg_cluster):
     async def make(concurrency: int, rate_window: float = 60.0) -> SharedScheduler:
         store = PostgresStore(url)
         await store.open()
-        scheduler = SharedScheduler(store, concurrency, rate_window=rate_window)
+        scheduler = SharedScheduler(store, concurrency, replica_id=f"replica-{len(made)}",
+                                    rate_window=rate_window)
         made.append((store, scheduler))
         return scheduler
 
@@ -40,6 +41,9 @@ class Holders:
 
     def start(self, scheduler: SharedScheduler, job_id: str, user: str) -> None:
         async def hold() -> None:
+            # The job, owned by this replica (slots are only touched for jobs one owns).
+            await scheduler.store.create_job(new_job(user=user).model_copy(
+                update={"id": job_id, "owner": scheduler.replica_id}))
             await scheduler.acquire(job_id, user)
             self.granted.append(job_id)
         self.tasks.append(asyncio.create_task(hold()))
@@ -113,8 +117,26 @@ async def test_a_pause_after_a_429_holds_for_every_replica(pair):
     assert holders.granted == []
     _, wait = await b.store.slots_dispatch(concurrency=5, rate_window=60, probe_period=900)
     assert wait > 3500
+    holders.tasks[0].cancel()  # (it would wait the hour)
+    await asyncio.gather(*holders.tasks, return_exceptions=True)
 
 
 async def _waiting(scheduler: SharedScheduler, job_id: str) -> bool:
     line, _ = await scheduler.store.slots_line()
     return any(j == job_id for j, _ in line)
+
+
+async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(pair):
+    from lumabot.store import JobLost
+
+    a, b = await pair(1), await pair(1)
+    holders = Holders()
+    holders.start(a, "job", "U1")
+    await eventually(lambda: holders.granted == ["job"])
+    with pytest.raises(JobLost):
+        await b.acquire("job", "U1")  # b does not own it
+    b._holding.add("job")
+    b.release("job")  # a stale release: ignored by the store
+    await b.tick()
+    _, in_flight = await a.store.slots_line()
+    assert in_flight == 1
