@@ -24,6 +24,10 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+# Seconds one replica has to post a session's recap before another may try (several replicas
+# run the idle guard; a recap that failed is tried again after this).
+RECAP_LEASE = 60.0
+
 
 @dataclass
 class AlreadyRunning:
@@ -174,6 +178,9 @@ class Sessions:
 
     async def _recap(self, session: Session) -> None:
         if session.recap_posted:
+            return
+        # One replica posts it: the others (and retries) wait out the lease.
+        if not await self.store.claim_key(f"recap:{session.id}", window=RECAP_LEASE):
             return
         jobs = await self.store.session_jobs(session.id)
         done = [j for j in jobs if j.state == JobState.DONE and not j.deleted]
