@@ -12,16 +12,29 @@ during a rolling deploy.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import asyncpg
 
-from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
+from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
 from .errors import JobLost, StoreUnavailable
+from .rows import (
+    IMAGE_COLUMNS,
+    IMAGE_SELECT,
+    JOB_COLUMNS,
+    JOB_SELECT,
+    SESSION_COLUMNS,
+    SESSION_SELECT,
+    image_from_row,
+    image_row,
+    job_from_row,
+    job_row,
+    session_from_row,
+    session_row,
+)
 
 # Numbered migrations (index + 1 = the version, kept in schema_version). Append, never edit.
 MIGRATIONS: list[str] = [
@@ -186,21 +199,6 @@ _UNAVAILABLE = (
     asyncpg.exceptions.QueryCanceledError,            # statement_timeout
 )
 
-_COLUMNS = [
-    "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
-    "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
-    "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends", "owner", "epoch",
-]
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
-_SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",
-                    "banner_ts", "last_prompt_at", "ended_at", "end_reason", "recap_file_id",
-                    "recap_posted"]
-_SESSION_SELECT = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
-_IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
-                  "slack_file_id", "file", "user_id", "created_at"]
-_IMAGE_SELECT = f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM images"
 
 
 # What a pooled connection is (a proxy of asyncpg.Connection).
@@ -211,35 +209,9 @@ def _marks(n: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + n))
 
 
-def _to_row(job: Job) -> tuple[Any, ...]:
-    data = job.model_dump(mode="json")
-    data["params"] = job.params.model_dump_json(exclude_none=True)
-    return tuple(data[c] for c in _COLUMNS)
 
 
-def _from_row(row: asyncpg.Record) -> Job:
-    data = dict(zip(_COLUMNS, row))
-    data["params"] = GenerationParams.model_validate_json(data["params"])
-    data["state"] = JobState(data["state"])
-    return Job(**data)
 
-
-def _session_row(session: Session) -> tuple[Any, ...]:
-    data = session.model_dump(mode="json")
-    data["flags"] = json.dumps(session.flags)
-    return tuple(data[c] for c in _SESSION_COLUMNS)
-
-
-def _session_from_row(row: asyncpg.Record) -> Session:
-    data = dict(zip(_SESSION_COLUMNS, row))
-    data["flags"] = json.loads(data["flags"])
-    return Session(**data)
-
-
-def _image_from_row(row: asyncpg.Record) -> KnownImage:
-    data = dict(zip(_IMAGE_COLUMNS, row))
-    data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
-    return KnownImage(**data)
 
 
 def _changed(status: str) -> int:
@@ -346,8 +318,8 @@ class PostgresStore:
                     if dedupe_key is not None:
                         await con.execute("DELETE FROM dedupe_keys WHERE key = $1", dedupe_key)
                     return Admission.refused(refusal, counts)
-            await con.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({_marks(len(_COLUMNS))})",
-                              *_to_row(job))
+            await con.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))})",
+                              *job_row(job))
         return Admission.created()
 
     async def _admission_counts(self, con: _Connection, job: Job,
@@ -363,8 +335,8 @@ class PostgresStore:
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
         of the job still owns it (same owner and epoch); JobLost otherwise (fencing)."""
-        cols = [c for c in _COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
-        data = dict(zip(_COLUMNS, _to_row(job)))
+        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
+        data = dict(zip(JOB_COLUMNS, job_row(job)))
         sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
         n = len(cols)
         changed = await self._execute(
@@ -391,9 +363,9 @@ class PostgresStore:
             "AND (r.id IS NULL OR r.heartbeat_at < now() - make_interval(secs => $2)))) "
             "ORDER BY j.created_at LIMIT $4 FOR UPDATE OF j SKIP LOCKED) "
             "UPDATE jobs SET owner = $1, epoch = jobs.epoch + 1 FROM claimable "
-            f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in _COLUMNS)}",
+            f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in JOB_COLUMNS)}",
             replica_id, float(stale_after), include_own, limit)
-        return sorted((_from_row(r) for r in rows), key=lambda j: j.created_at)
+        return sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
 
     async def wait_for_released_jobs(self, timeout: float) -> None:
         if self._listener is None:
@@ -421,15 +393,15 @@ class PostgresStore:
         await self._execute("UPDATE jobs SET deleted = TRUE WHERE id = $1", job_id)
 
     async def get_job(self, job_id: str) -> Job | None:
-        row = await self._row(f"{_SELECT} WHERE id = $1", job_id)
-        return _from_row(row) if row else None
+        row = await self._row(f"{JOB_SELECT} WHERE id = $1", job_id)
+        return job_from_row(row) if row else None
 
     async def job_ids(self) -> list[str]:
         return [r[0] for r in await self._rows("SELECT id FROM jobs ORDER BY created_at, seq")]
 
     async def unfinished_jobs(self) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE NOT settled ORDER BY created_at, seq")
-        return [_from_row(r) for r in rows]
+        rows = await self._rows(f"{JOB_SELECT} WHERE NOT settled ORDER BY created_at, seq")
+        return [job_from_row(r) for r in rows]
 
     async def claim_key(self, key: str, *, window: float | None = None) -> bool:
         now = time.time()
@@ -442,9 +414,9 @@ class PostgresStore:
             key, now, now - window) == 1
 
     async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE team_id = $1 AND user_id = $2 "
+        rows = await self._rows(f"{JOB_SELECT} WHERE team_id = $1 AND user_id = $2 "
                                 "ORDER BY created_at DESC, seq DESC LIMIT $3", team_id, user_id, limit)
-        return [_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
                     refunded: frozenset[str] = frozenset()) -> Usage:
@@ -473,15 +445,12 @@ class PostgresStore:
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:
         await self._execute(
-            f"INSERT INTO images ({', '.join(_IMAGE_COLUMNS)}) VALUES ({_marks(len(_IMAGE_COLUMNS))}) "
-            "ON CONFLICT DO NOTHING",
-            image.channel_id, image.thread_ts, image.message_ts, image.origin, image.job_id,
-            image.generation_id, image.slack_file_id,
-            image.file.model_dump_json() if image.file else None, image.user_id, image.created_at)
+            f"INSERT INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES ({_marks(len(IMAGE_COLUMNS))}) "
+            "ON CONFLICT DO NOTHING", *image_row(image))
 
     async def _one_image(self, where: str, *args: Any) -> KnownImage | None:
-        row = await self._row(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", *args)
-        return _image_from_row(row) if row else None
+        row = await self._row(f"{IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", *args)
+        return image_from_row(row) if row else None
 
     async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
         return await self._one_image("channel_id = $1 AND thread_ts = $2", channel_id, thread_ts)
@@ -504,23 +473,23 @@ class PostgresStore:
 
     async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
         row = await self._row(
-            f"{_SELECT} WHERE channel_id = $1 AND (actions_ts = $2 OR status_ts = $2 OR id IN "
+            f"{JOB_SELECT} WHERE channel_id = $1 AND (actions_ts = $2 OR status_ts = $2 OR id IN "
             "(SELECT job_id FROM images WHERE channel_id = $1 AND message_ts = $2 AND origin = 'lumabot')) "
             "LIMIT 1", channel_id, ts)
-        return _from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     # -- sessions, votes, thumbnails -------------------------------------------------------------
     async def create_session(self, session: Session) -> bool:
         try:
-            await self._execute(f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
-                                f"({_marks(len(_SESSION_COLUMNS))})", *_session_row(session))
+            await self._execute(f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES "
+                                f"({_marks(len(SESSION_COLUMNS))})", *session_row(session))
         except asyncpg.UniqueViolationError:
             return False
         return True
 
     async def save_session(self, session: Session) -> None:
-        cols = _SESSION_COLUMNS[1:]
-        row = _session_row(session)
+        cols = SESSION_COLUMNS[1:]
+        row = session_row(session)
         sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
         await self._execute(f"UPDATE sessions SET {sets} WHERE id = ${len(cols) + 1}", *row[1:], row[0])
 
@@ -533,20 +502,20 @@ class PostgresStore:
                                    "WHERE id = $3 AND ended_at IS NULL", at, reason, session_id) == 1
 
     async def get_session(self, session_id: str) -> Session | None:
-        row = await self._row(f"{_SESSION_SELECT} WHERE id = $1", session_id)
-        return _session_from_row(row) if row else None
+        row = await self._row(f"{SESSION_SELECT} WHERE id = $1", session_id)
+        return session_from_row(row) if row else None
 
     async def running_session(self, channel_id: str) -> Session | None:
-        row = await self._row(f"{_SESSION_SELECT} WHERE channel_id = $1 AND ended_at IS NULL", channel_id)
-        return _session_from_row(row) if row else None
+        row = await self._row(f"{SESSION_SELECT} WHERE channel_id = $1 AND ended_at IS NULL", channel_id)
+        return session_from_row(row) if row else None
 
     async def open_sessions(self) -> list[Session]:
-        rows = await self._rows(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR NOT recap_posted")
-        return [_session_from_row(r) for r in rows]
+        rows = await self._rows(f"{SESSION_SELECT} WHERE ended_at IS NULL OR NOT recap_posted")
+        return [session_from_row(r) for r in rows]
 
     async def session_jobs(self, session_id: str) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE session_id = $1 ORDER BY created_at, seq", session_id)
-        return [_from_row(r) for r in rows]
+        rows = await self._rows(f"{JOB_SELECT} WHERE session_id = $1 ORDER BY created_at, seq", session_id)
+        return [job_from_row(r) for r in rows]
 
     async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
         if on:

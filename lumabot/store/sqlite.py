@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from contextlib import asynccontextmanager
@@ -12,9 +11,23 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 
-from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
+from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
 from .errors import JobLost, StoreUnavailable
+from .rows import (
+    IMAGE_COLUMNS,
+    IMAGE_SELECT,
+    JOB_COLUMNS,
+    JOB_SELECT,
+    SESSION_COLUMNS,
+    SESSION_SELECT,
+    image_from_row,
+    image_row,
+    job_from_row,
+    job_row,
+    session_from_row,
+    session_row,
+)
 
 # How long one statement waits for another connection's lock before the store reports the
 # database as unavailable (callers retry with backoff, so a long lock never blocks a request).
@@ -134,13 +147,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_COLUMNS = [
-    "id", "team_id", "user_id", "channel_id", "thread_ts", "response_url", "params", "state",
-    "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
-    "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
-    "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends", "owner", "epoch",
-]
 Row = sqlite3.Row | tuple[Any, ...]
 Args = tuple[Any, ...] | list[Any]
 
@@ -151,38 +157,12 @@ def _one(row: Row | None) -> Row:
     return row
 
 
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 
 
-def _to_row(job: Job) -> tuple[Any, ...]:
-    data = job.model_dump(mode="json")
-    data["params"] = job.params.model_dump_json(exclude_none=True)
-    return tuple(data[c] for c in _COLUMNS)
 
 
-def _from_row(row: Row) -> Job:
-    data = dict(zip(_COLUMNS, row))
-    data["params"] = GenerationParams.model_validate_json(data["params"])
-    data["state"] = JobState(data["state"])
-    return Job(**data)
 
 
-_SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",
-                    "banner_ts", "last_prompt_at", "ended_at", "end_reason", "recap_file_id",
-                    "recap_posted"]
-_SESSION_SELECT = f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
-
-
-def _session_row(session: Session) -> tuple[Any, ...]:
-    data = session.model_dump(mode="json")
-    data["flags"] = json.dumps(session.flags)
-    return tuple(data[c] for c in _SESSION_COLUMNS)
-
-
-def _session_from_row(row: Row) -> Session:
-    data = dict(zip(_SESSION_COLUMNS, row))
-    data["flags"] = json.loads(data["flags"])
-    return Session(**data)
 
 
 class SQLiteStore:
@@ -309,8 +289,8 @@ class SQLiteStore:
                     await db.execute("DELETE FROM dedupe_keys WHERE key = ?", (dedupe_key,))
                     return Admission.refused(refusal, counts)
             await db.execute(
-                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                _to_row(job))
+                f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})",
+                job_row(job))
         return Admission.created()
 
     async def _admission_counts(self, db: aiosqlite.Connection, job: Job,
@@ -327,8 +307,8 @@ class SQLiteStore:
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
         of the job still owns it (same owner and epoch); JobLost otherwise."""
-        cols = [c for c in _COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
-        data = dict(zip(_COLUMNS, _to_row(job)))
+        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
+        data = dict(zip(JOB_COLUMNS, job_row(job)))
         changed = await self._write(
             f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND owner IS ? "
             "AND epoch = ?", (*(data[c] for c in cols), job.id, job.owner, job.epoch))
@@ -347,10 +327,10 @@ class SQLiteStore:
                 f"UPDATE jobs SET owner = ?, epoch = epoch + 1 WHERE id IN (SELECT id FROM jobs "
                 "WHERE settled = 0 AND (owner IS NULL OR (owner = ? AND ?) OR (owner != ? AND owner "
                 "NOT IN (SELECT id FROM replicas WHERE heartbeat_at >= ?))) ORDER BY created_at LIMIT ?) "
-                f"RETURNING {', '.join(_COLUMNS)}",
+                f"RETURNING {', '.join(JOB_COLUMNS)}",
                 (replica_id, replica_id, include_own, replica_id, time.time() - stale_after, limit))
             rows = await cur.fetchall()
-        return sorted((_from_row(r) for r in rows), key=lambda j: j.created_at)
+        return sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
 
     async def wait_for_released_jobs(self, timeout: float) -> None:
         await asyncio.sleep(timeout)  # one process per SQLite database: nobody else hands back
@@ -367,16 +347,16 @@ class SQLiteStore:
         await self._write("UPDATE jobs SET deleted = 1 WHERE id = ?", (job_id,))
 
     async def get_job(self, job_id: str) -> Job | None:
-        row = await self._row(f"{_SELECT} WHERE id = ?", (job_id,))
-        return _from_row(row) if row else None
+        row = await self._row(f"{JOB_SELECT} WHERE id = ?", (job_id,))
+        return job_from_row(row) if row else None
 
     async def job_ids(self) -> list[str]:
         """Every job id, oldest first (tests, demo and benchmarks)."""
         return [r[0] for r in await self._rows("SELECT id FROM jobs ORDER BY created_at, rowid")]
 
     async def unfinished_jobs(self) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE settled = 0 ORDER BY created_at")
-        return [_from_row(r) for r in rows]
+        rows = await self._rows(f"{JOB_SELECT} WHERE settled = 0 ORDER BY created_at")
+        return [job_from_row(r) for r in rows]
 
     async def claim_key(self, key: str, *, window: float | None = None) -> bool:
         """Claim a dedupe key; False if already claimed (within `window` seconds, if given)."""
@@ -391,9 +371,9 @@ class SQLiteStore:
         return await self._write(sql, args) == 1
 
     async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE team_id = ? AND user_id = ? ORDER BY created_at DESC "
+        rows = await self._rows(f"{JOB_SELECT} WHERE team_id = ? AND user_id = ? ORDER BY created_at DESC "
                                 "LIMIT ?", (team_id, user_id, limit))
-        return [_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
                     refunded: frozenset[str] = frozenset()) -> Usage:
@@ -424,16 +404,12 @@ class SQLiteStore:
 
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:
-        await self._write(
-            "INSERT OR IGNORE INTO images (channel_id, thread_ts, message_ts, origin, job_id, "
-            "generation_id, slack_file_id, file, user_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (image.channel_id, image.thread_ts, image.message_ts, image.origin, image.job_id,
-             image.generation_id, image.slack_file_id,
-             image.file.model_dump_json() if image.file else None, image.user_id, image.created_at))
+        await self._write(f"INSERT OR IGNORE INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES "
+                          f"({', '.join('?' * len(IMAGE_COLUMNS))})", image_row(image))
 
     async def _one_image(self, where: str, args: Args) -> KnownImage | None:
-        row = await self._row(f"{_IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args)
-        return _image_from_row(row) if row else None
+        row = await self._row(f"{IMAGE_SELECT} WHERE {where} ORDER BY id DESC LIMIT 1", args)
+        return image_from_row(row) if row else None
 
     async def latest_image_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
         return await self._one_image("channel_id = ? AND thread_ts = ?", (channel_id, thread_ts))
@@ -459,24 +435,24 @@ class SQLiteStore:
     async def job_for_message(self, channel_id: str, ts: str) -> Job | None:
         """The job whose image, buttons or status message is the message at `ts`."""
         row = await self._row(
-            f"{_SELECT} WHERE channel_id = ? AND (actions_ts = ? OR status_ts = ? OR id IN "
+            f"{JOB_SELECT} WHERE channel_id = ? AND (actions_ts = ? OR status_ts = ? OR id IN "
             "(SELECT job_id FROM images WHERE channel_id = ? AND message_ts = ? AND origin = 'lumabot')) "
             "LIMIT 1", (channel_id, ts, ts, channel_id, ts))
-        return _from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     # -- sessions, votes, thumbnails -------------------------------------------------------------
     async def create_session(self, session: Session) -> bool:
         """False if the channel already has a running session."""
         try:
-            await self._write(f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES "
-                              f"({', '.join('?' * len(_SESSION_COLUMNS))})", _session_row(session))
+            await self._write(f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES "
+                              f"({', '.join('?' * len(SESSION_COLUMNS))})", session_row(session))
         except sqlite3.IntegrityError:
             return False
         return True
 
     async def save_session(self, session: Session) -> None:
-        cols = _SESSION_COLUMNS[1:]
-        row = _session_row(session)
+        cols = SESSION_COLUMNS[1:]
+        row = session_row(session)
         await self._write(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
                           (*row[1:], row[0]))
 
@@ -491,21 +467,21 @@ class SQLiteStore:
                                  "WHERE id = ? AND ended_at IS NULL", (at, reason, session_id)) == 1
 
     async def get_session(self, session_id: str) -> Session | None:
-        row = await self._row(f"{_SESSION_SELECT} WHERE id = ?", (session_id,))
-        return _session_from_row(row) if row else None
+        row = await self._row(f"{SESSION_SELECT} WHERE id = ?", (session_id,))
+        return session_from_row(row) if row else None
 
     async def running_session(self, channel_id: str) -> Session | None:
-        row = await self._row(f"{_SESSION_SELECT} WHERE channel_id = ? AND ended_at IS NULL", (channel_id,))
-        return _session_from_row(row) if row else None
+        row = await self._row(f"{SESSION_SELECT} WHERE channel_id = ? AND ended_at IS NULL", (channel_id,))
+        return session_from_row(row) if row else None
 
     async def open_sessions(self) -> list[Session]:
         """Running sessions, and ended ones whose recap is not posted yet."""
-        rows = await self._rows(f"{_SESSION_SELECT} WHERE ended_at IS NULL OR recap_posted = 0")
-        return [_session_from_row(r) for r in rows]
+        rows = await self._rows(f"{SESSION_SELECT} WHERE ended_at IS NULL OR recap_posted = 0")
+        return [session_from_row(r) for r in rows]
 
     async def session_jobs(self, session_id: str) -> list[Job]:
-        rows = await self._rows(f"{_SELECT} WHERE session_id = ? ORDER BY created_at", (session_id,))
-        return [_from_row(r) for r in rows]
+        rows = await self._rows(f"{JOB_SELECT} WHERE session_id = ? ORDER BY created_at", (session_id,))
+        return [job_from_row(r) for r in rows]
 
     async def set_vote(self, session_id: str, job_id: str, user_id: str, on: bool) -> None:
         if on:
@@ -535,15 +511,7 @@ class SQLiteStore:
         return int(_one(row)[0])
 
 
-_IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
-                  "slack_file_id", "file", "user_id", "created_at"]
-_IMAGE_SELECT = f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM images"
 
-
-def _image_from_row(row: Row) -> KnownImage:
-    data = dict(zip(_IMAGE_COLUMNS, row))
-    data["file"] = SlackFile.model_validate_json(data["file"]) if data["file"] else None
-    return KnownImage(**data)
 
 
 
