@@ -26,6 +26,19 @@ async def replicas(make_rig, pg_cluster):
     return make
 
 
+async def generating_on_a(replicas, *, takeover: float):
+    """Replicas A and B running; a job on A, its generation held at Luma."""
+    a = await replicas("A", takeover=takeover)
+    b = await replicas("B", takeover=takeover)
+    await a.runner.resume()
+    await b.runner.resume()
+    a.luma.holding = True
+    job = new_job()
+    await a.runner.submit(job)
+    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    return a, b, job
+
+
 def crash(rig) -> None:
     """What kill -9 leaves: tasks gone, no heartbeat, nothing handed back."""
     rig.runner._leases.cancel()
@@ -34,15 +47,7 @@ def crash(rig) -> None:
 
 
 async def test_a_dead_replicas_jobs_are_taken_over_and_delivered_once(replicas):
-    a = await replicas("A", takeover=0.5)
-    b = await replicas("B", takeover=0.5)
-    await a.runner.resume()
-    await b.runner.resume()
-    a.luma.holding = True
-    job = new_job()
-    await a.runner.submit(job)
-    await eventually(lambda: a.luma.creates)
-    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    a, b, job = await generating_on_a(replicas, takeover=0.5)
     crash(a)
     a.luma.holding = False
     done = await b.settled(job.id)
@@ -52,14 +57,7 @@ async def test_a_dead_replicas_jobs_are_taken_over_and_delivered_once(replicas):
 
 
 async def test_a_paused_replica_cannot_act_on_jobs_taken_from_it(replicas):
-    a = await replicas("A", takeover=0.5)
-    b = await replicas("B", takeover=0.5)
-    await a.runner.resume()
-    await b.runner.resume()
-    a.luma.holding = True
-    job = new_job()
-    await a.runner.submit(job)
-    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    a, b, job = await generating_on_a(replicas, takeover=0.5)
     a.runner._leases.cancel()  # A stops heartbeating (SIGSTOP, a long pause) but keeps its task
 
     async def taken():
@@ -74,14 +72,7 @@ async def test_a_paused_replica_cannot_act_on_jobs_taken_from_it(replicas):
 
 
 async def test_a_stopping_replica_hands_its_jobs_back_at_once(replicas):
-    a = await replicas("A", takeover=60)  # no takeover by timeout in this test
-    b = await replicas("B", takeover=60)
-    await a.runner.resume()
-    await b.runner.resume()
-    a.luma.holding = True
-    job = new_job()
-    await a.runner.submit(job)
-    await eventually(async_state(a.store, job.id, JobState.GENERATING))
+    a, b, job = await generating_on_a(replicas, takeover=60)  # no takeover by timeout here
     await a.runner.drain(timeout=1)
     a.luma.holding = False
     done = await b.settled(job.id)
