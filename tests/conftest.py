@@ -116,12 +116,19 @@ class Harness:
 
 
 @pytest.fixture
-async def start_bot(tmp_path, slack, luma):
-    """Start lumabot (HTTP mode, ephemeral port) with optional env overrides."""
+async def start_bot(tmp_path, slack, luma, request):
+    """Start lumabot (HTTP mode, ephemeral port) with optional env overrides. With
+    LUMABOT_TEST_STORE=postgresql the end-to-end tests run on PostgreSQL instead of SQLite (one
+    database per test; `pytest tests -k 'not replicas'` with it is a full run on PostgreSQL)."""
+    import os
+
     started: list[LumaBot] = []
+    database: dict[str, str] = {}
+    if os.environ.get("LUMABOT_TEST_STORE") == "postgresql":
+        database["LUMABOT_DATABASE_URL"] = await request.getfixturevalue("pg_cluster").new_database()
 
     async def _start(**extra: str) -> Harness:
-        settings = load_settings(_env_file=None, **bot_env(tmp_path, slack, luma, **extra))
+        settings = load_settings(_env_file=None, **{**bot_env(tmp_path, slack, luma, **extra), **database})
         bot = LumaBot(settings)
         port = await bot.serve_http(host="127.0.0.1", port=0)
         await bot.start()

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lumabot.jobs.contact_sheet import cell_box, grid
 from lumabot.jobs.models import JobState
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import color_for_prompt
 from lumabot.testing.fake_slack import message_event, reaction_event
 
@@ -204,7 +204,7 @@ async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start
 
     # Down longer than the idle limit (its last prompt an hour ago, the limit 60 minutes): the
     # session is ended, with its recap, at start.
-    store = SQLiteStore(tmp_path / "lumabot.db")
+    store = open_store(h2.bot.settings.database_url)
     await store.open()
     session = await store.running_session("C1")
     await store.touch_session(session.id, time.time() - 3601)

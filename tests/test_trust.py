@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import sqlite3
 
@@ -182,7 +183,8 @@ async def test_slack_connect_users_spend_the_installing_workspace_budget(start_b
     await h.slack.wait_for(lambda: any("daily Luma budget" in (e.text or "") for e in h.slack.ephemerals))
     status, body = await h.command("a third boat")
     assert "daily Luma budget" in json.loads(body)["text"]
-    assert len(h.luma.creates) == 1
+    await h.finished(job.id)
+    assert [b["prompt"] for b in h.luma.creates] == ["a boat"]
 
 
 # -- 5. workspace policy errors are final ------------------------------------------------------
@@ -300,6 +302,12 @@ async def test_help_and_form_say_the_form_takes_10_mb_a_file(harness):
 
 # -- 13. database faults -----------------------------------------------------------------------
 
+SQLITE_FAULTS = pytest.mark.skipif(os.environ.get("LUMABOT_TEST_STORE") == "postgresql",
+                                   reason="injects a SQLite fault (the PostgreSQL store maps its own "
+                                          "faults to StoreUnavailable the same way)")
+
+
+@SQLITE_FAULTS
 async def test_a_locked_database_delays_but_never_discards_a_finished_image(harness, tmp_path):
     h = harness
     h.luma.script(Outcome(hold=True))
@@ -323,6 +331,7 @@ async def test_a_locked_database_delays_but_never_discards_a_finished_image(harn
     assert len(h.luma.creates) == 1
 
 
+@SQLITE_FAULTS
 async def test_a_database_refusing_writes_stalls_jobs_until_it_clears(harness):
     """As with a full disk: every write fails for a while; no job is lost or needs a restart."""
     h = harness

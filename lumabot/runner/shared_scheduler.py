@@ -19,7 +19,7 @@ import logging
 from collections import deque
 from typing import Awaitable, Callable
 
-from ..store import SharedStore, StoreUnavailable
+from ..store import JobLost, SharedStore, StoreUnavailable
 
 log = logging.getLogger("lumabot.runner")
 
@@ -36,7 +36,9 @@ class SharedScheduler:
         self.rate_window = rate_window
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._holding: set[str] = set()          # jobs of this replica with a slot, or waiting
-        self._ops: deque[Callable[[], Awaitable[None]]] = deque()
+        # Writes to the slot tables, in the order they were asked for (a release must land
+        # before the same job's next enqueue), each with a future for whoever waits on it.
+        self._ops: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[str, int] = {}
@@ -61,17 +63,20 @@ class SharedScheduler:
 
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
-        self._ensure_running()
-        await self.store.slots_enqueue(job_id, user_key, front=front, replica_id=self.replica_id)
         self._holding.add(job_id)
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters[job_id] = fut
-        self._wake.set()
         try:
+            await self._later(lambda: self.store.slots_enqueue(job_id, user_key, front=front,
+                                                               replica_id=self.replica_id))
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters[job_id] = fut
+            self._wake.set()
             await fut
         except asyncio.CancelledError:
             self._waiters.pop(job_id, None)
-            self.release(job_id)
+            self.release(job_id)  # (written after the enqueue: it takes the job out of the line)
+            raise
+        except JobLost:
+            self._holding.discard(job_id)
             raise
 
     def hold(self, job_id: str) -> None:
@@ -94,10 +99,12 @@ class SharedScheduler:
                                                           self.rate_window))
 
     # -- the dispatcher ----------------------------------------------------------------------------
-    def _later(self, op: Callable[[], Awaitable[None]]) -> None:
-        self._ops.append(op)
+    def _later(self, op: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ops.append((op, done))
         self._ensure_running()
         self._wake.set()
+        return done
 
     def _ensure_running(self) -> None:
         if self._stopped:
@@ -134,7 +141,17 @@ class SharedScheduler:
         """Write the queued notes, grant what may go, wake this replica's granted jobs;
         seconds until the next look."""
         while self._ops:
-            await self._ops[0]()
+            op, done = self._ops[0]
+            try:
+                await op()
+            except StoreUnavailable:
+                raise  # tried again at the next tick, in the same order
+            except Exception as exc:  # e.g. JobLost: for whoever waits on this write
+                if not done.done():
+                    done.set_exception(exc)
+            else:
+                if not done.done():
+                    done.set_result(None)
             self._ops.popleft()
         _, wait = await self.store.slots_dispatch(concurrency=self.concurrency,
                                                   rate_window=self.rate_window,
