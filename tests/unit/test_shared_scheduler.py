@@ -140,3 +140,16 @@ async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(
     await b.tick()
     _, in_flight = await a.store.slots_line()
     assert in_flight == 1
+
+
+async def test_a_job_released_and_queued_again_gets_its_slot(pair):
+    """After a 429 a job frees its slot and queues again at once: the release must not take
+    the new place in line away (writes happen in the order they were asked for)."""
+    a = await pair(1)
+    holders = Holders()
+    holders.start(a, "job", "U1")
+    await eventually(lambda: holders.granted == ["job"])
+    a.release("job")
+    await asyncio.wait_for(a.acquire("job", "U1", front=True), 5)
+    _, in_flight = await a.store.slots_line()
+    assert in_flight == 1
