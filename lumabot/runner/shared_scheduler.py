@@ -45,6 +45,7 @@ class SharedScheduler:
         self._waiting = 0
         self._in_flight = 0
         self._stopped = False
+        self._ticking = asyncio.Lock()  # one look at a time (the loop, or a caller of tick)
 
     @property
     def probe_period(self) -> float:
@@ -140,6 +141,10 @@ class SharedScheduler:
     async def tick(self) -> float:
         """Write the queued notes, grant what may go, wake this replica's granted jobs;
         seconds until the next look."""
+        async with self._ticking:
+            return await self._tick()
+
+    async def _tick(self) -> float:
         while self._ops:
             op, done = self._ops[0]
             try:

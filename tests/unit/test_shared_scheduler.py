@@ -153,3 +153,27 @@ async def test_a_job_released_and_queued_again_gets_its_slot(pair):
     await asyncio.wait_for(a.acquire("job", "U1", front=True), 5)
     _, in_flight = await a.store.slots_line()
     assert in_flight == 1
+
+
+async def test_too_many_concurrent_lowers_the_ceiling_for_every_replica(pair):
+    """Luma says "too many concurrent jobs" to a create of replica b while a holds two slots:
+    the account holds no more than those two, for both replicas, until the probe period ends."""
+    a, b = await pair(5), await pair(5)
+    holders = Holders()
+    for job in ("a1", "a2"):
+        holders.start(a, job, job)
+    holders.start(b, "b1", "b1")
+    await eventually(lambda: len(holders.granted) == 3)
+    b.release("b1")
+    b.too_many_concurrent("b1", 1.0)
+    await b.tick()
+    holders.start(a, "a3", "a3")
+    holders.start(b, "b2", "b2")
+    await eventually(lambda: _waiting(a, "a3"))
+    await eventually(lambda: _waiting(b, "b2"))
+    await settle(a, b)
+    assert sorted(holders.granted) == ["a1", "a2", "b1"]  # two in flight: the learned ceiling
+    a.release("a1")
+    await eventually(lambda: len(holders.granted) == 4)  # one finished, one more may go
+    await settle(a, b)
+    assert len(holders.granted) == 4
