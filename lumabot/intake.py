@@ -58,6 +58,10 @@ EDIT_USAGE = (
 SESSION_FULL = ("This creative session has reached its {n} images; it ends when the last ones "
                 "arrive. Start a new one with `/luma session start`.")
 ONLY_REQUESTER = "Only the person who asked for this image (or a workspace admin) can delete it."
+ONLY_REQUESTER_CANCEL = "Only the person who asked for this image (or a workspace admin) can cancel it."
+NOT_WAITING = "That image is no longer waiting, so there is nothing to cancel."
+ALREADY_SENT = ("Too late to cancel: the image has just been sent to Luma, which cannot cancel it. "
+                "It will arrive in the thread.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
 
 NO_IMAGE_IN_MESSAGE = (
@@ -350,6 +354,20 @@ class Intake:
             return ONLY_REQUESTER
         await self.notifier.delete_result(job)
         await self.store.mark_deleted(job.id)
+        return None
+
+    async def cancel(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
+        """Cancel a job that waits for Luma (the requester, or a workspace admin): it leaves
+        the line at once and nothing is spent. Returns a message for the person when it cannot
+        be cancelled (already sent to Luma, or not theirs)."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.state.finished:
+            return NOT_WAITING
+        if job.user_id != user_id and not is_admin:
+            return ONLY_REQUESTER_CANCEL
+        if not await self.store.request_cancel(job_id, user_id):
+            return ALREADY_SENT  # the create won the race (or it was cancelled already)
+        self.runner.cancel(job_id, user_id)
         return None
 
     # -- App Home ------------------------------------------------------------------------------

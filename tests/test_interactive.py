@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from lumabot.jobs.models import ASPECT_RATIOS, JobState
-from lumabot.intake import ONLY_REQUESTER
+from lumabot.intake import ALREADY_SENT, ONLY_REQUESTER, ONLY_REQUESTER_CANCEL
+from lumabot.testing.fake_luma import Outcome
 from lumabot.testing.fake_slack import (
     app_home_opened_event,
     block_actions_payload,
@@ -242,3 +243,65 @@ async def test_app_home_shows_recent_generations_usage_and_how_to(start_bot):
     assert "20 left for you" not in text and "5 left for you" in text  # 25 of 30 used today
     assert "/imagine" in text
     assert done.state == JobState.DONE
+
+
+# -- Cancel, while a job waits -----------------------------------------------------------------
+
+async def _second_waits(start_bot):
+    """One generation holds the only Luma slot; a second job waits behind it."""
+    h = await start_bot(LUMABOT_LUMA_CONCURRENCY="1")
+    h.luma.script(Outcome(hold=True))
+    first = await h.imagine("first in line", user_id="U1")
+    await h.luma.wait_for(lambda: len(h.luma.generations) == 1)
+    second = await h.imagine("second in line", user_id="U2")
+    return h, first, second
+
+
+async def click_cancel(h, job, *, user_id):
+    payload = block_actions_payload(
+        "cancel", value=job.id, user_id=user_id, channel_id=job.channel_id,
+        message_ts=job.status_ts, response_url=h.slack.new_response_url())
+    status, *_ = await h.slack.post_interaction(h.url, payload)
+    assert status == 200
+
+
+def _has_cancel_button(h, job) -> bool:
+    blocks = h.slack.message(job.channel_id, job.status_ts).blocks or []
+    return any(e.get("action_id") == "cancel" for b in blocks if b["type"] == "actions"
+               for e in b["elements"])
+
+
+async def test_cancel_while_waiting_leaves_the_line_and_spends_nothing(start_bot):
+    h, first, second = await _second_waits(start_bot)
+    assert _has_cancel_button(h, second) and not _has_cancel_button(h, first)  # first is at Luma
+    await click_cancel(h, second, user_id="U2")
+    done = await h.finished(second.id)
+    assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
+    assert "Cancelled by <@U2>" in h.status_text(done) and not _has_cancel_button(h, done)
+    assert (await h.bot.store.usage("T0TEST", 0, user_id="U2")).requested == 0  # not counted
+    h.luma.release_all()
+    await h.finished(first.id)
+    assert [b["prompt"] for b in h.luma.creates] == ["first in line"]  # nothing else at Luma
+
+
+async def test_only_the_requester_or_an_admin_can_cancel(start_bot):
+    h, first, second = await _second_waits(start_bot)
+    await click_cancel(h, second, user_id="U3")
+    await h.slack.wait_for(lambda: len(h.slack.responses) == 1)
+    assert ONLY_REQUESTER_CANCEL in json.dumps([getattr(r, "body", r) for r in h.slack.responses])
+    assert (await h.bot.store.get_job(second.id)).state == JobState.QUEUED
+    h.slack.set_user("UADMIN", is_admin=True)
+    await click_cancel(h, second, user_id="UADMIN")
+    done = await h.finished(second.id)
+    assert done.cancelled_by == "UADMIN" and "Cancelled by <@UADMIN>" in h.status_text(done)
+    h.luma.release_all()
+
+
+async def test_cancel_after_the_job_reached_luma_says_it_is_too_late(start_bot):
+    h, first, second = await _second_waits(start_bot)
+    await click_cancel(h, first, user_id="U1")  # a click that lost the race with the submission
+    await h.slack.wait_for(lambda: len(h.slack.responses) == 1)
+    assert ALREADY_SENT in json.dumps([getattr(r, "body", r) for r in h.slack.responses])
+    h.luma.release_all()
+    assert (await h.finished(first.id)).state == JobState.DONE
+    assert (await h.finished(second.id)).state == JobState.DONE

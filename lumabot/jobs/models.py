@@ -31,10 +31,11 @@ class JobState(StrEnum):
     DELIVERING = "delivering"    # the image is ready; downloading it and uploading into the thread
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"      # cancelled while it waited: nothing reached Luma
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
 MAX_EDIT_REFS = 8  # image_ref entries Luma accepts on an image_edit
@@ -149,6 +150,7 @@ class Job(BaseModel):
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
     deadline: float | None = None         # generation must be completed by then
     blind_resends: int = 0                # creates re-sent after a crash lost their answer
+    cancelled_by: str | None = None       # who cancelled it while it waited (requester or admin)
     owner: str | None = None              # the replica running the job (None: nobody yet)
     epoch: int = 0                        # bumped at every takeover: writes of older owners fail
 

@@ -27,7 +27,7 @@ from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.quotas import Admission, AdmissionRules
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
-from ..store import JobLost, Store, StoreUnavailable
+from ..store import JobCancelled, JobLost, Store, StoreUnavailable
 from .deliver import Deliverer, Hook
 from .lines import LineReporter
 from .messages import Messages
@@ -64,6 +64,7 @@ class Runner:
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
         self._reporter: asyncio.Task[None] | None = None
         self._leases: asyncio.Task[None] | None = None
+        self._cancelling: dict[str, str] = {}  # job id -> who cancelled it (its task is stopping)
         self.replica_id = config.replica_id
 
     @property
@@ -125,6 +126,8 @@ class Runner:
                     await self.store.heartbeat(self.replica_id)
                     next_beat = loop.time() + period
                 await self._take_over()
+                for job_id, by in await self.store.cancel_requests(self.replica_id):
+                    self.cancel(job_id, by)  # cancelled through another replica
             except StoreUnavailable as exc:
                 log.warning("could not renew leases or take over jobs: %s", exc)
             except Exception:
@@ -175,6 +178,16 @@ class Runner:
         self.metrics.queue_depth.set(self.scheduler.waiting)
         self.metrics.in_flight.set(self.scheduler.in_flight)
 
+    def cancel(self, job_id: str, by: str) -> None:
+        """The job was cancelled in the store (Store.request_cancel) while it waited: stop its
+        task here, now, rather than when its turn comes (its move to `submitting` would fail
+        then anyway)."""
+        task, job = self._tasks.get(job_id), self._jobs.get(job_id)
+        if task is None or job is None or job.state != JobState.QUEUED or job_id in self._cancelling:
+            return
+        self._cancelling[job_id] = by
+        task.cancel()
+
     def _live_job(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
@@ -201,6 +214,12 @@ class Runner:
                         extra=log_context(job))
             self.scheduler.release(job.id)
             self.shutdown.leave(job.id)
+        except asyncio.CancelledError:
+            by = self._cancelling.pop(job.id, None)
+            if by is None or self.shutdown.stopping:
+                raise
+            self.scheduler.release(job.id)
+            await self._record_cancel(job, by)
 
     async def _run_steps(self, job: Job, resumed: bool) -> None:
         try:
@@ -218,6 +237,9 @@ class Runner:
                     await self.deliver_step(job, output_url, resumed)
         except JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
+        except JobCancelled as c:
+            self.scheduler.release(job.id)
+            await self._record_cancel(job, str(c.args[0]), settle=False)
         except (asyncio.CancelledError, JobLost):
             raise
         except Exception:
@@ -237,6 +259,16 @@ class Runner:
         job.blind_resends += 1  # recorded with the SUBMITTING state, before the create
         log.warning("resuming a job whose create was interrupted; it is sent again once",
                     extra=log_context(job))
+
+    async def _record_cancel(self, job: Job, by: str, *, settle: bool = True) -> None:
+        """Cancelled while it waited: nothing reached Luma; the status message says who."""
+        job.state, job.cancelled_by, job.finished_at = JobState.CANCELLED, by, time.time()
+        job.waiting_reason = job.queue_position = None
+        await self.record.save(job)
+        log.info("cancelled while waiting", extra=log_context(job))
+        if settle:
+            await self.messages.settle(job)
+            self.shutdown.leave(job.id)
 
     async def _record_failure(self, job: Job, code: str, detail: str | None) -> None:
         self.scheduler.release(job.id)

@@ -39,6 +39,8 @@ def status_line(job: Job) -> str:
         return f":white_check_mark: Done in {_seconds(job)}"
     if job.state == JobState.FAILED:
         return f":x: Failed after {_seconds(job)}: see the thread"
+    if job.state == JobState.CANCELLED:
+        return f":no_entry_sign: Cancelled by <@{job.cancelled_by}>" if job.cancelled_by else ":no_entry_sign: Cancelled"
     if job.state in (JobState.GENERATING, JobState.DELIVERING):
         return ":art: Generating…"
     place = f" · #{job.queue_position} in line" if job.queue_position else ""
@@ -60,14 +62,22 @@ def status_text(job: Job) -> str:
     return f"<@{job.user_id}> asked for {_verb(job)}: {prompt} ({job.params.describe()}) · {state}"
 
 
+CANCEL_ACTION = "cancel"
+
+
 def status_blocks(job: Job) -> list[dict]:
-    return [
+    """The status message; while the job waits for Luma (nothing sent yet), a Cancel button."""
+    blocks_: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _quote(job.params.prompt)}},
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<@{job.user_id}> · {job.params.describe()}"},
         ]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": status_line(job)}]},
     ]
+    if job.state == JobState.QUEUED:
+        blocks_.append({"type": "actions", "block_id": "waiting",
+                        "elements": [_button("Cancel", CANCEL_ACTION, job.id)]})
+    return blocks_
 
 
 def failure_text(job: Job) -> str:
@@ -210,7 +220,8 @@ def full_help(limits: str) -> str:
         "• attach images to a reply: the first is edited, up to 8 more are references;",
         "• mention @lumabot with an image attached, anywhere: it edits that image in that thread;",
         "• the message shortcut *Edit with Luma* on any message with an image;",
-        "• the buttons under each image: Reroll, Edit, uni-1-max, Delete (the requester or an admin).",
+        "• the buttons under each image: Reroll, Edit, uni-1-max, Delete (the requester or an admin);",
+        "• *Cancel* on a status message while the image waits for Luma (nothing is spent).",
         f"*Limits:* {limits}",
     ])
 

@@ -161,6 +161,21 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
                 text = TRY_AGAIN
             later(tell(text))
 
+    @app.action(blocks.CANCEL_ACTION)
+    async def cancel_button(ack, body, action, client, respond):
+        await ack()
+        user_id = body["user"]["id"]
+
+        async def cancel() -> None:
+            try:
+                text = await intake.cancel(action.get("value") or "", user_id=user_id,
+                                           is_admin=await _is_admin(client, user_id))
+            except StoreUnavailable:
+                text = TRY_AGAIN
+            if text:
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+        later(cancel())
+
     async def _edit_button(client, respond, job_id: str, trigger_id: str) -> None:
         target = await intake.result_target(job_id)
         if target is None:

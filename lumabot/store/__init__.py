@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionRules, Usage
-from .errors import JobLost, StoreUnavailable
+from .errors import JobCancelled, JobLost, StoreUnavailable
 
 
 class Store(Protocol):
@@ -31,6 +31,13 @@ class Store(Protocol):
     async def save_job(self, job: Job) -> None:
         """Write the fields of an existing job its runner owns, if this copy still owns it
         (same `owner` and `epoch`); raises JobLost when another replica took it over."""
+
+    async def request_cancel(self, job_id: str, user_id: str) -> bool:
+        """Cancel a job that still waits for Luma (state queued); False once it was sent or is
+        finished. Its runner's next move to `submitting` then fails with JobCancelled."""
+
+    async def cancel_requests(self, replica_id: str) -> list[tuple[str, str]]:
+        """(job id, who cancelled) of this replica's waiting jobs that were cancelled."""
 
     async def mark_deleted(self, job_id: str) -> None:
         """Mark a job's result deleted (and nothing else)."""
@@ -155,4 +162,4 @@ async def schema_status(database_url: str) -> tuple[int, int]:
     return await pg_peek_version(database_url), len(PG_MIGRATIONS)
 
 
-__all__ = ["JobLost", "SharedStore", "Store", "StoreUnavailable", "open_store", "schema_status"]
+__all__ = ["JobCancelled", "JobLost", "SharedStore", "Store", "StoreUnavailable", "open_store", "schema_status"]

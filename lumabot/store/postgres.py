@@ -20,7 +20,7 @@ import asyncpg
 
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
-from .errors import JobLost, StoreUnavailable
+from .errors import JobCancelled, JobLost, StoreUnavailable
 from .rows import (
     IMAGE_COLUMNS,
     IMAGE_SELECT,
@@ -174,6 +174,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX luma_submissions_at ON luma_submissions(account, at);
     """,
+    # 4: jobs cancelled while they waited
+    """
+    ALTER TABLE jobs ADD COLUMN cancelled_by TEXT;
+    """,
 ]
 
 ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
@@ -326,7 +330,7 @@ class PostgresStore:
                                 rules: AdmissionRules) -> AdmissionCounts:
         waiting = await con.fetchval(
             "SELECT COUNT(*) FROM jobs WHERE team_id = $1 AND user_id = $2 AND NOT settled "
-            "AND state IN ('queued', 'submitting')", job.team_id, job.user_id)
+            "AND state IN ('queued', 'submitting') AND cancelled_by IS NULL", job.team_id, job.user_id)
         mine = await self._usage(con, job.team_id, rules.day_start, job.user_id, rules.refunded)
         team = await self._usage(con, job.team_id, rules.day_start, None, rules.refunded)
         return AdmissionCounts(waiting=int(waiting), requested_today=mine.requested,
@@ -335,15 +339,29 @@ class PostgresStore:
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
         of the job still owns it (same owner and epoch); JobLost otherwise (fencing)."""
-        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
+        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch", "cancelled_by")]
         data = dict(zip(JOB_COLUMNS, job_row(job)))
         sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
         n = len(cols)
         changed = await self._execute(
             f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
-            f"AND epoch = ${n + 3}", *(data[c] for c in cols), job.id, job.owner, job.epoch)
+            f"AND epoch = ${n + 3} AND (cancelled_by IS NULL OR ${n + 4} <> 'submitting')",
+            *(data[c] for c in cols), job.id, job.owner, job.epoch, job.state.value)
         if changed == 0:
+            row = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = $1", job.id)
+            if row is not None and row[0] and (row[1], row[2]) == (job.owner, job.epoch):
+                raise JobCancelled(row[0])
             raise JobLost(job.id)
+
+    async def request_cancel(self, job_id: str, user_id: str) -> bool:
+        """Cancel a job that still waits for Luma; False once it has been sent (or finished)."""
+        return await self._execute("UPDATE jobs SET cancelled_by = $1 WHERE id = $2 AND state = 'queued' "
+                                   "AND NOT settled AND cancelled_by IS NULL", user_id, job_id) == 1
+
+    async def cancel_requests(self, replica_id: str) -> list[tuple[str, str]]:
+        rows = await self._rows("SELECT id, cancelled_by FROM jobs WHERE owner = $1 AND NOT settled "
+                                "AND state = 'queued' AND cancelled_by IS NOT NULL", replica_id)
+        return [(r[0], r[1]) for r in rows]
 
     # -- replicas: ownership, heartbeats, takeover --------------------------------------------
     async def heartbeat(self, replica_id: str) -> None:
@@ -427,10 +445,10 @@ class PostgresStore:
                      refunded: frozenset[str]) -> Usage:
         """As `Job.charged` says, in SQL for the aggregate (the SQLite store says the same)."""
         sql = (
-            "SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state != 'failed'), "
+            "SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state NOT IN ('failed', 'cancelled')), "
             "COALESCE(SUM(cost_usd) FILTER (WHERE attempts > 0 AND NOT (state = 'failed' AND "
             "COALESCE(failure_code, '') = ANY($1::text[]))), 0), "
-            "COALESCE(SUM(cost_usd) FILTER (WHERE NOT settled AND attempts = 0 AND state != 'failed'), 0) "
+            "COALESCE(SUM(cost_usd) FILTER (WHERE NOT settled AND attempts = 0 AND state NOT IN ('failed', 'cancelled') AND cancelled_by IS NULL), 0) "
             "FROM jobs WHERE team_id = $2 AND created_at >= $3"
         )
         args: list[Any] = [sorted(refunded), team_id, since]

@@ -13,7 +13,7 @@ JOB_COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends", "owner", "epoch",
+    "blind_resends", "owner", "epoch", "cancelled_by",
 ]
 JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "flags", "theme",

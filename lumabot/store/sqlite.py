@@ -13,7 +13,7 @@ import aiosqlite
 
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
-from .errors import JobLost, StoreUnavailable
+from .errors import JobCancelled, JobLost, StoreUnavailable
 from .rows import (
     IMAGE_COLUMNS,
     IMAGE_SELECT,
@@ -144,6 +144,10 @@ MIGRATIONS: list[str] = [
         id TEXT PRIMARY KEY,
         heartbeat_at REAL NOT NULL
     );
+    """,
+    # 8: jobs cancelled while they waited
+    """
+    ALTER TABLE jobs ADD COLUMN cancelled_by TEXT;
     """,
 ]
 
@@ -297,7 +301,7 @@ class SQLiteStore:
                                 rules: AdmissionRules) -> AdmissionCounts:
         async with db.execute(
             "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
-            "AND state IN ('queued', 'submitting')", (job.team_id, job.user_id)) as cur:
+            "AND state IN ('queued', 'submitting') AND cancelled_by IS NULL", (job.team_id, job.user_id)) as cur:
             waiting = _one(await cur.fetchone())[0]
         mine = await self._usage(db, job.team_id, rules.day_start, job.user_id, rules.refunded)
         team = await self._usage(db, job.team_id, rules.day_start, None, rules.refunded)
@@ -307,13 +311,27 @@ class SQLiteStore:
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
         of the job still owns it (same owner and epoch); JobLost otherwise."""
-        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch")]
+        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch", "cancelled_by")]
         data = dict(zip(JOB_COLUMNS, job_row(job)))
         changed = await self._write(
             f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND owner IS ? "
-            "AND epoch = ?", (*(data[c] for c in cols), job.id, job.owner, job.epoch))
+            "AND epoch = ? AND (cancelled_by IS NULL OR ? != 'submitting')",
+            (*(data[c] for c in cols), job.id, job.owner, job.epoch, job.state.value))
         if changed == 0:
+            row = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = ?", (job.id,))
+            if row is not None and row[0] and (row[1], row[2]) == (job.owner, job.epoch):
+                raise JobCancelled(row[0])
             raise JobLost(job.id)
+
+    async def request_cancel(self, job_id: str, user_id: str) -> bool:
+        """Cancel a job that still waits for Luma; False once it has been sent (or finished)."""
+        return await self._write("UPDATE jobs SET cancelled_by = ? WHERE id = ? AND state = 'queued' "
+                                 "AND settled = 0 AND cancelled_by IS NULL", (user_id, job_id)) == 1
+
+    async def cancel_requests(self, replica_id: str) -> list[tuple[str, str]]:
+        rows = await self._rows("SELECT id, cancelled_by FROM jobs WHERE owner = ? AND settled = 0 "
+                                "AND state = 'queued' AND cancelled_by IS NOT NULL", (replica_id,))
+        return [(r[0], r[1]) for r in rows]
 
     # -- replicas: ownership, heartbeats, takeover --------------------------------------------
     async def heartbeat(self, replica_id: str) -> None:
@@ -388,10 +406,10 @@ class SQLiteStore:
         counts as charged as `Job.charged` says, here in SQL for the aggregate."""
         marks = ", ".join("?" * len(refunded)) or "''"
         sql = (
-            "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state != 'failed'), 0), "
+            "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state NOT IN ('failed', 'cancelled')), 0), "
             "COALESCE(SUM(CASE WHEN attempts > 0 AND NOT (state = 'failed' AND "
             f"COALESCE(failure_code, '') IN ({marks})) THEN cost_usd ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN settled = 0 AND attempts = 0 AND state != 'failed' "
+            "COALESCE(SUM(CASE WHEN settled = 0 AND attempts = 0 AND state NOT IN ('failed', 'cancelled') AND cancelled_by IS NULL "
             "THEN cost_usd ELSE 0 END), 0) FROM jobs WHERE team_id = ? AND created_at >= ?"
         )
         args: list[Any] = [*sorted(refunded), team_id, since]

@@ -196,3 +196,25 @@ async def test_settled_jobs_are_never_claimed(store: Store):
     j = job(owner="A", state=JobState.DONE, settled=True)
     await store.create_job(j)
     assert await store.claim_jobs("B", stale_after=0) == []
+
+
+async def test_a_waiting_job_can_be_cancelled_until_it_is_sent(store: Store):
+    from lumabot.store import JobCancelled
+
+    waiting, sent = job(owner="A"), job(owner="A", state=JobState.SUBMITTING)
+    for j in (waiting, sent):
+        await store.create_job(j)
+    assert not await store.request_cancel(sent.id, "U1")
+    assert await store.request_cancel(waiting.id, "U1")
+    assert not await store.request_cancel(waiting.id, "U2")  # once
+    assert await store.cancel_requests("A") == [(waiting.id, "U1")]
+    assert await store.cancel_requests("B") == []
+    waiting.waiting_reason = "capacity"
+    await store.save_job(waiting)  # still waiting: writes go on
+    waiting.state = JobState.SUBMITTING
+    with pytest.raises(JobCancelled):
+        await store.save_job(waiting)  # but it is never sent
+    waiting.state = JobState.CANCELLED
+    await store.save_job(waiting)
+    stored = await store.get_job(waiting.id)
+    assert stored.state == JobState.CANCELLED and stored.cancelled_by == "U1"

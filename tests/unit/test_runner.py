@@ -199,3 +199,22 @@ async def test_every_retryable_luma_failure_is_tried_twice_then_explained(rig):
         job = await rig.run(new_job(code))
         assert job.failure_code == code and job.attempts == 2
     assert len(rig.luma.creates) == 2 * len(RETRYABLE_CODES)
+
+
+async def test_a_job_cancelled_elsewhere_is_never_sent_when_its_turn_comes(make_rig):
+    """The cancel was recorded by another replica (this one was not told): the move to
+    `submitting` fails in the store, so nothing reaches Luma."""
+    rig = await make_rig(concurrency=1)
+    rig.luma.holding = True
+    first, second = new_job("first"), new_job("second", user="U2")
+    await rig.runner.submit(first)
+    await eventually(lambda: rig.luma.creates)
+    await rig.runner.submit(second)
+    await eventually(lambda: rig.scheduler.waiting == 1)
+    assert await rig.store.request_cancel(second.id, "U2")
+    rig.luma.holding = False
+    done = await rig.settled(second.id)
+    assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
+    assert [p.prompt for p, _ in rig.luma.creates] == ["first"]
+    assert (second.id, ("cancelled", None, None)) in rig.notifier.status_updates
+    assert not await rig.store.request_cancel(first.id, "U1")  # sent to Luma: too late
