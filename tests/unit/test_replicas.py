@@ -20,8 +20,8 @@ async def replicas(make_rig, pg_cluster):
     url = await pg_cluster.new_database()
     luma = MemoryLuma()
 
-    async def make(name: str, takeover: float):
-        return await make_rig(store=PostgresStore(url), luma=luma,
+    async def make(name: str, takeover: float, concurrency: int = 4):
+        return await make_rig(store=PostgresStore(url), luma=luma, concurrency=concurrency,
                               config=replace(CONFIG, replica_id=name, takeover_seconds=takeover))
     return make
 
@@ -99,3 +99,22 @@ def async_state(store, job_id, state):
         stored = await store.get_job(job_id)
         return stored is not None and stored.state == state
     return check
+
+
+async def test_a_job_cancelled_through_another_replica_leaves_the_line_at_once(replicas):
+    a = await replicas("A", takeover=60, concurrency=1)
+    b = await replicas("B", takeover=60)
+    await a.runner.resume()
+    await b.runner.resume()
+    a.luma.holding = True
+    first, second = new_job("first"), new_job("second", user="U2")
+    await a.runner.submit(first)
+    await eventually(lambda: a.luma.creates)
+    await a.runner.submit(second)
+    await eventually(lambda: a.scheduler.waiting == 1)  # the second waits for A's only slot
+    assert await b.store.request_cancel(second.id, "U2")  # the click reached replica B
+    b.runner.cancel(second.id, "U2")  # B does not run it: nothing happens there
+    done = await a.settled(second.id)  # A notices within a second, long before its turn
+    assert done.state == JobState.CANCELLED and [p.prompt for p, _ in a.luma.creates] == ["first"]
+    assert (await a.store.get_job(first.id)).state == JobState.GENERATING  # its turn never came
+    a.luma.holding = False
