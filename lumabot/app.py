@@ -32,6 +32,7 @@ from .runner.scheduler import Scheduler, SlotScheduler
 from .runner.shared_scheduler import SharedScheduler
 from .sessions import Sessions
 from .slack import listeners
+from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import SharedStore, Store, open_store
@@ -117,7 +118,8 @@ class LumaBot:
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
         self.runner.on_delivered.append(self.sessions.on_delivered)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier)
-        listeners.register(self.bolt, self.intake, self.notifier)
+        listeners.register(self.bolt, self.intake, self.notifier,
+                           Admins(self.slack, settings.admin_ids()))
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used

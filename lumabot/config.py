@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     log_format: str = _env("LUMABOT_LOG_FORMAT", "text")
     log_level: str = _env("LUMABOT_LOG_LEVEL", "INFO")
     user_hash_salt: SecretStr = _env("LUMABOT_USER_HASH_SALT", SecretStr("lumabot-user-v1"))
+    # Admins besides the workspace's admins and owners: comma-separated Slack user ids.
+    admins: str | None = _env("LUMABOT_ADMINS", None)
     # Several replicas on one PostgreSQL database.
     replica_id: str | None = _env("LUMABOT_REPLICA_ID", None)
     takeover_seconds: float = _env("LUMABOT_TAKEOVER_SECONDS", 30.0, gt=0)
@@ -164,6 +166,9 @@ class Settings(BaseSettings):
             queue_updates_per_tick=self.queue_updates_per_tick,
             max_polls_per_second=self.max_polls_per_second,
             replica_id=self.replica_name(), takeover_seconds=self.takeover_seconds)
+
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in (self.admins or "").split(",") if u.strip())
 
     def replica_name(self) -> str:
         """LUMABOT_REPLICA_ID, else host name and port: the same after a restart (so a restarted

@@ -305,3 +305,17 @@ async def test_cancel_after_the_job_reached_luma_says_it_is_too_late(start_bot):
     h.luma.release_all()
     assert (await h.finished(first.id)).state == JobState.DONE
     assert (await h.finished(second.id)).state == JobState.DONE
+
+
+async def test_admins_from_lumabot_admins_and_slack_with_slack_asked_once(start_bot):
+    h = await start_bot(LUMABOT_ADMINS="UBOSS, UCHIEF")
+    job = await delivered(h)
+    await click(h, job, "delete", user_id="UCHIEF")  # not a Slack admin: LUMABOT_ADMINS says so
+    await h.wait_job(lambda j: j.id == job.id and j.deleted)
+    assert h.slack.count_calls("users.info") == 0
+    h.slack.set_user("UADMIN", is_admin=True)
+    for prompt in ("one", "two"):
+        other = await delivered(h, prompt)
+        await click(h, other, "delete", user_id="UADMIN")
+        await h.wait_job(lambda j, other=other: j.id == other.id and j.deleted)
+    assert h.slack.count_calls("users.info") == 1  # cached

@@ -23,6 +23,7 @@ from ..jobs.flags import PromptError
 from ..jobs.text import clip
 from ..store import StoreUnavailable
 from . import blocks
+from .admins import Admins
 from .notifier import SlackNotifier
 from .payloads import installing_team, parse_message, slack_file
 from .text import typed_text
@@ -35,7 +36,7 @@ TRIGGER_EXPIRED = ("Slack took too long to hand lumabot this request, so the for
                    "(Slack allows 3 seconds). Please try again.")
 
 
-def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
+def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins) -> None:
     """Attach every listener to `app`: requests go to `intake`; `slack` says who
     lumabot is in Slack (bot user, workspace, links)."""
     background: set[asyncio.Task] = set()
@@ -169,7 +170,7 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
         async def cancel() -> None:
             try:
                 text = await intake.cancel(action.get("value") or "", user_id=user_id,
-                                           is_admin=await _is_admin(client, user_id))
+                                           is_admin=await admins.is_admin(user_id))
             except StoreUnavailable:
                 text = TRY_AGAIN
             if text:
@@ -187,7 +188,7 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier) -> None:
 
     async def _delete_button(client, tell: Callable[[str | None], Awaitable[None]], job_id: str,
                              user_id: str) -> None:
-        await tell(await intake.delete(job_id, user_id=user_id, is_admin=await _is_admin(client, user_id)))
+        await tell(await intake.delete(job_id, user_id=user_id, is_admin=await admins.is_admin(user_id)))
 
     @app.event("app_home_opened")
     async def home(event, body, client):
@@ -271,16 +272,6 @@ def _log_failure(task: asyncio.Task) -> None:
 
 async def _ignore() -> None:
     return None
-
-
-async def _is_admin(client, user_id: str) -> bool:
-    """A workspace admin or owner (users.info); False when Slack cannot say."""
-    try:
-        user = (await client.users_info(user=user_id))["user"]
-    except Exception as exc:
-        log.warning("users.info failed: %s", exc)
-        return False
-    return bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
 
 
 async def _say(client, msg: Message, reply: Reply) -> None:
