@@ -361,12 +361,17 @@ class Intake:
         the line at once and nothing is spent. Returns a message for the person when it cannot
         be cancelled (already sent to Luma, or not theirs)."""
         job = await self.store.get_job(job_id)
+        if job is not None and job.cancelled_by:
+            return None  # cancelled already (a double click): its status says so
         if job is None or job.state.finished:
             return NOT_WAITING
         if job.user_id != user_id and not is_admin:
             return ONLY_REQUESTER_CANCEL
         if not await self.store.request_cancel(job_id, user_id):
-            return ALREADY_SENT  # the create won the race (or it was cancelled already)
+            again = await self.store.get_job(job_id)
+            if again is not None and again.cancelled_by:
+                return None  # cancelled already (a double click): its status says so
+            return ALREADY_SENT  # the create won the race
         self.runner.cancel(job_id, user_id)
         return None
 

@@ -275,6 +275,7 @@ async def test_cancel_while_waiting_leaves_the_line_and_spends_nothing(start_bot
     h, first, second = await _second_waits(start_bot)
     assert _has_cancel_button(h, second) and not _has_cancel_button(h, first)  # first is at Luma
     await click_cancel(h, second, user_id="U2")
+    await click_cancel(h, second, user_id="U2")  # a double click
     done = await h.finished(second.id)
     assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
     assert "Cancelled by <@U2>" in h.status_text(done) and not _has_cancel_button(h, done)
@@ -282,6 +283,7 @@ async def test_cancel_while_waiting_leaves_the_line_and_spends_nothing(start_bot
     h.luma.release_all()
     await h.finished(first.id)
     assert [b["prompt"] for b in h.luma.creates] == ["first in line"]  # nothing else at Luma
+    assert h.slack.responses == []  # nothing to explain, not even for the double click
 
 
 async def test_only_the_requester_or_an_admin_can_cancel(start_bot):
