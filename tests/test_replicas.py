@@ -78,15 +78,9 @@ async def test_kill_9_of_one_replica_mid_burst_delivers_every_image_once(tmp_pat
 
 
 async def test_a_rolling_stop_hands_jobs_to_the_other_replica_at_once(tmp_path, slack, luma, pg_cluster):
-    from lumabot.testing.fake_luma import Outcome
-
-    url = await pg_cluster.new_database()
-    env = bot_env(tmp_path, slack, luma, LUMABOT_DATABASE_URL=url, LUMABOT_TAKEOVER_SECONDS="600")
-    a, b = BotProcess(env, tmp_path), BotProcess(env, tmp_path)
-    await asyncio.gather(a.start(), b.start())
+    url, a, b = await _two_replicas_one_held_job(tmp_path, slack, luma, pg_cluster, "deploy day",
+                                                 takeover="600")
     try:
-        luma.script(Outcome(hold=True))
-        await slack.post_command(a.url, "/imagine", "deploy day", user_id="U1", channel_id="C1")
         await luma.wait_for(lambda: len(luma.generations) == 1)
         a.proc.send_signal(signal.SIGTERM)
         assert await a.wait(30) == 0
@@ -105,6 +99,19 @@ async def test_a_rolling_stop_hands_jobs_to_the_other_replica_at_once(tmp_path, 
             await bot.stop()
 
 
+async def _two_replicas_one_held_job(tmp_path, slack, luma, pg_cluster, prompt: str, *, takeover: str):
+    """Replicas A and B on a fresh database; `prompt` sent to A, its generation held at Luma."""
+    from lumabot.testing.fake_luma import Outcome
+
+    url = await pg_cluster.new_database()
+    env = bot_env(tmp_path, slack, luma, LUMABOT_DATABASE_URL=url, LUMABOT_TAKEOVER_SECONDS=takeover)
+    a, b = BotProcess(env, tmp_path), BotProcess(env, tmp_path)
+    await asyncio.gather(a.start(), b.start())
+    luma.script(Outcome(hold=True))
+    await slack.post_command(a.url, "/imagine", prompt, user_id="U1", channel_id="C1")
+    return url, a, b
+
+
 def _host() -> str:
     import socket
 
@@ -113,15 +120,9 @@ def _host() -> str:
 
 async def test_a_replica_paused_and_resumed_does_not_act_on_jobs_taken_from_it(tmp_path, slack, luma,
                                                                                pg_cluster):
-    from lumabot.testing.fake_luma import Outcome
-
-    url = await pg_cluster.new_database()
-    env = bot_env(tmp_path, slack, luma, LUMABOT_DATABASE_URL=url, LUMABOT_TAKEOVER_SECONDS="2")
-    a, b = BotProcess(env, tmp_path), BotProcess(env, tmp_path)
-    await asyncio.gather(a.start(), b.start())
+    url, a, b = await _two_replicas_one_held_job(tmp_path, slack, luma, pg_cluster, "a long pause",
+                                                 takeover="2")
     try:
-        luma.script(Outcome(hold=True))
-        await slack.post_command(a.url, "/imagine", "a long pause", user_id="U1", channel_id="C1")
 
         async def generating():
             jobs = await _jobs(url)
