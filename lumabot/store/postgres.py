@@ -230,10 +230,10 @@ class PostgresStore:
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
-        self._listener: asyncpg.Connection | None = None  # LISTENs for handed-back jobs
-        self._released = asyncio.Event()
-        self._slot_listener: asyncpg.Connection | None = None  # LISTENs for slot changes
-        self._slots_changed = asyncio.Event()
+        # One connection LISTENs on both channels; each notice sets its event.
+        self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
+        self._notices = {NOTIFY_CHANNEL: asyncio.Event(), SLOTS_CHANNEL: asyncio.Event()}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -249,13 +249,12 @@ class PostgresStore:
         await self._migrate()
 
     async def close(self) -> None:
-        for listener in (self._listener, self._slot_listener):
-            if listener is not None:
-                try:
-                    await asyncio.wait_for(listener.close(), 5)
-                except Exception:
-                    listener.terminate()
-        self._listener = self._slot_listener = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            try:
+                await asyncio.wait_for(listener.close(), 5)
+            except Exception:
+                listener.terminate()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -386,17 +385,26 @@ class PostgresStore:
         return sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
 
     async def wait_for_released_jobs(self, timeout: float) -> None:
-        if self._listener is None:
-            try:
-                self._listener = await asyncpg.connect(self.dsn)
-                await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._released.set())
-            except _UNAVAILABLE:
-                self._listener = None  # the polling fallback still claims, only later
+        await self._wait_for_notice(NOTIFY_CHANNEL, timeout)
+
+    async def _wait_for_notice(self, channel: str, timeout: float) -> None:
+        """Return when `channel` is NOTIFYed, or after `timeout` (the polling fallback: without
+        a listening connection, a notice is only seen later)."""
+        async with self._listening:
+            if self._listener is None:
+                try:
+                    listener = await asyncpg.connect(self.dsn)
+                    for name, event in self._notices.items():
+                        await listener.add_listener(name, lambda *_, event=event: event.set())
+                    self._listener = listener
+                except _UNAVAILABLE:
+                    pass
+        event = self._notices[channel]
         try:
-            await asyncio.wait_for(self._released.wait(), timeout)
+            await asyncio.wait_for(event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
-        self._released.clear()
+        event.clear()
 
     async def release_jobs(self, replica_id: str) -> int:
         """Hand this replica's unsettled jobs back (a graceful stop) and wake the others."""
@@ -707,17 +715,7 @@ class PostgresStore:
 
     async def wait_for_slots(self, timeout: float) -> None:
         """Return when slots are granted or freed by any replica (NOTIFY), or after `timeout`."""
-        if self._slot_listener is None:
-            try:
-                self._slot_listener = await asyncpg.connect(self.dsn)
-                await self._slot_listener.add_listener(SLOTS_CHANNEL, lambda *_: self._slots_changed.set())
-            except _UNAVAILABLE:
-                self._slot_listener = None
-        try:
-            await asyncio.wait_for(self._slots_changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        self._slots_changed.clear()
+        await self._wait_for_notice(SLOTS_CHANNEL, timeout)
 
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE NOT settled")
