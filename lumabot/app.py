@@ -95,17 +95,18 @@ class LumaBot:
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
         transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
         self.notifier = SlackNotifier(self.slack, self.http, self.metrics, transfers=transfers)
+        runner_config = settings.runner()
         # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
         self.scheduler: SlotScheduler = (
             SharedScheduler(cast(SharedStore, self.store), settings.luma_concurrency,
-                            replica_id=settings.replica_name(), rate_window=settings.luma_rate_window)
+                            replica_id=runner_config.replica_id, rate_window=settings.luma_rate_window)
             if self.store.shared
             else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))
         self.inputs = SlackFiles(self.slack, self.http, settings.bot_token(),
                                  token_hosts=TokenHosts(settings.slack_api_url))
         self.runner = Runner(store=self.store, luma=self.luma, notifier=self.notifier,
                              outputs=LumaOutputs(self.http, transfers), inputs=self.inputs,
-                             scheduler=self.scheduler, config=settings.runner(), metrics=self.metrics)
+                             scheduler=self.scheduler, config=runner_config, metrics=self.metrics)
         self.quotas = Quotas(self.store, settings.prices(), settings.limits())
         self.bolt = AsyncApp(
             client=self.slack,

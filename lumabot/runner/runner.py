@@ -94,9 +94,10 @@ class Runner:
         restart, handed-back ones, those of replicas that stopped heartbeating) and start a
         task for each; then keep heartbeating and taking over."""
         await self.store.heartbeat(self.replica_id)
-        # An unshared database (SQLite) has no other process: whatever ran before is gone.
+        # An unshared database (SQLite) has no other process: whatever ran before is gone, and
+        # there is nobody to heartbeat for, take jobs from, or hand them back to.
         count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0)
-        if self._leases is None:
+        if self.store.shared and self._leases is None:
             self._leases = asyncio.create_task(self._keep_leases(), name="leases")
         return count
 
@@ -147,8 +148,9 @@ class Runner:
         await self.stop()
 
     async def stop(self) -> None:
-        """Stop every task; the jobs are handed back (a kill -9 hands nothing back: the others
-        take over after LUMABOT_TAKEOVER_SECONDS, or this replica at its next start)."""
+        """Stop every task; on a shared store the jobs are handed back to the other replicas (a
+        kill -9 hands nothing back: they take over after LUMABOT_TAKEOVER_SECONDS, or this
+        replica at its next start; on SQLite the next start takes every unfinished job)."""
         self.shutdown.stopping = True
         for background in (self._reporter, self._leases):
             if background is not None:
@@ -207,19 +209,20 @@ class Runner:
     async def _run(self, job: Job, resumed: bool = False) -> None:
         """`resumed`: the job was started by an earlier process, which may have died between
         any external effect and recording it."""
+        # (_run_steps has released the job's Luma slot whichever way it ended.)
         try:
             await self._run_steps(job, resumed)
         except JobLost:
             log.warning("another replica took this job over; this one stops acting on it",
                         extra=log_context(job))
-            self.scheduler.release(job.id)
             self.shutdown.leave(job.id)
         except asyncio.CancelledError:
             by = self._cancelling.pop(job.id, None)
             if by is None or self.shutdown.stopping:
                 raise
-            self.scheduler.release(job.id)
             await self._record_cancel(job, by)
+            await self.messages.settle(job)
+            self.shutdown.leave(job.id)
 
     async def _run_steps(self, job: Job, resumed: bool) -> None:
         try:
@@ -238,8 +241,7 @@ class Runner:
         except JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
         except JobCancelled as c:
-            self.scheduler.release(job.id)
-            await self._record_cancel(job, str(c.args[0]), settle=False)
+            await self._record_cancel(job, str(c.args[0]))
         except (asyncio.CancelledError, JobLost):
             raise
         except Exception:
@@ -260,15 +262,12 @@ class Runner:
         log.warning("resuming a job whose create was interrupted; it is sent again once",
                     extra=log_context(job))
 
-    async def _record_cancel(self, job: Job, by: str, *, settle: bool = True) -> None:
+    async def _record_cancel(self, job: Job, by: str) -> None:
         """Cancelled while it waited: nothing reached Luma; the status message says who."""
         job.state, job.cancelled_by, job.finished_at = JobState.CANCELLED, by, time.time()
         job.waiting_reason = job.queue_position = None
         await self.record.save(job)
         log.info("cancelled while waiting", extra=log_context(job))
-        if settle:
-            await self.messages.settle(job)
-            self.shutdown.leave(job.id)
 
     async def _record_failure(self, job: Job, code: str, detail: str | None) -> None:
         self.scheduler.release(job.id)
