@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol, Sequence
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -34,6 +34,31 @@ class SlotScheduler(Protocol):
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
     def positions(self) -> dict[str, int]: ...
     async def stop(self) -> None: ...
+
+
+def probe_period(rate_window: float) -> float:
+    """How long a concurrency ceiling learned from a 429 is trusted before probing one slot
+    higher: 15 rate windows (15 minutes at Luma's scale), so probing costs at most a few 429s
+    an hour."""
+    return 15 * rate_window
+
+
+def round_robin_places(queues: Iterable[Sequence[str]]) -> dict[str, int]:
+    """Each waiting job's place in line (1 = next), from each person's line of job ids in the
+    order people take turns: the first of each line, then the second of each, and so on."""
+    lines = [list(q) for q in queues]
+    order: dict[str, int] = {}
+    place, depth = 1, 0
+    while True:
+        took = False
+        for jobs in lines:
+            if depth < len(jobs):
+                order[jobs[depth]] = place
+                place += 1
+                took = True
+        if not took:
+            return order
+        depth += 1
 
 
 @dataclass(eq=False)
@@ -71,10 +96,7 @@ class Scheduler:
 
     @property
     def probe_period(self) -> float:
-        """How long a concurrency ceiling learned from a 429 is trusted before probing one slot
-        higher: 15 rate windows (15 minutes at Luma's scale), so probing costs at most a few
-        429s an hour."""
-        return 15 * self.rate_window
+        return probe_period(self.rate_window)
 
     def limit(self) -> int:
         if self._estimate_until and self._clock() >= self._estimate_until:
@@ -155,19 +177,7 @@ class Scheduler:
 
     def positions(self) -> dict[str, int]:
         """Each waiting job's place in line (1 = next), following the round-robin order."""
-        queues = [list(q) for q in self._queues.values()]
-        order: dict[str, int] = {}
-        place, depth = 1, 0
-        while True:
-            took = False
-            for q in queues:
-                if depth < len(q):
-                    order[q[depth].job_id] = place
-                    place += 1
-                    took = True
-            if not took:
-                return order
-            depth += 1
+        return round_robin_places([w.job_id for w in q] for q in self._queues.values())
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())

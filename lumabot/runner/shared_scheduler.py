@@ -20,6 +20,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from ..store import JobLost, SharedStore, StoreUnavailable
+from .scheduler import probe_period, round_robin_places
 
 log = logging.getLogger("lumabot.runner")
 
@@ -49,7 +50,7 @@ class SharedScheduler:
 
     @property
     def probe_period(self) -> float:
-        return 15 * self.rate_window
+        return probe_period(self.rate_window)
 
     @property
     def in_flight(self) -> int:
@@ -168,24 +169,9 @@ class SharedScheduler:
                     fut.set_result(None)
         line, self._in_flight = await self.store.slots_line()
         self._waiting = len(line)
-        self._positions = _round_robin_places(line)
+        queues: dict[str, list[str]] = {}
+        for job_id, user in line:
+            queues.setdefault(user, []).append(job_id)
+        self._positions = round_robin_places(queues.values())
         return min(TICK, wait) if wait > 0 else TICK
 
-
-def _round_robin_places(line: list[tuple[str, str]]) -> dict[str, int]:
-    """Places in line (1 = next) from the waiting jobs in turn order, as scheduler.positions."""
-    queues: dict[str, list[str]] = {}
-    for job_id, user in line:
-        queues.setdefault(user, []).append(job_id)
-    order: dict[str, int] = {}
-    place, depth = 1, 0
-    while True:
-        took = False
-        for jobs in queues.values():
-            if depth < len(jobs):
-                order[jobs[depth]] = place
-                place += 1
-                took = True
-        if not took:
-            return order
-        depth += 1
