@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from .admin import AdminCommands, BudgetAlerts, Reports, Retention
 from .config import Settings
 from .intake import Intake
 from .jobs.quotas import Quotas
@@ -118,9 +119,14 @@ class LumaBot:
         )
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
         self.runner.on_delivered.append(self.sessions.on_delivered)
-        self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier)
-        listeners.register(self.bolt, self.intake, self.notifier,
-                           Admins(self.slack, settings.admin_ids()))
+        self.admins = Admins(self.slack, settings.admin_ids())
+        self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
+        self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
+                             self.admins, self.alerts)
+        self.retention = Retention(self.store, self.quotas, lambda: self.notifier.team_id or "")
+        self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
+                                   self.notifier, self.admins)
+        listeners.register(self.bolt, self.intake, self.notifier, self.admins, self.admin)
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used
@@ -137,6 +143,7 @@ class LumaBot:
         await self.runner.resume()
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
         self.sessions.start_guard()
+        self.retention.start()  # the daily sweep
         self.runner.start_line_reporter()
         self.metrics.start_loop_monitor()
         self.ready = True
@@ -148,6 +155,8 @@ class LumaBot:
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
         self.sessions.stop_guard()
+        await self.retention.stop()
+        await self.alerts.close()
         await self.runner.drain(drain) if drain else await self.runner.stop()
         if self._runner is not None:
             await self._runner.cleanup()

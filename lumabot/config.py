@@ -13,7 +13,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .jobs.quotas import Limits, Prices
+from .jobs.policy import Limits
+from .jobs.quotas import Prices
 from .ports import SessionRules
 from .runner.record import RunnerConfig
 
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     max_queued_per_user: int = _env("LUMABOT_MAX_QUEUED_PER_USER", 5, ge=1)
     user_daily_images: int | None = _env("LUMABOT_USER_DAILY_IMAGES", None, ge=1)
     daily_budget_usd: float | None = _env("LUMABOT_DAILY_BUDGET_USD", None, gt=0)
+    monthly_budget_usd: float | None = _env("LUMABOT_MONTHLY_BUDGET_USD", None, gt=0)
+    # Prompts, parameters, thumbnails and image lineage older than this are deleted daily (usage
+    # totals stay); `/luma admin retention` overrides it.
+    retention_days: int = _env("LUMABOT_RETENTION_DAYS", 90, ge=1)
     queue_update_interval: float = _env("LUMABOT_QUEUE_UPDATE_INTERVAL", 5.0, gt=0)
     # At most this many status messages get a new place in line per update (chat.update is
     # Tier 3, ~50 a minute per workspace).
@@ -122,7 +127,7 @@ class Settings(BaseSettings):
             raise ValueError("must be text or json")
         return v
 
-    @field_validator("user_daily_images", "daily_budget_usd", "metrics_port", "replica_id", mode="before")
+    @field_validator("user_daily_images", "daily_budget_usd", "monthly_budget_usd", "metrics_port", "replica_id", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
@@ -185,7 +190,8 @@ class Settings(BaseSettings):
 
     def limits(self) -> Limits:
         return Limits(max_queued_per_user=self.max_queued_per_user,
-                      user_daily_images=self.user_daily_images, daily_budget_usd=self.daily_budget_usd)
+                      user_daily_images=self.user_daily_images, daily_budget_usd=self.daily_budget_usd,
+                      monthly_budget_usd=self.monthly_budget_usd, retention_days=self.retention_days)
 
     def session_rules(self) -> SessionRules:
         return SessionRules(idle_minutes=self.session_idle_minutes, max_images=self.session_max_images,

@@ -28,11 +28,12 @@ from .jobs.flags import (
     parse_prompt,
 )
 from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
-from .jobs.quotas import LimitReached, Quotas
-from .ports import Notifier
+from .admin import BudgetAlerts
+from .jobs.quotas import NotEnabled, Quotas, not_enabled_text
+from .ports import AdminDirectory, Notifier
 from .runner import Runner
 from .runner.retry import retry
-from .sessions import Sessions
+from .sessions import SessionAnswer, Sessions
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ NOT_WAITING = "That image is no longer waiting, so there is nothing to cancel."
 ALREADY_SENT = ("Too late to cancel: the image has just been sent to Luma, which cannot cancel it. "
                 "It will arrive in the thread.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
+NOTICE_WINDOW = 3600.0  # "not enabled here": at most once per person per channel in this many seconds
 
 NO_IMAGE_IN_MESSAGE = (
     "This message has no image lumabot can edit. Use *Edit with Luma* on a message with an image, "
@@ -131,18 +133,34 @@ class ShortcutTarget(BaseModel):
 
 class Intake:
     def __init__(self, store: Store, runner: Runner, quotas: Quotas, sessions: Sessions,
-                 notifier: Notifier):
+                 notifier: Notifier, admins: AdminDirectory, alerts: BudgetAlerts):
         self.store = store
         self.runner = runner
         self.quotas = quotas
         self.sessions = sessions
         self.notifier = notifier
+        self.admins = admins
+        self.alerts = alerts
+
+    async def check_place(self, team_id: str, channel_id: str) -> None:
+        """Raise NotEnabled where the workspace's policy keeps lumabot from working (a channel
+        outside the allow-list, or DMs when they are off). The store checks again, atomically,
+        when it admits a job; this early check spares the person a form or a download."""
+        rules = await self.quotas.rules_in_force(team_id)
+        if rules.place_refusal(channel_id) is not None:
+            raise NotEnabled(not_enabled_text(channel_id, rules))
 
     async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
-        """Price the job and hand it to the runner, which records it if the limits allow
-        (decided atomically by the store); raises LimitReached, or StoreUnavailable when the
-        database cannot record it within INTAKE_BUDGET seconds."""
-        rules = self.quotas.rules(job)
+        """Price the job and hand it to the runner, which records it if the policy and the
+        limits allow (decided atomically by the store); raises LimitReached or NotEnabled, or
+        StoreUnavailable when the database cannot record it within INTAKE_BUDGET seconds."""
+        is_admin = None
+        if job.params.model == "uni-1-max":
+            # Asked only when the policy keeps uni-1-max for admins (the store decides with
+            # the policy it reads; a policy changed meanwhile counts the person as no admin).
+            if (await self.quotas.rules_in_force(job.team_id)).max_model == "admins":
+                is_admin = await self.admins.is_admin(job.user_id)
+        rules = self.quotas.admission(job, is_admin=is_admin)
         try:
             admission = await retry(lambda: self.runner.submit(job, dedupe_key=dedupe_key, rules=rules),
                                     transient=lambda e: isinstance(e, StoreUnavailable),
@@ -151,14 +169,18 @@ class Intake:
         except StoreUnavailable as exc:
             log.error("could not record a request: %s", exc, extra={"channel": job.channel_id})
             raise
+        if admission.status != "duplicate":
+            self.alerts.after(job, admission)
         if admission.status == "refused":
-            raise LimitReached(self.quotas.refusal_message(admission, job))
+            raise self.quotas.refusal(admission, job)
 
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
                       response_url: str | None = None, thread_ts: str | None = None,
                       dedupe_key: str | None = None, defaults: Flags | None = None) -> None:
-        """Start a text-to-image job; raises PromptError for bad input."""
+        """Start a text-to-image job; raises PromptError for bad input (NotEnabled where
+        lumabot does not work)."""
+        await self.check_place(team_id, channel_id)
         params = imagine_params(text, defaults=defaults)
         job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
                   response_url=response_url, params=params)
@@ -168,6 +190,10 @@ class Intake:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
         otherwise works like /imagine; the result goes into the message's thread."""
         await self._remember_images(msg)
+        try:
+            await self.check_place(msg.team_id, msg.channel_id)
+        except NotEnabled as exc:
+            return await self._not_enabled(msg, exc)
         text = msg.text.strip()
         if msg.images or (msg.in_thread and await self.store.is_lumabot_thread(msg.channel_id, msg.root)):
             return await self._edit_from_message(msg, text)
@@ -192,13 +218,21 @@ class Intake:
         await self._remember_images(msg)
         if msg.mentions_bot:
             return None  # the app_mention event handles it
+        session = None
         if not msg.in_thread:
             if msg.is_dm:
                 return await self.on_mention(msg)
             session = await self.sessions.running(msg.channel_id)
-            return await self._session_prompt(msg, session) if session else None
-        if not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
+            if session is None:
+                return None
+        elif not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
             return None
+        try:
+            await self.check_place(msg.team_id, msg.channel_id)
+        except NotEnabled as exc:
+            return await self._not_enabled(msg, exc)
+        if session is not None:
+            return await self._session_prompt(msg, session)
         return await self._edit_from_message(msg, msg.text.strip())
 
     async def _session_prompt(self, msg: Message, session: Session) -> Reply | None:
@@ -260,6 +294,7 @@ class Intake:
                            response_url: str | None) -> str | None:
         """`/edit`: edit the most recent image lumabot knows of in the channel. Returns the
         ephemeral answer, or None when the edit started."""
+        await self.check_place(team_id, channel_id)
         if not text.strip():
             return EDIT_USAGE
         latest = await self.store.latest_image_in_channel(channel_id)
@@ -275,10 +310,11 @@ class Intake:
         return None
 
     # -- the "Edit with Luma" shortcut ---------------------------------------------------------
-    async def shortcut_target(self, channel_id: str, thread_ts: str, files: list[SlackFile],
+    async def shortcut_target(self, team_id: str, channel_id: str, thread_ts: str, files: list[SlackFile],
                               response_url: str | None = None) -> ShortcutTarget | None:
         """The image of the message a shortcut was used on (`files`, its thread `thread_ts`),
-        or None if it has none."""
+        or None if it has none; NotEnabled where lumabot does not work."""
+        await self.check_place(team_id, channel_id)
         images = [f for f in files if f.maybe_image]
         if not images:
             return None
@@ -296,6 +332,14 @@ class Intake:
     async def usage(self, team_id: str, user_id: str) -> str:
         """`/luma usage`."""
         return await self.quotas.report(team_id, user_id)
+
+    async def session_command(self, *, team_id: str, user_id: str, channel_id: str,
+                              args: list[str]) -> SessionAnswer | None:
+        """`/luma session ...`; a session starts only where lumabot works (NotEnabled)."""
+        if args and args[0].lower() == "start":
+            await self.check_place(team_id, channel_id)
+        return await self.sessions.command(team_id=team_id, user_id=user_id, channel_id=channel_id,
+                                           args=args)
 
     # -- /imagine's form -----------------------------------------------------------------------
     async def imagine_from_form(self, *, team_id: str, user_id: str, channel_id: str, prompt: str,
@@ -381,8 +425,8 @@ class Intake:
         jobs = await self.store.recent_jobs(team_id, user_id, limit=20)
         return jobs, await self.quotas.report(team_id, user_id)
 
-    def limits_text(self) -> str:
-        return self.quotas.limits_text()
+    async def limits_text(self, team_id: str) -> str:
+        return await self.quotas.limits_text(team_id)
 
     # -- helpers -------------------------------------------------------------------------------
     async def _source_for(self, f: SlackFile) -> ImageSource:
@@ -397,6 +441,13 @@ class Intake:
             await self.store.record_image(KnownImage(
                 channel_id=msg.channel_id, thread_ts=msg.root, message_ts=msg.ts, origin="user",
                 slack_file_id=f.id, file=f, user_id=msg.user_id))
+
+    async def _not_enabled(self, msg: Message, exc: NotEnabled) -> Reply | None:
+        """Say where lumabot works, at most once per person per channel per hour (a busy
+        channel is not spammed)."""
+        if await self.store.claim_key(f"notice:{msg.channel_id}:{msg.user_id}", window=NOTICE_WINDOW):
+            return Reply(str(exc), thread_ts=msg.thread_ts)
+        return None
 
     async def _once(self, msg: Message, reply: Reply) -> Reply | None:
         """A reply at most once per version of a message, whatever Slack retries (a corrected

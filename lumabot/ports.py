@@ -6,7 +6,8 @@ Slack; it talks to these protocols. The adapters live elsewhere:
 - `Notifier`: everything a job or a session shows in Slack (`slack/notifier.py`);
 - `InputFiles`: people's Slack files turned into image data Luma takes (`slack/files.py`);
 - `OutputSource`: the bytes of a finished image, from Luma's presigned URL (`luma/output.py`);
-- `LumaApi`: creating and reading generations (`luma/client.py`, over the official SDK).
+- `LumaApi`: creating and reading generations (`luma/client.py`, over the official SDK);
+- `AdminDirectory`: who is an admin (`slack/admins.py`).
 
 Tests implement them in memory (`lumabot/testing/ports.py`).
 """
@@ -134,6 +135,25 @@ class Notifier(Protocol):
     async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
         """The recap (with its contact sheet, exactly once), and the banner marked ended.
         DeliveryError."""
+        ...
+
+    async def send_dm(self, user_id: str, text: str) -> None:
+        """A direct message from lumabot to one person. DeliveryError."""
+        ...
+
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
+        """A file uploaded into lumabot's direct messages with one person. DeliveryError."""
+        ...
+
+
+class AdminDirectory(Protocol):
+    async def is_admin(self, user_id: str) -> bool:
+        """A workspace admin or owner, or one of LUMABOT_ADMINS."""
+        ...
+
+    @property
+    def extra(self) -> frozenset[str]:
+        """LUMABOT_ADMINS."""
         ...
 
 

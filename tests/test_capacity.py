@@ -159,7 +159,7 @@ async def test_luma_usage_report(start_bot, slack, luma):
     assert reply["response_type"] == "ephemeral"
     text = reply["text"]
     mine, workspace, limits = text.splitlines()[:3]
-    assert "today 2 images · $0.14" in mine and "last 30 days 2 images · $0.14" in mine
+    assert "today 2 images · $0.14" in mine and "this month 2 images · $0.14" in mine
     assert "today 3 images · $0.18" in workspace
-    assert "10 images per person per day (8 left for you)" in limits
+    assert "10 images a day per person (8 left for you today)" in limits
     assert "$5.00 per day for the workspace ($4.82 left)" in limits

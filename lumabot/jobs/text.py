@@ -1,6 +1,7 @@
 """Text people typed, shown back to them: Slack renders lumabot's messages as mrkdwn, where
 `<!channel>` pings a channel and `<url|label>` is a link. Everything a person typed is escaped
-before it is shown, so it appears literally and notifies nobody. Pure functions."""
+before it is shown, so it appears literally and notifies nobody. This module is the one place
+in the core that knows mrkdwn: how a channel, a person or an amount is named. Pure functions."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ def shown(text: str, limit: int | None = None) -> str:
 def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """Lumabot's own text, at most `limit` characters."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def channel_ref(channel_id: str) -> str:
+    """A channel, as lumabot's messages name it (Slack shows the channel's name)."""
+    return f"<#{channel_id}>"
+
+
+def user_ref(user_id: str) -> str:
+    """A person, as lumabot's messages name them (Slack shows their name)."""
+    return f"<@{user_id}>"
+
+
+def money(v: float) -> str:
+    return f"${v:,.2f}"

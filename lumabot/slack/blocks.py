@@ -163,11 +163,15 @@ def _when(ts: float) -> str:
            f"{datetime.fromtimestamp(ts, timezone.utc):%Y-%m-%d %H:%M} UTC>"
 
 
-def home_view(jobs: list[Job], links: dict[str, str], usage: str) -> dict:
-    """App Home: the person's latest generations, their usage, a short how-to (< 100 blocks)."""
-    blocks: list[dict] = [
-        {"type": "header", "text": _plain("Your images")},
-    ]
+def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str | None = None) -> dict:
+    """App Home: for admins the admin section first; then the person's latest generations,
+    their usage and limits, a short how-to (< 100 blocks)."""
+    blocks: list[dict] = []
+    if admin is not None:
+        blocks += [{"type": "header", "text": _plain("Admin")},
+                   {"type": "section", "text": {"type": "mrkdwn", "text": clip(admin, SECTION_LIMIT)}},
+                   {"type": "divider"}]
+    blocks.append({"type": "header", "text": _plain("Your images")})
     if not jobs:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
                        "Nothing yet. Type `/imagine a lighthouse at dusk` in a channel lumabot is in."}})
@@ -183,7 +187,7 @@ def home_view(jobs: list[Job], links: dict[str, str], usage: str) -> dict:
                        "text": f"{_when(job.created_at)} in <#{job.channel_id}>{where}"}]})
     blocks += [
         {"type": "divider"},
-        {"type": "header", "text": _plain("Usage")},
+        {"type": "header", "text": _plain("Usage and limits")},
         {"type": "section", "text": {"type": "mrkdwn", "text": usage}},
         {"type": "divider"},
         {"type": "header", "text": _plain("How to")},

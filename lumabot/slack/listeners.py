@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from ..admin import AdminCommands
 from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, ShortcutTarget
 from ..jobs.flags import PromptError
 from ..jobs.text import clip
@@ -26,7 +27,7 @@ from . import blocks
 from .admins import Admins
 from .notifier import SlackNotifier
 from .payloads import installing_team, parse_message, slack_file
-from .text import typed_text
+from .text import command_words, typed_text
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,10 @@ TRIGGER_EXPIRED = ("Slack took too long to hand lumabot this request, so the for
                    "(Slack allows 3 seconds). Please try again.")
 
 
-def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins) -> None:
-    """Attach every listener to `app`: requests go to `intake`; `slack` says who
-    lumabot is in Slack (bot user, workspace, links)."""
+def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins,
+             admin: AdminCommands) -> None:
+    """Attach every listener to `app`: requests go to `intake` (and `/luma admin` to `admin`);
+    `slack` says who lumabot is in Slack (bot user, workspace, links)."""
     background: set[asyncio.Task] = set()
 
     def later(coro: Awaitable[Any]) -> None:
@@ -71,6 +73,14 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
     async def imagine(ack, command, body, client, respond):
         text = typed_text(command.get("text")).strip()
         if not text:
+            try:
+                await intake.check_place(team(body), command["channel_id"])
+            except PromptError as exc:
+                await answer(ack, str(exc))
+                return
+            except StoreUnavailable:
+                await answer(ack, TRY_AGAIN)
+                return
             await ack()
             meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
             later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
@@ -89,31 +99,49 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
 
     @app.command("/edit")
     async def edit(ack, command, body):
+        text: str | None
         try:
             text = await intake.edit_command(
                 team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
                 text=typed_text(command.get("text")), response_url=command.get("response_url"))
+        except PromptError as exc:
+            text = str(exc)
         except StoreUnavailable:
             text = TRY_AGAIN
         await answer(ack, text)
 
     @app.command("/luma")
-    async def luma(ack, command, body):
+    async def luma(ack, command, body, respond):
         words = typed_text(command.get("text")).split()
         verb = words[0].lower() if words else ""
         text: str | None
         try:
-            if verb == "usage":
+            if verb == "admin":
+                reply = await admin.run(team(body), command["user_id"], command_words(command.get("text"))[1:])
+                text = reply.text
+                if reply.later is not None:
+                    later(_answer_later(reply.later, respond))
+            elif verb == "usage":
                 text = await intake.usage(team(body), command["user_id"])
             elif verb == "session":
-                answer_ = await intake.sessions.command(team_id=team(body), user_id=command["user_id"],
-                                                        channel_id=command["channel_id"], args=words[1:])
+                answer_ = await intake.session_command(team_id=team(body), user_id=command["user_id"],
+                                                       channel_id=command["channel_id"], args=words[1:])
                 text = blocks.session_answer(answer_, slack.team_url) if answer_ is not None else None
             else:
-                text = blocks.full_help(intake.limits_text())
+                text = blocks.full_help(await intake.limits_text(team(body)))
+        except PromptError as exc:
+            text = str(exc)
         except StoreUnavailable:
             text = TRY_AGAIN
         await answer(ack, text)
+
+    async def _answer_later(work: Callable[[], Awaitable[str]], respond) -> None:
+        """Admin work that outlasts the ack (a sweep, an export); its outcome, privately."""
+        try:
+            text = await work()
+        except StoreUnavailable:
+            text = TRY_AGAIN
+        await respond(text=clip(text), response_type="ephemeral", replace_original=False)
 
     @app.view(blocks.IMAGINE_MODAL_ID)
     async def imagine_submitted(ack, body, view):
@@ -194,10 +222,15 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
     async def home(event, body, client):
         if event.get("tab", "home") != "home":
             return
-        jobs, usage = await intake.home(team(body), event["user"])
+        later(_publish_home(client, team(body), event["user"]))
+
+    async def _publish_home(client, team_id: str, user_id: str) -> None:
+        """App Home: the person's images and limits; for admins, the admin section too."""
+        jobs, usage = await intake.home(team_id, user_id)
         links = {j.id: link for j in jobs
                  if (link := blocks.permalink(slack.team_url, j.channel_id, j.status_ts, j.thread_ts))}
-        later(client.views_publish(user_id=event["user"], view=blocks.home_view(jobs, links, usage)))
+        section = await admin.reports.home_section(team_id) if await admins.is_admin(user_id) else None
+        await client.views_publish(user_id=user_id, view=blocks.home_view(jobs, links, usage, admin=section))
 
     async def on_message_event(event: dict, body: dict, client, *, mention: bool) -> None:
         msg = parse_message(event, body, bot_user_id=slack.bot_user_id, team_id=team(body))
@@ -219,13 +252,17 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         await on_message_event(event, body, client, mention=False)
 
     @app.shortcut("edit_image")
-    async def edit_shortcut(ack, shortcut, client, respond):
+    async def edit_shortcut(ack, shortcut, body, client, respond):
         await ack()
         message = shortcut.get("message") or {}
-        target = await intake.shortcut_target(
-            shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
-            [slack_file(f) for f in message.get("files") or [] if f.get("id")],
-            response_url=shortcut.get("response_url"))
+        try:
+            target = await intake.shortcut_target(
+                team(body), shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
+                [slack_file(f) for f in message.get("files") or [] if f.get("id")],
+                response_url=shortcut.get("response_url"))
+        except PromptError as exc:  # lumabot is not enabled in that channel
+            later(open_modal(client, shortcut["trigger_id"], blocks.no_image_modal(str(exc)), respond))
+            return
         view = blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE)
         later(open_modal(client, shortcut["trigger_id"], view, respond))
 

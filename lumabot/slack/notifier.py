@@ -273,6 +273,26 @@ class SlackNotifier:
             await self.update_message(session.channel_id, session.banner_ts,
                                       blocks.session_ended_banner(session))
 
+    # -- direct messages (budget alerts, exports) --------------------------------------------
+    async def _dm_channel(self, user_id: str) -> str:
+        """lumabot's DM channel with a person (conversations.open, scope im:write)."""
+        try:
+            resp = await self.client.conversations_open(users=user_id)
+        except Exception as exc:
+            raise self._error("conversations.open", exc) from None
+        return resp["channel"]["id"]
+
+    async def send_dm(self, user_id: str, text: str) -> None:
+        await self.post_message(await self._dm_channel(user_id), text)
+
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
+        async def remember(_file_id: str) -> None:
+            return None  # a report: uploading it again after a failure is harmless
+
+        await self.upload_file(channel=await self._dm_channel(user_id), thread_ts=None, content=content,
+                               filename=filename, title=filename, known_file_id=None,
+                               remember_file=remember, initial_comment=comment)
+
     # -- files -------------------------------------------------------------------------------
     async def upload_image(self, job: Job, output: Output,
                            remember_file: RememberFile, *, deadline: float | None = None) -> None:

@@ -32,6 +32,17 @@ def typed_text(text: str | None) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def command_words(text: str | None) -> list[str]:
+    """A slash command's arguments: a channel picked from Slack's suggestions as `#C123`, a
+    person as `@U123` (ids, which names are not), everything else as typed."""
+    def keep_ids(m: re.Match[str]) -> str:
+        target = m.group(1).partition("|")[0]
+        return target if target[:1] in ("#", "@") else _decode_markup(m)
+
+    text = _MARKUP.sub(keep_ids, text or "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").split()
+
+
 def mentions(text: str | None, user_id: str | None) -> bool:
     """Does Slack's encoded text mention this user (the bot)?"""
     return bool(user_id) and f"<@{user_id}" in (text or "")

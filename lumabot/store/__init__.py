@@ -4,10 +4,12 @@ tests (tests/store). `open_store(url)` picks the implementation from the URL."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..jobs.models import Job, KnownImage, Session
+from ..jobs.policy import Policy, PolicyChange
 from ..jobs.quotas import Admission, AdmissionRules, Usage
+from ..jobs.usage import JobRecord, Removed, UsageLine
 from .errors import JobCancelled, JobLost, StoreUnavailable
 
 
@@ -88,11 +90,45 @@ class Store(Protocol):
     async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool: ...
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
-                    refunded: frozenset[str] = frozenset()) -> Usage:
-        """Images and estimated spend since a time (a workspace, or one person)."""
+                    channel_id: str | None = None, refunded: frozenset[str] = frozenset()) -> Usage:
+        """Images and estimated spend since a time (a day's start), for a workspace or one
+        person or channel in it, swept jobs' daily totals included."""
 
     async def set_image_message(self, job_id: str, message_ts: str) -> None: ...
     async def job_for_message(self, channel_id: str, ts: str) -> Job | None: ...
+
+    # admin policy (one per workspace; absent: every default)
+    async def get_policy(self, team_id: str) -> Policy: ...
+
+    async def update_policy(self, team_id: str, edit: Callable[[Policy], Policy], *, by: str,
+                            change: str) -> Policy:
+        """Read, edit and write the workspace's policy in one transaction, and log the change;
+        the new policy."""
+
+    async def policy_log(self, team_id: str, limit: int = 20) -> list[PolicyChange]:
+        """The latest policy changes, newest first."""
+
+    # usage reports, export, retention
+    async def usage_lines(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[UsageLine]:
+        """Images and spend per person, channel, model and type in [since, until), swept jobs'
+        daily totals included."""
+
+    async def job_records(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
+        """Every stored job created in [since, until), oldest first."""
+
+    async def sweep(self, cutoff: float, *, period_cutoff: float,
+                    refunded: frozenset[str] = frozenset()) -> Removed:
+        """Delete what is older than `cutoff`: settled jobs (their usage kept as daily totals),
+        their thumbnails and votes, images, ended sessions, and dedupe keys (those starting with
+        `period:` live until `period_cutoff`). What went, per table."""
+
+    async def forget_user(self, team_id: str, user_id: str, anonymous_id: str, *,
+                          refunded: frozenset[str] = frozenset()) -> Removed:
+        """Delete a person's finished jobs (prompts, parameters), images, thumbnails and votes
+        now; their spend stays in the daily totals under `anonymous_id`; sessions they started
+        lose the starter and theme. What went, per table."""
 
     # creative sessions
     async def create_session(self, session: Session) -> bool:

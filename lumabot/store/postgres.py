@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 
 from ..jobs.models import Job, KnownImage, Session
-from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
+from ..jobs.policy import AdmissionCounts, Policy, PolicyChange, Rules
+from ..jobs.quotas import Admission, AdmissionRules, Usage
+from ..jobs.usage import JobRecord, Removed, UsageLine
 from .errors import JobCancelled, JobLost, StoreUnavailable
 from .rows import (
     IMAGE_COLUMNS,
@@ -178,6 +180,37 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN cancelled_by TEXT;
     """,
+    # 5: admin policy and its log; daily usage totals of jobs the retention sweep removed
+    """
+    CREATE TABLE policies (
+        team_id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE policy_log (
+        id BIGSERIAL PRIMARY KEY,
+        team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        change TEXT NOT NULL
+    );
+    CREATE INDEX policy_log_team ON policy_log(team_id, id);
+    CREATE TABLE usage_days (
+        team_id TEXT NOT NULL,
+        day DOUBLE PRECISION NOT NULL,
+        user_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        type TEXT NOT NULL,
+        images INTEGER NOT NULL,
+        jobs INTEGER NOT NULL,
+        spend DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (team_id, day, user_id, channel_id, model, type)
+    );
+    CREATE INDEX jobs_channel_created ON jobs(channel_id, created_at);
+    CREATE INDEX images_created ON images(created_at);
+    CREATE INDEX dedupe_keys_created ON dedupe_keys(created_at);
+    """,
 ]
 
 ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
@@ -207,6 +240,28 @@ _UNAVAILABLE = (
 
 # What a pooled connection is (a proxy of asyncpg.Connection).
 _Connection = asyncpg.pool.PoolConnectionProxy
+
+
+_MODEL = "COALESCE(params::jsonb ->> 'model', 'uni-1')"
+_TYPE = "COALESCE(params::jsonb ->> 'type', 'image')"
+
+
+def _charged(refunded_param: int) -> str:
+    """`Job.charged` in SQL, with the refunded failure codes as parameter $n (a text array)."""
+    return (f"attempts > 0 AND NOT (state = 'failed' AND COALESCE(failure_code, '') = "
+            f"ANY(${refunded_param}::text[]))")
+
+
+def _roll_up(user: str, where: str, charged: str) -> str:
+    """Add the jobs matching `where` to the daily usage totals (per day, person, channel, model
+    and type), the person given by the SQL expression `user`."""
+    return (
+        "INSERT INTO usage_days (team_id, day, user_id, channel_id, model, type, images, jobs, spend) "
+        f"SELECT team_id, floor(created_at / 86400) * 86400, {user}, channel_id, {_MODEL}, {_TYPE}, "
+        f"COUNT(*) FILTER (WHERE state = 'done'), COUNT(*), COALESCE(SUM(cost_usd) FILTER (WHERE {charged}), 0) "
+        f"FROM jobs WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6 ON CONFLICT (team_id, day, user_id, "
+        "channel_id, model, type) DO UPDATE SET images = usage_days.images + excluded.images, "
+        "jobs = usage_days.jobs + excluded.jobs, spend = usage_days.spend + excluded.spend")
 
 
 def _marks(n: int, start: int = 1) -> str:
@@ -311,29 +366,41 @@ class PostgresStore:
                     dedupe_key, time.time()))
                 if not inserted:
                     return Admission.duplicate()
+            admission = Admission.created()
             if rules is not None:
-                # One admission at a time per workspace; the counts come in later statements,
-                # which see every job committed while this one waited.
+                # One admission at a time per workspace; the policy and the counts come in
+                # later statements, which see everything committed while this one waited.
                 await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"admit:{job.team_id}")
-                counts = await self._admission_counts(con, job, rules)
-                refusal = rules.refusal(counts, job.cost_usd)
-                if refusal is not None:
+                policy = await self._policy(con, job.team_id)
+                admission = await rules.decide(policy, job, lambda in_force: self._admission_counts(
+                    con, job, rules, in_force))
+                if admission.status == "refused":
                     if dedupe_key is not None:
                         await con.execute("DELETE FROM dedupe_keys WHERE key = $1", dedupe_key)
-                    return Admission.refused(refusal, counts)
+                    return admission
             await con.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))})",
                               *job_row(job))
-        return Admission.created()
+        return admission
 
-    async def _admission_counts(self, con: _Connection, job: Job,
-                                rules: AdmissionRules) -> AdmissionCounts:
+    async def _admission_counts(self, con: _Connection, job: Job, rules: AdmissionRules,
+                                in_force: Rules) -> AdmissionCounts:
+        """The counts the rules in force need, in the admitting transaction."""
         waiting = await con.fetchval(
             "SELECT COUNT(*) FROM jobs WHERE team_id = $1 AND user_id = $2 AND NOT settled "
             "AND state IN ('queued', 'submitting') AND cancelled_by IS NULL", job.team_id, job.user_id)
-        mine = await self._usage(con, job.team_id, rules.day_start, job.user_id, rules.refunded)
-        team = await self._usage(con, job.team_id, rules.day_start, None, rules.refunded)
+        team, refunded = job.team_id, rules.refunded
+        none = Usage()
+        mine = (await self._usage(con, team, rules.day_start, job.user_id, None, refunded)
+                if in_force.daily_images(job.user_id) is not None else none)
+        today = (await self._usage(con, team, rules.day_start, None, None, refunded)
+                 if in_force.day_budget is not None else none)
+        month = (await self._usage(con, team, rules.month_start, None, None, refunded)
+                 if in_force.month_budget is not None else none)
+        channel = (await self._usage(con, team, rules.month_start, None, job.channel_id, refunded)
+                   if in_force.channel_budget(job.channel_id) is not None else none)
         return AdmissionCounts(waiting=int(waiting), requested_today=mine.requested,
-                               committed_today=team.spend + team.pending)
+                               committed_today=today.committed, committed_month=month.committed,
+                               committed_channel=channel.committed)
 
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
@@ -445,28 +512,32 @@ class PostgresStore:
         return [job_from_row(r) for r in rows]
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
-                    refunded: frozenset[str] = frozenset()) -> Usage:
+                    channel_id: str | None = None, refunded: frozenset[str] = frozenset()) -> Usage:
         async with self._con() as con:
-            return await self._usage(con, team_id, since, user_id, refunded)
+            return await self._usage(con, team_id, since, user_id, channel_id, refunded)
 
     async def _usage(self, con: _Connection, team_id: str, since: float, user_id: str | None,
-                     refunded: frozenset[str]) -> Usage:
-        """As `Job.charged` says, in SQL for the aggregate (the SQLite store says the same)."""
-        sql = (
+                     channel_id: str | None, refunded: frozenset[str]) -> Usage:
+        """As `Job.charged` says, in SQL for the aggregate (the SQLite store says the same), plus
+        the daily totals of swept jobs."""
+        where, args = "team_id = $2 AND created_at >= $3", [sorted(refunded), team_id, since]
+        totals = "team_id = $2 AND day >= $3"
+        for column, value in (("user_id", user_id), ("channel_id", channel_id)):
+            if value is not None:
+                args.append(value)
+                where += f" AND {column} = ${len(args)}"
+                totals += f" AND {column} = ${len(args)}"
+        row = await con.fetchrow(
             "SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state NOT IN ('failed', 'cancelled')), "
-            "COALESCE(SUM(cost_usd) FILTER (WHERE attempts > 0 AND NOT (state = 'failed' AND "
-            "COALESCE(failure_code, '') = ANY($1::text[]))), 0), "
-            "COALESCE(SUM(cost_usd) FILTER (WHERE NOT settled AND attempts = 0 AND state NOT IN ('failed', 'cancelled') AND cancelled_by IS NULL), 0) "
-            "FROM jobs WHERE team_id = $2 AND created_at >= $3"
-        )
-        args: list[Any] = [sorted(refunded), team_id, since]
-        if user_id is not None:
-            sql += " AND user_id = $4"
-            args.append(user_id)
-        row = await con.fetchrow(sql, *args)
+            f"COALESCE(SUM(cost_usd) FILTER (WHERE {_charged(1)}), 0), "
+            "COALESCE(SUM(cost_usd) FILTER (WHERE NOT settled AND attempts = 0 AND state NOT IN ('failed', 'cancelled') AND cancelled_by IS NULL), 0), "
+            f"(SELECT COALESCE(SUM(images), 0) FROM usage_days WHERE {totals}), "
+            f"(SELECT COALESCE(SUM(spend), 0) FROM usage_days WHERE {totals}) "
+            f"FROM jobs WHERE {where}", *args)
         assert row is not None
-        images, requested, spend, pending = row
-        return Usage(images=images, requested=requested, spend=spend, pending=pending)
+        images, requested, spend, pending, swept_images, swept_spend = row
+        return Usage(images=images + swept_images, requested=requested + swept_images,
+                     spend=spend + swept_spend, pending=pending)
 
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:
@@ -566,6 +637,99 @@ class PostgresStore:
         rows = await self._rows("SELECT job_id, data FROM thumbnails WHERE job_id = ANY($1::text[])",
                                 job_ids)
         return {job_id: bytes(data) for job_id, data in rows}
+
+    # -- admin policy --------------------------------------------------------------------------
+    async def _policy(self, con: _Connection, team_id: str) -> Policy:
+        data = await con.fetchval("SELECT data FROM policies WHERE team_id = $1", team_id)
+        return Policy.model_validate_json(data) if data else Policy()
+
+    async def get_policy(self, team_id: str) -> Policy:
+        async with self._con() as con:
+            return await self._policy(con, team_id)
+
+    async def update_policy(self, team_id: str, edit: Callable[[Policy], Policy], *, by: str,
+                            change: str) -> Policy:
+        async with self._con() as con, con.transaction():
+            # One change at a time per workspace (the row may not exist yet to lock).
+            await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"policy:{team_id}")
+            policy = edit(await self._policy(con, team_id))
+            now = time.time()
+            await con.execute("INSERT INTO policies (team_id, data, updated_at) VALUES ($1, $2, $3) "
+                              "ON CONFLICT (team_id) DO UPDATE SET data = excluded.data, "
+                              "updated_at = excluded.updated_at",
+                              team_id, policy.model_dump_json(exclude_unset=True), now)
+            await con.execute("INSERT INTO policy_log (team_id, user_id, at, change) VALUES ($1, $2, $3, $4)",
+                              team_id, by, now, change)
+        return policy
+
+    async def policy_log(self, team_id: str, limit: int = 20) -> list[PolicyChange]:
+        rows = await self._rows("SELECT team_id, user_id, at, change FROM policy_log WHERE team_id = $1 "
+                                "ORDER BY id DESC LIMIT $2", team_id, limit)
+        return [PolicyChange(*r) for r in rows]
+
+    # -- usage reports, export, retention ----------------------------------------------------------
+    async def usage_lines(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[UsageLine]:
+        rows = await self._rows(
+            "SELECT user_id, channel_id, model, type, SUM(images), SUM(spend) FROM ("
+            f"SELECT user_id, channel_id, {_MODEL} AS model, {_TYPE} AS type, (state = 'done')::int AS images, "
+            f"CASE WHEN {_charged(1)} THEN cost_usd ELSE 0 END AS spend FROM jobs WHERE team_id = $2 "
+            "AND created_at >= $3 AND created_at < $4 UNION ALL SELECT user_id, channel_id, model, type, "
+            "images, spend FROM usage_days WHERE team_id = $2 AND day >= $3 AND day < $4) AS u "
+            "GROUP BY user_id, channel_id, model, type", sorted(refunded), team_id, since, until)
+        return [UsageLine(r[0], r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+
+    async def job_records(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
+        rows = await self._rows(
+            f"SELECT id, created_at, user_id, channel_id, {_MODEL}, {_TYPE}, CASE WHEN settled OR "
+            "state IN ('done', 'failed', 'cancelled') THEN state ELSE 'in progress' END, failure_code, "
+            f"CASE WHEN {_charged(1)} THEN cost_usd ELSE 0 END, params::jsonb ->> 'prompt' FROM jobs "
+            "WHERE team_id = $2 AND created_at >= $3 AND created_at < $4 ORDER BY created_at, seq",
+            sorted(refunded), team_id, since, until)
+        return [JobRecord(*r) for r in rows]
+
+    async def sweep(self, cutoff: float, *, period_cutoff: float,
+                    refunded: frozenset[str] = frozenset()) -> Removed:
+        old = "settled AND created_at < $1"
+        ended = "ended_at IS NOT NULL AND ended_at < $1 AND recap_posted"
+        async with self._con() as con, con.transaction():
+            await con.execute(_roll_up("user_id", old, _charged(2)), cutoff, sorted(refunded))
+            thumbnails = _changed(await con.execute(
+                f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {old})", cutoff))
+            votes = _changed(await con.execute(
+                f"DELETE FROM votes WHERE job_id IN (SELECT id FROM jobs WHERE {old}) "
+                f"OR session_id IN (SELECT id FROM sessions WHERE {ended})", cutoff))
+            jobs = _changed(await con.execute(f"DELETE FROM jobs WHERE {old}", cutoff))
+            images = _changed(await con.execute("DELETE FROM images WHERE created_at < $1", cutoff))
+            sessions = _changed(await con.execute(f"DELETE FROM sessions WHERE {ended}", cutoff))
+            keys = _changed(await con.execute(
+                "DELETE FROM dedupe_keys WHERE created_at < $1 AND (key NOT LIKE 'period:%' "
+                "OR created_at < $2)", cutoff, period_cutoff))
+        return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
+                       dedupe_keys=keys)
+
+    async def forget_user(self, team_id: str, user_id: str, anonymous_id: str, *,
+                          refunded: frozenset[str] = frozenset()) -> Removed:
+        theirs = "team_id = $1 AND user_id = $2 AND settled"
+        async with self._con() as con, con.transaction():
+            await con.execute(_roll_up("$3::text", theirs, _charged(4)), team_id, user_id, anonymous_id,
+                              sorted(refunded))
+            thumbnails = _changed(await con.execute(
+                f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {theirs})", team_id, user_id))
+            images = _changed(await con.execute(
+                f"DELETE FROM images WHERE user_id = $2 OR job_id IN (SELECT id FROM jobs WHERE {theirs})",
+                team_id, user_id))
+            votes = _changed(await con.execute(
+                f"DELETE FROM votes WHERE user_id = $2 OR job_id IN (SELECT id FROM jobs WHERE {theirs})",
+                team_id, user_id))
+            jobs = _changed(await con.execute(f"DELETE FROM jobs WHERE {theirs}", team_id, user_id))
+            sessions = _changed(await con.execute(
+                "UPDATE sessions SET started_by = $3, theme = NULL WHERE team_id = $1 AND started_by = $2",
+                team_id, user_id, anonymous_id))
+            keys = _changed(await con.execute("DELETE FROM dedupe_keys WHERE strpos(key, $1) > 0", user_id))
+        return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
+                       dedupe_keys=keys)
 
     # -- Luma's limits across replicas ---------------------------------------------------------
     async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:

@@ -7,12 +7,14 @@ import sqlite3
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiosqlite
 
 from ..jobs.models import Job, KnownImage, Session
-from ..jobs.quotas import Admission, AdmissionCounts, AdmissionRules, Usage
+from ..jobs.policy import AdmissionCounts, Policy, PolicyChange, Rules
+from ..jobs.quotas import Admission, AdmissionRules, Usage
+from ..jobs.usage import JobRecord, Removed, UsageLine
 from .errors import JobCancelled, JobLost, StoreUnavailable
 from .rows import (
     IMAGE_COLUMNS,
@@ -149,6 +151,37 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN cancelled_by TEXT;
     """,
+    # 9: admin policy and its log; daily usage totals of jobs the retention sweep removed
+    """
+    CREATE TABLE policies (
+        team_id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE policy_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        team_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        change TEXT NOT NULL
+    );
+    CREATE INDEX policy_log_team ON policy_log(team_id, id);
+    CREATE TABLE usage_days (
+        team_id TEXT NOT NULL,
+        day REAL NOT NULL,
+        user_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        type TEXT NOT NULL,
+        images INTEGER NOT NULL,
+        jobs INTEGER NOT NULL,
+        spend REAL NOT NULL,
+        PRIMARY KEY (team_id, day, user_id, channel_id, model, type)
+    );
+    CREATE INDEX jobs_channel_created ON jobs(channel_id, created_at);
+    CREATE INDEX images_created ON images(created_at);
+    CREATE INDEX dedupe_keys_created ON dedupe_keys(created_at);
+    """,
 ]
 
 Row = sqlite3.Row | tuple[Any, ...]
@@ -159,6 +192,34 @@ def _one(row: Row | None) -> Row:
     """The row of an aggregate query (which always has one)."""
     assert row is not None
     return row
+
+
+_MODEL = "COALESCE(json_extract(params, '$.model'), 'uni-1')"
+_TYPE = "COALESCE(json_extract(params, '$.type'), 'image')"
+
+
+def _charged(refunded: frozenset[str]) -> tuple[str, list[str]]:
+    """`Job.charged` in SQL, and its parameters (which come first in the statement)."""
+    marks = ", ".join("?" * len(refunded)) or "''"
+    return (f"attempts > 0 AND NOT (state = 'failed' AND COALESCE(failure_code, '') IN ({marks}))",
+            sorted(refunded))
+
+
+def _roll_up(user: str, where: str, charged: str) -> str:
+    """Add the jobs matching `where` to the daily usage totals (per day, person, channel, model
+    and type), the person given by the SQL expression `user`."""
+    return (
+        "INSERT INTO usage_days (team_id, day, user_id, channel_id, model, type, images, jobs, spend) "
+        f"SELECT team_id, CAST(created_at / 86400 AS INTEGER) * 86400.0, {user}, channel_id, {_MODEL}, "
+        f"{_TYPE}, SUM(state = 'done'), COUNT(*), SUM(CASE WHEN {charged} THEN cost_usd ELSE 0 END) "
+        f"FROM jobs WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6 ON CONFLICT (team_id, day, user_id, "
+        "channel_id, model, type) DO UPDATE SET images = images + excluded.images, "
+        "jobs = jobs + excluded.jobs, spend = spend + excluded.spend")
+
+
+async def _delete(db: aiosqlite.Connection, sql: str, args: Args) -> int:
+    cur = await db.execute(sql, args)
+    return cur.rowcount
 
 
 
@@ -286,27 +347,39 @@ class SQLiteStore:
                                        (dedupe_key, time.time()))
                 if cur.rowcount == 0:
                     return Admission.duplicate()
+            admission = Admission.created()
             if rules is not None:
-                counts = await self._admission_counts(db, job, rules)
-                refusal = rules.refusal(counts, job.cost_usd)
-                if refusal is not None:
+                policy = await self._policy(db, job.team_id)
+                admission = await rules.decide(policy, job, lambda in_force: self._admission_counts(
+                    db, job, rules, in_force))
+                if admission.status == "refused":
                     await db.execute("DELETE FROM dedupe_keys WHERE key = ?", (dedupe_key,))
-                    return Admission.refused(refusal, counts)
+                    return admission
             await db.execute(
                 f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})",
                 job_row(job))
-        return Admission.created()
+        return admission
 
-    async def _admission_counts(self, db: aiosqlite.Connection, job: Job,
-                                rules: AdmissionRules) -> AdmissionCounts:
+    async def _admission_counts(self, db: aiosqlite.Connection, job: Job, rules: AdmissionRules,
+                                in_force: Rules) -> AdmissionCounts:
+        """The counts the rules in force need, in the admitting transaction."""
         async with db.execute(
             "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
             "AND state IN ('queued', 'submitting') AND cancelled_by IS NULL", (job.team_id, job.user_id)) as cur:
             waiting = _one(await cur.fetchone())[0]
-        mine = await self._usage(db, job.team_id, rules.day_start, job.user_id, rules.refunded)
-        team = await self._usage(db, job.team_id, rules.day_start, None, rules.refunded)
+        team, refunded = job.team_id, rules.refunded
+        none = Usage()
+        mine = (await self._usage(db, team, rules.day_start, job.user_id, None, refunded)
+                if in_force.daily_images(job.user_id) is not None else none)
+        today = (await self._usage(db, team, rules.day_start, None, None, refunded)
+                 if in_force.day_budget is not None else none)
+        month = (await self._usage(db, team, rules.month_start, None, None, refunded)
+                 if in_force.month_budget is not None else none)
+        channel = (await self._usage(db, team, rules.month_start, None, job.channel_id, refunded)
+                   if in_force.channel_budget(job.channel_id) is not None else none)
         return AdmissionCounts(waiting=waiting, requested_today=mine.requested,
-                               committed_today=team.spend + team.pending)
+                               committed_today=today.committed, committed_month=month.committed,
+                               committed_channel=channel.committed)
 
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
@@ -394,31 +467,39 @@ class SQLiteStore:
         return [job_from_row(r) for r in rows]
 
     async def usage(self, team_id: str, since: float, *, user_id: str | None = None,
-                    refunded: frozenset[str] = frozenset()) -> Usage:
+                    channel_id: str | None = None, refunded: frozenset[str] = frozenset()) -> Usage:
         try:
-            return await self._usage(self.reader, team_id, since, user_id, refunded)
+            return await self._usage(self.reader, team_id, since, user_id, channel_id, refunded)
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def _usage(self, db: aiosqlite.Connection, team_id: str, since: float, user_id: str | None,
-                     refunded: frozenset[str]) -> Usage:
-        """Images and estimated spend since a time, for a workspace or one person in it. A job
-        counts as charged as `Job.charged` says, here in SQL for the aggregate."""
-        marks = ", ".join("?" * len(refunded)) or "''"
+                     channel_id: str | None, refunded: frozenset[str]) -> Usage:
+        """Images and estimated spend since a time (a day's start), for a workspace, or one
+        person or channel in it: the jobs still stored plus the daily totals of swept ones. A
+        job counts as charged as `Job.charged` says, here in SQL for the aggregate."""
+        charged, marks = _charged(refunded)
+        where, args = "team_id = ? AND created_at >= ?", [team_id, since]
+        totals_where, totals_args = "team_id = ? AND day >= ?", [team_id, since]
+        for column, value in (("user_id", user_id), ("channel_id", channel_id)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                totals_where += f" AND {column} = ?"
+                args.append(value)
+                totals_args.append(value)
         sql = (
             "SELECT COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state NOT IN ('failed', 'cancelled')), 0), "
-            "COALESCE(SUM(CASE WHEN attempts > 0 AND NOT (state = 'failed' AND "
-            f"COALESCE(failure_code, '') IN ({marks})) THEN cost_usd ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN {charged} THEN cost_usd ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN settled = 0 AND attempts = 0 AND state NOT IN ('failed', 'cancelled') AND cancelled_by IS NULL "
-            "THEN cost_usd ELSE 0 END), 0) FROM jobs WHERE team_id = ? AND created_at >= ?"
+            f"THEN cost_usd ELSE 0 END), 0) FROM jobs WHERE {where}"
         )
-        args: list[Any] = [*sorted(refunded), team_id, since]
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            args.append(user_id)
-        async with db.execute(sql, args) as cur:
+        async with db.execute(sql, [*marks, *args]) as cur:
             images, requested, spend, pending = _one(await cur.fetchone())
-        return Usage(images=images, requested=requested, spend=spend, pending=pending)
+        async with db.execute(f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(spend), 0) FROM usage_days "
+                              f"WHERE {totals_where}", totals_args) as cur:
+            swept_images, swept_spend = _one(await cur.fetchone())
+        return Usage(images=images + swept_images, requested=requested + swept_images,
+                     spend=spend + swept_spend, pending=pending)
 
     # -- images --------------------------------------------------------------------------------
     async def record_image(self, image: KnownImage) -> None:
@@ -522,6 +603,101 @@ class SQLiteStore:
         marks = ", ".join("?" * len(job_ids))
         rows = await self._rows(f"SELECT job_id, data FROM thumbnails WHERE job_id IN ({marks})", job_ids)
         return {job_id: bytes(data) for job_id, data in rows}
+
+    # -- admin policy --------------------------------------------------------------------------
+    async def _policy(self, db: aiosqlite.Connection, team_id: str) -> Policy:
+        async with db.execute("SELECT data FROM policies WHERE team_id = ?", (team_id,)) as cur:
+            row = await cur.fetchone()
+        return Policy.model_validate_json(row[0]) if row else Policy()
+
+    async def get_policy(self, team_id: str) -> Policy:
+        try:
+            return await self._policy(self.reader, team_id)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def update_policy(self, team_id: str, edit: Callable[[Policy], Policy], *, by: str,
+                            change: str) -> Policy:
+        async with self._unit() as db:
+            policy = edit(await self._policy(db, team_id))
+            now = time.time()
+            await db.execute("INSERT INTO policies (team_id, data, updated_at) VALUES (?, ?, ?) ON CONFLICT "
+                             "(team_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                             (team_id, policy.model_dump_json(exclude_unset=True), now))
+            await db.execute("INSERT INTO policy_log (team_id, user_id, at, change) VALUES (?, ?, ?, ?)",
+                             (team_id, by, now, change))
+        return policy
+
+    async def policy_log(self, team_id: str, limit: int = 20) -> list[PolicyChange]:
+        rows = await self._rows("SELECT team_id, user_id, at, change FROM policy_log WHERE team_id = ? "
+                                "ORDER BY id DESC LIMIT ?", (team_id, limit))
+        return [PolicyChange(*r) for r in rows]
+
+    # -- usage reports, export, retention ----------------------------------------------------------
+    async def usage_lines(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[UsageLine]:
+        charged, marks = _charged(refunded)
+        rows = await self._rows(
+            "SELECT user_id, channel_id, model, type, SUM(images), SUM(spend) FROM ("
+            f"SELECT user_id, channel_id, {_MODEL} AS model, {_TYPE} AS type, state = 'done' AS images, "
+            f"CASE WHEN {charged} THEN cost_usd ELSE 0 END AS spend FROM jobs WHERE team_id = ? "
+            "AND created_at >= ? AND created_at < ? UNION ALL SELECT user_id, channel_id, model, type, "
+            "images, spend FROM usage_days WHERE team_id = ? AND day >= ? AND day < ?) "
+            "GROUP BY user_id, channel_id, model, type", (*marks, team_id, since, until, team_id, since, until))
+        return [UsageLine(r[0], r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+
+    async def job_records(self, team_id: str, since: float, until: float, *,
+                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
+        charged, marks = _charged(refunded)
+        rows = await self._rows(
+            f"SELECT id, created_at, user_id, channel_id, {_MODEL}, {_TYPE}, CASE WHEN settled = 1 OR "
+            "state IN ('done', 'failed', 'cancelled') THEN state ELSE 'in progress' END, failure_code, "
+            f"CASE WHEN {charged} THEN cost_usd ELSE 0 END, json_extract(params, '$.prompt') FROM jobs "
+            "WHERE team_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, rowid",
+            (*marks, team_id, since, until))
+        return [JobRecord(*r) for r in rows]
+
+    async def sweep(self, cutoff: float, *, period_cutoff: float,
+                    refunded: frozenset[str] = frozenset()) -> Removed:
+        """Delete what is older than `cutoff`: settled jobs (their daily usage totals are kept),
+        their thumbnails and votes, images, ended sessions, dedupe keys (keys starting with
+        `period:` live until `period_cutoff`)."""
+        charged, marks = _charged(refunded)
+        old = "settled = 1 AND created_at < ?"
+        async with self._unit() as db:
+            await db.execute(_roll_up("user_id", old, charged), (*marks, cutoff))
+            thumbnails = await _delete(db, f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {old})", (cutoff,))
+            ended = "ended_at IS NOT NULL AND ended_at < ? AND recap_posted = 1"
+            votes = await _delete(db, f"DELETE FROM votes WHERE job_id IN (SELECT id FROM jobs WHERE {old}) "
+                                      f"OR session_id IN (SELECT id FROM sessions WHERE {ended})", (cutoff, cutoff))
+            jobs = await _delete(db, f"DELETE FROM jobs WHERE {old}", (cutoff,))
+            images = await _delete(db, "DELETE FROM images WHERE created_at < ?", (cutoff,))
+            sessions = await _delete(db, f"DELETE FROM sessions WHERE {ended}", (cutoff,))
+            keys = await _delete(db, "DELETE FROM dedupe_keys WHERE created_at < ? AND (key NOT LIKE 'period:%' "
+                                     "OR created_at < ?)", (cutoff, period_cutoff))
+        return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
+                       dedupe_keys=keys)
+
+    async def forget_user(self, team_id: str, user_id: str, anonymous_id: str, *,
+                          refunded: frozenset[str] = frozenset()) -> Removed:
+        """Delete a person's prompts, history and thumbnails now; their finished jobs' spend
+        stays in the daily usage totals under `anonymous_id`."""
+        charged, marks = _charged(refunded)
+        theirs = "team_id = ? AND user_id = ? AND settled = 1"
+        async with self._unit() as db:
+            await db.execute(_roll_up("?", theirs, charged), (anonymous_id, *marks, team_id, user_id))
+            thumbnails = await _delete(db, f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {theirs})",
+                                       (team_id, user_id))
+            images = await _delete(db, f"DELETE FROM images WHERE user_id = ? OR job_id IN (SELECT id FROM jobs WHERE {theirs})",
+                                   (user_id, team_id, user_id))
+            votes = await _delete(db, f"DELETE FROM votes WHERE user_id = ? OR job_id IN (SELECT id FROM jobs WHERE {theirs})",
+                                  (user_id, team_id, user_id))
+            jobs = await _delete(db, f"DELETE FROM jobs WHERE {theirs}", (team_id, user_id))
+            sessions = await _delete(db, "UPDATE sessions SET started_by = ?, theme = NULL WHERE team_id = ? "
+                                         "AND started_by = ?", (anonymous_id, team_id, user_id))
+            keys = await _delete(db, "DELETE FROM dedupe_keys WHERE instr(key, ?) > 0", (user_id,))
+        return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
+                       dedupe_keys=keys)
 
     # -- reports for the benchmarks --------------------------------------------------------------
     async def unsettled_count(self) -> int:

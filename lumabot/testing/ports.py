@@ -49,6 +49,8 @@ class MemoryNotifier:
 
     def __init__(self) -> None:
         self.posted: list[Posted] = []
+        self.dms: list[tuple[str, str]] = []
+        self.dm_files: list[tuple[str, str, bytes, str]] = []
         self.status_updates: list[tuple[str, tuple[str, str | None, int | None]]] = []
         self.uploads: list[Upload] = []
         self.deleted: list[str] = []
@@ -121,6 +123,14 @@ class MemoryNotifier:
             await remember_file(f"F{next(self._ts)}")
         self.recaps.append(recap)
         self._post("recap", None, recap.session.channel_id)
+
+    async def send_dm(self, user_id: str, text: str) -> None:
+        self._maybe_fail("send_dm")
+        self.dms.append((user_id, text))
+
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
+        self._maybe_fail("send_file_dm")
+        self.dm_files.append((user_id, filename, content, comment))
 
 
 class MemoryInputs:

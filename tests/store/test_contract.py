@@ -3,12 +3,14 @@ method by method. A new implementation passes when it is added to STORES in conf
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from lumabot.jobs.failures import REFUNDED_FAILURE_CODES
 from lumabot.jobs.models import GenerationParams, JobState, KnownImage, Session, SlackFile
+from lumabot.jobs.policy import Limits
 from lumabot.jobs.quotas import AdmissionRules
 from lumabot.store import Store
 
@@ -36,14 +38,14 @@ async def test_a_dedupe_key_creates_one_job(store: Store):
 
 async def test_admission_counts_waiting_jobs_images_and_spend(store: Store):
     day = 1000.0
-    rules = AdmissionRules(max_waiting=2, daily_images=None, daily_budget=None, day_start=day)
+    rules = admission(max_waiting=2, day=day)
     for _ in range(2):
         assert (await store.create_job(job(created_at=day + 1), rules=rules)).status == "created"
     refused = await store.create_job(job(created_at=day + 2), rules=rules)
     assert (refused.status, refused.refusal, refused.counts.waiting) == ("refused", "waiting", 2)
     assert (await store.create_job(job(user_id="U2", created_at=day + 2), rules=rules)).status == "created"
 
-    budget = AdmissionRules(max_waiting=100, daily_images=None, daily_budget=0.10, day_start=day)
+    budget = admission(daily_budget=0.10, day=day)
     assert (await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1),
                                    rules=budget)).status == "created"
     over = await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1), rules=budget)
@@ -218,3 +220,120 @@ async def test_a_waiting_job_can_be_cancelled_until_it_is_sent(store: Store):
     await store.save_job(waiting)
     stored = await store.get_job(waiting.id)
     assert stored.state == JobState.CANCELLED and stored.cancelled_by == "U1"
+
+
+# -- admin policy, admission under it, reports, retention ----------------------------------------
+def admission(*, max_waiting: int = 100, daily_images: int | None = None, daily_budget: float | None = None,
+              monthly_budget: float | None = None, day: float = 0.0, is_admin: bool | None = None) -> AdmissionRules:
+    return AdmissionRules(limits=Limits(max_queued_per_user=max_waiting, user_daily_images=daily_images,
+                                        daily_budget_usd=daily_budget, monthly_budget_usd=monthly_budget),
+                          day_start=day, month_start=day, is_admin=is_admin)
+
+
+async def test_the_policy_is_edited_in_one_transaction_and_logged(store: Store):
+    from lumabot.jobs.policy import Policy
+
+    assert await store.get_policy("T1") == Policy()
+    await store.update_policy("T1", lambda p: p.model_copy(update={"channels": ["C1"]}), by="UA", change="only C1")
+    await store.update_policy("T1", lambda p: p.model_copy(update={"day_budget": None}), by="UB", change="day off")
+    policy = await store.get_policy("T1")
+    assert policy.channels == ["C1"] and policy.day_budget is None
+    assert policy.model_fields_set == {"channels", "day_budget"}  # set: overrides the environment
+    assert await store.get_policy("T2") == Policy()
+    log = await store.policy_log("T1")
+    assert [(c.user_id, c.change) for c in log] == [("UB", "day off"), ("UA", "only C1")]
+    # concurrent edits serialise: none is lost
+    await asyncio.gather(*(store.update_policy("T1", lambda p, i=i: p.model_copy(
+        update={"user_limits": {**p.user_limits, f"U{i}": i}}), by="UA", change=f"limit {i}") for i in range(10)))
+    assert (await store.get_policy("T1")).user_limits == {f"U{i}": i for i in range(10)}
+
+
+async def test_admission_applies_the_policy_in_the_same_transaction(store: Store):
+    edit = lambda **kw: store.update_policy("T1", lambda p: p.model_copy(update=kw), by="UA", change="x")  # noqa: E731
+    await edit(channels=["C1"], dms=False, max_model="admins")
+    assert (await store.create_job(job(channel_id="C2"), rules=admission())).refusal == "channel"
+    assert (await store.create_job(job(channel_id="D1"), rules=admission())).refusal == "dms"
+    maxed = job(params=GenerationParams(prompt="a cat", model="uni-1-max"))
+    assert (await store.create_job(maxed, rules=admission())).refusal == "max_model"
+    assert (await store.create_job(maxed, rules=admission(is_admin=True))).status == "created"
+    assert await store.job_ids() == [maxed.id]  # nothing refused was recorded
+
+    await edit(channels=None, month_budget=0.10, channel_budgets={"C3": 0.05}, user_limits={"U9": 1})
+    assert (await store.create_job(job(channel_id="C3", cost_usd=0.04), rules=admission())).status == "created"
+    over = await store.create_job(job(channel_id="C3", cost_usd=0.04), rules=admission())
+    assert over.refusal == "channel_budget" and abs(over.counts.committed_channel - 0.04) < 1e-9
+    assert (await store.create_job(job(user_id="U9"), rules=admission())).status == "created"
+    assert (await store.create_job(job(user_id="U9"), rules=admission())).refusal == "daily_images"
+    month = await store.create_job(job(cost_usd=0.10), rules=admission())
+    assert month.refusal == "monthly_budget" and month.rules.month_budget == 0.10
+
+
+async def test_monthly_budget_holds_under_parallel_requests(store: Store):
+    await store.update_policy("T1", lambda p: p.model_copy(update={"month_budget": 0.50}), by="UA", change="x")
+    results = await asyncio.gather(*(store.create_job(job(user_id=f"U{i}", cost_usd=0.1), rules=admission())
+                                     for i in range(12)))
+    assert [r.status for r in results].count("created") == 5
+
+
+def _done(j, *, charged: bool = True):
+    j.state, j.settled, j.attempts = JobState.DONE, True, 1 if charged else 0
+    return j
+
+
+async def test_usage_lines_and_job_records(store: Store):
+    a = _done(job(user_id="U1", channel_id="C1", cost_usd=0.04, created_at=100.0, prompt="=cmd"))
+    b = _done(job(user_id="U2", channel_id="C2", cost_usd=0.10, created_at=200.0,
+                  params=GenerationParams(prompt="b", model="uni-1-max")))
+    c = job(user_id="U1", channel_id="C1", cost_usd=0.04, created_at=300.0, state=JobState.CANCELLED, settled=True)
+    outside = _done(job(created_at=5000.0, cost_usd=1.0))
+    for j in (a, b, c, outside):
+        await store.create_job(j)
+    lines = sorted(await store.usage_lines("T1", 0, 1000), key=lambda u: (u.user_id, u.model))
+    assert [(u.user_id, u.channel_id, u.model, u.type, u.images, round(u.spend, 4)) for u in lines] == [
+        ("U1", "C1", "uni-1", "image", 1, 0.04), ("U2", "C2", "uni-1-max", "image", 1, 0.10)]
+    records = await store.job_records("T1", 0, 1000)
+    assert [(r.id, r.user_id, r.model, r.outcome, round(r.cost, 4), r.prompt) for r in records] == [
+        (a.id, "U1", "uni-1", "done", 0.04, "=cmd"), (b.id, "U2", "uni-1-max", "done", 0.10, "b"),
+        (c.id, "U1", "uni-1", "cancelled", 0.0, "a cat")]
+
+
+async def test_the_sweep_keeps_usage_totals_and_deletes_the_rest(store: Store):
+    from lumabot.jobs.models import KnownImage
+
+    old = _done(job(user_id="U1", cost_usd=0.04, created_at=86400.0 * 3 + 10))
+    old_unsettled = job(created_at=86400.0 * 3 + 20, cost_usd=0.04)
+    new = _done(job(user_id="U1", cost_usd=0.04, created_at=86400.0 * 9))
+    for j in (old, old_unsettled, new):
+        await store.create_job(j)
+    await store.save_thumbnail(old.id, b"png")
+    await store.record_image(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
+                                        generation_id="g", slack_file_id="F1", created_at=86400.0 * 3))
+    before = await store.usage("T1", 0, user_id="U1")
+    removed = await store.sweep(86400.0 * 5, period_cutoff=0)
+    assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
+    assert await store.get_job(old.id) is None and await store.get_job(old_unsettled.id) is not None
+    assert await store.thumbnails([old.id]) == {}
+    after = await store.usage("T1", 0, user_id="U1")
+    assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (2, 0.08)
+    lines = await store.usage_lines("T1", 0, 86400.0 * 30)
+    assert sum(u.images for u in lines) == 2
+    again = await store.sweep(86400.0 * 5, period_cutoff=0)
+    assert again.jobs == 0 and (await store.usage("T1", 0)).images == 2  # counted once
+
+
+async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymously(store: Store):
+    from lumabot.jobs.models import KnownImage
+
+    mine = _done(job(user_id="U7", cost_usd=0.04, created_at=1000.0))
+    theirs = _done(job(user_id="U8", cost_usd=0.04, created_at=1000.0))
+    for j in (mine, theirs):
+        await store.create_job(j)
+    await store.save_thumbnail(mine.id, b"png")
+    await store.record_image(KnownImage(channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
+                                        user_id="U7"))
+    removed = await store.forget_user("T1", "U7", "forgotten:abc")
+    assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
+    assert await store.get_job(mine.id) is None and await store.get_job(theirs.id) is not None
+    assert (await store.usage("T1", 0, user_id="U7")).images == 0
+    assert (await store.usage("T1", 0, user_id="forgotten:abc")).images == 1
+    assert round((await store.usage("T1", 0)).spend, 4) == 0.08

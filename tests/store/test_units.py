@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from lumabot.jobs.models import Job, JobState, Session
+from lumabot.jobs.policy import Limits
 from lumabot.jobs.quotas import AdmissionRules
 
 from .conftest import job
@@ -60,7 +61,7 @@ async def test_a_commit_never_commits_another_operations_half_done_work(store):
 
 
 async def test_admission_is_decided_in_the_insert_under_parallel_requests(store):
-    rules = AdmissionRules(max_waiting=100, daily_images=7, daily_budget=None, day_start=0.0)
+    rules = AdmissionRules(limits=Limits(max_queued_per_user=100, user_daily_images=7, daily_budget_usd=None), day_start=0.0, month_start=0.0)
     results = await asyncio.gather(*(store.create_job(job(), rules=rules) for _ in range(40)))
     assert [r.status for r in results].count("created") == 7
     refused = [r for r in results if r.status == "refused"]

@@ -1,0 +1,234 @@
+"""`/luma admin`: what an admin can change and see. Each command is parsed here and carried
+out through the store (policy changes are one transaction each and logged) or the reports.
+
+Arguments arrive as the Slack layer hands them over: channels as `#C123`, people as `@U123`
+(Slack sends ids for what was picked from its autocomplete), everything else as typed."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Awaitable, Callable
+
+from ..jobs.flags import PromptError
+from ..jobs.policy import MaxAccess, Policy
+from ..jobs.text import channel_ref, money, user_ref
+from ..ports import AdminDirectory, DeliveryError, Notifier
+from ..store import Store
+from .reports import Reports, month_of
+from .retention import Retention, removed_text
+
+log = logging.getLogger(__name__)
+
+NOT_ADMIN = ("Only workspace admins can change or read lumabot's admin settings. Nothing was "
+             "changed. `/luma usage` shows your own usage and limits.")
+ADMIN_HELP = "\n".join([
+    "*Admin commands* (every answer is private to you)",
+    "• `/luma admin`: the policy in force and this month's spend",
+    "• `/luma admin channels only #a #b` · `channels add #c` · `channels remove #c` · `channels all`: "
+    "where lumabot works (default: every channel it is in)",
+    "• `/luma admin dms on|off`: direct messages with lumabot",
+    "• `/luma admin max everyone|admins|nobody`: who may use uni-1-max",
+    "• `/luma admin budget month 200` · `budget day 20` · `budget channel #c 50` (a month) · "
+    "`budget month|day|channel #c off` · `budget off` (all): estimated US dollars, UTC days and months",
+    "• `/luma admin limit @person 100` · `limit @person default`: one person's images a day",
+    "• `/luma admin usage [YYYY-MM]`: images and spend per person, channel and model",
+    "• `/luma admin export [YYYY-MM] [--prompts]`: a CSV with one row per job, sent to your DM",
+    "• `/luma admin retention 30`: keep history this many days (a daily sweep deletes older prompts, "
+    "thumbnails and image lineage; usage totals stay)",
+    "• `/luma admin forget @person`: delete that person's prompts, history and thumbnails now",
+    "• `/luma admin log`: the last 20 changes",
+    "Admins who change the policy get a DM when the workspace reaches 80 % and 100 % of a budget.",
+])
+
+_CHANNEL = re.compile(r"^#([CG][A-Z0-9]{2,})$")
+_USER = re.compile(r"^@([UW][A-Z0-9]{2,})$")
+_AMOUNT = re.compile(r"^\$?(\d+(?:\.\d{1,2})?)$")
+
+
+@dataclass
+class AdminAnswer:
+    """What the admin is told at once, and work to do after the ack (its text is sent when done)."""
+
+    text: str
+    later: Callable[[], Awaitable[str]] | None = None
+
+
+def _channel(token: str) -> str:
+    m = _CHANNEL.match(token)
+    if not m:
+        raise PromptError(f"`{token}` is not a channel lumabot can name: pick it from Slack's "
+                          "suggestions as you type `#`, so that Slack sends its id.")
+    return m.group(1)
+
+
+def _user(token: str) -> str:
+    m = _USER.match(token)
+    if not m:
+        raise PromptError(f"`{token}` is not a person lumabot can name: pick them from Slack's "
+                          "suggestions as you type `@`, so that Slack sends their id.")
+    return m.group(1)
+
+
+def _dollars(token: str) -> float:
+    m = _AMOUNT.match(token)
+    if not m:
+        raise PromptError(f"`{token}` is not an amount in dollars, e.g. `200` or `12.50`.")
+    return float(m.group(1))
+
+
+def _usage_error(what: str) -> PromptError:
+    return PromptError(f"{what}\n\n{ADMIN_HELP}")
+
+
+class AdminCommands:
+    def __init__(self, store: Store, reports: Reports, retention: Retention, notifier: Notifier,
+                 admins: AdminDirectory):
+        self.store = store
+        self.reports = reports
+        self.retention = retention
+        self.notifier = notifier
+        self.admins = admins
+
+    async def run(self, team_id: str, user_id: str, args: list[str]) -> AdminAnswer:
+        if not await self.admins.is_admin(user_id):
+            return AdminAnswer(NOT_ADMIN)
+        verb, rest = (args[0].lower(), args[1:]) if args else ("", [])
+        try:
+            if verb in ("", "help", "policy"):
+                return AdminAnswer(f"{await self.reports.policy_text(team_id)}\n\n{ADMIN_HELP}")
+            if verb == "usage":
+                return AdminAnswer(await self.reports.usage(team_id, rest[0] if rest else None))
+            if verb == "export":
+                return self._export(team_id, user_id, rest)
+            if verb == "log":
+                return AdminAnswer(await self._log(team_id))
+            if verb == "forget" and len(rest) == 1:
+                return self._forget(team_id, user_id, _user(rest[0]))
+            change = self._change(verb, rest)
+        except PromptError as exc:
+            return AdminAnswer(str(exc))
+        what, edit = change
+        await self.store.update_policy(team_id, edit, by=user_id, change=what)
+        log.info("admin policy change by %s: %s", user_id, what)
+        answer = AdminAnswer(f"Done: {what}. It applies at once, everywhere.")
+        if verb == "retention":
+            answer.later = self._sweep
+        return answer
+
+    # -- policy changes --------------------------------------------------------------------------
+    def _change(self, verb: str, rest: list[str]) -> tuple[str, Callable[[Policy], Policy]]:
+        """(what changes, as the log says it; the edit). PromptError for a malformed command."""
+        words = [w.lower() for w in rest]
+        if verb == "channels" and words:
+            return self._channels(words[0], rest[1:])
+        if verb == "dms" and words in (["on"], ["off"]):
+            on = words[0] == "on"
+            return f"direct messages {'on' if on else 'off'}", lambda p: _set(p, dms=on)
+        if verb == "max" and len(words) == 1 and words[0] in ("everyone", "admins", "nobody"):
+            access: MaxAccess = words[0]  # type: ignore[assignment]
+            return f"uni-1-max for {access}", lambda p: _set(p, max_model=access)
+        if verb == "budget" and words:
+            return self._budget(words, rest)
+        if verb == "limit" and len(rest) == 2:
+            who = _user(rest[0])
+            if words[1] == "default":
+                return (f"daily image limit of {user_ref(who)}: the default",
+                        lambda p: _set(p, user_limits={k: v for k, v in p.user_limits.items() if k != who}))
+            if not words[1].isdigit():
+                raise _usage_error(f"`{rest[1]}` is not a number of images.")
+            n = int(words[1])
+            return (f"daily image limit of {user_ref(who)}: {n}",
+                    lambda p: _set(p, user_limits={**p.user_limits, who: n}))
+        if verb == "retention" and len(words) == 1 and words[0].isdigit() and int(words[0]) >= 1:
+            days = int(words[0])
+            return f"history kept {days} day{'s' if days != 1 else ''}", lambda p: _set(p, retention_days=days)
+        raise _usage_error(f"I did not understand `/luma admin {' '.join([verb, *rest]).strip()}`.")
+
+    def _channels(self, how: str, rest: list[str]) -> tuple[str, Callable[[Policy], Policy]]:
+        ids = [_channel(t) for t in rest]
+        if how == "all" and not ids:
+            return "lumabot works in every channel it is in", lambda p: _set(p, channels=None)
+        if how == "only" and ids:
+            return (f"lumabot works only in {', '.join(channel_ref(c) for c in ids)}",
+                    lambda p: _set(p, channels=list(dict.fromkeys(ids))))
+        if how == "add" and ids:
+            return (f"lumabot also works in {', '.join(channel_ref(c) for c in ids)}",
+                    lambda p: _set(p, channels=None if p.channels is None
+                                   else list(dict.fromkeys([*p.channels, *ids]))))
+        if how == "remove" and ids:
+            return (f"lumabot no longer works in {', '.join(channel_ref(c) for c in ids)}",
+                    lambda p: _set(p, channels=[c for c in p.channels if c not in ids] if p.channels is not None
+                                   else None))
+        raise _usage_error("Use `channels only #a #b`, `channels add #c`, `channels remove #c` or `channels all`.")
+
+    def _budget(self, words: list[str], rest: list[str]) -> tuple[str, Callable[[Policy], Policy]]:
+        if words == ["off"]:
+            return ("no budgets", lambda p: _set(p, month_budget=None, day_budget=None, channel_budgets={}))
+        if words[0] in ("month", "day") and len(words) == 2:
+            field = "month_budget" if words[0] == "month" else "day_budget"
+            period = "monthly" if words[0] == "month" else "daily"
+            amount = None if words[1] == "off" else _dollars(words[1])
+            return (f"{period} budget {money(amount) if amount is not None else 'off'}",
+                    lambda p: _set(p, **{field: amount}))
+        if words[0] == "channel" and len(words) == 3:
+            channel = _channel(rest[1])
+            if words[2] == "off":
+                return (f"no budget for {channel_ref(channel)}",
+                        lambda p: _set(p, channel_budgets={k: v for k, v in p.channel_budgets.items() if k != channel}))
+            amount = _dollars(words[2])
+            return (f"budget for {channel_ref(channel)} {money(amount)} a month",
+                    lambda p: _set(p, channel_budgets={**p.channel_budgets, channel: amount}))
+        if words[0] == "channel":
+            # the hint for `budget channel #c`, before the general help
+            raise _usage_error("Use `budget channel #channel 50` (dollars a month) or `budget channel #channel off`.")
+        raise _usage_error("Use `budget month 200`, `budget day 20`, `budget channel #c 50` or `budget off`.")
+
+    # -- reports and data ------------------------------------------------------------------------
+    async def _log(self, team_id: str) -> str:
+        changes = await self.store.policy_log(team_id, limit=20)
+        if not changes:
+            return "No admin changes yet."
+        return "\n".join(["*The last admin changes* (newest first)"] + [
+            f"• {datetime.fromtimestamp(c.at, timezone.utc):%Y-%m-%d %H:%M} UTC, {user_ref(c.user_id)}: {c.change}"
+            for c in changes])
+
+    def _export(self, team_id: str, user_id: str, rest: list[str]) -> AdminAnswer:
+        prompts = "--prompts" in [w.lower() for w in rest]
+        months = [w for w in rest if w.lower() != "--prompts"]
+        if len(months) > 1:
+            raise _usage_error("Use `export [YYYY-MM] [--prompts]`.")
+        month = month_of(months[0] if months else None, self.reports.now())
+
+        async def send() -> str:
+            filename, content, comment = await self.reports.export(team_id, month.key, prompts=prompts)
+            try:
+                await self.notifier.send_file_dm(user_id, filename, content, comment)
+            except DeliveryError as exc:
+                log.warning("export upload failed: %s", exc)
+                return "The export could not be sent to your direct messages with lumabot. Please try again."
+            return f"Sent `{filename}` to your direct messages with lumabot."
+
+        return AdminAnswer(f"Preparing the usage export for {month.label}; it will arrive in your direct "
+                           "messages with lumabot.", later=send)
+
+    def _forget(self, team_id: str, admin_id: str, user_id: str) -> AdminAnswer:
+        async def forget() -> str:
+            removed = await self.retention.forget(team_id, user_id)
+            await self.store.update_policy(team_id, lambda p: p, by=admin_id,
+                                           change=f"forgot {user_ref(user_id)} ({removed_text(removed)})")
+            return (f"Forgot {user_ref(user_id)}: deleted {removed_text(removed)}. Their spend stays in the "
+                    "usage totals under an anonymous id.")
+
+        return AdminAnswer(f"Forgetting {user_ref(user_id)}…", later=forget)
+
+    async def _sweep(self) -> str:
+        removed = await self.retention.sweep()
+        return f"Retention sweep done: deleted {removed_text(removed)} older than the retention period."
+
+
+def _set(policy: Policy, **changes: object) -> Policy:
+    """The policy with these fields set (and marked as set: they override the environment)."""
+    return policy.model_copy(update=changes)

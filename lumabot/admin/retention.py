@@ -1,0 +1,94 @@
+"""Retention: a daily sweep deletes prompts, parameters, thumbnails, image lineage and dedupe
+keys older than the retention period, keeping only what usage reports need (daily totals per
+person, channel, model and type); `forget` does the same for one person at once.
+
+Every replica runs the loop; a dated dedupe key makes one of them sweep each day."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Awaitable, Callable
+
+from ..jobs.failures import REFUNDED_FAILURE_CODES
+from ..jobs.quotas import Quotas
+from ..jobs.usage import Removed
+from ..store import Store, StoreUnavailable
+from .reports import FORGOTTEN
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+CHECK_EVERY = 3600.0           # how often a replica asks whether today's sweep has run
+PERIOD_KEYS_KEPT = 40 * DAY    # `period:` dedupe keys (alerts sent this month) outlive a short retention
+
+
+def removed_text(removed: Removed) -> str:
+    parts = [(removed.jobs, "job"), (removed.images, "image record"), (removed.thumbnails, "thumbnail"),
+             (removed.sessions, "session"), (removed.votes, "vote"), (removed.dedupe_keys, "dedupe key")]
+    listed = ", ".join(f"{n} {word}{'s' if n != 1 else ''}" for n, word in parts if n)
+    return f"{removed.total} row{'s' if removed.total != 1 else ''}" + (f" ({listed})" if listed else "")
+
+
+def anonymous_id(team_id: str, user_id: str) -> str:
+    """The id a forgotten person's spend is kept under: the same for the same person, and not
+    theirs."""
+    return FORGOTTEN + hashlib.sha256(f"{team_id}:{user_id}".encode()).hexdigest()[:12]
+
+
+class Retention:
+    def __init__(self, store: Store, quotas: Quotas, team_id: Callable[[], str], *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.store = store
+        self.quotas = quotas
+        self.team_id = team_id     # the installing workspace, whose policy sets the period
+        self._clock = clock
+        self._sleep = sleep
+        self._task: asyncio.Task | None = None
+
+    async def sweep(self) -> Removed:
+        """Delete what is older than the retention period, now."""
+        days = (await self.quotas.rules_in_force(self.team_id())).retention_days
+        now = self._clock()
+        removed = await self.store.sweep(now - days * DAY, period_cutoff=now - max(PERIOD_KEYS_KEPT, days * DAY),
+                                         refunded=REFUNDED_FAILURE_CODES)
+        log.info("retention sweep (%d days): removed %s", days, removed_text(removed))
+        return removed
+
+    async def sweep_if_due(self) -> Removed | None:
+        """Today's sweep, unless a replica (or this one, before a restart) already did it."""
+        day = datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y-%m-%d")
+        if not await self.store.claim_key(f"period:sweep:{day}"):
+            return None
+        return await self.sweep()
+
+    async def forget(self, team_id: str, user_id: str) -> Removed:
+        removed = await self.store.forget_user(team_id, user_id, anonymous_id(team_id, user_id),
+                                               refunded=REFUNDED_FAILURE_CODES)
+        log.info("forgot a person: removed %s", removed_text(removed))
+        return removed
+
+    # -- the daily loop ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_if_due()
+            except StoreUnavailable as exc:
+                log.warning("retention sweep failed, retried within the hour: %s", exc)
+            await self._sleep(CHECK_EVERY)
