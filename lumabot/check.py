@@ -37,6 +37,7 @@ REQUIRED_BOT_SCOPES: list[str] = [
     "groups:history",
     "im:history",
     "mpim:history",
+    "im:write",
     "users:read",
 ]
 

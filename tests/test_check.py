@@ -60,7 +60,7 @@ async def test_all_good_http_mode(monkeypatch, capsys, tmp_path, slack, luma):
     assert lines[0] == "lumabot check"
     assert lines[1].startswith("✓ configuration (HTTP mode on port 3456, database sqlite:///")
     assert f"✓ Slack: team Fake Team ({slack.team_id}) as @lumabot ({slack.bot_user_id})" in out
-    assert "✓ Slack scopes: all 11 bot scopes of manifest.yml granted" in out
+    assert "✓ Slack scopes: all 12 bot scopes of manifest.yml granted" in out
     assert f"✓ Luma: the API key works ({luma.base_url})" in out
     assert lines[-1] == "All checks passed."
     assert "✗" not in out

@@ -43,8 +43,8 @@ ADMIN_HELP = "\n".join([
     "Admins who change the policy get a DM when the workspace reaches 80 % and 100 % of a budget.",
 ])
 
-_CHANNEL = re.compile(r"^#([CG][A-Z0-9]{2,})$")
-_USER = re.compile(r"^@([UW][A-Z0-9]{2,})$")
+_CHANNEL = re.compile(r"^#([CG][A-Z0-9]+)$")
+_USER = re.compile(r"^@([UW][A-Z0-9]+)$")
 _AMOUNT = re.compile(r"^\$?(\d+(?:\.\d{1,2})?)$")
 
 

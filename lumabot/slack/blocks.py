@@ -217,6 +217,8 @@ def full_help(limits: str) -> str:
         "• `/luma session start [flags] [theme]`, `/luma session`, `/luma session stop`: a creative "
         "session in which every message in the channel becomes a prompt.",
         "• `/luma help`: this message.",
+        "• `/luma admin`: for workspace admins: where lumabot works, uni-1-max, budgets, limits, "
+        "usage, export, retention.",
         f"*Flags* (anywhere in the text): {FLAG_HELP}. `--ar` does not apply to edits: they keep the "
         "image's shape.",
         "*Editing* (slash commands do not work in threads, so):",

@@ -85,3 +85,21 @@ async def test_targeted_writes_leave_the_rest_of_the_row_alone(store):
     assert ended.ended_at == 123.0 and ended.last_prompt_at != 999.0
     assert not await store.end_session(session.id, 456.0, "stopped:U1")
     assert stale.deleted is False
+
+
+async def test_the_daily_sweep_runs_once_a_day_whichever_replica_asks(store):
+    from lumabot.admin import Retention
+    from lumabot.jobs.models import JobState
+    from lumabot.jobs.policy import Limits
+    from lumabot.jobs.quotas import Prices, Quotas
+
+    now = [100 * 86400.0]
+    quotas = Quotas(store, Prices(0.04, 0.04, 0.1, 0.1, 0.0), Limits(5, None, None, retention_days=30))
+    replicas = [Retention(store, quotas, lambda: "T1", clock=lambda: now[0]) for _ in range(2)]
+    old = job(created_at=now[0] - 31 * 86400, state=JobState.DONE, settled=True)
+    await store.create_job(old)
+    first = await replicas[0].sweep_if_due()
+    assert first is not None and first.jobs == 1
+    assert await replicas[1].sweep_if_due() is None   # the same day: already swept
+    now[0] += 86400
+    assert await replicas[1].sweep_if_due() is not None  # the next day

@@ -150,6 +150,7 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
+            "conversations.open": self._conversations_open,
         }
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The Web API methods about messages, conversations and people: auth.test, chat.*, conversations.history/replies, users.info."""
+"""The Web API methods about messages, conversations and people: auth.test, chat.*, conversations.history/replies/open, users.info."""
 
 from __future__ import annotations
 
@@ -134,6 +134,21 @@ class WebApiMethods:
             )
         )
         return {"message_ts": mts}
+
+    def _conversations_open(self, p: dict, ctx: "_Ctx") -> dict:
+        """The DM with one person (`users`); lumabot never opens group DMs."""
+        if "im:write" not in self.scopes:
+            raise _SlackError("missing_scope", needed="im:write", provided=",".join(self.scopes))
+        users = [u.strip() for u in str(_s(p, "users") or "").split(",") if u.strip()]
+        if not users:
+            raise _SlackError("users_list_not_supplied")
+        if len(users) > 1:
+            raise _SlackError("not_implemented", detail="the fake opens one-person DMs only")
+        u = self._users.get(users[0])
+        if users[0][:1] not in ("U", "W") or (u is not None and not u.exists):
+            raise _SlackError("user_not_found")
+        ch = self._dm_for_user(users[0])
+        return {"no_op": True, "already_open": True, "channel": {"id": ch.id}}
 
     def _users_info(self, p: dict, ctx: "_Ctx") -> dict:
         uid = _s(p, "user")
