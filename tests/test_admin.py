@@ -103,6 +103,14 @@ async def test_the_channel_allow_list_holds_at_every_entry_point(start_bot):
 
     await h.finished((await h.imagine("allowed here", channel_id="C2")).id)
     assert len(h.luma.creates) == sent + 1
+    assert "also works in <#C1>" in await admin(h, "channels add <#C1|general>")
+    await h.imagine("allowed again")
+    assert "no longer works in <#C1>" in await admin(h, "channels remove <#C1|general>")
+    assert notice.split(";")[0] in await ack_text(h, "a cat")
+    assert "every channel it is in" in await admin(h, "channels all")
+    assert "no list to remove from" in await admin(h, "channels remove <#C2|design>")
+    await h.imagine("everywhere again")
+    assert len((await h.bot.store.policy_log(h.slack.team_id))) == 4  # the refused edit is not logged
 
 
 async def test_direct_messages_follow_the_dms_switch(start_bot):

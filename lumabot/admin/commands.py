@@ -111,7 +111,10 @@ class AdminCommands:
         except PromptError as exc:
             return AdminAnswer(str(exc))
         what, edit = change
-        await self.store.update_policy(team_id, edit, by=user_id, change=what)
+        try:
+            await self.store.update_policy(team_id, edit, by=user_id, change=what)
+        except PromptError as exc:  # the edit does not apply to the policy as it is
+            return AdminAnswer(str(exc))
         log.info("admin policy change by %s: %s", user_id, what)
         answer = AdminAnswer(f"Done: {what}. It applies at once, everywhere.")
         if verb == "retention":
@@ -159,9 +162,13 @@ class AdminCommands:
                     lambda p: _set(p, channels=None if p.channels is None
                                    else list(dict.fromkeys([*p.channels, *ids]))))
         if how == "remove" and ids:
-            return (f"lumabot no longer works in {', '.join(channel_ref(c) for c in ids)}",
-                    lambda p: _set(p, channels=[c for c in p.channels if c not in ids] if p.channels is not None
-                                   else None))
+            def remove(p: Policy) -> Policy:
+                if p.channels is None:
+                    raise PromptError("lumabot works in every channel it is in, so there is no list to "
+                                      "remove from: use `channels only #a #b` to choose where it works.")
+                return _set(p, channels=[c for c in p.channels if c not in ids])
+
+            return f"lumabot no longer works in {', '.join(channel_ref(c) for c in ids)}", remove
         raise _usage_error("Use `channels only #a #b`, `channels add #c`, `channels remove #c` or `channels all`.")
 
     def _budget(self, words: list[str], rest: list[str]) -> tuple[str, Callable[[Policy], Policy]]:

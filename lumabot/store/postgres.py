@@ -727,7 +727,8 @@ class PostgresStore:
             sessions = _changed(await con.execute(
                 "UPDATE sessions SET started_by = $3, theme = NULL WHERE team_id = $1 AND started_by = $2",
                 team_id, user_id, anonymous_id))
-            keys = _changed(await con.execute("DELETE FROM dedupe_keys WHERE strpos(key, $1) > 0", user_id))
+            keys = _changed(await con.execute(
+                "DELETE FROM dedupe_keys WHERE key LIKE '%:' || $1 OR key LIKE '%:' || $1 || ':%'", user_id))
         return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
                        dedupe_keys=keys)
 

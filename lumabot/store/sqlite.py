@@ -695,7 +695,8 @@ class SQLiteStore:
             jobs = await _delete(db, f"DELETE FROM jobs WHERE {theirs}", (team_id, user_id))
             sessions = await _delete(db, "UPDATE sessions SET started_by = ?, theme = NULL WHERE team_id = ? "
                                          "AND started_by = ?", (anonymous_id, team_id, user_id))
-            keys = await _delete(db, "DELETE FROM dedupe_keys WHERE instr(key, ?) > 0", (user_id,))
+            keys = await _delete(db, "DELETE FROM dedupe_keys WHERE key LIKE '%:' || ? OR key LIKE '%:' || ? || ':%'",
+                                 (user_id, user_id))
         return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
                        dedupe_keys=keys)
 
