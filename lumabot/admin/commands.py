@@ -56,20 +56,20 @@ class AdminAnswer:
     later: Callable[[], Awaitable[str]] | None = None
 
 
-def _channel(token: str) -> str:
-    m = _CHANNEL.match(token)
+def _named(token: str, pattern: re.Pattern[str], what: str, prefix: str) -> str:
+    m = pattern.match(token)
     if not m:
-        raise PromptError(f"`{token}` is not a channel lumabot can name: pick it from Slack's "
-                          "suggestions as you type `#`, so that Slack sends its id.")
+        raise PromptError(f"`{token}` is not {what} lumabot can name: pick it from Slack's suggestions "
+                          f"as you type `{prefix}`, so that Slack sends its id.")
     return m.group(1)
+
+
+def _channel(token: str) -> str:
+    return _named(token, _CHANNEL, "a channel", "#")
 
 
 def _user(token: str) -> str:
-    m = _USER.match(token)
-    if not m:
-        raise PromptError(f"`{token}` is not a person lumabot can name: pick them from Slack's "
-                          "suggestions as you type `@`, so that Slack sends their id.")
-    return m.group(1)
+    return _named(token, _USER, "a person", "@")
 
 
 def _dollars(token: str) -> float:

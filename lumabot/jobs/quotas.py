@@ -86,6 +86,19 @@ class AdmissionRules:
         refusal = rules.refusal(job, counts, self.is_admin)
         return Admission.refused(refusal, counts, rules) if refusal else Admission.created(counts, rules)
 
+    async def count(self, job: Job, rules: Rules, *, waiting: int,
+                    usage: Callable[[float, str | None, str | None], Awaitable[Usage]]) -> AdmissionCounts:
+        """The counts `rules` need, taken with the store's `usage(since, user_id, channel_id)`
+        inside its admitting transaction (`waiting`: the person's jobs waiting for a slot)."""
+        none = Usage()
+        mine = await usage(self.day_start, job.user_id, None) if rules.daily_images(job.user_id) is not None else none
+        today = await usage(self.day_start, None, None) if rules.day_budget is not None else none
+        month = await usage(self.month_start, None, None) if rules.month_budget is not None else none
+        channel = (await usage(self.month_start, None, job.channel_id)
+                   if rules.channel_budget(job.channel_id) is not None else none)
+        return AdmissionCounts(waiting=waiting, requested_today=mine.requested, committed_today=today.committed,
+                               committed_month=month.committed, committed_channel=channel.committed)
+
 
 @dataclass(frozen=True)
 class Admission:

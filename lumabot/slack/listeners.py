@@ -72,23 +72,13 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
     @app.command("/imagine")
     async def imagine(ack, command, body, client, respond):
         text = typed_text(command.get("text")).strip()
-        if not text:
-            try:
-                await intake.check_place(team(body), command["channel_id"])
-            except PromptError as exc:
-                await answer(ack, str(exc))
-                return
-            except StoreUnavailable:
-                await answer(ack, TRY_AGAIN)
-                return
-            await ack()
-            meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
-            later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
-            return
         try:
-            await intake.imagine(team_id=team(body), user_id=command["user_id"],
-                                 channel_id=command["channel_id"], text=text,
-                                 response_url=command.get("response_url"))
+            if text:
+                await intake.imagine(team_id=team(body), user_id=command["user_id"],
+                                     channel_id=command["channel_id"], text=text,
+                                     response_url=command.get("response_url"))
+            else:  # the form, where lumabot works
+                await intake.check_place(team(body), command["channel_id"])
         except PromptError as exc:
             await answer(ack, str(exc))
             return
@@ -96,6 +86,9 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
             await answer(ack, TRY_AGAIN)
             return
         await ack()
+        if not text:
+            meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
+            later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
 
     @app.command("/edit")
     async def edit(ack, command, body):

@@ -367,19 +367,8 @@ class SQLiteStore:
             "SELECT COUNT(*) FROM jobs WHERE team_id = ? AND user_id = ? AND settled = 0 "
             "AND state IN ('queued', 'submitting') AND cancelled_by IS NULL", (job.team_id, job.user_id)) as cur:
             waiting = _one(await cur.fetchone())[0]
-        team, refunded = job.team_id, rules.refunded
-        none = Usage()
-        mine = (await self._usage(db, team, rules.day_start, job.user_id, None, refunded)
-                if in_force.daily_images(job.user_id) is not None else none)
-        today = (await self._usage(db, team, rules.day_start, None, None, refunded)
-                 if in_force.day_budget is not None else none)
-        month = (await self._usage(db, team, rules.month_start, None, None, refunded)
-                 if in_force.month_budget is not None else none)
-        channel = (await self._usage(db, team, rules.month_start, None, job.channel_id, refunded)
-                   if in_force.channel_budget(job.channel_id) is not None else none)
-        return AdmissionCounts(waiting=waiting, requested_today=mine.requested,
-                               committed_today=today.committed, committed_month=month.committed,
-                               committed_channel=channel.committed)
+        return await rules.count(job, in_force, waiting=waiting, usage=lambda since, user, channel: self._usage(
+            db, job.team_id, since, user, channel, rules.refunded))
 
     async def save_job(self, job: Job) -> None:
         """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
