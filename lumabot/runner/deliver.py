@@ -38,21 +38,22 @@ class Deliverer:
         output = await self._upload(job, url)
         if job.completed_at:
             self.record.metrics.delivery_latency.observe(time.time() - job.completed_at)
-        image = KnownImage(
-            channel_id=job.channel_id, thread_ts=job.root_ts or "", origin="lumabot", job_id=job.id,
-            generation_id=job.generation_id, slack_file_id=job.slack_file_id, user_id=job.user_id)
-        await self.record.durably(job, lambda: self.record.store.record_image(image))
         finished_at = time.time()
+        share_ts = None
         if not job.actions_ts:
             # Wait for the share (Slack completes it asynchronously) so the buttons come after
             # the image, and remember the image's message (reactions on it are votes).
             share_ts = await self._share_ts(job)
-            if share_ts:
-                await self.record.durably(job, lambda: self.record.store.set_image_message(job.id, share_ts))
             if resumed:  # posted before a crash, but not recorded?
                 job.actions_ts = await self.messages.find_posted(job, "actions")
             job.actions_ts = job.actions_ts or await self.notifier.post_actions(job)
-        await self.record.set_state(job, JobState.DONE, announce=False, finished_at=finished_at)
+        image = KnownImage(
+            channel_id=job.channel_id, thread_ts=job.root_ts or "", message_ts=share_ts, origin="lumabot",
+            job_id=job.id, generation_id=job.generation_id, slack_file_id=job.slack_file_id,
+            user_id=job.user_id)
+        job.state, job.finished_at = JobState.DONE, finished_at
+        # The status says done, then one write records it all: done, told, the image (for edits).
+        await self.messages.settle(job, resumed, image=image)
         for hook in self.on_delivered:
             try:
                 await hook(job, output)

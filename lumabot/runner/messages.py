@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Awaitable, Callable, TypeVar
 
-from ..jobs.models import Job, JobState
+from ..jobs.models import Job, JobState, KnownImage
 from ..ports import DeliveryError, PostKind
 from .record import JobFailed, Recorder, Shutdown, log_context
 from .retry import retry
@@ -62,16 +62,21 @@ class Messages:
             log.warning("could not look for an earlier %s message: %s", kind, err, extra=log_context(job))
             return None
 
-    async def settle(self, job: Job, resumed: bool = False) -> None:
-        """Tell the person the outcome (after it is recorded, so a crash in between is resumed
-        here rather than leaving them without an answer)."""
-        if job.settled or self.shutdown.stopping:
+    async def settle(self, job: Job, resumed: bool = False, *, image: KnownImage | None = None) -> None:
+        """Tell the person the outcome, then record that they were told (with a delivered
+        `image`, in the same write as the outcome: a crash before it delivers again, exactly
+        once, and tells them then)."""
+        if job.settled:
+            return
+        if self.shutdown.stopping:  # no more Slack calls: the next start tells them
+            if image is not None:   # but what was delivered is recorded
+                await self.record.durably(job, lambda: self.record.store.save_job(job, image=image))
             return
         if job.state == JobState.FAILED and not (resumed and await self.find_posted(job, "failure")):
             await self._tell_failure(job)
         await self.notifier.update_status(job)
         job.settled = True
-        await self.record.save(job)
+        await self.record.durably(job, lambda: self.record.store.save_job(job, image=image))
         self.record.metrics.jobs_finished.labels(job.state.value).inc()
 
     async def _tell_failure(self, job: Job) -> None:

@@ -67,8 +67,9 @@ class Poller:
                 self.scheduler.release(job.id)
             if gen.state == "completed":
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)
-                await self.record.set_state(job, JobState.DELIVERING, announce=False,
-                                            completed_at=time.time())
+                # Not written yet: it is recorded with the upload's file id (one commit less; a
+                # crash before that polls once more and finds it completed again).
+                job.state, job.completed_at = JobState.DELIVERING, time.time()
                 return gen.output_url
             if gen.state == "failed":
                 code = gen.failure_code or "generation_failed"

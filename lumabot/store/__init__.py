@@ -30,9 +30,11 @@ class Store(Protocol):
         Slack event id, an action id), a second job with the same key is not created; with
         `rules`, a job over a limit is not created either."""
 
-    async def save_job(self, job: Job) -> None:
+    async def save_job(self, job: Job, *, image: KnownImage | None = None) -> None:
         """Write the fields of an existing job its runner owns, if this copy still owns it
-        (same `owner` and `epoch`); raises JobLost when another replica took it over."""
+        (same `owner` and `epoch`); raises JobLost when another replica took it over. Only the
+        columns that changed since this store last read or wrote the job are written. With
+        `image` (a delivered image), record it in the same transaction."""
 
     async def request_cancel(self, job_id: str, user_id: str) -> bool:
         """Cancel a job that still waits for Luma (state queued); False once it was sent or is

@@ -29,6 +29,7 @@ from .rows import (
     JOB_COLUMNS,
     JOB_SELECT,
     SESSION_COLUMNS,
+    WrittenRows,
     SESSION_SELECT,
     image_from_row,
     image_row,
@@ -207,9 +208,6 @@ MIGRATIONS: list[str] = [
         spend DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (team_id, day, user_id, channel_id, model, type)
     );
-    CREATE INDEX jobs_channel_created ON jobs(channel_id, created_at);
-    CREATE INDEX images_created ON images(created_at);
-    CREATE INDEX dedupe_keys_created ON dedupe_keys(created_at);
     """,
 ]
 
@@ -289,6 +287,7 @@ class PostgresStore:
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
         self._notices = {NOTIFY_CHANNEL: asyncio.Event(), SLOTS_CHANNEL: asyncio.Event()}
+        self._written = WrittenRows()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -378,8 +377,10 @@ class PostgresStore:
                     if dedupe_key is not None:
                         await con.execute("DELETE FROM dedupe_keys WHERE key = $1", dedupe_key)
                     return admission
+            row = job_row(job)
             await con.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_marks(len(JOB_COLUMNS))})",
-                              *job_row(job))
+                              *row)
+        self._written.remember(dict(zip(JOB_COLUMNS, row)))
         return admission
 
     async def _admission_counts(self, con: _Connection, job: Job, rules: AdmissionRules,
@@ -391,22 +392,33 @@ class PostgresStore:
         return await rules.count(job, in_force, waiting=int(waiting), usage=lambda since, user, channel: self._usage(
             con, job.team_id, since, user, channel, rules.refunded))
 
-    async def save_job(self, job: Job) -> None:
-        """Write the fields the job's runner owns (not `deleted`: see mark_deleted), if this copy
-        of the job still owns it (same owner and epoch); JobLost otherwise (fencing)."""
-        cols = [c for c in JOB_COLUMNS if c not in ("id", "deleted", "owner", "epoch", "cancelled_by")]
-        data = dict(zip(JOB_COLUMNS, job_row(job)))
-        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, 1))
-        n = len(cols)
-        changed = await self._execute(
-            f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
-            f"AND epoch = ${n + 3} AND (cancelled_by IS NULL OR ${n + 4} <> 'submitting')",
-            *(data[c] for c in cols), job.id, job.owner, job.epoch, job.state.value)
+    async def save_job(self, job: Job, *, image: KnownImage | None = None) -> None:
+        """Write the fields the job's runner owns that changed (not `deleted`: see mark_deleted),
+        if this copy of the job still owns it (same owner and epoch); JobLost otherwise
+        (fencing). With `image`, record it in the same transaction."""
+        changes, row = self._written.changes(job)
+        if not changes and image is None:  # nothing to write: only check the job is still ours
+            found = await self._row("SELECT owner, epoch FROM jobs WHERE id = $1", job.id)
+            if found is None or (found[0], found[1]) != (job.owner, job.epoch):
+                raise JobLost(job.id)
+            return
+        changes = changes or {"state": row["state"]}  # the image needs the fenced statement
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(changes, 1))
+        n = len(changes)
+        async with self._con() as con, con.transaction():
+            changed = _changed(await con.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
+                f"AND epoch = ${n + 3} AND (cancelled_by IS NULL OR ${n + 4} <> 'submitting')",
+                *changes.values(), job.id, job.owner, job.epoch, job.state.value))
+            if changed and image is not None:
+                await con.execute(f"INSERT INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES "
+                                  f"({_marks(len(IMAGE_COLUMNS))}) ON CONFLICT DO NOTHING", *image_row(image))
         if changed == 0:
-            row = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = $1", job.id)
-            if row is not None and row[0] and (row[1], row[2]) == (job.owner, job.epoch):
-                raise JobCancelled(row[0])
+            found = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = $1", job.id)
+            if found is not None and found[0] and (found[1], found[2]) == (job.owner, job.epoch):
+                raise JobCancelled(found[0])
             raise JobLost(job.id)
+        self._written.remember(row)
 
     async def request_cancel(self, job_id: str, user_id: str) -> bool:
         """Cancel a job that still waits for Luma; False once it has been sent (or finished)."""
@@ -438,7 +450,10 @@ class PostgresStore:
             "UPDATE jobs SET owner = $1, epoch = jobs.epoch + 1 FROM claimable "
             f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in JOB_COLUMNS)}",
             replica_id, float(stale_after), include_own, limit)
-        return sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
+        jobs = sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
+        for j in jobs:
+            self._written.remember(dict(zip(JOB_COLUMNS, job_row(j))))
+        return jobs
 
     async def wait_for_released_jobs(self, timeout: float) -> None:
         await self._wait_for_notice(NOTIFY_CHANNEL, timeout)

@@ -25,6 +25,35 @@ IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "g
 IMAGE_SELECT = f"SELECT {', '.join(IMAGE_COLUMNS)} FROM images"
 
 
+# Columns save_job never writes: the key, and what others than the job's runner change.
+NOT_SAVED = frozenset({"id", "deleted", "owner", "epoch", "cancelled_by"})
+
+
+class WrittenRows:
+    """The row of each job this store runs, as last read or written: `save_job` writes only the
+    columns that changed (an update of unindexed columns dirties one page, not every index's),
+    and nothing when nothing did. Settled jobs are forgotten."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, Any]] = {}
+
+    def remember(self, row: dict[str, Any]) -> None:
+        if row["settled"]:
+            self._rows.pop(row["id"], None)
+        else:
+            self._rows[row["id"]] = row
+
+    def changes(self, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the columns to write, the whole row)."""
+        row = dict(zip(JOB_COLUMNS, job_row(job)))
+        before = self._rows.get(job.id)
+        return {c: v for c, v in row.items()
+                if c not in NOT_SAVED and (before is None or before.get(c) != v)}, row
+
+    def forget_all(self) -> None:
+        self._rows.clear()
+
+
 def job_row(job: Job) -> tuple[Any, ...]:
     data = job.model_dump(mode="json")
     data["params"] = job.params.model_dump_json(exclude_none=True)

@@ -129,11 +129,11 @@ async def test_database_faults_delay_a_job_but_never_lose_it(rig):
     real_save = rig.store.save_job
     faults = {"left": 3}
 
-    async def flaky_save(job):
+    async def flaky_save(job, **kw):
         if faults["left"] and job.state == JobState.DELIVERING:
             faults["left"] -= 1
             raise StoreUnavailable("database is locked")
-        await real_save(job)
+        await real_save(job, **kw)
 
     rig.store.save_job = flaky_save
     job = await rig.run(new_job())

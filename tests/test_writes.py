@@ -1,0 +1,30 @@
+"""A job's writes on SQLite: six commits from `/imagine` to the image in its thread, each
+writing only the columns that changed (issue #14: light writes; bench/jobcost.py has the WAL
+bytes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumabot.store.sqlite import SQLiteStore
+
+
+async def test_a_delivered_job_takes_six_commits_of_targeted_writes(harness):
+    h = harness
+    store = h.bot.store
+    if not isinstance(store, SQLiteStore):
+        pytest.skip("counts SQLite's statements")
+    await h.imagine("warm up")  # the start's own writes (the daily sweep) are done by now
+    await h.wait_job(lambda j: j.settled)
+    statements: list[str] = []
+    await store.db.set_trace_callback(statements.append)
+    try:
+        job = await h.finished((await h.imagine("a lighthouse")).id)
+    finally:
+        await store.db.set_trace_callback(None)
+    assert h.slack.files_in_thread("C1", job.status_ts)  # delivered
+    mine = [s for s in statements if job.id in s or s.startswith(("COMMIT", "BEGIN"))]
+    assert sum(1 for s in statements if s == "COMMIT") == 6
+    updates = [s for s in mine if s.startswith("UPDATE jobs")]
+    assert updates and not any("params" in s.split("WHERE")[0] for s in updates)  # never rewritten
+    assert not any("team_id" in s.split("WHERE")[0] for s in updates)
