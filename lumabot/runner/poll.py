@@ -41,11 +41,14 @@ class Poller:
 
     async def _until_done(self, job: Job) -> str | None:
         assert job.generation_id and job.submitted_at and job.deadline
-        next_poll = max(time.time(), job.submitted_at + self.planner.first_poll_after(job.params.model))
+        key, sent = (job.params.model, job.params.type), job.submitted_at
+        last_age: float | None = None  # the age of the last poll (after a restart: unknown)
+        next_poll = sent + self.planner.next_poll_age(key, None, backlog=self.scheduler.waiting > 0)
         backoff = Backoff(self.config.retry_backoff)
         while True:
             await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
-            await self.planner.pace()
+            # The likeliest to be finished polls first when polls queue for the rate cap.
+            await self.planner.pace(self.planner.chance(key, last_age, time.time() - sent))
             try:
                 gen = await self.luma.get(job.generation_id)
             except (LumaUnavailable, LumaRateLimited) as e:
@@ -62,8 +65,8 @@ class Poller:
                 raise rejected(job, e) from None
             backoff.reset()
             if gen.state in ("completed", "failed"):
-                latency = time.time() - job.submitted_at
-                self.planner.record(job.params.model, latency)
+                latency = time.time() - sent
+                self.planner.record(key, latency)
                 self.scheduler.release(job.id)
             if gen.state == "completed":
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)
@@ -81,5 +84,6 @@ class Poller:
                 raise JobFailed(code, gen.failure_reason)
             if time.time() >= job.deadline:
                 raise JobFailed("timeout")
-            next_poll = time.time() + self.planner.interval(backlog=self.scheduler.waiting > 0,
-                                                            polling=self.polling)
+            last_age = time.time() - sent
+            next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=self.scheduler.waiting > 0,
+                                                          polling=self.polling)

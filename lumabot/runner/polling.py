@@ -1,61 +1,158 @@
-"""When to poll a pending generation.
+"""When to poll a pending generation, and which poll goes first when polls must wait.
 
-- The first poll comes at a low quantile (5 %) of the latencies lumabot has recently seen for
-  that model, or after LUMABOT_FIRST_POLL_DELAY until it has seen enough: no GETs are spent
-  while an image is almost surely not ready, and few images finish before the first poll.
-- Then every LUMABOT_POLL_INTERVAL; four times as often while other jobs wait for a Luma
-  slot, because noticing a finished generation sooner frees its slot sooner (Luma does not
-  rate-limit GETs).
-- All polls together stay under LUMABOT_MAX_POLLS_PER_SECOND (each poll waits for its slot),
-  and with very many generations pending their intervals stretch to match, so the process stays
-  responsive however much is pending.
+Luma has no webhook: a finished generation is only seen by polling it, and every GET is a
+request. The planner learns how long generations take, per model and type (an edit apart from
+an image), from the latencies it sees, and plans each job's polls from that distribution:
+
+- The next poll of a job comes when the chance that it finished since its last poll reaches a
+  threshold: `STEADY_CHANCE` (a half: about two GETs per job), `BACKLOG_CHANCE` while other
+  jobs wait for a Luma slot (noticing a finished generation sooner frees its slot sooner).
+  Gaps stay within [`min_gap`, LUMABOT_POLL_INTERVAL x `MAX_GAP_FACTOR`].
+- Until it has seen `min_samples` latencies of that model and type it polls as before: first
+  after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
+  wait for a slot).
+- All polls together stay under LUMABOT_MAX_POLLS_PER_SECOND. When more are due than that
+  allows, the one most likely to find its generation finished goes first (after a restart:
+  the jobs most likely done, not all at once nor in creation order), and with very many
+  generations pending the gaps stretch to match the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
+import bisect
+import heapq
+import itertools
+from collections import deque
 from typing import Awaitable, Callable
 
-BACKLOG_SPEEDUP = 4
+BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
+STEADY_CHANCE = 0.5       # poll when it finished since the last poll with this chance
+BACKLOG_CHANCE = 0.25     # ... while other jobs wait for a slot
+MAX_GAP_FACTOR = 4.0      # at most this many LUMABOT_POLL_INTERVALs between two polls
+Key = tuple[str, str]     # (model, type)
+
+
+class Latencies:
+    """The latest latencies seen for one model and type, kept sorted for quantiles."""
+
+    def __init__(self, window: int):
+        self._order: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        if len(self._order) == self._order.maxlen:
+            old = self._order[0]
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._order.append(seconds)
+        bisect.insort(self._sorted, seconds)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def cdf(self, t: float) -> float:
+        """The share of generations finished within `t` seconds."""
+        return bisect.bisect_right(self._sorted, t) / len(self._sorted)
+
+    def age_at(self, share: float) -> float:
+        """The age by which `share` of generations have finished (linear between samples)."""
+        s = self._sorted
+        pos = min(max(share, 0.0), 1.0) * (len(s) - 1)
+        i = int(pos)
+        return s[i] if i + 1 >= len(s) else s[i] + (s[i + 1] - s[i]) * (pos - i)
 
 
 class PollPlanner:
     def __init__(self, *, first_poll_delay: float, poll_interval: float, max_polls_per_second: float,
-                 quantile: float = 0.05, window: int = 200, min_samples: int = 20,
+                 window: int = 500, min_samples: int = 20,
                  clock: Callable[[], float] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.first_poll_delay = first_poll_delay
         self.poll_interval = poll_interval
         self.max_polls_per_second = max_polls_per_second
-        self._next_slot = 0.0
-        self.quantile = quantile
         self.min_samples = min_samples
-        self._latencies: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self.window = window
+        self.min_gap = poll_interval / BACKLOG_SPEEDUP / 2
+        self._latencies: dict[Key, Latencies] = {}
         self._clock = clock  # default: the event loop's clock
         self._sleep = sleep
+        self._next_slot = 0.0
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._dispatcher: asyncio.Task[None] | None = None
 
-    def record(self, model: str, seconds: float) -> None:
-        """A generation of `model` was seen completed `seconds` after it was submitted."""
-        self._latencies[model].append(max(0.0, seconds))
+    # -- what it learns ------------------------------------------------------------------------
+    def record(self, key: Key, seconds: float) -> None:
+        """A generation of `key` (model, type) was seen finished `seconds` after it was sent."""
+        self._latencies.setdefault(key, Latencies(self.window)).add(max(0.0, seconds))
 
-    def first_poll_after(self, model: str) -> float:
-        seen = self._latencies.get(model)
-        if not seen or len(seen) < self.min_samples:
-            return self.first_poll_delay
-        ordered = sorted(seen)
-        return ordered[int(self.quantile * (len(ordered) - 1))]
+    def _learned(self, key: Key) -> Latencies | None:
+        seen = self._latencies.get(key)
+        return seen if seen is not None and len(seen) >= self.min_samples else None
 
-    async def pace(self) -> None:
-        """Wait for this poll's turn: all polls together stay under max_polls_per_second, as
-        a real rate (not just on average: generations polled together would come in bursts)."""
-        now = self._clock() if self._clock else asyncio.get_running_loop().time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + 1.0 / self.max_polls_per_second
-        if slot > now:
-            await self._sleep(slot - now)
+    def chance(self, key: Key, last_age: float | None, age: float) -> float:
+        """The chance that a generation of `key`, unfinished at `last_age` (None: never
+        looked at), has finished by `age`. Before anything is learned, a stand-in that grows
+        with the age."""
+        seen = self._learned(key)
+        if seen is None:  # nothing learned: the older, the likelier
+            return age / (age + self.first_poll_delay + self.poll_interval)
+        before = seen.cdf(last_age) if last_age is not None else 0.0
+        if before >= 1.0:
+            return 1.0  # older than anything seen: likely done, or stuck; either way, look
+        return max(0.0, (seen.cdf(age) - before) / (1.0 - before))
 
-    def interval(self, *, backlog: bool, polling: int = 1) -> float:
-        """Seconds to the next poll of one generation, `polling` being how many are polled."""
-        base = self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval
-        return max(base, polling / self.max_polls_per_second)
+    # -- when to poll --------------------------------------------------------------------------
+    def next_poll_age(self, key: Key, last_age: float | None, *, backlog: bool, polling: int = 1) -> float:
+        """The age (seconds since it was sent) at which to poll a generation next, given the
+        age of its last poll (None: never polled), whether jobs wait for a slot, and how many
+        generations are being polled (their gaps stretch to keep the poll rate under the cap)."""
+        floor = polling / self.max_polls_per_second
+        seen = self._learned(key)
+        if seen is None:
+            if last_age is None:
+                return self.first_poll_delay
+            return last_age + max(self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval, floor)
+        target = BACKLOG_CHANCE if backlog else STEADY_CHANCE
+        before = seen.cdf(last_age) if last_age is not None else 0.0
+        start = last_age if last_age is not None else 0.0
+        if before >= 1.0:
+            at = start + self.poll_interval
+        else:
+            at = seen.age_at(before + target * (1.0 - before))
+        gap = min(max(at - start, self.min_gap, floor), max(self.poll_interval * MAX_GAP_FACTOR, floor))
+        return start + gap
+
+    # -- the poll rate cap ---------------------------------------------------------------------
+    def _now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    async def pace(self, priority: float = 0.0) -> None:
+        """Wait for this poll's turn: all polls together stay under max_polls_per_second as a
+        real rate (not just on average), and when polls queue up, the one with the highest
+        `priority` (its chance of finding the generation finished) goes first."""
+        now = self._now()
+        if not self._waiting and self._next_slot <= now:
+            self._next_slot = now + 1.0 / self.max_polls_per_second
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (-priority, next(self._seq), future))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.ensure_future(self._dispatch())
+        await future
+
+    async def _dispatch(self) -> None:
+        while self._waiting:
+            now = self._now()
+            if self._next_slot > now:
+                await self._sleep(self._next_slot - now)
+                continue
+            _, _, future = heapq.heappop(self._waiting)
+            if future.done():  # its poll was cancelled
+                continue
+            self._next_slot = max(now, self._next_slot) + 1.0 / self.max_polls_per_second
+            future.set_result(None)
+
+    def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()

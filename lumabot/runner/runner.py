@@ -94,6 +94,10 @@ class Runner:
         restart, handed-back ones, those of replicas that stopped heartbeating) and start a
         task for each; then keep heartbeating and taking over."""
         await self.store.heartbeat(self.replica_id)
+        # What the poll planner learned before the restart: the resumed generations are then
+        # polled likeliest-finished first.
+        for model, type_, seconds in await self.store.recent_latencies(self.polls.window):
+            self.polls.record((model, type_), seconds)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
         count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0)
@@ -104,7 +108,14 @@ class Runner:
     async def _take_over(self, *, include_own: bool = False, stale_after: float | None = None) -> int:
         stale = self.config.takeover_seconds if stale_after is None else stale_after
         jobs = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own)
-        for job in jobs:
+        now = time.time()
+
+        def likeliest_done_first(job: Job) -> tuple[bool, float]:
+            generating = job.state == JobState.GENERATING and job.submitted_at is not None
+            return (not generating, -self.polls.chance((job.params.model, job.params.type), None,
+                                                       now - (job.submitted_at or now)))
+
+        for job in sorted(jobs, key=likeliest_done_first):
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
             self._start(job, resumed=True)
@@ -159,6 +170,7 @@ class Runner:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.polls.close()
         await self.scheduler.stop()
         if self._leases is not None:
             self._leases = None

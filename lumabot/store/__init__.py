@@ -53,6 +53,10 @@ class Store(Protocol):
 
     async def unsettled_count(self) -> int: ...
 
+    async def recent_latencies(self, limit: int) -> list[tuple[str, str, float]]:
+        """(model, type, seconds from sent to seen completed) of the latest delivered jobs,
+        newest first: what the poll planner learned, for a restart."""
+
     async def unfinished_jobs(self) -> list[Job]:
         """Jobs whose outcome the user has not been told yet (not settled), oldest first."""
 

@@ -886,6 +886,12 @@ class PostgresStore:
         """Return when slots are granted or freed by any replica (NOTIFY), or after `timeout`."""
         await self._wait_for_notice(SLOTS_CHANNEL, timeout)
 
+    async def recent_latencies(self, limit: int) -> list[tuple[str, str, float]]:
+        rows = await self._rows(
+            f"SELECT {_MODEL}, {_TYPE}, completed_at - submitted_at FROM jobs WHERE state = 'done' AND "
+            "completed_at IS NOT NULL AND submitted_at IS NOT NULL ORDER BY completed_at DESC LIMIT $1", limit)
+        return [(r[0], r[1], float(r[2])) for r in rows]
+
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE NOT settled")
         assert row is not None

@@ -736,6 +736,12 @@ class SQLiteStore:
         return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
                        dedupe_keys=keys)
 
+    async def recent_latencies(self, limit: int) -> list[tuple[str, str, float]]:
+        rows = await self._rows(
+            f"SELECT {_MODEL}, {_TYPE}, completed_at - submitted_at FROM jobs WHERE state = 'done' AND "
+            "completed_at IS NOT NULL AND submitted_at IS NOT NULL ORDER BY completed_at DESC LIMIT ?", (limit,))
+        return [(r[0], r[1], float(r[2])) for r in rows]
+
     # -- reports for the benchmarks --------------------------------------------------------------
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE settled = 0")

@@ -189,6 +189,7 @@ class MemoryLuma:
         self.url_version = 0
         self.created = asyncio.Event()
         self.holding = False  # while True, every generation stays "processing"
+        self.polled: list[str] = []  # generation ids, in the order of their GETs
 
     def script(self, *states: list[tuple[str, str | None]]) -> None:
         """For the next generations, in order: their states as (state, failure_code) pairs."""
@@ -211,6 +212,7 @@ class MemoryLuma:
             raise self.get_errors.popleft()
         gen = self.generations[generation_id]
         gen.gets += 1
+        self.polled.append(generation_id)
         if self.holding:
             return Generation(id=generation_id, state="processing")
         step = gen.states.popleft() if len(gen.states) > 1 else gen.states[0]

@@ -337,3 +337,14 @@ async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymousl
     assert (await store.usage("T1", 0, user_id="U7")).images == 0
     assert (await store.usage("T1", 0, user_id="forgotten:abc")).images == 1
     assert round((await store.usage("T1", 0)).spend, 4) == 0.08
+
+
+async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
+    for i, (model, kind, state) in enumerate([("uni-1", "image", JobState.DONE), ("uni-1-max", "image_edit", JobState.DONE),
+                                              ("uni-1", "image", JobState.FAILED)]):
+        j = job(params=GenerationParams(prompt="p", model=model, type=kind), state=state, settled=True)
+        j.submitted_at, j.completed_at = 100.0, 100.0 + 10 * (i + 1)
+        await store.create_job(j)
+    await store.create_job(job())  # never sent
+    assert await store.recent_latencies(10) == [("uni-1-max", "image_edit", 20.0), ("uni-1", "image", 10.0)]
+    assert await store.recent_latencies(1) == [("uni-1-max", "image_edit", 20.0)]

@@ -2,51 +2,105 @@
 
 from __future__ import annotations
 
-from lumabot.runner.polling import BACKLOG_SPEEDUP, PollPlanner
+import asyncio
+
+from lumabot.runner.polling import BACKLOG_SPEEDUP, MAX_GAP_FACTOR, PollPlanner
+
+UNI = ("uni-1", "image")
 
 
 def planner(**kw) -> PollPlanner:
     return PollPlanner(**{"first_poll_delay": 20.0, "poll_interval": 2.0, "max_polls_per_second": 50.0, **kw})
 
 
-def test_the_first_poll_waits_the_configured_delay_until_enough_latencies_are_seen():
+def learned(p: PollPlanner, key=UNI, lo: float = 10.0, n: int = 100) -> PollPlanner:
+    for i in range(n):
+        p.record(key, lo + i)  # lo .. lo + n - 1 s, uniform
+    return p
+
+
+def test_before_enough_latencies_are_seen_it_polls_on_the_configured_delay_and_interval():
     p = planner()
     for seconds in range(19):
-        p.record("uni-1", 30.0 + seconds)
-    assert p.first_poll_after("uni-1") == 20.0
+        p.record(UNI, 30.0 + seconds)
+    assert p.next_poll_age(UNI, None, backlog=False) == 20.0
+    assert p.next_poll_age(UNI, 20.0, backlog=False) == 22.0
+    assert p.next_poll_age(UNI, 20.0, backlog=True) == 20.0 + 2.0 / BACKLOG_SPEEDUP
 
 
-def test_then_the_first_poll_comes_at_a_low_quantile_of_seen_latencies_per_model():
+def test_then_each_poll_comes_when_the_chance_it_finished_since_the_last_reaches_a_half():
+    p = learned(planner(poll_interval=100.0))  # (a long interval: no gap cap in the way)
+    first = p.next_poll_age(UNI, None, backlog=False)
+    assert abs(first - 59.5) < 0.01            # the median of 10 .. 109 s
+    second = p.next_poll_age(UNI, first, backlog=False)
+    assert abs(p.chance(UNI, first, second) - 0.5) < 0.02  # half of those still running
+    assert abs(second - 84.25) < 0.6
+    # while jobs wait for a slot, sooner: a quarter of those still running
+    sooner = p.next_poll_age(UNI, first, backlog=True)
+    assert first < sooner < second and abs(p.chance(UNI, first, sooner) - 0.25) < 0.02
+
+
+def test_models_and_edits_are_learned_apart():
+    p = learned(planner(poll_interval=100.0))
+    learned(p, ("uni-1-max", "image"), lo=100.0)
+    assert p.next_poll_age(("uni-1-max", "image"), None, backlog=False) > p.next_poll_age(UNI, None, backlog=False)
+    assert p.next_poll_age(("uni-1", "image_edit"), None, backlog=False) == 20.0  # not learned yet
+
+
+def test_gaps_stay_between_a_floor_and_a_ceiling():
+    p = learned(planner(), lo=10.0, n=100)
+    assert p.next_poll_age(UNI, 20.0, backlog=False) - 20.0 == 2.0 * MAX_GAP_FACTOR  # the ceiling
+    tight = planner()
+    for i in range(100):
+        tight.record(UNI, 5.0 + i / 1000)  # every generation takes 5.0 .. 5.1 s
+    assert tight.next_poll_age(UNI, 5.0, backlog=False) - 5.0 == tight.min_gap
+    assert tight.next_poll_age(UNI, 200.0, backlog=False) == 202.0  # older than anything seen
+
+
+def test_with_very_many_pending_each_gap_stretches_to_keep_the_poll_rate():
     p = planner()
-    for seconds in range(100):
-        p.record("uni-1", 10.0 + seconds)  # 10 .. 109 s
-    assert p.first_poll_after("uni-1") == 14.0  # the 5 % quantile
-    assert p.first_poll_after("uni-1-max") == 20.0  # another model: not learned yet
+    assert p.next_poll_age(UNI, 30.0, backlog=False, polling=10_000) == 30.0 + 10_000 / 50.0
+    assert learned(p).next_poll_age(UNI, 30.0, backlog=False, polling=10_000) == 30.0 + 10_000 / 50.0
 
 
-def test_polls_come_four_times_as_often_only_while_work_waits_for_a_slot():
-    p = planner()
-    assert p.interval(backlog=False) == 2.0
-    assert p.interval(backlog=True) == 2.0 / BACKLOG_SPEEDUP
+def test_the_chance_of_having_finished():
+    p = learned(planner())
+    assert p.chance(UNI, None, 9.0) == 0.0 and p.chance(UNI, None, 200.0) == 1.0
+    assert abs(p.chance(UNI, 59.0, 84.0) - 0.5) < 0.02
+    fresh = planner()  # nothing learned: older is likelier
+    assert fresh.chance(UNI, None, 30.0) < fresh.chance(UNI, None, 60.0) < 1.0
 
 
-def test_with_very_many_pending_each_interval_stretches_to_keep_the_poll_rate():
-    p = planner()
-    assert p.interval(backlog=False, polling=10_000) == 10_000 / 50.0
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 async def test_polls_together_stay_under_the_rate_cap():
-    now = [100.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    p = planner(max_polls_per_second=10.0, clock=lambda: now[0], sleep=sleep)
-    for _ in range(5):
-        await p.pace()  # five polls at the same moment
-    assert [round(s, 6) for s in slept] == [0.1, 0.2, 0.3, 0.4]
-    now[0] += 10.0
-    slept.clear()
+    t = FakeTime()
+    p = planner(max_polls_per_second=10.0, clock=lambda: t.now, sleep=t.sleep)
+    await asyncio.gather(*(p.pace() for _ in range(5)))  # five polls at the same moment
+    assert [round(s, 6) for s in t.slept] == [0.1] * 4   # one every 0.1 s
+    t.now += 10.0
+    t.slept.clear()
     await p.pace()
-    assert slept == []  # a poll after a quiet spell goes at once
+    assert t.slept == []  # a poll after a quiet spell goes at once
+
+
+async def test_when_polls_queue_the_likeliest_finished_goes_first():
+    t = FakeTime()
+    p = planner(max_polls_per_second=10.0, clock=lambda: t.now, sleep=t.sleep)
+    order: list[float] = []
+
+    async def poll(priority: float) -> None:
+        await p.pace(priority)
+        order.append(priority)
+
+    await asyncio.gather(*(poll(x) for x in (0.0, 0.2, 0.9, 0.5, 0.1)))
+    assert order == [0.0, 0.9, 0.5, 0.2, 0.1]  # the first went at once; then by priority

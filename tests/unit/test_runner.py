@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from lumabot.jobs.identity import luma_user_id
 from lumabot.jobs.models import JobState
@@ -218,3 +219,36 @@ async def test_a_job_cancelled_elsewhere_is_never_sent_when_its_turn_comes(make_
     assert [p.prompt for p, _ in rig.luma.creates] == ["first"]
     assert (second.id, ("cancelled", None, None)) in rig.notifier.status_updates
     assert not await rig.store.request_cancel(first.id, "U1")  # sent to Luma: too late
+
+
+async def test_after_a_restart_the_likeliest_finished_generations_are_polled_first(make_rig):
+    rig = await make_rig()
+    now = time.time()
+
+    async def delivered(model: str, latency: float) -> None:
+        job = new_job(f"before {model} {latency}", model=model)
+        job.state, job.settled, job.attempts = JobState.DONE, True, 1
+        job.submitted_at, job.completed_at = now - 5000, now - 5000 + latency
+        await rig.store.create_job(job)
+
+    for i in range(20):  # what the last run learned: uni-1 takes 1-40 s, uni-1-max 40-135 s
+        await delivered("uni-1", 1.0 + i * 2)
+        await delivered("uni-1-max", 40.0 + i * 5)
+
+    async def generating(model: str, age: float) -> Job:
+        job = new_job(f"{model} sent {age} s ago", model=model)
+        gen, _ = await rig.luma.create(job.params, user_id="u")
+        job.state, job.status_ts, job.generation_id, job.attempts = JobState.GENERATING, "1.1", gen.id, 1
+        job.submitted_at, job.deadline = now - age, now + 30
+        await rig.store.create_job(job)
+        return job
+
+    # oldest first (creation order) would be: max, then the two uni-1
+    slow = await generating("uni-1-max", 100.0)  # 62 % of uni-1-max are done by 100 s
+    likely = await generating("uni-1", 35.0)      # 85 % of uni-1 by 35 s
+    unlikely = await generating("uni-1", 22.0)    # 55 % by 22 s
+    assert await rig.runner.resume() == 3
+    for job in (slow, likely, unlikely):
+        await rig.settled(job.id)
+    first_polls = list(dict.fromkeys(rig.luma.polled))
+    assert first_polls == [likely.generation_id, slow.generation_id, unlikely.generation_id]
