@@ -1,24 +1,27 @@
-"""Polls per job and detection delay: lumabot's poll planning against the naive loop.
+"""Polls per job, detection delay and slot utilisation: lumabot next to two references.
 
-The naive loop is the one in Luma's quickstart: wait 20 s after creating, then GET every 2 s
-until the generation is terminal. lumabot polls every LUMABOT_POLL_INTERVAL (2 s), its first
-poll after LUMABOT_FIRST_POLL_DELAY (20 s) until it has seen 20 latencies of the model, then at
-their 5 % quantile. Both run in the same run, on the same schedule and the same latencies:
-uni-1's 30-60 s spread, uniform. Each has its own fake Luma (so its GETs are counted apart); a
-generation's latency is fixed by its prompt, so job i takes exactly as long for both.
+- naive: the loop of Luma's quickstart: create, wait 20 s, then GET every 2 s until terminal;
+- clairvoyant: one GET per job, exactly when its generation completes (it reads the fake's
+  record of when that is): the least any poller could do;
+- lumabot: the real app (in process, HTTP mode, against the fakes), its poll planner learning
+  the latencies as it goes (30 warm-up jobs first, not counted, as a running bot is warm).
 
-Scaled 10x: latencies 3-6 s, the naive loop waits 2 s then polls every 0.2 s, lumabot polls
-every 0.2 s with a first poll after 2 s, LUMABOT_MAX_POLLS_PER_SECOND=500 (the default 50,
-scaled). 100 jobs, one every 0.25 s; LUMABOT_LUMA_CONCURRENCY=100 so none waits for a slot (the
-4x backlog speed-up never applies). lumabot runs as a subprocess; the naive loop (official SDK,
-AsyncLuma) and both fakes in this process.
+One fake Luma, one latency distribution: lognormal with p50 30 s and p95 60 s, scaled down 20x
+(p50 1.5 s), fixed per job index, so job i takes exactly as long for every contender. The
+contenders run one after another in this process. Every time setting is scaled alike: the naive
+loop waits 1 s and polls every 0.1 s; lumabot runs with LUMABOT_POLL_INTERVAL=0.1,
+LUMABOT_FIRST_POLL_DELAY=1 and LUMABOT_MAX_POLLS_PER_SECOND=1000 (its 50, scaled).
 
-Detection delay of a job: the first GET at or after the moment its generation turned completed,
-minus that moment (from the fakes' request records). "Warm" jobs are those submitted after
-lumabot had seen 20 completions, when the adaptive first poll applies.
+- steady: 100 jobs, one every 0.1 s (scaled), 50 slots: no job waits for a slot;
+- backlog: 200 jobs at once, 10 slots (each contender keeps to 10 generations in flight).
 
-Target: fewer GETs per job than the naive loop, at the same (within 10 ms, i.e. 0.1 s unscaled)
-or lower mean detection delay.
+Detection delay: the first GET at or after the moment a generation turned completed, minus that
+moment (the fake's records). Utilisation: the generations' own time over 10 slots' time from
+the first create to the last completion. Medians of `REPEATS` runs, with their spread.
+
+Targets (issue #14): steady, lumabot at most 2x the clairvoyant GETs per job with a detection
+delay p50 of at most 1 s on the scaled clock; backlog, utilisation within 1 point of the
+clairvoyant with no more GETs per job than the naive loop.
 
     python -m bench.polls
 """
@@ -26,7 +29,9 @@ or lower mean detection delay.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import re
 import statistics
 import time
 
@@ -35,117 +40,158 @@ from luma_agents import AsyncLuma
 
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 
-from .common import fmt_seconds, proc_rig, table
+from .common import rig, table
 
-JOBS, USERS, SPACING = 100, 10, 0.25
-NAIVE_WAIT, POLL_INTERVAL, FIRST_POLL = 2.0, 0.2, 2.0
-LATENCY = (3.0, 6.0)
-SAME = 0.010  # detection delays within 10 ms count as the same
+SCALE = 20.0
+P50, P95 = 30.0 / SCALE, 60.0 / SCALE
+SIGMA = math.log(P95 / P50) / 1.6449
+NAIVE_WAIT, NAIVE_INTERVAL = 20.0 / SCALE, 2.0 / SCALE
+STEADY_JOBS, STEADY_SPACING, STEADY_SLOTS, WARM_UP = 100, 0.1, 50, 30
+BACKLOG_JOBS, BACKLOG_SLOTS = 200, 10
+REPEATS = 3
+_INDEX = re.compile(r"job (\d+)$")
 
 
 class PromptTimedLuma(FakeLuma):
-    """A fake Luma whose generation latency is set by its prompt (the same job takes as long
-    whoever creates it, whatever the order of creates)."""
+    """A fake Luma where the latency of "… job i" is the i-th of a fixed list."""
 
-    def __init__(self, latencies: dict[str, float], **kw):
+    def __init__(self, latencies: list[float], **kw):
         super().__init__(**kw)
         self.latencies = latencies
 
     def _new_generation(self, body, spec, now):
-        self._script.appendleft(Outcome(latency=self.latencies[spec["prompt"]]))
+        m = _INDEX.search(spec["prompt"])
+        self._script.appendleft(Outcome(latency=self.latencies[int(m.group(1)) if m else 0]))
         return super()._new_generation(body, spec, now)
 
 
-async def naive_job(client: AsyncLuma, prompt: str) -> None:
-    gen = await client.generations.create(prompt=prompt, model="uni-1", type="image")
-    await asyncio.sleep(NAIVE_WAIT)
-    while True:
-        gen = await client.generations.get(gen.id)
-        if gen.state in ("completed", "failed"):
-            return
-        await asyncio.sleep(POLL_INTERVAL)
+def latencies(n: int, seed: int) -> list[float]:
+    rnd = random.Random(seed)
+    return [P50 * math.exp(SIGMA * rnd.gauss(0, 1)) for _ in range(n)]
 
 
-def observe(luma: FakeLuma) -> dict[str, dict]:
-    """Per prompt: GETs made and detection delay, from the fake's records."""
-    out = {}
+def observe(luma: FakeLuma, prefix: str) -> dict:
+    """GETs per job, detection delays, utilisation of the generations whose prompt starts
+    with `prefix`."""
+    gens = [g for g in luma.generations.values() if g.prompt.startswith(prefix)]
+    ids = {g.id for g in gens}
     gets: dict[str, list[float]] = {}
     for rec in luma.requests:
-        if rec.method == "GET" and rec.path.startswith("/v1/generations/") and rec.generation_id:
+        if rec.method == "GET" and rec.path.startswith("/v1/generations/") and rec.generation_id in ids:
             gets.setdefault(rec.generation_id, []).append(rec.at)
-    for g in luma.generations.values():
-        times = gets.get(g.id, [])
-        seen = min((t for t in times if t >= g.completes_at), default=float("nan"))
-        out[g.prompt] = {"gets": len(times), "detect": seen - g.completes_at, "created": g.created_at,
-                         "seen": seen}
+    delays = [min((t for t in gets.get(g.id, []) if t >= g.completes_at), default=math.nan) - g.completes_at
+              for g in gens]
+    first, last = min(g.created_at for g in gens), max(g.completes_at for g in gens)
+    busy = sum(g.completes_at - g.created_at for g in gens)
+    return {"gets": sum(len(v) for v in gets.values()) / len(gens),
+            "delay_p50": statistics.median(delays), "busy": busy, "span": last - first}
+
+
+async def reference(luma: FakeLuma, name: str, n: int, slots: int, spacing: float, *, clairvoyant: bool) -> None:
+    client = AsyncLuma(auth_token=luma.api_key, base_url=luma.base_url, max_retries=0,
+                       http_client=httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=200)))
+    sem = asyncio.Semaphore(slots)
+
+    async def one(i: int) -> None:
+        async with sem:
+            gen = await client.generations.create(prompt=f"{name} job {i}", model="uni-1", type="image")
+            if clairvoyant:
+                await asyncio.sleep(max(0.0, luma.generations[gen.id].completes_at - time.monotonic()))
+                await client.generations.get(gen.id)
+                return
+            await asyncio.sleep(NAIVE_WAIT)
+            while (await client.generations.get(gen.id)).state not in ("completed", "failed"):
+                await asyncio.sleep(NAIVE_INTERVAL)
+
+    t0 = time.monotonic()
+    tasks = []
+    for i in range(n):
+        await asyncio.sleep(max(0.0, t0 + i * spacing - time.monotonic()))
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    await client.close()
+
+
+async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float) -> None:
+    async with rig(luma, LUMABOT_LUMA_CONCURRENCY=str(slots), LUMABOT_POLL_INTERVAL=str(2.0 / SCALE),
+                   LUMABOT_FIRST_POLL_DELAY=str(20.0 / SCALE), LUMABOT_MAX_POLLS_PER_SECOND=str(50 * SCALE),
+                   LUMABOT_MAX_QUEUED_PER_USER="1000", LUMABOT_GENERATION_TIMEOUT="60",
+                   LUMABOT_QUEUE_UPDATE_INTERVAL="0.25") as r:
+        async def run(prefix: str, count: int, gap: float) -> None:
+            t0 = time.monotonic()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, t0 + i * gap - time.monotonic()))
+                status, body, *_ = await r.command(f"{prefix} job {i}", user_id=f"U{i % 10}")
+                assert status == 200 and not body, body
+            while await r.bot.store.unsettled_count():
+                await asyncio.sleep(0.05)
+
+        await run("warm-up", WARM_UP, STEADY_SPACING)  # the planner learns, as a running bot has
+        await run(name, n, spacing)
+
+
+async def once(seed: int) -> dict:
+    lat = latencies(max(STEADY_JOBS, BACKLOG_JOBS, WARM_UP), seed)
+    luma = PromptTimedLuma(lat, image_long_side=16)
+    out: dict = {}
+    for mode, n, slots, spacing in (("steady", STEADY_JOBS, STEADY_SLOTS, STEADY_SPACING),
+                                    ("backlog", BACKLOG_JOBS, BACKLOG_SLOTS, 0.0)):
+        await lumabot(luma, f"{mode}-lumabot", n, slots, spacing)  # (the rig starts and stops the fake)
+        await luma.start()
+        try:
+            await reference(luma, f"{mode}-naive", n, slots, spacing, clairvoyant=False)
+            await reference(luma, f"{mode}-clairvoyant", n, slots, spacing, clairvoyant=True)
+        finally:
+            await luma.stop()
+        for who in ("naive", "clairvoyant", "lumabot"):
+            o = observe(luma, f"{mode}-{who} ")
+            out[f"{mode}_{who}_gets"] = o["gets"]
+            out[f"{mode}_{who}_delay"] = o["delay_p50"]
+            out[f"{mode}_{who}_util"] = o["busy"] / (slots * o["span"])
     return out
 
 
-def summary(obs: dict[str, dict], prompts: list[str]) -> tuple[float, float]:
-    return (statistics.mean(obs[p]["gets"] for p in prompts),
-            statistics.mean(obs[p]["detect"] for p in prompts))
+async def run(repeats: int = REPEATS) -> dict:
+    runs = [await once(seed) for seed in range(1, repeats + 1)]
+    return {k: [r[k] for r in runs] for k in runs[0]}
 
 
-async def run(seed: int = 5) -> dict:
-    rnd = random.Random(seed)
-    prompts = [f"poll picture {i}" for i in range(JOBS)]
-    latencies = {p: rnd.uniform(*LATENCY) for p in prompts}
-    bot_luma = PromptTimedLuma(latencies, image_long_side=32)
-    naive_luma = PromptTimedLuma(latencies, image_long_side=32)
-    await naive_luma.start()
-    client = AsyncLuma(auth_token=naive_luma.api_key, base_url=naive_luma.base_url, max_retries=0,
-                       http_client=httpx.AsyncClient(trust_env=False))
-    try:
-        async with proc_rig(bot_luma, LUMABOT_LUMA_CONCURRENCY=str(JOBS), LUMABOT_POLL_INTERVAL=str(POLL_INTERVAL),
-                            LUMABOT_FIRST_POLL_DELAY=str(FIRST_POLL), LUMABOT_MAX_POLLS_PER_SECOND="500",
-                            LUMABOT_MAX_QUEUED_PER_USER=str(JOBS), LUMABOT_GENERATION_TIMEOUT="60",
-                            LUMABOT_QUEUE_UPDATE_INTERVAL="0.5") as r:
-            naive: list[asyncio.Task] = []
-            t0 = time.monotonic()
-            for i, prompt in enumerate(prompts):
-                await asyncio.sleep(max(0.0, t0 + i * SPACING - time.monotonic()))
-                naive.append(asyncio.create_task(naive_job(client, prompt)))
-                status, body, _ = await r.command(prompt, user_id=f"U{i % USERS:02d}")
-                assert status == 200 and not body, (status, body)
-            await asyncio.gather(*naive)
-            while sum(1 for f in r.slack.files if f.shared) < JOBS:
-                if time.monotonic() - t0 > 120:
-                    raise RuntimeError("lumabot did not deliver every image within 120 s")
-                await asyncio.sleep(0.1)
-    finally:
-        await client.close()
-        await naive_luma.stop()
-    bot, nv = observe(bot_luma), observe(naive_luma)
-    # Warm: submitted after lumabot had seen 20 completions (the adaptive first poll applies).
-    twentieth = sorted(o["seen"] for o in bot.values())[19]
-    warm = [p for p in prompts if bot[p]["created"] > twentieth]
-    b_gets, b_det = summary(bot, prompts)
-    n_gets, n_det = summary(nv, prompts)
-    bw_gets, bw_det = summary(bot, warm)
-    nw_gets, nw_det = summary(nv, warm)
-    return {"bot_gets": b_gets, "bot_detect": b_det, "naive_gets": n_gets, "naive_detect": n_det,
-            "warm": len(warm), "bot_warm_gets": bw_gets, "bot_warm_detect": bw_det,
-            "naive_warm_gets": nw_gets, "naive_warm_detect": nw_det,
-            "latency_mean": statistics.mean(latencies.values())}
+def _m(values: list[float], fmt: str) -> str:
+    med = statistics.median(values)
+    return (fmt.format(med) + (f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else ""))
 
 
 def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
-    fewer = f["bot_gets"] < f["naive_gets"]
-    as_fast = f["bot_detect"] <= f["naive_detect"] + SAME
+    med = {k: statistics.median(v) for k, v in f.items()}
+    ms = "{:.0f} ms"
+
+    def delays(mode: str) -> str:
+        return " / ".join(_m([d * 1000 for d in f[f"{mode}_{w}_delay"]], ms) for w in ("lumabot", "naive", "clairvoyant"))
+
+    steady_ok = (med["steady_lumabot_gets"] <= 2 * med["steady_clairvoyant_gets"]
+                 and med["steady_lumabot_delay"] <= 1.0)
+    util_ok = med["backlog_lumabot_util"] >= med["backlog_clairvoyant_util"] - 0.01
+    gets_ok = med["backlog_lumabot_gets"] <= med["backlog_naive_gets"]
     return [
-        ("GETs per job, lumabot / naive", f"{f['bot_gets']:.1f} / {f['naive_gets']:.1f}", "lumabot fewer", fewer),
-        ("mean detection delay, lumabot / naive",
-         f"{fmt_seconds(f['bot_detect'])} / {fmt_seconds(f['naive_detect'])}", "lumabot same or lower", as_fast),
-        (f"  warm jobs ({f['warm']}): GETs per job, lumabot / naive",
-         f"{f['bot_warm_gets']:.1f} / {f['naive_warm_gets']:.1f}", "", None),
-        ("  warm jobs: mean detection delay, lumabot / naive",
-         f"{fmt_seconds(f['bot_warm_detect'])} / {fmt_seconds(f['naive_warm_detect'])}", "", None),
+        ("steady: GETs per job, lumabot / naive / clairvoyant",
+         " / ".join(_m(f[f"steady_{w}_gets"], "{:.1f}") for w in ("lumabot", "naive", "clairvoyant")),
+         "lumabot <= 2x clairvoyant", steady_ok),
+        ("  detection delay p50 (scaled clock), same order", delays("steady"), "lumabot <= 1 s", None),
+        ("  ... unscaled (x20), lumabot / naive",
+         f"{med['steady_lumabot_delay'] * SCALE:.1f} s / {med['steady_naive_delay'] * SCALE:.1f} s", "", None),
+        ("backlog: slot utilisation, lumabot / naive / clairvoyant",
+         " / ".join(_m([u * 100 for u in f[f"backlog_{w}_util"]], "{:.1f} %") for w in ("lumabot", "naive", "clairvoyant")),
+         "within 1 point of clairvoyant", util_ok),
+        ("  GETs per job, lumabot / naive / clairvoyant",
+         " / ".join(_m(f[f"backlog_{w}_gets"], "{:.1f}") for w in ("lumabot", "naive", "clairvoyant")),
+         "lumabot <= naive", gets_ok),
+        ("  detection delay p50 (scaled clock), same order", delays("backlog"), "", None),
     ]
 
 
 def main() -> None:
-    print(f"polls: {JOBS} jobs, latency {LATENCY[0]:.0f}-{LATENCY[1]:.0f} s uniform (10x scaled), lumabot "
-          f"(subprocess) and the naive loop side by side")
+    print(f"polls: lognormal p50 30 s / p95 60 s scaled {SCALE:.0f}x; steady {STEADY_JOBS} jobs, backlog "
+          f"{BACKLOG_JOBS} jobs on {BACKLOG_SLOTS} slots; medians of {REPEATS} runs (spread)")
     print(table(rows(asyncio.run(run()))))
 
 

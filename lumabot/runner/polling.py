@@ -5,9 +5,10 @@ request. The planner learns how long generations take, per model and type (an ed
 an image), from the latencies it sees, and plans each job's polls from that distribution:
 
 - The next poll of a job comes when the chance that it finished since its last poll reaches a
-  threshold: `STEADY_CHANCE` (a half: about two GETs per job), `BACKLOG_CHANCE` while other
-  jobs wait for a Luma slot (noticing a finished generation sooner frees its slot sooner).
-  Gaps stay within [`min_gap`, LUMABOT_POLL_INTERVAL x `MAX_GAP_FACTOR`].
+  threshold: `STEADY_CHANCE` (about two GETs per job), `BACKLOG_CHANCE` while other jobs wait
+  for a Luma slot (noticing a finished generation sooner frees its slot sooner; about six).
+  Gaps are at least `min_gap`; a generation older than any seen is polled every
+  LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
   after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
   wait for a slot).
@@ -27,9 +28,8 @@ from collections import deque
 from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
-STEADY_CHANCE = 0.5       # poll when it finished since the last poll with this chance
-BACKLOG_CHANCE = 0.25     # ... while other jobs wait for a slot
-MAX_GAP_FACTOR = 4.0      # at most this many LUMABOT_POLL_INTERVALs between two polls
+STEADY_CHANCE = 0.55      # poll when it finished since the last poll with this chance
+BACKLOG_CHANCE = 0.1      # ... while other jobs wait for a slot
 Key = tuple[str, str]     # (model, type)
 
 
@@ -116,12 +116,9 @@ class PollPlanner:
         target = BACKLOG_CHANCE if backlog else STEADY_CHANCE
         before = seen.cdf(last_age) if last_age is not None else 0.0
         start = last_age if last_age is not None else 0.0
-        if before >= 1.0:
-            at = start + self.poll_interval
-        else:
-            at = seen.age_at(before + target * (1.0 - before))
-        gap = min(max(at - start, self.min_gap, floor), max(self.poll_interval * MAX_GAP_FACTOR, floor))
-        return start + gap
+        if before >= 1.0:  # older than anything seen: every interval, as before it learned
+            return start + max(self.poll_interval, floor)
+        return start + max(seen.age_at(before + target * (1.0 - before)) - start, self.min_gap, floor)
 
     # -- the poll rate cap ---------------------------------------------------------------------
     def _now(self) -> float:

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from lumabot.jobs.identity import luma_user_id
-from lumabot.jobs.models import JobState
+from lumabot.jobs.models import Job, JobState
 from lumabot.luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from lumabot.ports import DeliveryError, InputError
 from lumabot.store import StoreUnavailable
@@ -244,9 +244,10 @@ async def test_after_a_restart_the_likeliest_finished_generations_are_polled_fir
         return job
 
     # oldest first (creation order) would be: max, then the two uni-1
-    slow = await generating("uni-1-max", 100.0)  # 62 % of uni-1-max are done by 100 s
-    likely = await generating("uni-1", 35.0)      # 85 % of uni-1 by 35 s
-    unlikely = await generating("uni-1", 22.0)    # 55 % by 22 s
+    rig.luma.script(*[[("completed", None)]] * 3)  # each is found finished at its first poll
+    slow = await generating("uni-1-max", 100.0)  # 65 % of uni-1-max are done by 100 s
+    likely = await generating("uni-1", 35.0)      # 90 % of uni-1 by 35 s
+    unlikely = await generating("uni-1", 24.0)    # 60 % by 24 s
     assert await rig.runner.resume() == 3
     for job in (slow, likely, unlikely):
         await rig.settled(job.id)
