@@ -4,9 +4,12 @@ Luma has no webhook: a finished generation is only seen by polling it, and every
 request. The planner learns how long generations take, per model and type (an edit apart from
 an image), from the latencies it sees, and plans each job's polls from that distribution:
 
-- The next poll of a job comes when the chance that it finished since its last poll reaches a
-  threshold: `STEADY_CHANCE` (about two GETs per job), `BACKLOG_CHANCE` while other jobs wait
-  for a Luma slot (noticing a finished generation sooner frees its slot sooner; about six).
+- The next poll of a job comes when the chance that it finished since its last poll reaches
+  `STEADY_CHANCE` (about two GETs per job).
+- While other jobs wait for a Luma slot, a finished generation left unseen keeps a slot idle:
+  polls start when `BACKLOG_FIRST_CHANCE` of generations are done, and the gap between two
+  polls shrinks as the square root of the rate at which those still running finish (the gap
+  that balances a GET against the idle time it saves), at most LUMABOT_POLL_INTERVAL.
   Gaps are at least `min_gap`; a generation older than any seen is polled every
   LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import heapq
 import itertools
 from collections import deque
@@ -29,7 +33,8 @@ from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_CHANCE = 0.55      # poll when it finished since the last poll with this chance
-BACKLOG_CHANCE = 0.1      # ... while other jobs wait for a slot
+BACKLOG_FIRST_CHANCE = 0.05  # under backlog, the first poll when this share is done
+BACKLOG_GAP = 0.12        # under backlog, gaps of this share of the median at a typical finishing rate
 Key = tuple[str, str]     # (model, type)
 
 
@@ -53,6 +58,16 @@ class Latencies:
     def cdf(self, t: float) -> float:
         """The share of generations finished within `t` seconds."""
         return bisect.bisect_right(self._sorted, t) / len(self._sorted)
+
+    def hazard(self, age: float) -> float:
+        """How fast generations still running at `age` finish (per second), from the share
+        of them finished within the next tenth of the median latency."""
+        width = max(self.age_at(0.5) / 10, 1e-3)
+        alive = 1.0 - self.cdf(age)
+        floor = 1.0 / (10 * width * len(self._sorted))  # a window with no sample is not "never"
+        if alive <= 0.0:
+            return 1.0 / width
+        return max((self.cdf(age + width) - self.cdf(age)) / (alive * width), floor)
 
     def age_at(self, share: float) -> float:
         """The age by which `share` of generations have finished (linear between samples)."""
@@ -113,12 +128,18 @@ class PollPlanner:
             if last_age is None:
                 return self.first_poll_delay
             return last_age + max(self.poll_interval / BACKLOG_SPEEDUP if backlog else self.poll_interval, floor)
-        target = BACKLOG_CHANCE if backlog else STEADY_CHANCE
         before = seen.cdf(last_age) if last_age is not None else 0.0
         start = last_age if last_age is not None else 0.0
         if before >= 1.0:  # older than anything seen: every interval, as before it learned
             return start + max(self.poll_interval, floor)
-        return start + max(seen.age_at(before + target * (1.0 - before)) - start, self.min_gap, floor)
+        if not backlog or last_age is None:
+            target = BACKLOG_FIRST_CHANCE if backlog else STEADY_CHANCE
+            return start + max(seen.age_at(before + target * (1.0 - before)) - start, self.min_gap, floor)
+        # Under backlog a finished generation left unseen keeps a slot idle: the gap that
+        # balances a GET against the idle time it saves shrinks as the square root of the rate
+        # at which the generations still running finish.
+        gap = BACKLOG_GAP * math.sqrt(seen.age_at(0.5) / seen.hazard(start))
+        return start + max(min(gap, self.poll_interval), self.min_gap, floor)
 
     # -- the poll rate cap ---------------------------------------------------------------------
     def _now(self) -> float:

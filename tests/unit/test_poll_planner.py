@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lumabot.runner.polling import BACKLOG_CHANCE, BACKLOG_SPEEDUP, STEADY_CHANCE, PollPlanner
+from lumabot.runner.polling import BACKLOG_GAP, BACKLOG_SPEEDUP, STEADY_CHANCE, PollPlanner
 
 UNI = ("uni-1", "image")
 
@@ -34,9 +34,17 @@ def test_then_each_poll_comes_when_the_chance_it_finished_since_the_last_reaches
     assert abs(first - (10 + 0.55 * 99)) < 0.01   # 55 % of 10 .. 109 s are done by then
     second = p.next_poll_age(UNI, first, backlog=False)
     assert abs(p.chance(UNI, first, second) - STEADY_CHANCE) < 0.03  # of those still running
-    # while jobs wait for a slot, sooner
+    # while jobs wait for a slot, sooner: from when 5 % are done, gaps that shrink with the
+    # square root of the rate at which the running ones finish, at most one interval
+    assert abs(p.next_poll_age(UNI, None, backlog=True) - (10 + 0.05 * 99)) < 0.01
     sooner = p.next_poll_age(UNI, first, backlog=True)
-    assert first < sooner < second and abs(p.chance(UNI, first, sooner) - BACKLOG_CHANCE) < 0.03
+    assert first < sooner < second and sooner - first <= p.poll_interval
+    slow = learned(planner(poll_interval=100.0))
+    slow.min_gap = 0.01
+    near_median = slow.next_poll_age(UNI, 59.0, backlog=True) - 59.0
+    late = slow.next_poll_age(UNI, 100.0, backlog=True) - 100.0   # few left, finishing fast
+    assert abs(near_median - BACKLOG_GAP * (59.5 / slow._learned(UNI).hazard(59.0)) ** 0.5) < 1e-6
+    assert late < near_median
 
 
 def test_models_and_edits_are_learned_apart():
