@@ -1,6 +1,6 @@
 """Run the benchmarks and print one table, each figure next to its target.
 
-    python -m bench                 # capacity, ack, pending, delivery, polls, memory, replicas, jobcost (~13 min)
+    python -m bench                 # capacity, ack, pending, delivery, polls, memory, replicas, jobcost (~20 min)
     python -m bench ack polls       # a subset
 
 Exits 0 even when a target is missed (this is a report); a missed target reads MISSED.
