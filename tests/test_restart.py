@@ -109,6 +109,8 @@ async def test_restart_resumes_queued_and_generating_jobs(start_bot, luma, slack
     first = await h.imagine("first picture")
     second = await h.imagine("second picture", user_id="U2")
     await luma.wait_for(lambda: len(luma.generations) == 1)
+    # in flight as lumabot knows it (its create answered and recorded), not merely at Luma
+    await h.wait_job(lambda j: j.id == first.id and j.state == JobState.GENERATING)
     await h.bot.stop()
 
     h2 = await start_bot(LUMABOT_LUMA_CONCURRENCY="1")
