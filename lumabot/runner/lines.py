@@ -13,6 +13,8 @@ from .scheduler import SlotScheduler
 
 log = logging.getLogger("lumabot.runner")
 
+LOOK_AHEAD = 2000  # places in line looked at per tick
+
 
 class LineReporter:
     def __init__(self, scheduler: SlotScheduler, notifier: Notifier, live_job: Callable[[str], Job | None],
@@ -33,17 +35,20 @@ class LineReporter:
 
     async def report_once(self) -> int:
         """Update the status messages whose place in line changed meaningfully, front of the
-        line first, at most `per_tick` of them. Returns how many were updated."""
+        line first, at most `per_tick` of them. Returns how many were updated. Only the first
+        `LOOK_AHEAD` places are looked at (a tick costs that at most, however long the line):
+        further back a job shows no number until it comes that close."""
         due = []
-        for job_id, place in self.scheduler.positions().items():
+        for job_id, place in self.scheduler.front(LOOK_AHEAD):
             job = self.live_job(job_id)
             if job is not None and job.status_ts and worth_showing(job.queue_position, place):
                 due.append((place, job))
-        due.sort(key=lambda pj: pj[0])
-        for place, job in due[: self.per_tick]:
+                if len(due) == self.per_tick:
+                    break
+        for place, job in due:
             job.queue_position = place
             await self.notifier.update_status(job)
-        return min(len(due), self.per_tick)
+        return len(due)
 
 
 def worth_showing(shown: int | None, place: int) -> bool:

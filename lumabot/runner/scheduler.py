@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -32,7 +32,8 @@ class SlotScheduler(Protocol):
     def rate_limited(self, retry_after: float) -> None: ...
     def too_many_concurrent(self, job_id: str, retry_after: float) -> None: ...
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
-    def positions(self) -> dict[str, int]: ...
+    def front(self, limit: int) -> list[tuple[str, int]]:
+        """The first `limit` waiting jobs and their places in line (1 = next), in order."""
     async def stop(self) -> None: ...
 
 
@@ -43,22 +44,22 @@ def probe_period(rate_window: float) -> float:
     return 15 * rate_window
 
 
-def round_robin_places(queues: Iterable[Sequence[str]]) -> dict[str, int]:
-    """Each waiting job's place in line (1 = next), from each person's line of job ids in the
-    order people take turns: the first of each line, then the second of each, and so on."""
-    lines = [list(q) for q in queues]
-    order: dict[str, int] = {}
-    place, depth = 1, 0
-    while True:
-        took = False
-        for jobs in lines:
-            if depth < len(jobs):
-                order[jobs[depth]] = place
-                place += 1
-                took = True
-        if not took:
-            return order
-        depth += 1
+def round_robin_front(queues: Iterable[Iterable[str]], limit: int) -> list[tuple[str, int]]:
+    """The first `limit` waiting jobs and their places in line (1 = next), from each person's
+    line of job ids in the order people take turns: the first of each line, then the second of
+    each, and so on. Costs what it returns (plus one step per person), not the whole line."""
+    lines = deque(iter(q) for q in queues)
+    out: list[tuple[str, int]] = []
+    while lines and len(out) < limit:
+        for _ in range(len(lines)):
+            if len(out) >= limit:
+                break
+            line = lines.popleft()
+            job_id = next(line, None)
+            if job_id is not None:
+                out.append((job_id, len(out) + 1))
+                lines.append(line)
+    return out
 
 
 @dataclass(eq=False)
@@ -80,6 +81,7 @@ class Scheduler:
         self._recent: deque[float] = deque()  # when recent submissions were let through
         self._in_flight: set[str] = set()
         self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()  # user -> waiters, in turn order
+        self._waiting = 0  # waiters in the queues (kept, not summed: it is read at every poll)
         self._paused_until = 0.0
         self._estimate = concurrency
         self._estimate_until = 0.0
@@ -92,7 +94,7 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self._waiting
 
     @property
     def probe_period(self) -> float:
@@ -118,6 +120,7 @@ class Scheduler:
             if front:
                 self._queues.move_to_end(user_key, last=False)
         (queue.appendleft if front else queue.append)(waiter)
+        self._waiting += 1
         self._dispatch()
         try:
             await fut
@@ -175,9 +178,9 @@ class Scheduler:
             return 0.0
         return self._recent[0] + self.rate_window - now
 
-    def positions(self) -> dict[str, int]:
-        """Each waiting job's place in line (1 = next), following the round-robin order."""
-        return round_robin_places([w.job_id for w in q] for q in self._queues.values())
+    def front(self, limit: int) -> list[tuple[str, int]]:
+        """The first `limit` waiting jobs and their places in line, in the round-robin order."""
+        return round_robin_front(((w.job_id for w in q) for q in self._queues.values()), limit)
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
@@ -193,6 +196,7 @@ class Scheduler:
         if queue is not None:
             try:
                 queue.remove(waiter)
+                self._waiting -= 1
             except ValueError:
                 pass
             if not queue:
@@ -210,6 +214,7 @@ class Scheduler:
                 return
             user_key, queue = next(iter(self._queues.items()))
             waiter = queue.popleft()
+            self._waiting -= 1
             # Round-robin: this user goes to the back of the line of users.
             if queue:
                 self._queues.move_to_end(user_key)

@@ -20,7 +20,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from ..store import JobLost, SharedStore, StoreUnavailable
-from .scheduler import probe_period, round_robin_places
+from .scheduler import probe_period, round_robin_front
 
 log = logging.getLogger("lumabot.runner")
 
@@ -60,8 +60,8 @@ class SharedScheduler:
     def waiting(self) -> int:
         return self._waiting
 
-    def positions(self) -> dict[str, int]:
-        return dict(self._positions)
+    def front(self, limit: int) -> list[tuple[str, int]]:
+        return sorted(self._positions.items(), key=lambda kv: kv[1])[:limit]
 
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
@@ -172,6 +172,6 @@ class SharedScheduler:
         queues: dict[str, list[str]] = {}
         for job_id, user in line:
             queues.setdefault(user, []).append(job_id)
-        self._positions = round_robin_places(queues.values())
+        self._positions = dict(round_robin_front(queues.values(), len(line)))
         return min(TICK, wait) if wait > 0 else TICK
 

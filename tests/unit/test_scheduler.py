@@ -48,7 +48,7 @@ async def test_waiting_jobs_are_served_round_robin_across_people():
     s = Scheduler(1, clock=Clock())
     order, tasks = await granted(s, ("alice 1", "UA"), ("alice 2", "UA"), ("alice 3", "UA"),
                                  ("alice 4", "UA"), ("bob 1", "UB"), ("carol 1", "UC"), ("bob 2", "UB"))
-    assert s.positions() == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5, "alice 4": 6}
+    assert dict(s.front(10**6)) == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5, "alice 4": 6}
     for _ in range(6):
         s.release(order[-1])
         await asyncio.sleep(0)
@@ -61,7 +61,7 @@ async def test_a_retried_job_goes_to_the_front_of_the_line():
     order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
     retry = asyncio.create_task(s.acquire("again", "U3", front=True))
     await asyncio.sleep(0)
-    assert s.positions() == {"again": 1, "b": 2}
+    assert dict(s.front(10**6)) == {"again": 1, "b": 2}
     s.release("a")
     await retry  # granted before b
     assert order == ["a"] and s.in_flight == 1
@@ -124,4 +124,45 @@ async def test_a_cancelled_waiter_leaves_the_line():
     order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
     tasks[1].cancel()
     await asyncio.gather(tasks[1], return_exceptions=True)
-    assert s.waiting == 0 and s.positions() == {}
+    assert s.waiting == 0 and dict(s.front(10**6)) == {}
+
+
+def test_the_front_of_the_line_costs_what_it_returns():
+    from lumabot.runner.scheduler import round_robin_front
+
+    class Counted:
+        """A person's line that counts how far it was read."""
+
+        def __init__(self, name: str, n: int):
+            self.name, self.n, self.read = name, n, 0
+
+        def __iter__(self):
+            for i in range(self.n):
+                self.read += 1
+                yield f"{self.name} {i}"
+
+    alice, bob = Counted("alice", 100_000), Counted("bob", 2)
+    assert round_robin_front([alice, bob], 5) == [("alice 0", 1), ("bob 0", 2), ("alice 1", 3), ("bob 1", 4),
+                                                  ("alice 2", 5)]
+    assert alice.read <= 4  # not the 100,000 behind
+
+
+async def test_the_line_reporter_looks_only_at_the_front():
+    from lumabot.jobs.models import GenerationParams, Job
+    from lumabot.runner.lines import LOOK_AHEAD, LineReporter
+    from lumabot.testing.ports import MemoryNotifier
+
+    asked: list[int] = []
+    jobs = {f"j{i}": Job(id=f"j{i}", team_id="T", user_id="U", channel_id="C", status_ts="1.1",
+                         params=GenerationParams(prompt="p")) for i in range(10)}
+
+    class Line:
+        def front(self, limit: int):
+            asked.append(limit)
+            return [(f"j{i}", i + 1) for i in range(min(limit, 10))]
+
+    notifier = MemoryNotifier()
+    reporter = LineReporter(Line(), notifier, jobs.get, interval=1.0, per_tick=4)  # type: ignore[arg-type]
+    assert await reporter.report_once() == 4
+    assert asked == [LOOK_AHEAD]
+    assert [jobs[f"j{i}"].queue_position for i in range(5)] == [1, 2, 3, 4, None]  # front first
