@@ -39,6 +39,8 @@ from .submit import Submitter
 
 log = logging.getLogger("lumabot.runner")
 
+RESUME_ALL = 10**9  # claim_jobs' limit at start: no limit
+
 
 class Runner:
     def __init__(self, *, store: Store, luma: LumaApi, notifier: Notifier, outputs: OutputSource,
@@ -100,14 +102,19 @@ class Runner:
             self.polls.record((model, type_), seconds)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
-        count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0)
+        # Every one of them at once (the lease loop takes over in batches; an unshared store has
+        # no lease loop, so a batch here would strand the rest until the next start).
+        count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0,
+                                      limit=RESUME_ALL)
         if self.store.shared and self._leases is None:
             self._leases = asyncio.create_task(self._keep_leases(), name="leases")
         return count
 
-    async def _take_over(self, *, include_own: bool = False, stale_after: float | None = None) -> int:
+    async def _take_over(self, *, include_own: bool = False, stale_after: float | None = None,
+                         limit: int = 500) -> int:
         stale = self.config.takeover_seconds if stale_after is None else stale_after
-        jobs = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own)
+        jobs = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own,
+                                           limit=limit)
         now = time.time()
 
         def likeliest_done_first(job: Job) -> tuple[bool, float]:

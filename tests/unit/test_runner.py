@@ -253,3 +253,14 @@ async def test_after_a_restart_the_likeliest_finished_generations_are_polled_fir
         await rig.settled(job.id)
     first_polls = list(dict.fromkeys(rig.luma.polled))
     assert first_polls == [likely.generation_id, slow.generation_id, unlikely.generation_id]
+
+
+async def test_a_restart_resumes_every_unfinished_job_not_a_batch(make_rig):
+    rig = await make_rig()
+    rig.luma.holding = True  # the first few hold their slots; the rest wait
+    for i in range(600):
+        job = new_job(f"waiting {i}", user=f"U{i % 7}")
+        job.status_ts = f"1.{i}"
+        await rig.store.create_job(job)
+    assert await rig.runner.resume() == 600
+    await eventually(lambda: rig.scheduler.waiting + rig.scheduler.in_flight == 600)
