@@ -40,6 +40,11 @@ class RunnerConfig:
     takeover_seconds: float
 
 
+class Parked(Exception):
+    """The job waits in the scheduler's line without a task; its task ends here and a new one
+    starts when its slot is granted."""
+
+
 class JobFailed(Exception):
     """The job ends failed with this failure code (jobs/failures.py) and optional detail."""
 

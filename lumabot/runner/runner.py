@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.quotas import Admission, AdmissionRules
@@ -33,8 +34,9 @@ from .lines import LineReporter
 from .messages import Messages
 from .poll import Poller
 from .polling import PollPlanner
-from .record import JobFailed, Recorder, RunnerConfig, Shutdown, log_context
-from .scheduler import SlotScheduler
+from .record import JobFailed, Parked, Recorder, RunnerConfig, Shutdown, log_context
+from .retry import retry
+from .scheduler import Scheduler, SlotScheduler
 from .submit import Submitter
 
 log = logging.getLogger("lumabot.runner")
@@ -61,7 +63,11 @@ class Runner:
         self.deliver_step = Deliverer(self.record, self.messages, outputs, luma, self.shutdown)
         self.lines = LineReporter(scheduler, notifier, self._live_job,
                                   interval=config.queue_update_interval,
-                                  per_tick=config.queue_updates_per_tick)
+                                  per_tick=config.queue_updates_per_tick, load=self.store.get_job)
+        if isinstance(scheduler, Scheduler):
+            # A job waiting for a slot is parked there: no task, no live job, until its turn.
+            scheduler.on_grant = self._granted
+        self._background: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
         self._reporter: asyncio.Task[None] | None = None
@@ -76,7 +82,7 @@ class Runner:
 
     @property
     def active(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) + self.scheduler.parked
 
     # -- entry points --------------------------------------------------------------------------
     async def submit(self, job: Job, *, dedupe_key: str | None = None,
@@ -125,6 +131,9 @@ class Runner:
         for job in sorted(jobs, key=likeliest_done_first):
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
+            elif job.state == JobState.QUEUED and job.status_ts and not job.cancelled_by and \
+                    self.scheduler.park(job.id, job.user_id, front=job.waiting_reason is not None):
+                continue  # waits in line as an id; its task starts when its turn comes
             self._start(job, resumed=True)
         if jobs:
             log.info("took over %d unfinished jobs", len(jobs))
@@ -173,7 +182,7 @@ class Runner:
         for background in (self._reporter, self._leases):
             if background is not None:
                 background.cancel()
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks.values()) + list(self._background)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -194,6 +203,7 @@ class Runner:
         for job in self._jobs.values():
             if not job.state.finished:
                 counts[job.state.value] += 1
+        counts[JobState.QUEUED.value] += self.scheduler.parked
         for state, n in counts.items():
             self.metrics.jobs.labels(state).set(n)
         self.metrics.queue_depth.set(self.scheduler.waiting)
@@ -204,6 +214,9 @@ class Runner:
         task here, now, rather than when its turn comes (its move to `submitting` would fail
         then anyway)."""
         task, job = self._tasks.get(job_id), self._jobs.get(job_id)
+        if task is None and self.scheduler.unpark(job_id):  # waiting without a task
+            self._in_background(self._cancel_parked(job_id, by))
+            return
         if task is None or job is None or job.state != JobState.QUEUED or job_id in self._cancelling:
             return
         self._cancelling[job_id] = by
@@ -212,25 +225,62 @@ class Runner:
     def _live_job(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def _start(self, job: Job, *, resumed: bool = False) -> None:
+    def _start(self, job: Job, *, resumed: bool = False, granted: bool = False) -> bool:
         if job.id in self._tasks or self.shutdown.stopping:
-            return
-        task = asyncio.create_task(self._run(job, resumed), name=f"job-{job.id}")
+            return False
+        task = asyncio.create_task(self._run(job, resumed, granted), name=f"job-{job.id}")
         self._tasks[job.id] = task
         self._jobs[job.id] = job
         task.add_done_callback(lambda _t: self._forget(job.id))
+        return True
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _granted(self, job_id: str) -> None:
+        """A parked job's slot was granted: load it and start its task, which submits."""
+        self._in_background(self._wake(job_id))
+
+    async def _wake(self, job_id: str) -> None:
+        self.lines.forget(job_id)
+        try:
+            job = await retry(lambda: self.store.get_job(job_id),
+                              transient=lambda e: isinstance(e, StoreUnavailable),
+                              backoff=self.config.retry_backoff)
+        except Exception:
+            log.exception("could not load a job whose turn came", extra={"job_id": job_id})
+            job = None
+        if job is None or job.settled or job.state != JobState.QUEUED:
+            self.scheduler.release(job_id)
+        elif job.cancelled_by:  # cancelled through another replica while it waited
+            self.scheduler.release(job_id)
+            await self._settle_cancel(job, job.cancelled_by)
+        elif not self._start(job, granted=True):
+            self.scheduler.release(job_id)
+
+    async def _cancel_parked(self, job_id: str, by: str) -> None:
+        self.lines.forget(job_id)
+        job = await self.store.get_job(job_id)
+        if job is not None and not job.settled:
+            await self._settle_cancel(job, by)
+
+    async def _settle_cancel(self, job: Job, by: str) -> None:
+        await self._record_cancel(job, by)
+        await self.messages.settle(job)
 
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
         self._jobs.pop(job_id, None)
 
     # -- the state machine ---------------------------------------------------------------------
-    async def _run(self, job: Job, resumed: bool = False) -> None:
+    async def _run(self, job: Job, resumed: bool = False, granted: bool = False) -> None:
         """`resumed`: the job was started by an earlier process, which may have died between
         any external effect and recording it."""
         # (_run_steps has released the job's Luma slot whichever way it ended.)
         try:
-            await self._run_steps(job, resumed)
+            await self._run_steps(job, resumed, granted)
         except JobLost:
             log.warning("another replica took this job over; this one stops acting on it",
                         extra=log_context(job))
@@ -243,7 +293,7 @@ class Runner:
             await self.messages.settle(job)
             self.shutdown.leave(job.id)
 
-    async def _run_steps(self, job: Job, resumed: bool) -> None:
+    async def _run_steps(self, job: Job, resumed: bool, granted: bool = False) -> None:
         try:
             if resumed and job.state == JobState.SUBMITTING:
                 self._resend_after_crash(job)
@@ -252,11 +302,14 @@ class Runner:
             output_url: str | None = None
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):
-                    await self.submit_step(job)
+                    await self.submit_step(job, granted=granted)
+                    granted = False
                 elif job.state == JobState.GENERATING:
                     output_url = await self.poll_step(job)
                 elif job.state == JobState.DELIVERING:
                     await self.deliver_step(job, output_url, resumed)
+        except Parked:
+            return  # a new task takes over when its slot is granted
         except JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
         except JobCancelled as c:

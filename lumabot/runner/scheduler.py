@@ -26,6 +26,8 @@ class SlotScheduler(Protocol):
     def in_flight(self) -> int: ...
     @property
     def waiting(self) -> int: ...
+    @property
+    def parked(self) -> int: ...
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None: ...
     def hold(self, job_id: str) -> None: ...
     def release(self, job_id: str) -> None: ...
@@ -34,6 +36,11 @@ class SlotScheduler(Protocol):
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
     def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line (1 = next), in order."""
+    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+        """Put a job in line without a task waiting for it: `on_grant(job_id)` is called when
+        its slot is granted. False when this scheduler does not park (the caller acquires)."""
+    def unpark(self, job_id: str) -> bool:
+        """Take a parked job out of the line (cancelled); False if it is not parked here."""
     async def stop(self) -> None: ...
 
 
@@ -66,7 +73,7 @@ def round_robin_front(queues: Iterable[Iterable[str]], limit: int) -> list[tuple
 class _Waiter:
     job_id: str
     user_key: str
-    future: asyncio.Future[None] = field(repr=False)
+    future: asyncio.Future[None] | None = field(repr=False)  # None: parked (no task waits)
 
 
 class Scheduler:
@@ -82,6 +89,9 @@ class Scheduler:
         self._in_flight: set[str] = set()
         self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()  # user -> waiters, in turn order
         self._waiting = 0  # waiters in the queues (kept, not summed: it is read at every poll)
+        self._parked: dict[str, _Waiter] = {}
+        # Called with a parked job's id when its slot is granted (the runner starts its task).
+        self.on_grant: Callable[[str], None] | None = None
         self._paused_until = 0.0
         self._estimate = concurrency
         self._estimate_until = 0.0
@@ -95,6 +105,11 @@ class Scheduler:
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    @property
+    def parked(self) -> int:
+        """Waiting jobs with no task (see `park`)."""
+        return len(self._parked)
 
     @property
     def probe_period(self) -> float:
@@ -114,14 +129,7 @@ class Scheduler:
         """Wait until `job_id` may submit to Luma; it then holds a slot until release()."""
         fut = asyncio.get_running_loop().create_future()
         waiter = _Waiter(job_id, user_key, fut)
-        queue = self._queues.get(user_key)
-        if queue is None:
-            queue = self._queues[user_key] = deque()
-            if front:
-                self._queues.move_to_end(user_key, last=False)
-        (queue.appendleft if front else queue.append)(waiter)
-        self._waiting += 1
-        self._dispatch()
+        self._enqueue(waiter, front)
         try:
             await fut
         except asyncio.CancelledError:
@@ -130,6 +138,27 @@ class Scheduler:
             else:
                 self._remove(waiter)
             raise
+
+    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+        """A waiting job costs its id here, not a task and a live job, until its turn comes
+        (then `on_grant`). A job that would not wait is not parked: it acquires."""
+        if self.on_grant is None or job_id in self._parked or self._free_now():
+            return False
+        waiter = _Waiter(job_id, user_key, None)
+        self._parked[job_id] = waiter
+        self._enqueue(waiter, front)
+        return True
+
+    def unpark(self, job_id: str) -> bool:
+        waiter = self._parked.pop(job_id, None)
+        if waiter is None:
+            return False
+        self._remove(waiter)
+        return True
+
+    def _free_now(self) -> bool:
+        return (not self._queues and len(self._in_flight) < self.limit() and self.paused_for() <= 0
+                and self._rate_wait() <= 0)
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""
@@ -186,11 +215,23 @@ class Scheduler:
         return max(0.0, self._paused_until - self._clock())
 
     async def stop(self) -> None:
+        for job_id in list(self._parked):
+            self.unpark(job_id)  # they stay queued in the store for the next start
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     # -- internals -----------------------------------------------------------------------------
+    def _enqueue(self, waiter: _Waiter, front: bool) -> None:
+        queue = self._queues.get(waiter.user_key)
+        if queue is None:
+            queue = self._queues[waiter.user_key] = deque()
+            if front:
+                self._queues.move_to_end(waiter.user_key, last=False)
+        (queue.appendleft if front else queue.append)(waiter)
+        self._waiting += 1
+        self._dispatch()
+
     def _remove(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.user_key)
         if queue is not None:
@@ -220,11 +261,18 @@ class Scheduler:
                 self._queues.move_to_end(user_key)
             else:
                 del self._queues[user_key]
-            if waiter.future.done():
+            if waiter.future is None:
+                if self._parked.pop(waiter.job_id, None) is None:
+                    continue  # unparked meanwhile
+            elif waiter.future.done():
                 continue
             self._in_flight.add(waiter.job_id)
             self._recent.append(self._clock())
-            waiter.future.set_result(None)
+            if waiter.future is None:
+                assert self.on_grant is not None
+                self.on_grant(waiter.job_id)
+            else:
+                waiter.future.set_result(None)
         if self._queues and self._estimate_until:
             # The lowered estimate expires by itself: look again then.
             loop = asyncio.get_running_loop()

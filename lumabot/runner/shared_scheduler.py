@@ -60,6 +60,14 @@ class SharedScheduler:
     def waiting(self) -> int:
         return self._waiting
 
+    parked = 0  # (not yet: each waiting job keeps its task here)
+
+    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+        return False
+
+    def unpark(self, job_id: str) -> bool:
+        return False
+
     def front(self, limit: int) -> list[tuple[str, int]]:
         return sorted(self._positions.items(), key=lambda kv: kv[1])[:limit]
 

@@ -13,7 +13,7 @@ from ..jobs.identity import luma_user_id
 from ..jobs.models import GenerationParams, Job, JobState
 from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from ..ports import InputError, InputFiles, LumaApi
-from .record import JobFailed, Recorder, Shutdown, log_context, rejected
+from .record import JobFailed, Parked, Recorder, Shutdown, log_context, rejected
 from .retry import Backoff
 from .scheduler import SlotScheduler
 
@@ -30,15 +30,22 @@ class Submitter:
         self.luma = luma
         self.shutdown = shutdown
 
-    async def __call__(self, job: Job) -> None:
-        """From QUEUED (or SUBMITTING after a crash) to GENERATING, or JobFailed."""
+    async def __call__(self, job: Job, *, granted: bool = False) -> None:
+        """From QUEUED (or SUBMITTING after a crash) to GENERATING, or JobFailed; Parked when
+        the job must wait for a slot (`granted`: it was parked and its slot is now held)."""
         first_try = time.time()
         backoff = Backoff(self.config.retry_backoff)
         while True:
             self.shutdown.leave(job.id)
             if self.shutdown.stopping:
                 raise asyncio.CancelledError()
-            await self.scheduler.acquire(job.id, job.user_id, front=job.waiting_reason is not None)
+            front = job.waiting_reason is not None
+            if granted:
+                granted = False
+            elif job.state == JobState.QUEUED and self.scheduler.park(job.id, job.user_id, front=front):
+                raise Parked()
+            else:
+                await self.scheduler.acquire(job.id, job.user_id, front=front)
             params = await self._prepare_inputs(job)
             if params is None:
                 self.scheduler.release(job.id)

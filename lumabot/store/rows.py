@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any, Iterable
 
 from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
@@ -32,16 +33,21 @@ NOT_SAVED = frozenset({"id", "deleted", "owner", "epoch", "cancelled_by"})
 class WrittenRows:
     """The row of each job this store runs, as last read or written: `save_job` writes only the
     columns that changed (an update of unindexed columns dirties one page, not every index's),
-    and nothing when nothing did. Settled jobs are forgotten."""
+    and nothing when nothing did. Settled jobs are forgotten, and beyond `size` jobs the least
+    recently written (a long line of waiting jobs costs no memory here)."""
 
-    def __init__(self) -> None:
-        self._rows: dict[str, dict[str, Any]] = {}
+    def __init__(self, size: int = 10_000) -> None:
+        self._rows: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.size = size  # the most recent ones: a job forgotten here is written whole once
 
     def remember(self, row: dict[str, Any]) -> None:
         if row["settled"]:
             self._rows.pop(row["id"], None)
-        else:
-            self._rows[row["id"]] = row
+            return
+        self._rows[row["id"]] = row
+        self._rows.move_to_end(row["id"])
+        if len(self._rows) > self.size:
+            self._rows.popitem(last=False)
 
     def changes(self, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the columns to write, the whole row)."""

@@ -264,3 +264,21 @@ async def test_a_restart_resumes_every_unfinished_job_not_a_batch(make_rig):
         await rig.store.create_job(job)
     assert await rig.runner.resume() == 600
     await eventually(lambda: rig.scheduler.waiting + rig.scheduler.in_flight == 600)
+
+
+async def test_a_job_waiting_for_a_slot_holds_no_task_until_its_turn(make_rig):
+    rig = await make_rig(concurrency=1)
+    rig.luma.holding = True
+    jobs = [new_job(f"job {i}", user=f"U{i}") for i in range(4)]
+    for job in jobs:
+        await rig.runner.submit(job)
+    await eventually(lambda: rig.scheduler.parked == 3)
+    assert len(rig.runner._tasks) == 1 and rig.runner.active == 4  # one in flight, three parked
+    assert [j for j, _ in rig.scheduler.front(10)] == [j.id for j in jobs[1:]]
+    await rig.runner.lines.report_once()  # places shown on parked jobs, loaded from the store
+    assert (jobs[1].id, ("queued", None, 1)) in rig.notifier.status_updates
+    rig.luma.holding = False
+    for job in jobs:
+        assert (await rig.settled(job.id)).state == JobState.DONE
+    assert [p.prompt for p, _ in rig.luma.creates] == [f"job {i}" for i in range(4)]  # in turn
+    assert rig.scheduler.parked == 0 and not rig.runner._tasks
