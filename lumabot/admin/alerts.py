@@ -56,9 +56,9 @@ class BudgetAlerts:
             return []
         when = datetime.fromtimestamp(job.created_at, timezone.utc)
         sent: list[str] = []
-        for period, budget, committed, label in (
-                ("monthly", rules.month_budget, counts.committed_month, f"{when:%B %Y}"),
-                ("daily", rules.day_budget, counts.committed_today, f"{when:%Y-%m-%d} (UTC)")):
+        for period, budget, committed, label, span in (
+                ("monthly", rules.month_budget, counts.committed_month, f"{when:%B %Y}", f"{when:%Y-%m}"),
+                ("daily", rules.day_budget, counts.committed_today, f"{when:%Y-%m-%d} (UTC)", f"{when:%Y-%m-%d}")):
             if budget is None or budget <= 0:
                 continue
             if admission.status == "created":
@@ -70,8 +70,7 @@ class BudgetAlerts:
             crossed = [pct for pct in THRESHOLDS if used + 1e-9 >= budget * pct / 100]
             if not crossed:
                 continue
-            key = f"period:alert:{job.team_id}:{period}:{when:%Y-%m-%d}" if period == "daily" else \
-                f"period:alert:{job.team_id}:{period}:{when:%Y-%m}"
+            key = f"period:alert:{job.team_id}:{period}:{span}"
             # One DM per threshold per period: the highest crossed is sent; lower ones are spent too.
             fresh = [pct for pct in crossed if await self._claim(f"{key}:{pct}")]
             if crossed[0] not in fresh:

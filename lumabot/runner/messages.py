@@ -68,14 +68,14 @@ class Messages:
         once, and tells them then)."""
         if job.settled:
             return
-        if self.shutdown.stopping:  # no more Slack calls: the next start tells them
-            if image is not None:   # but what was delivered is recorded
-                await self.record.durably(job, lambda: self.record.store.save_job(job, image=image))
-            return
-        if job.state == JobState.FAILED and not (resumed and await self.find_posted(job, "failure")):
-            await self._tell_failure(job)
-        await self.notifier.update_status(job)
-        job.settled = True
+        if self.shutdown.stopping:  # no more Slack calls: the next start tells them,
+            if image is None:       # but what was delivered is recorded
+                return
+        else:
+            if job.state == JobState.FAILED and not (resumed and await self.find_posted(job, "failure")):
+                await self._tell_failure(job)
+            await self.notifier.update_status(job)
+            job.settled = True
         await self.record.durably(job, lambda: self.record.store.save_job(job, image=image))
         self.record.metrics.jobs_finished.labels(job.state.value).inc()
 

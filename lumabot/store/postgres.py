@@ -235,7 +235,6 @@ _UNAVAILABLE = (
 )
 
 
-
 # What a pooled connection is (a proxy of asyncpg.Connection).
 _Connection = asyncpg.pool.PoolConnectionProxy
 
@@ -264,11 +263,6 @@ def _roll_up(user: str, where: str, charged: str) -> str:
 
 def _marks(n: int, start: int = 1) -> str:
     return ", ".join(f"${i}" for i in range(start, start + n))
-
-
-
-
-
 
 
 def _changed(status: str) -> int:
@@ -451,8 +445,7 @@ class PostgresStore:
             f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in JOB_COLUMNS)}",
             replica_id, float(stale_after), include_own, limit)
         jobs = sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
-        for j in jobs:
-            self._written.remember(dict(zip(JOB_COLUMNS, job_row(j))))
+        self._written.remember_jobs(jobs)
         return jobs
 
     async def wait_for_released_jobs(self, timeout: float) -> None:

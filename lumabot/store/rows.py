@@ -49,6 +49,11 @@ class WrittenRows:
         if len(self._rows) > self.size:
             self._rows.popitem(last=False)
 
+    def remember_jobs(self, jobs: list[Job]) -> None:
+        """Jobs just read (claimed): their rows as the database has them."""
+        for job in jobs:
+            self.remember(dict(zip(JOB_COLUMNS, job_row(job))))
+
     def changes(self, job: Job) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the columns to write, the whole row)."""
         row = dict(zip(JOB_COLUMNS, job_row(job)))

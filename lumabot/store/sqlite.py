@@ -250,14 +250,6 @@ async def _delete(db: aiosqlite.Connection, sql: str, args: Args) -> int:
     return cur.rowcount
 
 
-
-
-
-
-
-
-
-
 class SQLiteStore:
     """One writer connection, used by one unit of work at a time (an asyncio lock around
     BEGIN IMMEDIATE ... COMMIT, with nothing but database calls inside), and one reader
@@ -455,8 +447,7 @@ class SQLiteStore:
                 (replica_id, replica_id, include_own, replica_id, time.time() - stale_after, limit))
             rows = await cur.fetchall()
         jobs = sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
-        for j in jobs:
-            self._written.remember(dict(zip(JOB_COLUMNS, job_row(j))))
+        self._written.remember_jobs(jobs)
         return jobs
 
     async def wait_for_released_jobs(self, timeout: float) -> None:
@@ -746,10 +737,6 @@ class SQLiteStore:
     async def unsettled_count(self) -> int:
         row = await self._row("SELECT COUNT(*) FROM jobs WHERE settled = 0")
         return int(_one(row)[0])
-
-
-
-
 
 
 async def peek_version(path: str | Path) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 from .records import (
+    ChannelInfo,
     _Ctx,
     Ephemeral,
     _json_param,
@@ -69,14 +70,18 @@ class WebApiMethods:
         self._add_message(m)
         return {"channel": ch.id, "ts": m.ts, "message": m.to_dict()}
 
-    def _chat_update(self, p: dict, ctx: "_Ctx") -> dict:
+    def _own_message(self, p: dict, not_ours: str) -> tuple[ChannelInfo, Message]:
+        """The bot's message at (channel, ts) of a chat.update/delete; Slack's errors otherwise."""
         ch = self._channel(_s(p, "channel"), need_member=False)
-        ts = _s(p, "ts")
-        m = self._msg_index.get((ch.id, ts or ""))
+        m = self._msg_index.get((ch.id, _s(p, "ts") or ""))
         if m is None or m.deleted:
             raise _SlackError("message_not_found")
         if m.bot_id != self.bot_id:
-            raise _SlackError("cant_update_message")
+            raise _SlackError(not_ours)
+        return ch, m
+
+    def _chat_update(self, p: dict, ctx: "_Ctx") -> dict:
+        ch, m = self._own_message(p, "cant_update_message")
         has_text = "text" in p and p.get("text") is not None
         has_blocks = "blocks" in p and p.get("blocks") is not None
         if not has_text and not has_blocks and not p.get("attachments"):
@@ -97,13 +102,7 @@ class WebApiMethods:
         return {"channel": ch.id, "ts": m.ts, "text": text or "", "message": m.to_dict()}
 
     def _chat_delete(self, p: dict, ctx: "_Ctx") -> dict:
-        ch = self._channel(_s(p, "channel"), need_member=False)
-        ts = _s(p, "ts")
-        m = self._msg_index.get((ch.id, ts or ""))
-        if m is None or m.deleted:
-            raise _SlackError("message_not_found")
-        if m.bot_id != self.bot_id:
-            raise _SlackError("cant_delete_message")
+        ch, m = self._own_message(p, "cant_delete_message")
         m.deleted = True
         return {"channel": ch.id, "ts": m.ts}
 
