@@ -12,8 +12,8 @@ per waiting job over an empty bot's (a second bot on an empty database, same set
 at the end of the window; and, in this process, what one parked job costs the scheduler.
 
 A waiting job is parked: an id in the scheduler's line, no task and no live `Job` until its
-turn. The RSS figure is higher than that because the resume loads all 100,000 jobs at once
-and the allocator keeps most of that memory after they are dropped.
+turn. The resume claims the jobs 1,000 at a time and keeps only the ids of those it parks, so
+its own memory follows the batch, not the line.
 
 Targets (issue #14): ack p99 <= 20 ms, event-loop lag p99 <= 20 ms, memory <= 2 KB per waiting
 job.

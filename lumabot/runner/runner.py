@@ -42,6 +42,7 @@ from .submit import Submitter
 log = logging.getLogger("lumabot.runner")
 
 RESUME_ALL = 10**9  # claim_jobs' limit at start: no limit
+CLAIM_BATCH = 1000  # jobs claimed per store call
 
 
 class Runner:
@@ -118,9 +119,29 @@ class Runner:
 
     async def _take_over(self, *, include_own: bool = False, stale_after: float | None = None,
                          limit: int = 500) -> int:
+        """Claim unfinished jobs in batches (a batch's rows are dropped before the next is read,
+        so memory follows the batch, not the claim); a queued job whose status message is up
+        is kept as its id only and parked. The generations resumed are held first, so a parked
+        job is not let through on a slot one of them still holds."""
         stale = self.config.takeover_seconds if stale_after is None else stale_after
-        jobs = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own,
-                                           limit=limit)
+        parks = self.scheduler.parks
+        line: list[tuple[str, str, bool]] = []  # queued jobs to park: id, person, retry (front)
+        jobs: list[Job] = []                     # the others, each started with its task
+        after: tuple[float, str] | None = None
+        count = 0
+        while count < limit:
+            want = min(CLAIM_BATCH, limit - count)
+            batch = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own,
+                                                limit=want, after=after)
+            count += len(batch)
+            for job in batch:
+                if parks and job.state == JobState.QUEUED and job.status_ts and not job.cancelled_by:
+                    line.append((job.id, job.user_id, job.waiting_reason is not None))
+                else:
+                    jobs.append(job)
+            if len(batch) < want:
+                break
+            after = (batch[-1].created_at, batch[-1].id)
         now = time.time()
 
         def likeliest_done_first(job: Job) -> tuple[bool, float]:
@@ -128,16 +149,17 @@ class Runner:
             return (not generating, -self.polls.chance((job.params.model, job.params.type), None,
                                                        now - (job.submitted_at or now)))
 
-        for job in sorted(jobs, key=likeliest_done_first):
+        jobs.sort(key=likeliest_done_first)
+        for job in jobs:
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
-            elif job.state == JobState.QUEUED and job.status_ts and not job.cancelled_by and \
-                    self.scheduler.park(job.id, job.user_id, front=job.waiting_reason is not None):
-                continue  # waits in line as an id; its task starts when its turn comes
+        for job_id, user_id, front in line:
+            self.scheduler.park(job_id, user_id, front=front, always=True)  # its task starts at its turn
+        for job in jobs:
             self._start(job, resumed=True)
-        if jobs:
-            log.info("took over %d unfinished jobs", len(jobs))
-        return len(jobs)
+        if count:
+            log.info("took over %d unfinished jobs", count)
+        return count
 
     async def _keep_leases(self) -> None:
         """Heartbeat a few times per takeover period; look for jobs to take over every second

@@ -12,6 +12,7 @@ across users, so one person's fifty prompts do not starve a colleague's one.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Callable, Iterable, Protocol
 from collections import OrderedDict, deque
@@ -36,9 +37,13 @@ class SlotScheduler(Protocol):
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
     def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line (1 = next), in order."""
-    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+    @property
+    def parks(self) -> bool:
+        """Whether `park` can put jobs in line without a task."""
+    def park(self, job_id: str, user_key: str, *, front: bool = False, always: bool = False) -> bool:
         """Put a job in line without a task waiting for it: `on_grant(job_id)` is called when
-        its slot is granted. False when this scheduler does not park (the caller acquires)."""
+        its slot is granted. False when this scheduler does not park, or (unless `always`)
+        when a slot is free now: the caller acquires."""
     def unpark(self, job_id: str) -> bool:
         """Take a parked job out of the line (cancelled); False if it is not parked here."""
     async def stop(self) -> None: ...
@@ -69,7 +74,7 @@ def round_robin_front(queues: Iterable[Iterable[str]], limit: int) -> list[tuple
     return out
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Waiter:
     job_id: str
     user_key: str
@@ -139,12 +144,17 @@ class Scheduler:
                 self._remove(waiter)
             raise
 
-    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+    @property
+    def parks(self) -> bool:
+        return self.on_grant is not None
+
+    def park(self, job_id: str, user_key: str, *, front: bool = False, always: bool = False) -> bool:
         """A waiting job costs its id here, not a task and a live job, until its turn comes
-        (then `on_grant`). A job that would not wait is not parked: it acquires."""
-        if self.on_grant is None or job_id in self._parked or self._free_now():
+        (then `on_grant`). A job that would not wait is not parked (it acquires), unless
+        `always`: it is then granted at once."""
+        if self.on_grant is None or job_id in self._parked or (not always and self._free_now()):
             return False
-        waiter = _Waiter(job_id, user_key, None)
+        waiter = _Waiter(job_id, sys.intern(user_key), None)  # one copy of each person's key
         self._parked[job_id] = waiter
         self._enqueue(waiter, front)
         return True

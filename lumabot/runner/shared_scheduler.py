@@ -61,8 +61,9 @@ class SharedScheduler:
         return self._waiting
 
     parked = 0  # (not yet: each waiting job keeps its task here)
+    parks = False
 
-    def park(self, job_id: str, user_key: str, *, front: bool = False) -> bool:
+    def park(self, job_id: str, user_key: str, *, front: bool = False, always: bool = False) -> bool:
         return False
 
     def unpark(self, job_id: str) -> bool:

@@ -65,10 +65,11 @@ class Store(Protocol):
         """This replica is alive (recorded on the database's clock where there is one)."""
 
     async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
-                         limit: int = 500) -> list[Job]:
+                         limit: int = 500, after: tuple[float, str] | None = None) -> list[Job]:
         """Take over the unsettled jobs nobody runs (unowned, or their owner's heartbeat is older
         than `stale_after` s; with `include_own`, this replica's own from before a restart),
-        bumping each one's epoch; the jobs, oldest first."""
+        bumping each one's epoch; at most `limit` jobs, oldest first (by created_at, then id),
+        and only those after `after` (the last one's (created_at, id): the next batch)."""
 
     async def release_jobs(self, replica_id: str) -> int:
         """Hand this replica's unsettled jobs back (a graceful stop); how many."""

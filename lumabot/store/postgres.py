@@ -430,21 +430,23 @@ class PostgresStore:
                             "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()", replica_id)
 
     async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
-                         limit: int = 500) -> list[Job]:
+                         limit: int = 500, after: tuple[float, str] | None = None) -> list[Job]:
         """Take over unsettled jobs nobody runs: unowned (handed back), owned by a replica whose
         heartbeat is older than `stale_after` seconds on the database's clock (or gone), or with
         `include_own`, this replica's own from before a restart. Each one's epoch is bumped, so
         its previous owner can no longer write it. Replicas claiming at once skip each other's
         rows (SKIP LOCKED)."""
+        since, last_id = after if after is not None else (float("-inf"), "")
         rows = await self._rows(
             "WITH claimable AS (SELECT j.id FROM jobs j LEFT JOIN replicas r ON r.id = j.owner "
             "WHERE NOT j.settled AND (j.owner IS NULL OR (j.owner = $1 AND $3) OR (j.owner <> $1 "
             "AND (r.id IS NULL OR r.heartbeat_at < now() - make_interval(secs => $2)))) "
-            "ORDER BY j.created_at LIMIT $4 FOR UPDATE OF j SKIP LOCKED) "
+            "AND (j.created_at, j.id) > ($5, $6) "
+            "ORDER BY j.created_at, j.id LIMIT $4 FOR UPDATE OF j SKIP LOCKED) "
             "UPDATE jobs SET owner = $1, epoch = jobs.epoch + 1 FROM claimable "
             f"WHERE jobs.id = claimable.id RETURNING {', '.join(f'jobs.{c}' for c in JOB_COLUMNS)}",
-            replica_id, float(stale_after), include_own, limit)
-        jobs = sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
+            replica_id, float(stale_after), include_own, limit, since, last_id)
+        jobs = sorted((job_from_row(r) for r in rows), key=lambda j: (j.created_at, j.id))
         self._written.remember_jobs(jobs)
         return jobs
 

@@ -437,16 +437,19 @@ class SQLiteStore:
                           "DO UPDATE SET heartbeat_at = excluded.heartbeat_at", (replica_id, time.time()))
 
     async def claim_jobs(self, replica_id: str, *, stale_after: float, include_own: bool = False,
-                         limit: int = 500) -> list[Job]:
+                         limit: int = 500, after: tuple[float, str] | None = None) -> list[Job]:
+        since, last_id = after if after is not None else (float("-inf"), "")
         async with self._unit() as db:
             cur = await db.execute(
                 f"UPDATE jobs SET owner = ?, epoch = epoch + 1 WHERE id IN (SELECT id FROM jobs "
                 "WHERE settled = 0 AND (owner IS NULL OR (owner = ? AND ?) OR (owner != ? AND owner "
-                "NOT IN (SELECT id FROM replicas WHERE heartbeat_at >= ?))) ORDER BY created_at LIMIT ?) "
+                "NOT IN (SELECT id FROM replicas WHERE heartbeat_at >= ?))) AND created_at >= ? AND "
+                "(created_at > ? OR id > ?) ORDER BY created_at, id LIMIT ?) "
                 f"RETURNING {', '.join(JOB_COLUMNS)}",
-                (replica_id, replica_id, include_own, replica_id, time.time() - stale_after, limit))
+                (replica_id, replica_id, include_own, replica_id, time.time() - stale_after, since, since,
+                 last_id, limit))
             rows = await cur.fetchall()
-        jobs = sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
+        jobs = sorted((job_from_row(r) for r in rows), key=lambda j: (j.created_at, j.id))
         self._written.remember_jobs(jobs)
         return jobs
 

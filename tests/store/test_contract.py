@@ -194,6 +194,22 @@ async def test_jobs_are_claimed_from_nobody_or_the_dead_and_old_copies_are_fence
     assert len(await store.claim_jobs("D", stale_after=3600)) == 3  # handed back: anyone's
 
 
+async def test_own_jobs_are_claimed_in_batches_each_once(store: Store):
+    """A restart claims its own jobs batch by batch (`after`: the last one claimed), including
+    jobs created in the same instant, each exactly once."""
+    jobs = [job(owner="A", created_at=1000.0 + i // 3) for i in range(7)]  # three share each instant
+    for j in jobs:
+        await store.create_job(j)
+    await store.heartbeat("A")
+    seen: list[str] = []
+    after: tuple[float, str] | None = None
+    while batch := await store.claim_jobs("A", stale_after=0, include_own=True, limit=2, after=after):
+        assert len(batch) <= 2 and all(j.epoch == 1 for j in batch)
+        seen += [j.id for j in batch]
+        after = (batch[-1].created_at, batch[-1].id)
+    assert seen == [j.id for j in sorted(jobs, key=lambda j: (j.created_at, j.id))]
+
+
 async def test_settled_jobs_are_never_claimed(store: Store):
     j = job(owner="A", state=JobState.DONE, settled=True)
     await store.create_job(j)

@@ -9,6 +9,7 @@ from lumabot.jobs.identity import luma_user_id
 from lumabot.jobs.models import Job, JobState
 from lumabot.luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from lumabot.ports import DeliveryError, InputError
+from lumabot.runner import runner as runner_module
 from lumabot.store import StoreUnavailable
 
 from .conftest import CONFIG, eventually, new_job
@@ -255,15 +256,31 @@ async def test_after_a_restart_the_likeliest_finished_generations_are_polled_fir
     assert first_polls == [likely.generation_id, slow.generation_id, unlikely.generation_id]
 
 
-async def test_a_restart_resumes_every_unfinished_job_not_a_batch(make_rig):
-    rig = await make_rig()
-    rig.luma.holding = True  # the first few hold their slots; the rest wait
+async def test_a_restart_resumes_every_unfinished_job_batch_by_batch(make_rig, monkeypatch):
+    """Every unfinished job is resumed, claimed 64 at a time; the queued ones wait as ids, and
+    the generation still at Luma (claimed in the last batch) keeps the one slot: no queued job
+    is let through on it until it finishes."""
+    monkeypatch.setattr(runner_module, "CLAIM_BATCH", 64)
+    rig = await make_rig(concurrency=1)
+    rig.luma.holding = True
     for i in range(600):
         job = new_job(f"waiting {i}", user=f"U{i % 7}")
         job.status_ts = f"1.{i}"
         await rig.store.create_job(job)
-    assert await rig.runner.resume() == 600
-    await eventually(lambda: rig.scheduler.waiting + rig.scheduler.in_flight == 600)
+    sent = new_job("sent before the restart")
+    gen, _ = await rig.luma.create(sent.params, user_id="u")
+    sent.state, sent.status_ts, sent.generation_id, sent.attempts = JobState.GENERATING, "2.0", gen.id, 1
+    sent.submitted_at, sent.deadline = time.time(), time.time() + 60
+    await rig.store.create_job(sent)
+    assert await rig.runner.resume() == 601
+    assert rig.scheduler.parked == 600 and rig.scheduler.in_flight == 1
+    await eventually(lambda: gen.id in rig.luma.polled)
+    assert len(rig.luma.creates) == 1  # (the generation made above): the slot is still held
+    assert len(rig.runner._tasks) == 1
+    rig.luma.holding = False
+    await rig.settled(sent.id)
+    await eventually(lambda: len(rig.luma.creates) >= 2)
+    assert rig.luma.creates[1][0].prompt == "waiting 0"
 
 
 async def test_a_job_waiting_for_a_slot_holds_no_task_until_its_turn(make_rig):
