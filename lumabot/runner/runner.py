@@ -36,7 +36,7 @@ from .poll import Poller
 from .polling import PollPlanner
 from .record import JobFailed, Parked, Recorder, RunnerConfig, Shutdown, log_context
 from .retry import retry
-from .scheduler import Scheduler, SlotScheduler
+from .scheduler import SlotScheduler
 from .submit import Submitter
 
 log = logging.getLogger("lumabot.runner")
@@ -65,9 +65,8 @@ class Runner:
         self.lines = LineReporter(scheduler, notifier, self._live_job,
                                   interval=config.queue_update_interval,
                                   per_tick=config.queue_updates_per_tick, load=self.store.get_job)
-        if isinstance(scheduler, Scheduler):
-            # A job waiting for a slot is parked there: no task, no live job, until its turn.
-            scheduler.on_grant = self._granted
+        # A job waiting for a slot is parked there: no task, no live job, until its turn.
+        scheduler.on_grant = self._granted
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks

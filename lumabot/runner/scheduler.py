@@ -23,6 +23,8 @@ class SlotScheduler(Protocol):
     """What the runner needs of admission to Luma: this module's Scheduler (one process), or
     shared_scheduler.SharedScheduler (several replicas, state in the database)."""
 
+    on_grant: Callable[[str], None] | None  # called with a parked job's id when its slot is granted
+
     @property
     def in_flight(self) -> int: ...
     @property

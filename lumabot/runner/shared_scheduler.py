@@ -4,7 +4,9 @@ database for all replicas together.
 The line of waiting jobs, the slots held, the requests-per-minute window, pauses after a 429,
 the learned concurrency estimate and whose turn it is live in the store (`SharedStore.slots_*`).
 Any replica's dispatch grants slots to the jobs whose turn it is, whichever replica runs them;
-each replica notices its own jobs' grants through NOTIFY (or a 1 s poll) and lets them go.
+each replica notices its own jobs' grants through NOTIFY (or a 1 s poll) and lets them go. A job
+waiting for its turn is parked, as in one process: its id here and its row in the line, no task
+(`on_grant` starts one when the grant is noticed).
 
 The interface is the in-process Scheduler's, so the runner does not know which one it has:
 `acquire` waits for a slot; `release`, `hold` and the 429 notes are written in the background,
@@ -17,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+import time
 from typing import Awaitable, Callable
 
 from ..store import JobLost, SharedStore, StoreUnavailable
-from .scheduler import probe_period, round_robin_front
+from .scheduler import probe_period
 
 log = logging.getLogger("lumabot.runner")
 
 # How often the line is looked at when nothing wakes the dispatcher (a NOTIFY does).
 TICK = 1.0
+# How often the front of the line (places shown in status messages) is read again.
+FRONT_EVERY = 2.0
 
 
 class SharedScheduler:
@@ -36,13 +41,17 @@ class SharedScheduler:
         self.concurrency = concurrency
         self.rate_window = rate_window
         self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._parked: set[str] = set()           # waiting jobs with no task (see `park`)
+        self.on_grant: Callable[[str], None] | None = None
         self._holding: set[str] = set()          # jobs of this replica with a slot, or waiting
         # Writes to the slot tables, in the order they were asked for (a release must land
         # before the same job's next enqueue), each with a future for whoever waits on it.
         self._ops: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._positions: dict[str, int] = {}
+        self._front: list[str] = []  # the first jobs in line (every replica's), as last read
+        self._front_wanted = 0
+        self._front_read_at = 0.0
         self._waiting = 0
         self._in_flight = 0
         self._stopped = False
@@ -60,17 +69,46 @@ class SharedScheduler:
     def waiting(self) -> int:
         return self._waiting
 
-    parked = 0  # (not yet: each waiting job keeps its task here)
-    parks = False
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    @property
+    def parks(self) -> bool:
+        return self.on_grant is not None
 
     def park(self, job_id: str, user_key: str, *, front: bool = False, always: bool = False) -> bool:
-        return False
+        """Queue the job in the database's line with no task waiting here: `on_grant(job_id)`
+        when a tick notices its grant. A job that looks like it would not wait (nothing in line
+        at the last look, and fewer slots held or asked for here and in all than the
+        concurrency) acquires instead, unless `always`."""
+        looks_free = not self._waiting and max(self._in_flight, len(self._holding)) < self.concurrency
+        if self.on_grant is None or job_id in self._holding or (looks_free and not always):
+            return False
+        self._holding.add(job_id)
+        self._parked.add(job_id)
+        queued = self._later(lambda: self.store.slots_enqueue(job_id, user_key, front=front,
+                                                              replica_id=self.replica_id))
+        queued.add_done_callback(lambda f: self._not_queued(job_id, f))
+        return True
+
+    def _not_queued(self, job_id: str, queued: asyncio.Future[None]) -> None:
+        if not queued.cancelled() and queued.exception() is not None:  # JobLost: another replica has it
+            self._parked.discard(job_id)
+            self._holding.discard(job_id)
+            log.info("a parked job was taken over by another replica", extra={"job_id": job_id})
 
     def unpark(self, job_id: str) -> bool:
-        return False
+        if job_id not in self._parked:
+            return False
+        self._parked.discard(job_id)
+        self.release(job_id)  # out of the line
+        return True
 
     def front(self, limit: int) -> list[tuple[str, int]]:
-        return sorted(self._positions.items(), key=lambda kv: kv[1])[:limit]
+        """The first `limit` jobs in line and their places, as read at most FRONT_EVERY s ago."""
+        self._front_wanted = max(self._front_wanted, limit)
+        return [(job_id, place) for place, job_id in enumerate(self._front[:limit], 1)]
 
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
@@ -95,7 +133,9 @@ class SharedScheduler:
         self._later(lambda: self.store.slots_hold(job_id))
 
     def release(self, job_id: str) -> None:
-        if job_id in self._holding:
+        """Free the job's slot, or its place in line if it waits with a task (a parked job
+        leaves the line through `unpark`)."""
+        if job_id in self._holding and job_id not in self._parked:
             self._holding.discard(job_id)
             self._later(lambda: self.store.slots_release(job_id, self.replica_id))
 
@@ -171,16 +211,19 @@ class SharedScheduler:
         _, wait = await self.store.slots_dispatch(concurrency=self.concurrency,
                                                   rate_window=self.rate_window,
                                                   probe_period=self.probe_period)
-        if self._waiters:
-            for job_id in await self.store.slots_granted(list(self._waiters)):
-                fut = self._waiters.pop(job_id, None)
-                if fut is not None and not fut.done():
+        for job_id in await self.store.slots_granted_to(self.replica_id):
+            fut = self._waiters.pop(job_id, None)
+            if fut is not None:
+                if not fut.done():
                     fut.set_result(None)
-        line, self._in_flight = await self.store.slots_line()
-        self._waiting = len(line)
-        queues: dict[str, list[str]] = {}
-        for job_id, user in line:
-            queues.setdefault(user, []).append(job_id)
-        self._positions = dict(round_robin_front(queues.values(), len(line)))
+            elif job_id in self._parked:
+                self._parked.discard(job_id)
+                assert self.on_grant is not None
+                self.on_grant(job_id)
+        self._waiting, self._in_flight = await self.store.slots_counts()
+        now = time.monotonic()
+        if self._front_wanted and now - self._front_read_at >= FRONT_EVERY:
+            self._front = await self.store.slots_front(self._front_wanted) if self._waiting else []
+            self._front_read_at = now
         return min(TICK, wait) if wait > 0 else TICK
 

@@ -209,8 +209,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (team_id, day, user_id, channel_id, model, type)
     );
     """,
+    # 6: a grant names the replica to tell (its job waits without a task there); the line is
+    # read front first, by each person's place in their own line
+    """
+    ALTER TABLE luma_waiting ADD COLUMN replica TEXT;
+    ALTER TABLE luma_slots ADD COLUMN untold TEXT;
+    CREATE INDEX luma_slots_untold ON luma_slots(untold) WHERE untold IS NOT NULL;
+    DROP INDEX luma_waiting_user;
+    CREATE INDEX luma_waiting_line ON luma_waiting(account, user_key, front DESC, (CASE WHEN front THEN -seq ELSE seq END));
+    """,
 ]
 
+# A person's own line: retries first (the latest first), then the rest in the order they came.
+_IN_OWN_LINE = "front DESC, (CASE WHEN front THEN -seq ELSE seq END)"
 ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
 SLOTS_CHANNEL = "lumabot_slots"  # NOTIFYed when slots are granted or freed
 
@@ -752,9 +763,9 @@ class PostgresStore:
                     "ON CONFLICT (account, user_key) DO UPDATE SET served = excluded.served",
                     ACCOUNT, user_key, -turn if front else turn)
             await con.execute(
-                "INSERT INTO luma_waiting (job_id, account, user_key, front) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (job_id) DO UPDATE SET front = excluded.front, user_key = excluded.user_key",
-                job_id, ACCOUNT, user_key, front)
+                "INSERT INTO luma_waiting (job_id, account, user_key, front, replica) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (job_id) DO UPDATE SET front = excluded.front, user_key = excluded.user_key, "
+                "replica = excluded.replica", job_id, ACCOUNT, user_key, front, replica_id)
 
     async def slots_dispatch(self, *, concurrency: int, rate_window: float,
                              probe_period: float) -> tuple[list[str], float]:
@@ -794,18 +805,17 @@ class PostgresStore:
                     wait = float(recent[index][0]) if index < len(recent) else rate_window
                     break
                 row = await con.fetchrow(
-                    "SELECT w.job_id, w.user_key FROM luma_waiting w JOIN luma_turns t ON "
-                    "t.account = w.account AND t.user_key = w.user_key WHERE w.account = $1 "
-                    "ORDER BY t.served, w.front DESC, CASE WHEN w.front THEN -w.seq ELSE w.seq END "
-                    "LIMIT 1", ACCOUNT)
+                    "SELECT w.job_id, w.user_key, w.replica FROM luma_turns t CROSS JOIN LATERAL "
+                    "(SELECT * FROM luma_waiting w WHERE w.account = t.account AND w.user_key = t.user_key "
+                    f"ORDER BY {_IN_OWN_LINE} LIMIT 1) w WHERE t.account = $1 ORDER BY t.served LIMIT 1", ACCOUNT)
                 if row is None:
                     break
-                job_id, user_key = row
+                job_id, user_key, replica = row
                 turn = await con.fetchval("UPDATE luma_account SET turn = turn + 1 WHERE id = $1 "
                                           "RETURNING turn", ACCOUNT)
                 await con.execute("DELETE FROM luma_waiting WHERE job_id = $1", job_id)
-                await con.execute("INSERT INTO luma_slots (job_id, account) VALUES ($1, $2) "
-                                  "ON CONFLICT DO NOTHING", job_id, ACCOUNT)
+                await con.execute("INSERT INTO luma_slots (job_id, account, untold) VALUES ($1, $2, $3) "
+                                  "ON CONFLICT DO NOTHING", job_id, ACCOUNT, replica)
                 await con.execute("INSERT INTO luma_submissions (account, at) VALUES ($1, now())", ACCOUNT)
                 await con.execute("UPDATE luma_turns SET served = $3 WHERE account = $1 AND user_key = $2",
                                   ACCOUNT, user_key, turn)
@@ -815,9 +825,10 @@ class PostgresStore:
                 await con.execute(f"NOTIFY {SLOTS_CHANNEL}")
             return granted, wait
 
-    async def slots_granted(self, job_ids: list[str]) -> list[str]:
-        """Which of these jobs hold a slot."""
-        rows = await self._rows("SELECT job_id FROM luma_slots WHERE job_id = ANY($1::text[])", job_ids)
+    async def slots_granted_to(self, replica_id: str) -> list[str]:
+        """The jobs of `replica_id` granted a slot since it last asked (each told once)."""
+        rows = await self._rows("UPDATE luma_slots SET untold = NULL WHERE untold = $1 RETURNING job_id",
+                                replica_id)
         return [r[0] for r in rows]
 
     async def slots_release(self, job_id: str, replica_id: str) -> None:
@@ -867,15 +878,23 @@ class PostgresStore:
             if wait > 0:
                 await self.slots_pause(min(wait, rate_window))
 
-    async def slots_line(self) -> tuple[list[tuple[str, str]], int]:
-        """The jobs waiting, as (job id, person) in their order within each person's line and
-        the people in turn order; and how many slots are held."""
+    async def slots_counts(self) -> tuple[int, int]:
+        """(how many jobs wait for a slot, how many slots are held)."""
+        row = await self._row("SELECT (SELECT COUNT(*) FROM luma_waiting WHERE account = $1), "
+                              "(SELECT COUNT(*) FROM luma_slots WHERE account = $1)", ACCOUNT)
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def slots_front(self, limit: int) -> list[str]:
+        """The first `limit` jobs in line, in the order they will be let through: the first of
+        each person's line (people in turn order), then the second of each, and so on. Reads at
+        most `limit` jobs of each person's line."""
         rows = await self._rows(
-            "SELECT w.job_id, w.user_key FROM luma_waiting w JOIN luma_turns t ON t.account = "
-            "w.account AND t.user_key = w.user_key WHERE w.account = $1 ORDER BY t.served, "
-            "w.front DESC, CASE WHEN w.front THEN -w.seq ELSE w.seq END", ACCOUNT)
-        held = await self._row("SELECT COUNT(*) FROM luma_slots WHERE account = $1", ACCOUNT)
-        return [(r[0], r[1]) for r in rows], int(held[0]) if held else 0
+            "SELECT w.job_id FROM luma_turns t CROSS JOIN LATERAL (SELECT job_id, ROW_NUMBER() OVER "
+            f"(ORDER BY {_IN_OWN_LINE}) AS n FROM luma_waiting w WHERE w.account = t.account AND "
+            f"w.user_key = t.user_key ORDER BY {_IN_OWN_LINE} LIMIT $2) w WHERE t.account = $1 "
+            "ORDER BY w.n, t.served, t.user_key LIMIT $2", ACCOUNT, limit)
+        return [r[0] for r in rows]
 
     async def wait_for_slots(self, timeout: float) -> None:
         """Return when slots are granted or freed by any replica (NOTIFY), or after `timeout`."""

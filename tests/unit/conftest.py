@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 
 from lumabot.jobs.models import GenerationParams, Job
 from lumabot.metrics import Metrics
 from lumabot.runner import Runner, RunnerConfig
-from lumabot.runner.scheduler import Scheduler
-from lumabot.store import Store
+from lumabot.runner.scheduler import Scheduler, SlotScheduler
+from lumabot.runner.shared_scheduler import SharedScheduler
+from lumabot.store import SharedStore, Store
 from lumabot.store.sqlite import SQLiteStore
 from lumabot.testing.ports import MemoryInputs, MemoryLuma, MemoryNotifier, MemoryOutputs
 
@@ -44,7 +46,7 @@ class Rig:
     luma: MemoryLuma
     inputs: MemoryInputs
     outputs: MemoryOutputs
-    scheduler: Scheduler
+    scheduler: Any  # Scheduler, or SharedScheduler
     metrics: Metrics
 
     async def run(self, job: Job) -> Job:
@@ -69,10 +71,13 @@ async def make_rig(tmp_path):
     made: list[Rig] = []
 
     async def make(*, concurrency: int = 4, config: RunnerConfig = CONFIG,
-                   store: Store | None = None, luma: MemoryLuma | None = None) -> Rig:
+                   store: Store | None = None, luma: MemoryLuma | None = None, shared: bool = False) -> Rig:
+        """`shared`: Luma's slots held in the (PostgreSQL) store, as with several replicas."""
         store = store or SQLiteStore(tmp_path / "lumabot.db")
         await store.open()
-        scheduler = Scheduler(concurrency, rate_window=1.0)
+        scheduler: SlotScheduler = (
+            SharedScheduler(cast(SharedStore, store), concurrency, replica_id=config.replica_id, rate_window=1.0)
+            if shared else Scheduler(concurrency, rate_window=1.0))
         parts = dict(notifier=MemoryNotifier(), luma=luma or MemoryLuma(), inputs=MemoryInputs(),
                      outputs=MemoryOutputs())
         metrics = Metrics()

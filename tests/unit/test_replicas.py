@@ -20,8 +20,8 @@ async def replicas(make_rig, pg_cluster):
     url = await pg_cluster.new_database()
     luma = MemoryLuma()
 
-    async def make(name: str, takeover: float, concurrency: int = 4):
-        return await make_rig(store=PostgresStore(url), luma=luma, concurrency=concurrency,
+    async def make(name: str, takeover: float, concurrency: int = 4, shared: bool = False):
+        return await make_rig(store=PostgresStore(url), luma=luma, concurrency=concurrency, shared=shared,
                               config=replace(CONFIG, replica_id=name, takeover_seconds=takeover))
     return make
 
@@ -118,3 +118,22 @@ async def test_a_job_cancelled_through_another_replica_leaves_the_line_at_once(r
     assert done.state == JobState.CANCELLED and [p.prompt for p, _ in a.luma.creates] == ["first"]
     assert (await a.store.get_job(first.id)).state == JobState.GENERATING  # its turn never came
     a.luma.holding = False
+
+
+async def test_jobs_waiting_for_a_shared_slot_hold_no_task_and_go_in_turn(replicas):
+    """Luma's slots in the database (several replicas): a job waiting for one is parked, no
+    task, until its grant is noticed; then it is loaded, sent and delivered, people in turn."""
+    a = await replicas("A", takeover=60, concurrency=1, shared=True)
+    await a.runner.resume()
+    a.luma.holding = True
+    jobs = [new_job("first", user="U1"), new_job("second", user="U1"), new_job("third", user="U2")]
+    for job in jobs:
+        job.status_ts = "1.0"  # (its status message is up: it may wait without a task)
+        await a.runner.submit(job)
+    await eventually(lambda: a.scheduler.parked == 2)
+    assert len(a.runner._tasks) == 1 and a.runner.active == 3
+    a.luma.holding = False
+    for job in jobs:
+        assert (await a.settled(job.id)).state == JobState.DONE
+    assert [p.prompt for p, _ in a.luma.creates] == ["first", "third", "second"]
+    assert a.scheduler.parked == 0 and not a.runner._tasks

@@ -70,8 +70,7 @@ async def test_two_replicas_never_hold_more_than_the_concurrency_together(pair):
         await eventually(lambda: len(holders.granted) == n)
         await settle(a, b)
         assert len(holders.granted) == n
-    line, in_flight = await a.store.slots_line()
-    assert line == [] and in_flight == 3
+    assert await a.store.slots_counts() == (0, 3)  # nobody waits, three slots held
 
 
 async def test_people_are_served_in_turn_across_replicas(pair):
@@ -83,6 +82,7 @@ async def test_people_are_served_in_turn_across_replicas(pair):
                                (b, "bob 1", "UB"), (a, "carol 1", "UC"), (b, "bob 2", "UB")]:
         holders.start(replica, job, user)
         await eventually(lambda: _waiting(a, job))
+    a.front(10**6)  # (the front of the line is read once someone looks at it)
     await a.tick()
     assert dict(a.front(10**6)) == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5,
                              "alice 4": 6}
@@ -133,8 +133,7 @@ async def test_a_pause_after_a_429_holds_for_every_replica(pair):
 
 
 async def _waiting(scheduler: SharedScheduler, job_id: str) -> bool:
-    line, _ = await scheduler.store.slots_line()
-    return any(j == job_id for j, _ in line)
+    return job_id in await scheduler.store.slots_front(10**6)
 
 
 async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(pair):
@@ -149,8 +148,7 @@ async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(
     b._holding.add("job")
     b.release("job")  # a stale release: ignored by the store
     await b.tick()
-    _, in_flight = await a.store.slots_line()
-    assert in_flight == 1
+    assert (await a.store.slots_counts())[1] == 1
 
 
 async def test_a_job_released_and_queued_again_gets_its_slot(pair):
@@ -162,8 +160,7 @@ async def test_a_job_released_and_queued_again_gets_its_slot(pair):
     await eventually(lambda: holders.granted == ["job"])
     a.release("job")
     await asyncio.wait_for(a.acquire("job", "U1", front=True), 5)
-    _, in_flight = await a.store.slots_line()
-    assert in_flight == 1
+    assert (await a.store.slots_counts())[1] == 1
 
 
 async def test_too_many_concurrent_lowers_the_ceiling_for_every_replica(pair):
@@ -188,3 +185,56 @@ async def test_too_many_concurrent_lowers_the_ceiling_for_every_replica(pair):
     await eventually(lambda: len(holders.granted) == 4)  # one finished, one more may go
     await settle(a, b)
     assert len(holders.granted) == 4
+
+
+async def test_a_parked_job_is_woken_on_its_replica_when_another_frees_the_slot(pair):
+    """A job waiting without a task (parked) on replica b gets the slot replica a frees: b is
+    told once, through the grant's record, and the line is empty again."""
+    a, b = await pair(1), await pair(1)
+    woken: list[str] = []
+    b.on_grant = woken.append
+    holders = Holders()
+    holders.start(a, "first", "U1")
+    await eventually(lambda: holders.granted == ["first"])
+    await b.store.create_job(new_job(user="U2").model_copy(update={"id": "parked", "owner": b.replica_id}))
+    await b.tick()  # b has seen the slot taken
+    assert b.park("parked", "U2") and b.parked == 1
+    await eventually(lambda: _waiting(a, "parked"))
+    await settle(a, b)
+    assert woken == []
+    a.release("first")
+    await eventually(lambda: woken == ["parked"])
+    await settle(a, b)
+    assert woken == ["parked"] and b.parked == 0  # told once
+    assert await b.store.slots_counts() == (0, 1)
+
+
+async def test_an_unparked_job_leaves_the_line(pair):
+    a = await pair(1)
+    a.on_grant = lambda job_id: None
+    holders = Holders()
+    holders.start(a, "first", "U1")
+    await eventually(lambda: holders.granted == ["first"])
+    await a.store.create_job(new_job(user="U2").model_copy(update={"id": "second", "owner": a.replica_id}))
+    assert a.park("second", "U2", always=True)
+    await eventually(lambda: _waiting(a, "second"))
+    assert a.unpark("second") and not a.unpark("second")
+    await a.tick()
+    assert await a.store.slots_counts() == (0, 1)
+
+
+async def test_the_front_of_the_line_reads_only_what_it_returns(pair):
+    """slots_front: the first of each person's line in turn order, then the second of each..."""
+    a = await pair(1)
+    holders = Holders()
+    holders.start(a, "held", "U0")
+    await eventually(lambda: holders.granted == ["held"])
+    for i in range(3):
+        for user in ("UA", "UB"):
+            holders.start(a, f"{user} {i}", user)
+            await eventually(lambda: _waiting(a, f"{user} {i}"))
+    assert await a.store.slots_front(3) == ["UA 0", "UB 0", "UA 1"]
+    assert await a.store.slots_counts() == (6, 1)
+    for t in holders.tasks:
+        t.cancel()
+    await asyncio.gather(*holders.tasks, return_exceptions=True)
