@@ -45,7 +45,7 @@ class LineReporter:
         `LOOK_AHEAD` places are looked at (a tick costs that at most, however long the line):
         further back a job shows no number until it comes that close."""
         due: list[tuple[int, str, Job | None]] = []
-        for job_id, place in self.scheduler.front(LOOK_AHEAD):
+        for job_id, place in await self.scheduler.front(LOOK_AHEAD):
             job = self.live_job(job_id)
             if job is not None and not job.status_ts:
                 continue

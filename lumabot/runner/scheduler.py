@@ -37,7 +37,7 @@ class SlotScheduler(Protocol):
     def rate_limited(self, retry_after: float) -> None: ...
     def too_many_concurrent(self, job_id: str, retry_after: float) -> None: ...
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None: ...
-    def front(self, limit: int) -> list[tuple[str, int]]:
+    async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line (1 = next), in order."""
     @property
     def parks(self) -> bool:
@@ -219,7 +219,7 @@ class Scheduler:
             return 0.0
         return self._recent[0] + self.rate_window - now
 
-    def front(self, limit: int) -> list[tuple[str, int]]:
+    async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line, in the round-robin order."""
         return round_robin_front(((w.job_id for w in q) for q in self._queues.values()), limit)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-import time
+import itertools
 from typing import Awaitable, Callable
 
 from ..store import JobLost, SharedStore, StoreUnavailable
@@ -29,8 +29,6 @@ log = logging.getLogger("lumabot.runner")
 
 # How often the line is looked at when nothing wakes the dispatcher (a NOTIFY does).
 TICK = 1.0
-# How often the front of the line (places shown in status messages) is read again.
-FRONT_EVERY = 2.0
 
 
 class SharedScheduler:
@@ -49,9 +47,6 @@ class SharedScheduler:
         self._ops: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._front: list[str] = []  # the first jobs in line (every replica's), as last read
-        self._front_wanted = 0
-        self._front_read_at = 0.0
         self._waiting = 0
         self._in_flight = 0
         self._stopped = False
@@ -105,10 +100,9 @@ class SharedScheduler:
         self.release(job_id)  # out of the line
         return True
 
-    def front(self, limit: int) -> list[tuple[str, int]]:
-        """The first `limit` jobs in line and their places, as read at most FRONT_EVERY s ago."""
-        self._front_wanted = max(self._front_wanted, limit)
-        return [(job_id, place) for place, job_id in enumerate(self._front[:limit], 1)]
+    async def front(self, limit: int) -> list[tuple[str, int]]:
+        """The first `limit` jobs in line (every replica's) and their places, read now."""
+        return list(zip(await self.store.slots_front(limit), itertools.count(1)))
 
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
@@ -221,9 +215,5 @@ class SharedScheduler:
                 assert self.on_grant is not None
                 self.on_grant(job_id)
         self._waiting, self._in_flight = await self.store.slots_counts()
-        now = time.monotonic()
-        if self._front_wanted and now - self._front_read_at >= FRONT_EVERY:
-            self._front = await self.store.slots_front(self._front_wanted) if self._waiting else []
-            self._front_read_at = now
         return min(TICK, wait) if wait > 0 else TICK
 

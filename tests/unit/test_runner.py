@@ -289,9 +289,9 @@ async def test_a_job_waiting_for_a_slot_holds_no_task_until_its_turn(make_rig):
     jobs = [new_job(f"job {i}", user=f"U{i}") for i in range(4)]
     for job in jobs:
         await rig.runner.submit(job)
-    await eventually(lambda: rig.scheduler.parked == 3)
-    assert len(rig.runner._tasks) == 1 and rig.runner.active == 4  # one in flight, three parked
-    assert [j for j, _ in rig.scheduler.front(10)] == [j.id for j in jobs[1:]]
+    await eventually(lambda: rig.scheduler.parked == 3 and len(rig.runner._tasks) == 1)  # (their tasks end)
+    assert rig.runner.active == 4  # one in flight, three parked
+    assert [j for j, _ in await rig.scheduler.front(10)] == [j.id for j in jobs[1:]]
     await rig.runner.lines.report_once()  # places shown on parked jobs, loaded from the store
     assert (jobs[1].id, ("queued", None, 1)) in rig.notifier.status_updates
     rig.luma.holding = False

@@ -48,7 +48,7 @@ async def test_waiting_jobs_are_served_round_robin_across_people():
     s = Scheduler(1, clock=Clock())
     order, tasks = await granted(s, ("alice 1", "UA"), ("alice 2", "UA"), ("alice 3", "UA"),
                                  ("alice 4", "UA"), ("bob 1", "UB"), ("carol 1", "UC"), ("bob 2", "UB"))
-    assert dict(s.front(10**6)) == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5, "alice 4": 6}
+    assert dict(await s.front(10**6)) == {"alice 2": 1, "bob 1": 2, "carol 1": 3, "alice 3": 4, "bob 2": 5, "alice 4": 6}
     for _ in range(6):
         s.release(order[-1])
         await asyncio.sleep(0)
@@ -61,7 +61,7 @@ async def test_a_retried_job_goes_to_the_front_of_the_line():
     order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
     retry = asyncio.create_task(s.acquire("again", "U3", front=True))
     await asyncio.sleep(0)
-    assert dict(s.front(10**6)) == {"again": 1, "b": 2}
+    assert dict(await s.front(10**6)) == {"again": 1, "b": 2}
     s.release("a")
     await retry  # granted before b
     assert order == ["a"] and s.in_flight == 1
@@ -124,7 +124,7 @@ async def test_a_cancelled_waiter_leaves_the_line():
     order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))
     tasks[1].cancel()
     await asyncio.gather(tasks[1], return_exceptions=True)
-    assert s.waiting == 0 and dict(s.front(10**6)) == {}
+    assert s.waiting == 0 and dict(await s.front(10**6)) == {}
 
 
 def test_the_front_of_the_line_costs_what_it_returns():
@@ -157,7 +157,7 @@ async def test_the_line_reporter_looks_only_at_the_front():
                          params=GenerationParams(prompt="p")) for i in range(10)}
 
     class Line:
-        def front(self, limit: int):
+        async def front(self, limit: int):
             asked.append(limit)
             return [(f"j{i}", i + 1) for i in range(min(limit, 10))]
 
