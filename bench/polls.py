@@ -21,7 +21,10 @@ the first create to the last completion. Medians of `REPEATS` runs, with their s
 
 Targets (issue #14): steady, lumabot at most 2x the clairvoyant GETs per job with a detection
 delay p50 of at most 1 s on the scaled clock; backlog, utilisation within 1 point of the
-clairvoyant with no more GETs per job than the naive loop.
+clairvoyant with no more GETs per job than the naive loop. Next to it, computed for the same
+distribution (bench/poll_bound.py): the least mean detection delay any poller that knows only
+the distribution can reach with lumabot's and the naive loop's GETs per job, the utilisation
+that allows, and the GETs per job 1 point from the clairvoyant would take.
 
     python -m bench.polls
 """
@@ -41,6 +44,7 @@ from luma_agents import AsyncLuma
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 
 from .common import rig, table
+from .poll_bound import Lognormal, least_delay, least_gets
 
 SCALE = 20.0
 P50, P95 = 30.0 / SCALE, 60.0 / SCALE
@@ -83,8 +87,8 @@ def observe(luma: FakeLuma, prefix: str) -> dict:
               for g in gens]
     first, last = min(g.created_at for g in gens), max(g.completes_at for g in gens)
     busy = sum(g.completes_at - g.created_at for g in gens)
-    return {"gets": sum(len(v) for v in gets.values()) / len(gens),
-            "delay_p50": statistics.median(delays), "busy": busy, "span": last - first}
+    return {"gets": sum(len(v) for v in gets.values()) / len(gens), "delay_p50": statistics.median(delays),
+            "delay_mean": statistics.fmean(delays), "busy": busy, "span": last - first}
 
 
 async def reference(luma: FakeLuma, name: str, n: int, slots: int, spacing: float, *, clairvoyant: bool) -> None:
@@ -147,6 +151,7 @@ async def once(seed: int) -> dict:
             o = observe(luma, f"{mode}-{who} ")
             out[f"{mode}_{who}_gets"] = o["gets"]
             out[f"{mode}_{who}_delay"] = o["delay_p50"]
+            out[f"{mode}_{who}_mean_delay"] = o["delay_mean"]
             out[f"{mode}_{who}_util"] = o["busy"] / (slots * o["span"])
     return out
 
@@ -168,6 +173,14 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
     def delays(mode: str) -> str:
         return " / ".join(_m([d * 1000 for d in f[f"{mode}_{w}_delay"]], ms) for w in ("lumabot", "naive", "clairvoyant"))
 
+    dist = Lognormal(P50, SIGMA)
+    best_lumabot = least_delay(dist, med["backlog_lumabot_gets"])
+    best_naive = least_delay(dist, med["backlog_naive_gets"])
+
+    def bound_util(delay: float) -> float:
+        return 100 * med["backlog_clairvoyant_util"] * dist.mean / (dist.mean + delay)
+
+    gets_for_one_point = least_gets(dist, dist.mean / 99)  # mean / (mean + d) = 99 %
     steady_ok = (med["steady_lumabot_gets"] <= 2 * med["steady_clairvoyant_gets"]
                  and med["steady_lumabot_delay"] <= 1.0)
     util_ok = med["backlog_lumabot_util"] >= med["backlog_clairvoyant_util"] - 0.01
@@ -186,6 +199,15 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
          " / ".join(_m(f[f"backlog_{w}_gets"], "{:.1f}") for w in ("lumabot", "naive", "clairvoyant")),
          "lumabot <= naive", gets_ok),
         ("  detection delay p50 (scaled clock), same order", delays("backlog"), "", None),
+        ("  mean detection delay (scaled clock), same order",
+         " / ".join(_m([d * 1000 for d in f[f"backlog_{w}_mean_delay"]], ms) for w in ("lumabot", "naive", "clairvoyant")),
+         "", None),
+        ("  least mean delay possible at lumabot's / the naive's GETs (bench/poll_bound.py)",
+         f"{best_lumabot * 1000:.0f} ms / {best_naive * 1000:.0f} ms", "", None),
+        ("  utilisation that allows, about (clairvoyant's x mean / (mean + delay))",
+         f"{bound_util(best_lumabot):.1f} % / {bound_util(best_naive):.1f} %", "", None),
+        ("  GETs per job the least delay for 1 point from clairvoyant takes",
+         f"{gets_for_one_point:.0f}", "", None),
     ]
 
 

@@ -66,7 +66,7 @@ class Poller:
             backoff.reset()
             if gen.state in ("completed", "failed"):
                 latency = time.time() - sent
-                self.planner.record(key, latency)
+                self.planner.record_seen(key, last_age or 0.0, latency)
                 self.scheduler.release(job.id)
             if gen.state == "completed":
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)

@@ -2,14 +2,19 @@
 
 Luma has no webhook: a finished generation is only seen by polling it, and every GET is a
 request. The planner learns how long generations take, per model and type (an edit apart from
-an image), from the latencies it sees, and plans each job's polls from that distribution:
+an image), from the latencies it sees (each one placed between the last poll that saw the
+generation running and the one that saw it finished: see `record_seen`), and plans each job's
+polls from that distribution:
 
 - The next poll of a job comes when the chance that it finished since its last poll reaches
   `STEADY_CHANCE` (about two GETs per job).
 - While other jobs wait for a Luma slot, a finished generation left unseen keeps a slot idle:
-  polls start when `BACKLOG_FIRST_CHANCE` of generations are done, and the gap between two
-  polls shrinks as the square root of the rate at which those still running finish (the gap
-  that balances a GET against the idle time it saves), at most LUMABOT_POLL_INTERVAL.
+  polls come at a density of sqrt(h / 2c), h the rate at which generations still running at
+  that age finish (the hazard) and c the price of a GET in seconds of idle slot
+  (`BACKLOG_PRICE` x the median latency). That density is the least detection delay for its
+  number of GETs (Keller's optimal inspection density; bench/poll_bound.py): sparse while few
+  finish, dense where most do. The next poll comes when the density integrated since the last
+  one reaches 1 (`Latencies.backlog_poll_after`, from a table rebuilt as latencies come in).
   Gaps are at least `min_gap`; a generation older than any seen is polled every
   LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
@@ -32,9 +37,11 @@ from collections import deque
 from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
-STEADY_CHANCE = 0.55      # poll when it finished since the last poll with this chance
-BACKLOG_FIRST_CHANCE = 0.05  # under backlog, the first poll when this share is done
-BACKLOG_GAP = 0.12        # under backlog, gaps of this share of the median at a typical finishing rate
+STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
+BACKLOG_PRICE = 0.0095    # under backlog, a GET is worth this share of the median latency of idle slot
+HAZARD_WIDTH = 0.4        # the hazard is measured over this share of the median latency
+SCHEDULE_POINTS = 400     # the backlog schedule's table, from 0 to the oldest latency seen
+SCHEDULE_REBUILD = 25     # ... rebuilt after this many new latencies
 Key = tuple[str, str]     # (model, type)
 
 
@@ -44,6 +51,8 @@ class Latencies:
     def __init__(self, window: int):
         self._order: deque[float] = deque(maxlen=window)
         self._sorted: list[float] = []
+        self._schedule: tuple[list[float], list[float]] | None = None
+        self._added = 0  # latencies added since the backlog schedule was built
 
     def add(self, seconds: float) -> None:
         if len(self._order) == self._order.maxlen:
@@ -51,6 +60,7 @@ class Latencies:
             del self._sorted[bisect.bisect_left(self._sorted, old)]
         self._order.append(seconds)
         bisect.insort(self._sorted, seconds)
+        self._added += 1
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -60,14 +70,45 @@ class Latencies:
         return bisect.bisect_right(self._sorted, t) / len(self._sorted)
 
     def hazard(self, age: float) -> float:
-        """How fast generations still running at `age` finish (per second), from the share
-        of them finished within the next tenth of the median latency."""
-        width = max(self.age_at(0.5) / 10, 1e-3)
+        """How fast generations still running at `age` finish (per second): the share of them
+        finishing within a window of HAZARD_WIDTH x the median around `age`."""
+        width = max(self.age_at(0.5) * HAZARD_WIDTH, 1e-3)
+        low = max(0.0, age - width / 2)
         alive = 1.0 - self.cdf(age)
         floor = 1.0 / (10 * width * len(self._sorted))  # a window with no sample is not "never"
         if alive <= 0.0:
             return 1.0 / width
-        return max((self.cdf(age + width) - self.cdf(age)) / (alive * width), floor)
+        return max((self.cdf(low + width) - self.cdf(low)) / (alive * width), floor)
+
+    def backlog_poll_after(self, age: float) -> float | None:
+        """Under backlog: the age of the next poll of a generation last looked at `age` (0: at
+        its creation), where the poll density sqrt(h / 2c) integrated since reaches 1; None past
+        the oldest latency seen."""
+        ages, due = self._backlog_schedule()
+        i = min(bisect.bisect_right(ages, age), len(ages) - 1)
+        start = due[i - 1] + (due[i] - due[i - 1]) * (age - ages[i - 1]) / (ages[i] - ages[i - 1])
+        j = bisect.bisect_left(due, start + 1.0)
+        if j >= len(due):
+            return None
+        return ages[j - 1] + (ages[j] - ages[j - 1]) * (start + 1.0 - due[j - 1]) / (due[j] - due[j - 1])
+
+    def _backlog_schedule(self) -> tuple[list[float], list[float]]:
+        """(ages, polls due by each age from 0): the poll density integrated on a table."""
+        if self._schedule is None or self._added >= SCHEDULE_REBUILD:
+            price = BACKLOG_PRICE * self.age_at(0.5)
+            step = max(self._sorted[-1], 1e-3) / SCHEDULE_POINTS
+            ages, due = [0.0], [0.0]
+            for i in range(1, SCHEDULE_POINTS + 1):
+                ages.append(i * step)
+                due.append(due[-1] + math.sqrt(self.hazard((i - 0.5) * step) / (2 * price)) * step)
+            self._schedule, self._added = (ages, due), 0
+        return self._schedule
+
+    def mean_between(self, low: float, high: float) -> float | None:
+        """The mean of the latencies seen in (low, high]; None if there is none."""
+        s = self._sorted
+        inside = s[bisect.bisect_right(s, low):bisect.bisect_right(s, high)]
+        return sum(inside) / len(inside) if inside else None
 
     def age_at(self, share: float) -> float:
         """The age by which `share` of generations have finished (linear between samples)."""
@@ -98,8 +139,21 @@ class PollPlanner:
 
     # -- what it learns ------------------------------------------------------------------------
     def record(self, key: Key, seconds: float) -> None:
-        """A generation of `key` (model, type) was seen finished `seconds` after it was sent."""
+        """A generation of `key` (model, type) took `seconds` from being sent to finishing."""
         self._latencies.setdefault(key, Latencies(self.window)).add(max(0.0, seconds))
+
+    def record_seen(self, key: Key, running_at: float, done_at: float) -> float:
+        """A generation of `key` was seen running at age `running_at` (0: when it was sent)
+        and finished at age `done_at`: it finished in between, at a time Luma does not say.
+        Recording `done_at` would teach the planner every latency late by the detection delay
+        (and a later-polling planner would then learn later still); what is recorded is the
+        mean of the latencies seen in that interval, or its middle. Returns it."""
+        seen = self._learned(key)
+        estimate = seen.mean_between(running_at, done_at) if seen is not None else None
+        if estimate is None:
+            estimate = (running_at + done_at) / 2
+        self.record(key, estimate)
+        return estimate
 
     def _learned(self, key: Key) -> Latencies | None:
         seen = self._latencies.get(key)
@@ -132,14 +186,14 @@ class PollPlanner:
         start = last_age if last_age is not None else 0.0
         if before >= 1.0:  # older than anything seen: every interval, as before it learned
             return start + max(self.poll_interval, floor)
-        if not backlog or last_age is None:
-            target = BACKLOG_FIRST_CHANCE if backlog else STEADY_CHANCE
-            return start + max(seen.age_at(before + target * (1.0 - before)) - start, self.min_gap, floor)
-        # Under backlog a finished generation left unseen keeps a slot idle: the gap that
-        # balances a GET against the idle time it saves shrinks as the square root of the rate
-        # at which the generations still running finish.
-        gap = BACKLOG_GAP * math.sqrt(seen.age_at(0.5) / seen.hazard(start))
-        return start + max(min(gap, self.poll_interval), self.min_gap, floor)
+        if backlog:
+            # A finished generation left unseen keeps a slot idle: poll at the density that
+            # balances a GET against the idle time it saves.
+            due = seen.backlog_poll_after(start)
+            if due is None:  # past the oldest seen
+                return start + max(self.poll_interval, floor)
+            return start + max(due - start, self.min_gap, floor)
+        return start + max(seen.age_at(before + STEADY_CHANCE * (1.0 - before)) - start, self.min_gap, floor)
 
     # -- the poll rate cap ---------------------------------------------------------------------
     def _now(self) -> float:

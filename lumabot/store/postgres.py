@@ -217,8 +217,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX luma_slots_untold ON luma_slots(untold) WHERE untold IS NOT NULL;
     DROP INDEX luma_waiting_user;
     CREATE INDEX luma_waiting_line ON luma_waiting(account, user_key, front DESC, (CASE WHEN front THEN -seq ELSE seq END));
+    DELETE FROM luma_turns t WHERE NOT EXISTS (SELECT 1 FROM luma_waiting w WHERE w.account = t.account AND w.user_key = t.user_key);
     """,
 ]
+
+async def _forget_turn_if_done(con: Any, user_key: str) -> None:
+    """A person whose line is empty leaves the turn order (coming back, they join at the back):
+    the next pick looks only at people with jobs waiting."""
+    await con.execute("DELETE FROM luma_turns WHERE account = $1 AND user_key = $2 AND NOT EXISTS "
+                      "(SELECT 1 FROM luma_waiting WHERE account = $1 AND user_key = $2)", ACCOUNT, user_key)
+
 
 # A person's own line: retries first (the latest first), then the rest in the order they came.
 _IN_OWN_LINE = "front DESC, (CASE WHEN front THEN -seq ELSE seq END)"
@@ -755,8 +763,8 @@ class PostgresStore:
             turn = await con.fetchval("UPDATE luma_account SET turn = turn + 1 WHERE id = $1 "
                                       "RETURNING turn", ACCOUNT)
             await con.execute("DELETE FROM luma_slots WHERE job_id = $1", job_id)
-            waiting = await con.fetchval("SELECT COUNT(*) FROM luma_waiting WHERE account = $1 AND "
-                                         "user_key = $2 AND job_id <> $3", ACCOUNT, user_key, job_id)
+            waiting = await con.fetchval("SELECT EXISTS (SELECT 1 FROM luma_waiting WHERE account = $1 AND "
+                                         "user_key = $2 AND job_id <> $3)", ACCOUNT, user_key, job_id)
             if not waiting:
                 await con.execute(
                     "INSERT INTO luma_turns (account, user_key, served) VALUES ($1, $2, $3) "
@@ -819,6 +827,7 @@ class PostgresStore:
                 await con.execute("INSERT INTO luma_submissions (account, at) VALUES ($1, now())", ACCOUNT)
                 await con.execute("UPDATE luma_turns SET served = $3 WHERE account = $1 AND user_key = $2",
                                   ACCOUNT, user_key, turn)
+                await _forget_turn_if_done(con, user_key)
                 granted.append(job_id)
                 in_flight += 1
             if granted:
@@ -837,7 +846,10 @@ class PostgresStore:
             owned = "AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner = $2)"
             freed = _changed(await con.execute(f"DELETE FROM luma_slots WHERE job_id = $1 {owned}",
                                                job_id, replica_id))
-            await con.execute(f"DELETE FROM luma_waiting WHERE job_id = $1 {owned}", job_id, replica_id)
+            user_key = await con.fetchval(f"DELETE FROM luma_waiting WHERE job_id = $1 {owned} RETURNING user_key",
+                                          job_id, replica_id)
+            if user_key is not None:
+                await _forget_turn_if_done(con, user_key)
             if freed:
                 await con.execute(f"NOTIFY {SLOTS_CHANNEL}")
 

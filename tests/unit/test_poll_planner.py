@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
-from lumabot.runner.polling import BACKLOG_GAP, BACKLOG_SPEEDUP, STEADY_CHANCE, PollPlanner
+from lumabot.runner.polling import BACKLOG_PRICE, BACKLOG_SPEEDUP, STEADY_CHANCE, PollPlanner
 
 UNI = ("uni-1", "image")
 
@@ -31,20 +32,26 @@ def test_before_enough_latencies_are_seen_it_polls_on_the_configured_delay_and_i
 def test_then_each_poll_comes_when_the_chance_it_finished_since_the_last_reaches_a_threshold():
     p = learned(planner())
     first = p.next_poll_age(UNI, None, backlog=False)
-    assert abs(first - (10 + 0.55 * 99)) < 0.01   # 55 % of 10 .. 109 s are done by then
+    assert abs(first - (10 + STEADY_CHANCE * 99)) < 0.01   # that share of 10 .. 109 s are done by then
     second = p.next_poll_age(UNI, first, backlog=False)
     assert abs(p.chance(UNI, first, second) - STEADY_CHANCE) < 0.03  # of those still running
-    # while jobs wait for a slot, sooner: from when 5 % are done, gaps that shrink with the
-    # square root of the rate at which the running ones finish, at most one interval
-    assert abs(p.next_poll_age(UNI, None, backlog=True) - (10 + 0.05 * 99)) < 0.01
+    # while jobs wait for a slot, at the density sqrt(h / 2c): sooner, and closer together
+    # where more of the generations still running finish
+    assert p.next_poll_age(UNI, None, backlog=True) < first
     sooner = p.next_poll_age(UNI, first, backlog=True)
-    assert first < sooner < second and sooner - first <= p.poll_interval
+    assert first < sooner < second
     slow = learned(planner(poll_interval=100.0))
     slow.min_gap = 0.01
+    seen = slow._learned(UNI)
     near_median = slow.next_poll_age(UNI, 59.0, backlog=True) - 59.0
     late = slow.next_poll_age(UNI, 100.0, backlog=True) - 100.0   # few left, finishing fast
-    assert abs(near_median - BACKLOG_GAP * (59.5 / slow._learned(UNI).hazard(59.0)) ** 0.5) < 1e-6
     assert late < near_median
+    price = BACKLOG_PRICE * seen.age_at(0.5)
+    for start, gap in ((59.0, near_median), (100.0, late)):  # one poll's worth of density between
+        steps = 1000
+        density = sum(math.sqrt(seen.hazard(start + gap * (k + 0.5) / steps) / (2 * price)) * gap / steps
+                      for k in range(steps))
+        assert abs(density - 1.0) < 0.05, (start, density)
 
 
 def test_models_and_edits_are_learned_apart():
@@ -109,3 +116,22 @@ async def test_when_polls_queue_the_likeliest_finished_goes_first():
 
     await asyncio.gather(*(poll(x) for x in (0.0, 0.2, 0.9, 0.5, 0.1)))
     assert order == [0.0, 0.9, 0.5, 0.2, 0.1]  # the first went at once; then by priority
+
+
+def test_it_learns_when_generations_finished_not_when_they_were_seen_finished():
+    """Luma does not say when a generation finished: only that it was running at one poll and
+    done at the next. Learning the second would make every latency late by the detection delay;
+    the planner places each one in between, and its median stays where the true one is."""
+    true = [10.0 + 10.0 * ((i * 37) % 200) / 200 for i in range(200)]  # 10 .. 20 s, median 15 s
+    p, late = planner(), planner()
+    for i, latency in enumerate(true):  # polled every 4 s, each from its own start: seen done later
+        phase = (i * 13) % 40 / 10
+        seen_at = phase + 4.0 * ((latency - phase) // 4.0 + 1)
+        p.record_seen(UNI, seen_at - 4.0, seen_at)
+        late.record(UNI, seen_at)
+    assert abs(p._learned(UNI).age_at(0.5) - 15.0) <= 0.5
+    assert late._learned(UNI).age_at(0.5) >= 16.0  # (what it learned before)
+    # Once it has learned, a latency is the mean of those seen in the interval
+    assert p.record_seen(UNI, 0.0, 8.0) == 4.0  # nothing seen in (0, 8]: its middle
+    estimate = p.record_seen(UNI, 12.0, 16.0)
+    assert 12.0 < estimate < 16.0

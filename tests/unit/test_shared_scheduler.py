@@ -91,6 +91,8 @@ async def test_people_are_served_in_turn_across_replicas(pair):
             s.release(last)  # (only the replica that holds it writes)
         await eventually(lambda: len(holders.granted) == n)
     assert holders.granted == ["alice 1", "alice 2", "bob 1", "carol 1", "alice 3", "bob 2", "alice 4"]
+    # Nobody waits: nobody is left in the turn order (a pick looks only at people with jobs waiting).
+    assert await a.store._rows("SELECT user_key FROM luma_turns") == []
 
 
 async def test_the_requests_per_minute_window_holds_across_replicas(pair):

@@ -1,0 +1,102 @@
+"""How well any poller that knows only the latency distribution can do: the least mean
+detection delay for a given number of GETs per job (used by bench/polls.py to put the backlog
+target in proportion).
+
+For a known distribution (density f, CDF F, hazard h = f / (1 - F)), polling at density n(t)
+costs about the integral of f / (2n) in detection delay and of n (1 - F) in GETs; the best
+trade-off polls at n(t) = sqrt(h(t) / 2c) (Keller's optimal inspection density), c the price of
+a GET in seconds of delay. The schedule is built from that density and then scored exactly (the
+expected delay and GETs of its discrete poll times); c is searched for the GET count asked.
+
+    python -m bench.poll_bound
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Callable
+
+_N = NormalDist()
+
+
+class Lognormal:
+    def __init__(self, p50: float, sigma: float):
+        self.mu, self.sigma = math.log(p50), sigma
+
+    @property
+    def mean(self) -> float:
+        return math.exp(self.mu + self.sigma ** 2 / 2)
+
+    def cdf(self, t: float) -> float:
+        return _N.cdf((math.log(t) - self.mu) / self.sigma) if t > 0 else 0.0
+
+    def hazard(self, t: float) -> float:
+        z = (math.log(t) - self.mu) / self.sigma
+        survival = max(1e-300, 1.0 - _N.cdf(z))
+        return _N.pdf(z) / (self.sigma * t) / survival
+
+
+def score(dist: Lognormal, times: list[float]) -> tuple[float, float]:
+    """(expected detection delay, expected GETs) of polling at `times` until the job is seen
+    finished (its first poll at or after completion)."""
+    delay = gets = 0.0
+    prev = 0.0
+    for t in times:
+        gets += 1.0 - dist.cdf(prev)  # this poll is made if the job was not seen before
+        steps = 16  # the delay of completions in (prev, t], by the midpoint rule
+        for i in range(steps):
+            a, b = prev + (t - prev) * i / steps, prev + (t - prev) * (i + 1) / steps
+            delay += (t - (a + b) / 2) * (dist.cdf(b) - dist.cdf(a))
+        prev = t
+    return delay, gets
+
+
+def schedule(dist: Lognormal, price: float) -> list[float]:
+    """Poll times one unit of density sqrt(h / 2c) apart (the density integrated in small
+    steps), up to `horizon` (past which nothing is left)."""
+    horizon = math.exp(dist.mu + 5 * dist.sigma)
+    times, t, acc = [], 0.0, 0.0
+    step = dist.mean / 1000
+    while t < horizon:
+        t += step
+        acc += math.sqrt(dist.hazard(t) / (2 * price)) * step
+        if acc >= 1.0:
+            times.append(t)
+            acc = 0.0
+    return times + [horizon]
+
+
+def _price(dist: Lognormal, raise_price: Callable[[float, float], bool]) -> tuple[float, float]:
+    """Bisect the price of a GET (a lower price buys more GETs and less delay) on
+    `raise_price(delay, GETs)` of its schedule: (the last price raised from, the last lowered
+    from)."""
+    lo, hi = 1e-7, 10.0
+    for _ in range(30):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if raise_price(*score(dist, schedule(dist, mid))) else (lo, mid)
+    return lo, hi
+
+
+def least_delay(dist: Lognormal, gets: float) -> float:
+    """The least expected detection delay (seconds) with `gets` GETs per job on average."""
+    _, price = _price(dist, lambda _delay, used: used > gets)
+    return score(dist, schedule(dist, price))[0]
+
+
+def least_gets(dist: Lognormal, delay: float) -> float:
+    """The fewest GETs per job on average for an expected detection delay of `delay` s."""
+    price, _ = _price(dist, lambda d, _used: d < delay)
+    return score(dist, schedule(dist, price))[1]
+
+
+def main() -> None:
+    dist = Lognormal(30.0, math.log(2.0) / 1.6449)  # uni-1: p50 30 s, p95 60 s (unscaled)
+    for gets in (2, 4, 7.4, 16, 32):
+        d = least_delay(dist, gets)
+        print(f"{gets:5} GETs per job: mean detection delay at least {d:.2f} s ({d / dist.mean:.1%} of the mean latency)")
+    print(f"a mean delay of 1 % of the mean latency takes {least_gets(dist, dist.mean / 100):.0f} GETs per job")
+
+
+if __name__ == "__main__":
+    main()
