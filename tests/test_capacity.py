@@ -74,7 +74,8 @@ async def test_waiting_jobs_are_served_round_robin_across_users(start_bot, slack
     for prompt, user in [("alice 2", "UA"), ("alice 3", "UA"), ("alice 4", "UA"),
                          ("bob 1", "UB"), ("carol 1", "UC"), ("bob 2", "UB")]:
         await h.command(prompt, user_id=user)
-    await h.wait_job(lambda j: j.params.prompt == "bob 2" and j.status_ts)
+        # A job joins the line once its status message is up: one after the other, in order.
+        await h.wait_job(lambda j: j.params.prompt == prompt and j.status_ts)
     luma.release_all()
     await _settled(h, 7)
     order = [b["prompt"] for b in luma.creates]
@@ -88,7 +89,8 @@ async def test_place_in_line_is_shown_and_updated(start_bot, slack, luma):
     await luma.wait_for(lambda: len(luma.generations) == 1)
     for i, user in enumerate(["U2", "U3", "U4"], 2):
         await h.command(f"waiting {i}", user_id=user)
-    last = await h.wait_job(lambda j: j.params.prompt == "waiting 4" and j.status_ts)
+        # A job joins the line once its status message is up: one after the other, in order.
+        last = await h.wait_job(lambda j: j.params.prompt == f"waiting {i}" and j.status_ts)
     await slack.wait_for(lambda: "#3 in line" in h.status_text(last))
     luma.release_all()  # the first is done; the second generates (held), the last moves up
     await slack.wait_for(lambda: "#2 in line" in h.status_text(last))
