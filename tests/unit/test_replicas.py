@@ -120,13 +120,14 @@ async def test_a_job_cancelled_through_another_replica_leaves_the_line_at_once(r
     a.luma.holding = False
 
 
-async def test_jobs_waiting_for_a_shared_slot_hold_no_task_and_go_in_turn(replicas):
+async def test_jobs_waiting_for_a_shared_slot_hold_no_task_until_their_turn(replicas):
     """Luma's slots in the database (several replicas): a job waiting for one is parked, no
-    task, until its grant is noticed; then it is loaded, sent and delivered, people in turn."""
+    task, until its grant is noticed; then it is loaded, sent and delivered. (Turns across
+    people: test_shared_scheduler.py.)"""
     a = await replicas("A", takeover=60, concurrency=1, shared=True)
     await a.runner.resume()
     a.luma.holding = True
-    jobs = [new_job("first", user="U1"), new_job("second", user="U1"), new_job("third", user="U2")]
+    jobs = [new_job("first", user="U1"), new_job("second", user="U2"), new_job("third", user="U3")]
     for job in jobs:
         job.status_ts = "1.0"  # (its status message is up: it may wait without a task)
         await a.runner.submit(job)
@@ -135,5 +136,5 @@ async def test_jobs_waiting_for_a_shared_slot_hold_no_task_and_go_in_turn(replic
     a.luma.holding = False
     for job in jobs:
         assert (await a.settled(job.id)).state == JobState.DONE
-    assert [p.prompt for p, _ in a.luma.creates] == ["first", "third", "second"]
+    assert [p.prompt for p, _ in a.luma.creates] == ["first", "second", "third"]
     assert a.scheduler.parked == 0 and not a.runner._tasks
