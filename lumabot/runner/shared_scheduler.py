@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import itertools
+from collections import deque
 from typing import Awaitable, Callable
 
 from ..store import JobLost, SharedStore, StoreUnavailable
@@ -107,11 +107,12 @@ class SharedScheduler:
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
         self._holding.add(job_id)
+        # Waiting from before the enqueue is written: its grant is told once, maybe in the
+        # same tick.
+        fut = self._waiters[job_id] = asyncio.get_running_loop().create_future()
         try:
             await self._later(lambda: self.store.slots_enqueue(job_id, user_key, front=front,
                                                                replica_id=self.replica_id))
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters[job_id] = fut
             self._wake.set()
             await fut
         except asyncio.CancelledError:
@@ -119,6 +120,7 @@ class SharedScheduler:
             self.release(job_id)  # (written after the enqueue: it takes the job out of the line)
             raise
         except JobLost:
+            self._waiters.pop(job_id, None)
             self._holding.discard(job_id)
             raise
 
