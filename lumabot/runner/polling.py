@@ -85,12 +85,8 @@ class Latencies:
         its creation), where the poll density sqrt(h / 2c) integrated since reaches 1; None past
         the oldest latency seen."""
         ages, due = self._backlog_schedule()
-        i = min(bisect.bisect_right(ages, age), len(ages) - 1)
-        start = due[i - 1] + (due[i] - due[i - 1]) * (age - ages[i - 1]) / (ages[i] - ages[i - 1])
-        j = bisect.bisect_left(due, start + 1.0)
-        if j >= len(due):
-            return None
-        return ages[j - 1] + (ages[j] - ages[j - 1]) * (start + 1.0 - due[j - 1]) / (due[j] - due[j - 1])
+        target = _along(ages, due, age) + 1.0
+        return _along(due, ages, target) if target <= due[-1] else None
 
     def _backlog_schedule(self) -> tuple[list[float], list[float]]:
         """(ages, polls due by each age from 0): the poll density integrated on a table."""
@@ -116,6 +112,12 @@ class Latencies:
         pos = min(max(share, 0.0), 1.0) * (len(s) - 1)
         i = int(pos)
         return s[i] if i + 1 >= len(s) else s[i] + (s[i + 1] - s[i]) * (pos - i)
+
+
+def _along(xs: list[float], ys: list[float], x: float) -> float:
+    """y at `x` on the table (xs increasing from xs[0] <= x), linear between its points."""
+    i = min(max(bisect.bisect_right(xs, x), 1), len(xs) - 1)
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
 
 
 class PollPlanner:

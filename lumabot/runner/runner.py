@@ -108,8 +108,8 @@ class Runner:
             self.polls.record((model, type_), seconds)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
-        # Every one of them at once (the lease loop takes over in batches; an unshared store has
-        # no lease loop, so a batch here would strand the rest until the next start).
+        # Every one of them, batch after batch (an unshared store has no lease loop to take the
+        # rest later: a limit here would strand them until the next start).
         count = await self._take_over(include_own=True, stale_after=None if self.store.shared else 0.0,
                                       limit=RESUME_ALL)
         if self.store.shared and self._leases is None:
@@ -310,8 +310,7 @@ class Runner:
             by = self._cancelling.pop(job.id, None)
             if by is None or self.shutdown.stopping:
                 raise
-            await self._record_cancel(job, by)
-            await self.messages.settle(job)
+            await self._settle_cancel(job, by)
             self.shutdown.leave(job.id)
 
     async def _run_steps(self, job: Job, resumed: bool, granted: bool = False) -> None:
