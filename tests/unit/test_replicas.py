@@ -131,8 +131,8 @@ async def test_jobs_waiting_for_a_shared_slot_hold_no_task_until_their_turn(repl
     for job in jobs:
         job.status_ts = "1.0"  # (its status message is up: it may wait without a task)
         await a.runner.submit(job)
-    await eventually(lambda: a.scheduler.parked == 2)
-    assert len(a.runner._tasks) == 1 and a.runner.active == 3
+    await eventually(lambda: a.scheduler.parked == 2 and len(a.runner._tasks) == 1)  # (their tasks end)
+    assert a.runner.active == 3
     a.luma.holding = False
     for job in jobs:
         assert (await a.settled(job.id)).state == JobState.DONE
