@@ -119,7 +119,7 @@ class LumaBot:
         )
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
         self.runner.on_delivered.append(self.sessions.on_delivered)
-        self.admins = Admins(self.slack, settings.admin_ids())
+        self.admins = Admins(self.slack, settings.admin_ids(), home=lambda: self.notifier.installation)
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
                              self.admins, self.alerts)

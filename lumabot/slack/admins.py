@@ -1,11 +1,18 @@
-"""Who is an admin: the workspace's admins and owners (users.info, cached a few minutes), plus
-the user ids in LUMABOT_ADMINS."""
+"""Who is an admin: admins and owners of the workspace that installed lumabot (on Enterprise
+Grid, when the organisation installed it: of that organisation), from users.info, cached a few
+minutes; plus the user ids in LUMABOT_ADMINS.
+
+A person's `is_admin` in users.info says nothing about *which* workspace: a Slack Connect guest
+who administers their own organisation comes with `is_admin: true`. So the person's workspace
+(`team_id`, or their Grid organisation, `enterprise_user.enterprise_id`) must be the
+installing one before their flags count."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -14,18 +21,46 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 300.0
 
 
+@dataclass(frozen=True)
+class Installation:
+    """Where lumabot is installed (auth.test of its bot token)."""
+
+    team_id: str | None
+    enterprise_id: str | None = None
+    enterprise_install: bool = False   # installed org-wide on Enterprise Grid
+
+
+def admin_here(user: dict[str, Any], home: Installation) -> bool:
+    """Is this users.info `user` an admin or owner of the installation `home`?"""
+    grid = user.get("enterprise_user") or {}
+    same_org = bool(home.enterprise_id) and grid.get("enterprise_id") == home.enterprise_id
+    if home.enterprise_install:
+        # Installed by the organisation: its org admins and owners.
+        return same_org and bool(grid.get("is_admin") or grid.get("is_owner"))
+    flags = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+    if not flags or not home.team_id:
+        return False
+    if user.get("team_id") == home.team_id:
+        return True
+    # A Grid member whose home workspace is another of the same organisation, but who is a
+    # member of the installing workspace (its flags are then this workspace's).
+    return same_org and home.team_id in (grid.get("teams") or [])
+
+
 class Admins:
     def __init__(self, client: AsyncWebClient, extra: frozenset[str] = frozenset(), *,
+                 home: Callable[[], Installation] = lambda: Installation(None),
                  ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.extra = extra
+        self.home = home  # the installation (known once lumabot has connected to Slack)
         self.ttl = ttl
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}  # user id -> (admin?, when asked)
 
     async def is_admin(self, user_id: str) -> bool:
-        """LUMABOT_ADMINS, or a workspace admin or owner; False when Slack cannot say (and
-        then Slack is asked again next time)."""
+        """LUMABOT_ADMINS, or an admin or owner of the installing workspace (organisation);
+        False when Slack cannot say (and then Slack is asked again next time)."""
         if user_id in self.extra:
             return True
         known = self._known.get(user_id)
@@ -36,6 +71,8 @@ class Admins:
         except Exception as exc:
             log.warning("users.info failed: %s", exc)
             return False
-        admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+        admin = admin_here(user, self.home())
+        if not admin and (user.get("is_admin") or user.get("is_owner")):
+            log.info("an admin of another workspace is not an admin here", extra={"user": user_id})
         self._known[user_id] = (admin, self._clock())
         return admin

@@ -28,6 +28,7 @@ from ..jobs.text import clip
 from ..ports import DeliveryError, Output, OutputExpired, PostKind, RememberFile, SessionRecap, SessionRules
 from ..metrics import Metrics
 from . import blocks
+from .admins import Installation
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class SlackNotifier:
         # Who lumabot is in Slack (auth.test, at start).
         self.bot_user_id: str | None = None
         self.team_id: str | None = None   # the workspace the bot token belongs to
+        self.installation = Installation(None)  # the workspace (organisation) that installed lumabot
         self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
 
     async def connect(self) -> dict:
@@ -88,6 +90,8 @@ class SlackNotifier:
         auth = await self.client.auth_test()
         self.bot_user_id = auth.get("user_id")
         self.team_id = auth.get("team_id")
+        self.installation = Installation(self.team_id, auth.get("enterprise_id") or None,
+                                         bool(auth.get("is_enterprise_install")))
         self.team_url = auth.get("url")
         return dict(auth.data) if isinstance(auth.data, dict) else {}
 

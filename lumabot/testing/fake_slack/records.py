@@ -283,11 +283,16 @@ class UserInfo:
     is_bot: bool = False
     exists: bool = True
     tz: str = "Europe/London"
+    team_id: str | None = None        # the person's own workspace (None: the fake's)
+    enterprise_id: str | None = None  # their Grid organisation (None: the fake's, if any)
+    org_admin: bool = False           # admin of that organisation (enterprise_user.is_admin)
 
-    def to_dict(self, team_id: str) -> dict:
-        return {
+    def to_dict(self, team_id: str, enterprise_id: str | None = None) -> dict:
+        home = self.team_id or team_id
+        org = self.enterprise_id or (enterprise_id if self.team_id is None else None)
+        d = {
             "id": self.id,
-            "team_id": team_id,
+            "team_id": home,
             "name": self.name,
             "deleted": False,
             "real_name": self.name.title(),
@@ -305,9 +310,13 @@ class UserInfo:
             "profile": {
                 "real_name": self.name.title(),
                 "display_name": self.name,
-                "team": team_id,
+                "team": home,
             },
         }
+        if org:  # Slack sends enterprise_user for people of a Grid organisation
+            d["enterprise_user"] = {"id": self.id, "enterprise_id": org, "enterprise_name": "Org",
+                                    "is_admin": self.org_admin, "is_owner": False, "teams": [home]}
+        return d
 
 
 class _SlackError(Exception):

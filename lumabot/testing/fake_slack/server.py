@@ -76,6 +76,10 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
         self.app_token = app_token
         self.signing_secret = signing_secret
         self.team_id = team_id
+        # Enterprise Grid: the workspace's organisation, and whether the app was installed
+        # org-wide (auth.test says both).
+        self.enterprise_id: str | None = None
+        self.enterprise_install = False
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.share_delay = share_delay
@@ -251,7 +255,12 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
         is_bot: bool = False,
         exists: bool = True,
         tz: str = "Europe/London",
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
+        org_admin: bool = False,
     ) -> UserInfo:
+        """A person as users.info shows them. `team_id`: their own workspace when it is not
+        this one (a Slack Connect guest); `enterprise_id`/`org_admin`: their Grid organisation."""
         u = UserInfo(
             id=user_id,
             name=name or f"user-{user_id.lower()}",
@@ -260,6 +269,9 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
             is_bot=is_bot,
             exists=exists,
             tz=tz,
+            team_id=team_id,
+            enterprise_id=enterprise_id,
+            org_admin=org_admin,
         )
         self._users[user_id] = u
         return u

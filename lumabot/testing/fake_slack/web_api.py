@@ -29,7 +29,8 @@ class WebApiMethods:
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.enterprise_install,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
 
     def _chat_post_message(self, p: dict, ctx: "_Ctx") -> dict:
@@ -161,7 +162,7 @@ class WebApiMethods:
                 u = UserInfo(id=uid, name=f"user-{uid.lower()}")
         if not u.exists:
             raise _SlackError("user_not_found")
-        return {"user": u.to_dict(self.team_id)}
+        return {"user": u.to_dict(self.team_id, self.enterprise_id)}
 
     def _message_dict_with_files(self, m: Message, metadata: bool = False) -> dict:
         d = m.to_dict()
