@@ -10,9 +10,10 @@ from typing import Any, cast
 import aiohttp
 import httpx
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -32,7 +33,7 @@ from .runner import Runner
 from .runner.scheduler import Scheduler, SlotScheduler
 from .runner.shared_scheduler import SharedScheduler
 from .sessions import Sessions
-from .slack import listeners
+from .slack import ingress, listeners
 from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
@@ -43,26 +44,6 @@ log = logging.getLogger(__name__)
 
 
 SHUTDOWN_GRACE = 10.0  # seconds uploads in progress get to finish on SIGTERM (at least)
-
-
-class _UnverifiedRequestLog(logging.Filter):
-    """Bolt logs the whole body of every request that fails signature verification: a megabyte
-    of log per anonymous request, and forged log lines through newlines. This filter on Bolt's
-    logger turns that record into one short line without the body."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Invalid request signature detected"):
-            record.msg, record.args = "rejected a request without a valid Slack signature", ()
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def bolt_logger() -> logging.Logger:
-    """The base logger of lumabot's Bolt app: Bolt copies its filters to its own loggers."""
-    logger = logging.getLogger("lumabot.bolt")
-    if not any(isinstance(f, _UnverifiedRequestLog) for f in logger.filters):
-        logger.addFilter(_UnverifiedRequestLog())
-    return logger
 
 
 class StartupError(Exception):
@@ -114,8 +95,9 @@ class LumaBot:
             signing_secret=settings.signing_secret() or None,
             # Listeners record the job (durably) before the ack: a crash after an ack loses nothing.
             process_before_response=True,
-            request_verification_enabled=not settings.socket_mode,
-            logger=bolt_logger(),
+            # Signatures are checked before Bolt parses anything (slack/ingress.py).
+            request_verification_enabled=False,
+            logger=ingress.quiet_logger("lumabot.bolt"),
         )
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
         self.runner.on_delivered.append(self.sessions.on_delivered)
@@ -127,6 +109,8 @@ class LumaBot:
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    self.notifier, self.admins)
         listeners.register(self.bolt, self.intake, self.notifier, self.admins, self.admin)
+        self._verifier = (None if settings.socket_mode
+                          else SignatureVerifier(settings.signing_secret()))
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used
@@ -182,12 +166,12 @@ class LumaBot:
 
     async def _slack_events(self, request: web.Request) -> web.Response:
         try:
-            bolt_request = await to_bolt_request(request)
-        except ValueError:  # a body Bolt cannot parse: Slack never sends one
-            log.warning("rejected a request with an unreadable body")
-            return web.json_response({"error": "invalid request"}, status=400)
-        bolt_resp = await self.bolt.async_dispatch(bolt_request)
-        return await to_aiohttp_response(bolt_resp)
+            bolt_request = ingress.bolt_request(await request.read(), request.query_string, request.headers,
+                                                verifier=self._verifier)
+        except ingress.Refused as refused:
+            log.warning(refused.reason)
+            return web.json_response({"error": "invalid request"}, status=refused.status)
+        return await to_aiohttp_response(await ingress.dispatch(self.bolt, bolt_request))
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         if self.ready:
@@ -210,10 +194,9 @@ class LumaBot:
 
     # -- Socket Mode ---------------------------------------------------------------------------
     async def connect_socket_mode(self) -> None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+        from .slack.socket_mode import SocketModeIngress
 
-        self._socket_handler = AsyncSocketModeHandler(self.bolt, self.settings.app_token(),
-                                                      web_client=self.slack)
+        self._socket_handler = SocketModeIngress(self.bolt, self.settings.app_token(), web_client=self.slack)
         await self._socket_handler.connect_async()
         log.info("connected to Slack in Socket Mode")
 

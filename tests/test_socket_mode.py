@@ -49,3 +49,30 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
         assert len(states) == 2 and states.count(JobState.DONE) >= 1
     finally:
         await bot.stop()
+
+
+async def test_odd_frames_are_acked_with_one_short_line_and_no_traceback(tmp_path, slack, luma, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    env = bot_env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token)
+    env.pop("SLACK_SIGNING_SECRET")
+    bot = LumaBot(load_settings(_env_file=None, **env))
+    await bot.start()
+    await bot.connect_socket_mode()
+    try:
+        await slack.wait_socket_connected()
+        await slack.send_raw_frame("{not json")
+        await slack.send_raw_frame('{"type": "events_api"}')          # no envelope id, no payload
+        for odd in ([1, 2], None, "text", {"type": "block_actions", "actions": []},
+                    {"type": "view_submission", "view": "x"}, {"type": "event_callback", "event": []}):
+            ack = await slack.send_envelope("interactive", odd)       # acked all the same
+            assert ack["envelope_id"] and not (ack.get("payload") or {}).get("text")
+        payload = slash_command_payload("/imagine", "still fine", team_id=slack.team_id,
+                                        response_url=slack.new_response_url())
+        await slack.send_envelope("slash_commands", payload)
+        await slack.wait_for(lambda: [f for f in slack.files if f.shared])
+        assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+        assert all(len(r.getMessage()) < 300 for r in caplog.records if r.levelno >= logging.WARNING)
+    finally:
+        await bot.stop()

@@ -16,6 +16,7 @@ import re
 from typing import Any, Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from ..admin import AdminCommands
@@ -25,6 +26,7 @@ from ..jobs.text import clip
 from ..store import StoreUnavailable
 from . import blocks
 from .admins import Admins
+from .ingress import payload_kind
 from .notifier import SlackNotifier
 from .payloads import installing_team, parse_message, slack_file
 from .text import command_words, typed_text
@@ -293,6 +295,26 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
 
     for name in QUIET_EVENTS:
         app.event(name)(_ignore)
+
+    app.error(_on_error)
+
+
+async def _on_error(error: Exception, request: Any) -> BoltResponse:
+    """What every listener shares when it fails: one short warning line (no traceback, no
+    payload), and the acknowledgement Slack expects, so Slack does not retry a request lumabot
+    cannot use. A slash command whose database is unavailable is told to try again. (It
+    takes the request, not `body`: Bolt builds the other arguments from the payload, and that
+    can be what failed.)"""
+    body = getattr(request, "body", None)
+    kind = payload_kind(body)
+    if isinstance(error, StoreUnavailable):
+        log.warning("database unavailable while handling a %s: %s", kind, clip(str(error), 120))
+        if isinstance(body, dict) and body.get("command"):
+            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": TRY_AGAIN}),
+                                headers={"content-type": "application/json"})
+    else:
+        log.warning("could not handle a %s: %s: %s", kind, type(error).__name__, clip(str(error), 120))
+    return BoltResponse(status=200, body="")
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -900,7 +900,9 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
         """What the fake does before delivering a payload to the bot (HTTP or Socket Mode):
         wrap bare events, record message events as user messages, fill empty response_urls,
         register trigger ids. `kind`: "events_api"/"event", "slash_commands"/"command",
-        "interactive"."""
+        "interactive". A payload that is not an object is sent as it is (tests of odd input)."""
+        if not isinstance(payload, dict):
+            return payload
         payload = dict(payload)
         if kind in ("events_api", "event"):
             if payload.get("type") not in ("event_callback", "url_verification", "app_rate_limited"):

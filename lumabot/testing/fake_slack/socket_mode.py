@@ -84,6 +84,13 @@ class SocketMode:
             if ws in self._ws:
                 self._ws.remove(ws)
 
+    async def send_raw_frame(self, text: str) -> None:
+        """Send a text frame as it is (tests of frames the client cannot use)."""
+        live = [ws for ws in self._ws if not ws.closed]
+        if not live:
+            raise AssertionError("no Socket Mode connection")
+        await live[-1].send_str(text)
+
     async def send_envelope(
         self,
         type: str,
