@@ -45,7 +45,12 @@ ADMIN_HELP = "\n".join([
 
 _CHANNEL = re.compile(r"^#([CG][A-Z0-9]+)$")
 _USER = re.compile(r"^@([UW][A-Z0-9]+)$")
-_AMOUNT = re.compile(r"^\$?(\d+(?:\.\d{1,2})?)$")
+_AMOUNT = re.compile(r"^\$?(\d{1,9}(?:\.\d{1,2})?)$")
+# The largest numbers an admin may set: anything above is a typo, and stored as typed it would
+# read "$inf" (or not parse at all).
+MAX_BUDGET_USD = 1_000_000
+MAX_DAILY_IMAGES = 100_000
+MAX_RETENTION_DAYS = 3650
 
 
 @dataclass
@@ -74,9 +79,22 @@ def _user(token: str) -> str:
 
 def _dollars(token: str) -> float:
     m = _AMOUNT.match(token)
-    if not m:
-        raise PromptError(f"`{token}` is not an amount in dollars, e.g. `200` or `12.50`.")
+    if not m or float(m.group(1)) > MAX_BUDGET_USD:
+        raise PromptError(f"`{_shown(token)}` is not an amount in dollars from 0 to {MAX_BUDGET_USD:,}, "
+                          "e.g. `200` or `12.50`.")
     return float(m.group(1))
+
+
+def _count(token: str, what: str, low: int, high: int) -> int:
+    """A whole number from `low` to `high` (digits checked before they are read)."""
+    if not token.isdigit() or len(token) > len(str(high)) or not low <= int(token) <= high:
+        raise _usage_error(f"`{_shown(token)}` is not {what} from {low} to {high:,}.")
+    return int(token)
+
+
+def _shown(token: str) -> str:
+    """A token as echoed back: at most 40 characters."""
+    return token if len(token) <= 40 else token[:40] + "…"
 
 
 def _usage_error(what: str) -> PromptError:
@@ -140,13 +158,11 @@ class AdminCommands:
             if words[1] == "default":
                 return (f"daily image limit of {user_ref(who)}: the default",
                         lambda p: _set(p, user_limits={k: v for k, v in p.user_limits.items() if k != who}))
-            if not words[1].isdigit():
-                raise _usage_error(f"`{rest[1]}` is not a number of images.")
-            n = int(words[1])
+            n = _count(words[1], "a number of images a day", 0, MAX_DAILY_IMAGES)
             return (f"daily image limit of {user_ref(who)}: {n}",
                     lambda p: _set(p, user_limits={**p.user_limits, who: n}))
-        if verb == "retention" and len(words) == 1 and words[0].isdigit() and int(words[0]) >= 1:
-            days = int(words[0])
+        if verb == "retention" and len(words) == 1:
+            days = _count(words[0], "a number of days", 1, MAX_RETENTION_DAYS)
             return f"history kept {days} day{'s' if days != 1 else ''}", lambda p: _set(p, retention_days=days)
         raise _usage_error(f"I did not understand `/luma admin {' '.join([verb, *rest]).strip()}`.")
 

@@ -53,9 +53,17 @@ def person(user_id: str) -> str:
     return user_ref(user_id)
 
 
-def _cell(value: str) -> str:
-    """A spreadsheet shows text starting with = + - @ as a formula: keep it text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+# What can start a formula in a spreadsheet, in any locale: = + - @ (and their full-width forms,
+# which East Asian locales accept), tab and carriage return; and what may stand before it and
+# still let it be read as one (spaces, and the separators of `,` and `;` locales, `;=...`).
+_FORMULA_STARTS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_BEFORE_A_FORMULA = " \u00a0\u3000\n,;\uff0c\uff1b"
+
+
+def csv_cell(value: str) -> str:
+    """Text a spreadsheet would read as a formula, kept text: prefixed with `'`."""
+    first = value.lstrip(_BEFORE_A_FORMULA)[:1]
+    return "'" + value if first in _FORMULA_STARTS or value[:1] in _FORMULA_STARTS else value
 
 
 def _ranked(totals: dict[str, list[float]]) -> list[tuple[str, int, float]]:
@@ -120,7 +128,7 @@ class Reports:
             outcome = f"failed:{r.failure_code}" if r.outcome == "failed" and r.failure_code else r.outcome
             row = [datetime.fromtimestamp(r.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    r.user_id, r.channel_id, r.model, r.type, outcome, f"{r.cost:.4f}", r.id]
-            writer.writerow([_cell(v) for v in row] + ([_cell(r.prompt or "")] if prompts else []))
+            writer.writerow([csv_cell(v) for v in row] + ([csv_cell(r.prompt or "")] if prompts else []))
         comment = (f"lumabot usage for {month.label}: {len(records)} job{'s' if len(records) != 1 else ''}, "
                    f"one row each{', with prompts' if prompts else ' (no prompts; add --prompts for them)'}.")
         return f"lumabot-usage-{month.key}.csv", buf.getvalue().encode(), comment
