@@ -12,6 +12,7 @@ during a rolling deploy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
@@ -38,6 +39,8 @@ from .rows import (
     session_from_row,
     session_row,
 )
+
+log = logging.getLogger("lumabot.store")
 
 # Numbered migrations (index + 1 = the version, kept in schema_version). Append, never edit.
 MIGRATIONS: list[str] = [
@@ -221,6 +224,13 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+async def _one_roll_up_at_a_time(con: Any) -> None:
+    """Sweeps and forgets roll jobs into the daily totals and then delete them: one at a time
+    (for the whole database), each seeing what the one before it deleted, so no job is counted
+    twice. Its later statements see every commit made while it waited (READ COMMITTED)."""
+    await con.execute("SELECT pg_advisory_xact_lock($1)", _ROLL_UP_LOCK)
+
+
 async def _forget_turn_if_done(con: Any, user_key: str) -> None:
     """A person whose line is empty leaves the turn order (coming back, they join at the back):
     the next pick looks only at people with jobs waiting."""
@@ -238,6 +248,7 @@ NOTIFY_CHANNEL = "lumabot_jobs"
 
 # Any number, the same in every replica: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6C756D61
+_ROLL_UP_LOCK = 0x6C756D62  # sweeps and forgets
 
 # Errors that mean "the database cannot do this right now": the caller retries later.
 _UNAVAILABLE = (
@@ -251,6 +262,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,   # a standby, or default_transaction_read_only
     asyncpg.exceptions.LockNotAvailableError,
     asyncpg.exceptions.QueryCanceledError,            # statement_timeout
+    asyncpg.exceptions.InternalClientError,           # a connection left in a bad state (a restart)
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
 )
 
 
@@ -300,6 +314,8 @@ class PostgresStore:
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
         self._notices = {NOTIFY_CHANNEL: asyncio.Event(), SLOTS_CHANNEL: asyncio.Event()}
+        self._listen_again_at = 0.0   # after a failed LISTEN connect: not before then (loop time)
+        self._listen_backoff = 0.0
         self._written = WrittenRows()
 
     @property
@@ -475,21 +491,50 @@ class PostgresStore:
     async def _wait_for_notice(self, channel: str, timeout: float) -> None:
         """Return when `channel` is NOTIFYed, or after `timeout` (the polling fallback: without
         a listening connection, a notice is only seen later)."""
-        async with self._listening:
-            if self._listener is None:
-                try:
-                    listener = await asyncpg.connect(self.dsn)
-                    for name, event in self._notices.items():
-                        await listener.add_listener(name, lambda *_, event=event: event.set())
-                    self._listener = listener
-                except _UNAVAILABLE:
-                    pass
+        await self._listen()
         event = self._notices[channel]
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
         event.clear()
+
+    @property
+    def listening(self) -> bool:
+        """Whether a live connection LISTENs for the other replicas' notices."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def _listen(self) -> None:
+        """(Re)open the listening connection: at first, and after PostgreSQL restarted or the
+        connection was killed (then with backoff, while it cannot be opened). Every waiter is
+        woken after a reconnect: notices sent while nobody listened are lost."""
+        loop = asyncio.get_running_loop()
+        async with self._listening:
+            if self.listening or loop.time() < self._listen_again_at:
+                return
+            reconnect = self._listener is not None
+            if reconnect:
+                self._listener.terminate()  # type: ignore[union-attr]
+                self._listener = None
+            try:
+                listener = await asyncpg.connect(self.dsn, timeout=10)
+                for name, event in self._notices.items():
+                    await listener.add_listener(name, lambda *_, event=event: event.set())
+            except _UNAVAILABLE as exc:
+                self._listen_backoff = min(max(1.0, self._listen_backoff * 2), 30.0)
+                self._listen_again_at = loop.time() + self._listen_backoff
+                log.warning("cannot LISTEN for the other replicas (polling meanwhile; again in %.0f s): %s",
+                            self._listen_backoff, exc)
+                return
+            listener.add_termination_listener(lambda _con: self._wake_all())
+            self._listener, self._listen_backoff = listener, 0.0
+            if reconnect:
+                log.info("listening for the other replicas again")
+                self._wake_all()
+
+    def _wake_all(self) -> None:
+        for event in self._notices.values():
+            event.set()
 
     async def release_jobs(self, replica_id: str) -> int:
         """Hand this replica's unsettled jobs back (a graceful stop) and wake the others."""
@@ -712,6 +757,7 @@ class PostgresStore:
         old = "settled AND created_at < $1"
         ended = "ended_at IS NOT NULL AND ended_at < $1 AND recap_posted"
         async with self._con() as con, con.transaction():
+            await _one_roll_up_at_a_time(con)
             await con.execute(_roll_up("user_id", old, _charged(2)), cutoff, sorted(refunded))
             thumbnails = _changed(await con.execute(
                 f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {old})", cutoff))
@@ -731,6 +777,7 @@ class PostgresStore:
                           refunded: frozenset[str] = frozenset()) -> Removed:
         theirs = "team_id = $1 AND user_id = $2 AND settled"
         async with self._con() as con, con.transaction():
+            await _one_roll_up_at_a_time(con)
             await con.execute(_roll_up("$3::text", theirs, _charged(4)), team_id, user_id, anonymous_id,
                               sorted(refunded))
             thumbnails = _changed(await con.execute(

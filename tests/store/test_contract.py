@@ -364,3 +364,19 @@ async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
     await store.create_job(job())  # never sent
     assert await store.recent_latencies(10) == [("uni-1-max", "image_edit", 20.0), ("uni-1", "image", 10.0)]
     assert await store.recent_latencies(1) == [("uni-1-max", "image_edit", 20.0)]
+
+
+async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):
+    """Issue #21, point 5: on PostgreSQL two sweeps (or a sweep and a forget) at once each rolled
+    the same jobs into the daily totals, overstating spend for good."""
+    jobs = [_done(job(user_id=f"U{i % 4}", cost_usd=0.04, created_at=86400.0 * 3 + i)) for i in range(40)]
+    for j in jobs:
+        await store.create_job(j)
+    before = await store.usage("T1", 0)
+    await asyncio.gather(*(store.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)),
+                         store.forget_user("T1", "U1", "forgotten:x"),
+                         *(store.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)))
+    after = await store.usage("T1", 0)
+    assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (40, 1.6)
+    lines = await store.usage_lines("T1", 0, 86400.0 * 30)
+    assert sum(u.images for u in lines) == 40 and round(sum(u.spend for u in lines), 4) == 1.6

@@ -21,3 +21,66 @@ async def test_replicas_starting_together_migrate_once(pg_cluster):
         assert [await s.schema_version() for s in stores] == [len(MIGRATIONS)] * 4
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_killed_listener_is_noticed_and_reopened(pg_cluster):
+    """Issue #21, point 7: after PostgreSQL restarted or its connection was killed, a replica
+    used to poll every second for good instead of LISTENing again."""
+    import asyncpg
+
+    url = await pg_cluster.new_database()
+    mine, other = PostgresStore(url), PostgresStore(url)
+    await mine.open()
+    await other.open()
+    try:
+        await mine.wait_for_released_jobs(0)
+        assert mine.listening
+        killed = mine._listener.get_server_pid()
+        admin = await asyncpg.connect(pg_cluster.url)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", killed)
+        finally:
+            await admin.close()
+        for _ in range(500):  # the next waits notice the dead connection and open a new one
+            await mine.wait_for_released_jobs(0.01)
+            if mine.listening and mine._listener.get_server_pid() != killed:
+                break
+        else:
+            raise AssertionError("the listener was never reopened")
+        waiting = asyncio.ensure_future(mine.wait_for_released_jobs(60))
+        await asyncio.sleep(0)
+        await other.release_jobs("another-replica")  # NOTIFYs
+        await asyncio.wait_for(waiting, 10)          # woken by the notice, not the timeout
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_driver_errors_of_a_restarted_server_mean_unavailable(pg_cluster):
+    """Issue #21, point 8: asyncpg's InternalClientError ("cannot switch to state 12") after a
+    restart got a 500; every driver error of that kind is "database unavailable"."""
+    import asyncpg
+    import pytest
+
+    from lumabot.store import StoreUnavailable
+
+    store = PostgresStore(await pg_cluster.new_database())
+    await store.open()
+    pool = store._pool
+
+    class Broken:
+        def __init__(self, error):
+            self.error = error
+
+        def acquire(self, *_a, **_k):
+            raise self.error
+
+    try:
+        for error in (asyncpg.InternalClientError("cannot switch to state 12"),
+                      asyncpg.ConnectionDoesNotExistError("closed"), ConnectionResetError()):
+            store._pool = Broken(error)
+            with pytest.raises(StoreUnavailable):
+                await store.get_job("x")
+    finally:
+        store._pool = pool
+        await store.close()
