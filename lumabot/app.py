@@ -104,7 +104,7 @@ class LumaBot:
         self.admins = Admins(self.slack, settings.admin_ids(), home=lambda: self.notifier.installation)
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
-                             self.admins, self.alerts)
+                             self.admins, self.alerts, ack_budget=settings.ack_budget)
         self.retention = Retention(self.store, self.quotas, lambda: self.notifier.team_id or "")
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    self.notifier, self.admins)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Several replicas on one PostgreSQL database.
     replica_id: str | None = _env("LUMABOT_REPLICA_ID", None)
     takeover_seconds: float = _env("LUMABOT_TAKEOVER_SECONDS", 30.0, gt=0)
+    # Work done before a request is acknowledged (Slack allows 3 s): a database that does not
+    # answer within this many seconds gets the person a "please try again", and nothing starts.
+    ack_budget: float = _env("LUMABOT_ACK_BUDGET", 2.5, gt=0, le=2.9)
 
     @field_validator("slack_api_url")
     @classmethod

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Awaitable, Callable, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -32,11 +32,13 @@ from .admin import BudgetAlerts
 from .jobs.quotas import NotEnabled, Quotas, not_enabled_text
 from .ports import AdminDirectory, Notifier
 from .runner import Runner
+from .runner.deadline import ACK_BUDGET, before_ack
 from .runner.retry import retry
 from .sessions import SessionAnswer, Sessions
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long a request may wait for the database before the person is asked to try again
 # (Slack wants an answer within 3 s).
@@ -133,7 +135,9 @@ class ShortcutTarget(BaseModel):
 
 class Intake:
     def __init__(self, store: Store, runner: Runner, quotas: Quotas, sessions: Sessions,
-                 notifier: Notifier, admins: AdminDirectory, alerts: BudgetAlerts):
+                 notifier: Notifier, admins: AdminDirectory, alerts: BudgetAlerts, *,
+                 ack_budget: float = ACK_BUDGET):
+        self.ack_budget = ack_budget
         self.store = store
         self.runner = runner
         self.quotas = quotas
@@ -141,6 +145,12 @@ class Intake:
         self.notifier = notifier
         self.admins = admins
         self.alerts = alerts
+
+    async def in_time(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Work that must be done before the request is acknowledged: within the ack budget, or
+        StoreUnavailable (the person is asked to try again, and a job recorded late is
+        withdrawn, never started: runner/deadline.py)."""
+        return await before_ack(work, self.ack_budget)
 
     async def check_place(self, team_id: str, channel_id: str) -> None:
         """Raise NotEnabled where the workspace's policy keeps lumabot from working (a channel

@@ -29,6 +29,7 @@ from ..jobs.quotas import Admission, AdmissionRules
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
 from ..store import JobCancelled, JobLost, Store, StoreUnavailable
+from . import deadline
 from .deliver import Deliverer, Hook
 from .lines import LineReporter
 from .messages import Messages
@@ -92,6 +93,10 @@ class Runner:
         job.owner, job.epoch = self.replica_id, 0
         admission = await self.store.create_job(job, dedupe_key=dedupe_key, rules=rules)
         if admission.status == "created":
+            request = deadline.current()
+            if request is not None and not request.accept():  # recorded after "try again"
+                self._in_background(self._withdraw(job, dedupe_key))
+                raise StoreUnavailable("recorded after the person was asked to try again")
             self._start(job)
         elif admission.status == "duplicate":
             log.info("duplicate request ignored", extra={"dedupe_key": dedupe_key})
@@ -280,6 +285,17 @@ class Runner:
             await self._settle_cancel(job, job.cancelled_by)
         elif not self._start(job, granted=True):
             self.scheduler.release(job_id)
+
+    async def _withdraw(self, job: Job, dedupe_key: str | None) -> None:
+        """A job the database recorded after its person was told to try again: deleted (with
+        its dedupe key), never started. Retried until the database answers."""
+        try:
+            await self.record.durably(job, lambda: self.store.withdraw_job(job.id, dedupe_key))
+        except asyncio.CancelledError:
+            log.warning("stopped before a late-recorded job was withdrawn; it runs at the next start",
+                        extra=log_context(job))
+            raise
+        log.info("withdrew a job recorded after its deadline", extra=log_context(job))
 
     async def _cancel_parked(self, job_id: str, by: str) -> None:
         self.lines.forget(job_id)

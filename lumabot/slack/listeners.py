@@ -76,11 +76,11 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         text = typed_text(command.get("text")).strip()
         try:
             if text:
-                await intake.imagine(team_id=team(body), user_id=command["user_id"],
-                                     channel_id=command["channel_id"], text=text,
-                                     response_url=command.get("response_url"))
+                await intake.in_time(lambda: intake.imagine(
+                    team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
+                    text=text, response_url=command.get("response_url")))
             else:  # the form, where lumabot works
-                await intake.check_place(team(body), command["channel_id"])
+                await intake.in_time(lambda: intake.check_place(team(body), command["channel_id"]))
         except PromptError as exc:
             await answer(ack, str(exc))
             return
@@ -96,9 +96,9 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
     async def edit(ack, command, body):
         text: str | None
         try:
-            text = await intake.edit_command(
+            text = await intake.in_time(lambda: intake.edit_command(
                 team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
-                text=typed_text(command.get("text")), response_url=command.get("response_url"))
+                text=typed_text(command.get("text")), response_url=command.get("response_url")))
         except PromptError as exc:
             text = str(exc)
         except StoreUnavailable:
@@ -110,20 +110,23 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         words = typed_text(command.get("text")).split()
         verb = words[0].lower() if words else ""
         text: str | None
-        try:
+
+        async def answer_of() -> str | None:
             if verb == "admin":
                 reply = await admin.run(team(body), command["user_id"], command_words(command.get("text"))[1:])
-                text = reply.text
                 if reply.later is not None:
                     later(_answer_later(reply.later, respond))
-            elif verb == "usage":
-                text = await intake.usage(team(body), command["user_id"])
-            elif verb == "session":
+                return reply.text
+            if verb == "usage":
+                return await intake.usage(team(body), command["user_id"])
+            if verb == "session":
                 answer_ = await intake.session_command(team_id=team(body), user_id=command["user_id"],
                                                        channel_id=command["channel_id"], args=words[1:])
-                text = blocks.session_answer(answer_, slack.team_url) if answer_ is not None else None
-            else:
-                text = blocks.full_help(await intake.limits_text(team(body)))
+                return blocks.session_answer(answer_, slack.team_url) if answer_ is not None else None
+            return blocks.full_help(await intake.limits_text(team(body)))
+
+        try:
+            text = await intake.in_time(answer_of)
         except PromptError as exc:
             text = str(exc)
         except StoreUnavailable:
@@ -148,13 +151,13 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
 
         meta = json.loads(view.get("private_metadata") or "{}")
         try:
-            await intake.imagine_from_form(
+            await intake.in_time(lambda: intake.imagine_from_form(
                 team_id=team(body), user_id=body["user"]["id"], channel_id=meta["channel_id"],
                 prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
                 aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
                 refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or []
                       if f.get("id")],
-                response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}")
+                response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}"))
         except PromptError as exc:
             await ack(response_action="errors", errors={exc.field: str(exc)})
             return
@@ -178,9 +181,9 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
             later(_delete_button(client, tell, job_id, user_id))
         else:
             try:
-                text = await intake.rerun(job_id, team_id=team(body), user_id=user_id,
-                                          max_model=kind == "max",
-                                          action_key=f"action:{kind}:{job_id}:{user_id}")
+                text = await intake.in_time(lambda: intake.rerun(
+                    job_id, team_id=team(body), user_id=user_id, max_model=kind == "max",
+                    action_key=f"action:{kind}:{job_id}:{user_id}"))
             except StoreUnavailable:
                 text = TRY_AGAIN
             later(tell(text))
@@ -232,7 +235,7 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         if msg is None:
             return
         try:
-            reply = await (intake.on_mention(msg) if mention else intake.on_message(msg))
+            reply = await intake.in_time(lambda: intake.on_mention(msg) if mention else intake.on_message(msg))
         except StoreUnavailable:
             reply = Reply(TRY_AGAIN, thread_ts=msg.thread_ts)
         if reply:
@@ -251,10 +254,10 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         await ack()
         message = shortcut.get("message") or {}
         try:
-            target = await intake.shortcut_target(
+            target = await intake.in_time(lambda: intake.shortcut_target(
                 team(body), shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
                 [slack_file(f) for f in message.get("files") or [] if f.get("id")],
-                response_url=shortcut.get("response_url"))
+                response_url=shortcut.get("response_url")))
         except PromptError as exc:  # lumabot is not enabled in that channel
             later(open_modal(client, shortcut["trigger_id"], blocks.no_image_modal(str(exc)), respond))
             return
@@ -268,9 +271,9 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
         selected = values.get("model", {}).get("model", {}).get("selected_option") or {}
         target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
         try:
-            await intake.edit_from_shortcut(
+            await intake.in_time(lambda: intake.edit_from_shortcut(
                 team_id=team(body), user_id=body["user"]["id"], target=target, text=text,
-                model=selected.get("value"), dedupe_key=f"view:{view['id']}")
+                model=selected.get("value"), dedupe_key=f"view:{view['id']}"))
         except PromptError as exc:
             await ack(response_action="errors", errors={"instruction": str(exc)})
             return
@@ -290,8 +293,9 @@ def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins
     async def _vote(event: dict, *, on: bool) -> None:
         item = event.get("item") or {}
         if item.get("type") == "message" and event.get("user"):
-            await intake.sessions.vote(channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
-                                       reaction=event.get("reaction", ""), on=on)
+            await intake.in_time(lambda: intake.sessions.vote(
+                channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
+                reaction=event.get("reaction", ""), on=on))
 
     for name in QUIET_EVENTS:
         app.event(name)(_ignore)

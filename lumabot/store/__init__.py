@@ -30,6 +30,10 @@ class Store(Protocol):
         Slack event id, an action id), a second job with the same key is not created; with
         `rules`, a job over a limit is not created either."""
 
+    async def withdraw_job(self, job_id: str, dedupe_key: str | None) -> None:
+        """Delete a job that was recorded but never started (its person was told to try again),
+        and its dedupe key; nothing if it has started."""
+
     async def save_job(self, job: Job, *, image: KnownImage | None = None) -> None:
         """Write the fields of an existing job its runner owns, if this copy still owns it
         (same `owner` and `epoch`); raises JobLost when another replica took it over. Only the

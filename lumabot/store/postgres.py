@@ -250,6 +250,12 @@ NOTIFY_CHANNEL = "lumabot_jobs"
 _MIGRATION_LOCK = 0x6C756D61
 _ROLL_UP_LOCK = 0x6C756D62  # sweeps and forgets
 
+# A database that hangs holds no caller for ever: waiting for a pooled connection, and each
+# statement, give up after these many seconds (StoreUnavailable). Work before an ack has its own,
+# shorter bound (runner/deadline.py); these are for everything else.
+ACQUIRE_TIMEOUT = 30.0
+STATEMENT_TIMEOUT = 120.0
+
 # Errors that mean "the database cannot do this right now": the caller retries later.
 _UNAVAILABLE = (
     OSError,
@@ -326,7 +332,8 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
+                                                   command_timeout=STATEMENT_TIMEOUT)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         await self._migrate()
@@ -366,7 +373,7 @@ class PostgresStore:
     async def _con(self) -> AsyncIterator[_Connection]:
         """A pooled connection; database faults become StoreUnavailable."""
         try:
-            async with self.pool.acquire() as con:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as con:
                 yield con
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
@@ -411,6 +418,13 @@ class PostgresStore:
                               *row)
         self._written.remember(dict(zip(JOB_COLUMNS, row)))
         return admission
+
+    async def withdraw_job(self, job_id: str, dedupe_key: str | None) -> None:
+        async with self._con() as con, con.transaction():
+            await con.execute("DELETE FROM jobs WHERE id = $1 AND state = 'queued' AND status_ts IS NULL "
+                              "AND NOT settled", job_id)
+            await con.execute("DELETE FROM dedupe_keys WHERE key = $1", dedupe_key)
+        self._written.forget(job_id)
 
     async def _admission_counts(self, con: _Connection, job: Job, rules: AdmissionRules,
                                 in_force: Rules) -> AdmissionCounts:

@@ -61,8 +61,8 @@ class WrittenRows:
         return {c: v for c, v in row.items()
                 if c not in NOT_SAVED and (before is None or before.get(c) != v)}, row
 
-    def forget_all(self) -> None:
-        self._rows.clear()
+    def forget(self, job_id: str) -> None:
+        self._rows.pop(job_id, None)
 
 
 def job_row(job: Job) -> tuple[Any, ...]:

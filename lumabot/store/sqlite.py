@@ -35,6 +35,9 @@ from .rows import (
 # How long one statement waits for another connection's lock before the store reports the
 # database as unavailable (callers retry with backoff, so a long lock never blocks a request).
 BUSY_TIMEOUT_MS = 1000
+# How long a unit of work waits for the one writer before the store reports the database as
+# unavailable (a long sweep holds it; work before an ack has its own, shorter bound).
+WRITER_WAIT = 30.0
 PAGE_SIZE = 1024
 
 # Numbered migrations: index + 1 is the schema version they bring the database to
@@ -325,7 +328,14 @@ class SQLiteStore:
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction that nothing else can join. Only database calls go inside."""
-        async with self._lock:
+        if self._lock.locked():
+            try:
+                await asyncio.wait_for(self._lock.acquire(), WRITER_WAIT)
+            except asyncio.TimeoutError:
+                raise StoreUnavailable("the database is busy (another write held it too long)") from None
+        else:
+            await self._lock.acquire()  # free: taken at once
+        try:
             db = self.db
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -342,6 +352,8 @@ class SQLiteStore:
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
                     raise StoreUnavailable(str(exc)) from exc
                 raise
+        finally:
+            self._lock.release()
 
     async def _write(self, sql: str, args: Args = ()) -> int:
         """One statement in its own unit; returns the rows it changed."""
@@ -384,6 +396,13 @@ class SQLiteStore:
                 f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})", row)
         self._written.remember(dict(zip(JOB_COLUMNS, row)))
         return admission
+
+    async def withdraw_job(self, job_id: str, dedupe_key: str | None) -> None:
+        async with self._unit() as db:
+            await db.execute("DELETE FROM jobs WHERE id = ? AND state = 'queued' AND status_ts IS NULL "
+                             "AND settled = 0", (job_id,))
+            await db.execute("DELETE FROM dedupe_keys WHERE key = ?", (dedupe_key,))
+        self._written.forget(job_id)
 
     async def _admission_counts(self, db: aiosqlite.Connection, job: Job, rules: AdmissionRules,
                                 in_force: Rules) -> AdmissionCounts:
