@@ -27,6 +27,7 @@ from .jobs.flags import (
     imagine_params,
     parse_prompt,
 )
+from .jobs.forgetting import with_style_direction
 from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
 from .admin import BudgetAlerts
 from .jobs.quotas import NotEnabled, Quotas, not_enabled_text
@@ -259,7 +260,7 @@ class Intake:
         try:
             prompt, flags = parse_prompt(text)
             if prompt.strip() and session.theme:
-                prompt = f"{prompt.strip()}. Style direction: {session.theme}"
+                prompt = with_style_direction(prompt, session.theme)
             params = build_params(prompt, flags, defaults=Flags(**session.flags))
             job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
                       thread_ts=msg.ts, params=params, session_id=session.id)

@@ -43,6 +43,10 @@ ADMIN_HELP = "\n".join([
     "Admins who change the policy get a DM when the workspace reaches 80 % and 100 % of a budget.",
 ])
 
+STAYS_IN_SLACK = ("What lumabot posted in Slack stays there (its status messages show the prompts, and "
+                  "image files are named after them): lumabot's database no longer has them, but Slack "
+                  "keeps its messages under the workspace's own retention. Delete those in Slack (the "
+                  "Delete button under an image, or Slack's tools) if they must go too.")
 _CHANNEL = re.compile(r"^#([CG][A-Z0-9]+)$")
 _USER = re.compile(r"^@([UW][A-Z0-9]+)$")
 _AMOUNT = re.compile(r"^\$?(\d{1,9}(?:\.\d{1,2})?)$")
@@ -243,7 +247,7 @@ class AdminCommands:
             await self.store.update_policy(team_id, lambda p: p, by=admin_id,
                                            change=f"forgot {user_ref(user_id)} ({removed_text(removed)})")
             return (f"Forgot {user_ref(user_id)}: deleted {removed_text(removed)}. Their spend stays in the "
-                    "usage totals under an anonymous id.")
+                    f"usage totals under an anonymous id. {STAYS_IN_SLACK}")
 
         return AdminAnswer(f"Forgetting {user_ref(user_id)}…", later=forget)
 

@@ -30,7 +30,15 @@ def removed_text(removed: Removed) -> str:
     parts = [(removed.jobs, "job"), (removed.images, "image record"), (removed.thumbnails, "thumbnail"),
              (removed.sessions, "session"), (removed.votes, "vote"), (removed.dedupe_keys, "dedupe key")]
     listed = ", ".join(f"{n} {word}{'s' if n != 1 else ''}" for n, word in parts if n)
-    return f"{removed.total} row{'s' if removed.total != 1 else ''}" + (f" ({listed})" if listed else "")
+    text = f"{removed.total} row{'s' if removed.total != 1 else ''}" + (f" ({listed})" if listed else "")
+    if removed.copies:
+        text += (f"; removed their text from {removed.copies} of other people's image"
+                 f"{'s' if removed.copies != 1 else ''} (rerolls of theirs, prompts in their sessions)")
+    if removed.running:
+        one = removed.running == 1
+        text += (f"; {removed.running} of their images {'is' if one else 'are'} still being made and will be "
+                 f"forgotten as soon as {'it is' if one else 'they are'} done")
+    return text
 
 
 def anonymous_id(team_id: str, user_id: str) -> str:

@@ -45,6 +45,8 @@ class Removed:
     sessions: int = 0
     votes: int = 0
     dedupe_keys: int = 0
+    copies: int = 0        # other people's jobs whose copy of the person's text was removed
+    running: int = 0       # the person's jobs still under way: forgotten as they finish
 
     @property
     def total(self) -> int:

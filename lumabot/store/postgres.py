@@ -19,6 +19,8 @@ from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 
+from ..jobs.failures import REFUNDED_FAILURE_CODES
+from ..jobs.forgetting import forget_plan, settle_action
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.policy import AdmissionCounts, Policy, PolicyChange, Rules
 from ..jobs.quotas import Admission, AdmissionRules, Usage
@@ -221,6 +223,10 @@ MIGRATIONS: list[str] = [
     DROP INDEX luma_waiting_user;
     CREATE INDEX luma_waiting_line ON luma_waiting(account, user_key, front DESC, (CASE WHEN front THEN -seq ELSE seq END));
     DELETE FROM luma_turns t WHERE NOT EXISTS (SELECT 1 FROM luma_waiting w WHERE w.account = t.account AND w.user_key = t.user_key);
+    """,
+    # 7: what a forget left for a job still under way, applied as it settles (jobs/forgetting.py)
+    """
+    ALTER TABLE jobs ADD COLUMN on_settle TEXT;
     """,
 ]
 
@@ -448,14 +454,22 @@ class PostgresStore:
         changes = changes or {"state": row["state"]}  # the image needs the fenced statement
         sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(changes, 1))
         n = len(changes)
+        settling = bool(changes.get("settled"))  # then a forget may have left an instruction
+        update = (f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
+                  f"AND epoch = ${n + 3} AND (cancelled_by IS NULL OR ${n + 4} <> 'submitting')")
+        args = (*changes.values(), job.id, job.owner, job.epoch, job.state.value)
         async with self._con() as con, con.transaction():
-            changed = _changed(await con.execute(
-                f"UPDATE jobs SET {sets} WHERE id = ${n + 1} AND owner IS NOT DISTINCT FROM ${n + 2} "
-                f"AND epoch = ${n + 3} AND (cancelled_by IS NULL OR ${n + 4} <> 'submitting')",
-                *changes.values(), job.id, job.owner, job.epoch, job.state.value))
+            instruction = None
+            if settling:
+                returned = await con.fetch(update + " RETURNING on_settle", *args)
+                changed, instruction = len(returned), returned[0][0] if returned else None
+            else:
+                changed = _changed(await con.execute(update, *args))
             if changed and image is not None:
                 await con.execute(f"INSERT INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES "
                                   f"({_marks(len(IMAGE_COLUMNS))}) ON CONFLICT DO NOTHING", *image_row(image))
+            if instruction is not None:
+                await self._settle_forgotten(con, job.id, instruction, row["params"])
         if changed == 0:
             found = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = $1", job.id)
             if found is not None and found[0] and (found[1], found[2]) == (job.owner, job.epoch):
@@ -705,8 +719,10 @@ class PostgresStore:
         return {job_id: int(n) for job_id, n in rows}
 
     async def save_thumbnail(self, job_id: str, data: bytes) -> None:
-        await self._execute("INSERT INTO thumbnails (job_id, data) VALUES ($1, $2) "
-                            "ON CONFLICT (job_id) DO UPDATE SET data = excluded.data", job_id, data)
+        """(Not for a job that is gone: one forgotten as it settled.)"""
+        await self._execute("INSERT INTO thumbnails (job_id, data) SELECT $1, $2 WHERE EXISTS (SELECT 1 "
+                            "FROM jobs WHERE id = $1) ON CONFLICT (job_id) DO UPDATE SET data = excluded.data",
+                            job_id, data)
 
     async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
         if not job_ids:
@@ -792,6 +808,15 @@ class PostgresStore:
         theirs = "team_id = $1 AND user_id = $2 AND settled"
         async with self._con() as con, con.transaction():
             await _one_roll_up_at_a_time(con)
+            mine = [(r[0], r[1], r[2]) for r in await con.fetch(
+                "SELECT id, params, settled FROM jobs WHERE team_id = $1 AND user_id = $2", team_id, user_id)]
+            themes = [r[0] for r in await con.fetch(
+                "SELECT theme FROM sessions WHERE team_id = $1 AND started_by = $2", team_id, user_id)]
+            others = [(r[0], r[1], r[2]) for r in await con.fetch(
+                "SELECT id, params, settled FROM jobs WHERE team_id = $1 AND user_id <> $2", team_id, user_id)]
+            plan = forget_plan(anonymous_id, mine, themes, others)
+            await con.executemany("UPDATE jobs SET params = $2 WHERE id = $1", plan.rewrite)
+            await con.executemany("UPDATE jobs SET on_settle = $2 WHERE id = $1", plan.on_settle)
             await con.execute(_roll_up("$3::text", theirs, _charged(4)), team_id, user_id, anonymous_id,
                               sorted(refunded))
             thumbnails = _changed(await con.execute(
@@ -809,7 +834,18 @@ class PostgresStore:
             keys = _changed(await con.execute(
                 "DELETE FROM dedupe_keys WHERE key LIKE '%:' || $1 OR key LIKE '%:' || $1 || ':%'", user_id))
         return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
-                       dedupe_keys=keys)
+                       dedupe_keys=keys, copies=plan.copies, running=plan.running)
+
+    async def _settle_forgotten(self, con: _Connection, job_id: str, instruction: str, params: str) -> None:
+        """Apply what a forget left on a job, as it settles (in the settling transaction)."""
+        action, value = settle_action(instruction, params)
+        if action == "rewrite":
+            await con.execute("UPDATE jobs SET params = $2, on_settle = NULL WHERE id = $1", job_id, value)
+            return
+        await _one_roll_up_at_a_time(con)
+        await con.execute(_roll_up("$2::text", "id = $1", _charged(3)), job_id, value, sorted(REFUNDED_FAILURE_CODES))
+        for table, column in (("thumbnails", "job_id"), ("votes", "job_id"), ("images", "job_id"), ("jobs", "id")):
+            await con.execute(f"DELETE FROM {table} WHERE {column} = $1", job_id)
 
     # -- Luma's limits across replicas ---------------------------------------------------------
     async def slots_enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:

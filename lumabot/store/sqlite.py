@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from contextlib import asynccontextmanager
@@ -11,6 +12,8 @@ from typing import Any, AsyncIterator, Callable
 
 import aiosqlite
 
+from ..jobs.failures import REFUNDED_FAILURE_CODES
+from ..jobs.forgetting import forget_plan, settle_action
 from ..jobs.models import Job, KnownImage, Session
 from ..jobs.policy import AdmissionCounts, Policy, PolicyChange, Rules
 from ..jobs.quotas import Admission, AdmissionRules, Usage
@@ -31,6 +34,8 @@ from .rows import (
     session_from_row,
     session_row,
 )
+
+log = logging.getLogger("lumabot.store")
 
 # How long one statement waits for another connection's lock before the store reports the
 # database as unavailable (callers retry with backoff, so a long lock never blocks a request).
@@ -213,6 +218,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX images_channel ON images(channel_id, id);
     CREATE UNIQUE INDEX images_file ON images(slack_file_id, channel_id);
     """,
+    # 11: what a forget left for a job still under way, applied as it settles (jobs/forgetting.py)
+    """
+    ALTER TABLE jobs ADD COLUMN on_settle TEXT;
+    """,
 ]
 
 Row = sqlite3.Row | tuple[Any, ...]
@@ -295,6 +304,10 @@ class SQLiteStore:
         # NORMAL is durable across a process crash (kill -9) in WAL mode.
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        # Deleted rows are overwritten with zeros, not left in free space: what a forget or a
+        # sweep deletes is gone from the file (and from the WAL after the checkpoint that
+        # follows a forget).
+        await self._db.execute("PRAGMA secure_delete=ON")
         await self._migrate()
         if memory:
             self._reader = self._db  # an in-memory database cannot be shared between connections
@@ -425,15 +438,27 @@ class SQLiteStore:
                 raise JobLost(job.id)
             return
         changes = changes or {"state": row["state"]}  # the image needs the fenced statement
+        settling = bool(changes.get("settled"))  # then a forget may have left an instruction
+        instruction = None
         async with self._unit() as db:
             cur = await db.execute(
                 f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in changes)} WHERE id = ? AND owner IS ? "
-                "AND epoch = ? AND (cancelled_by IS NULL OR ? != 'submitting')",
+                "AND epoch = ? AND (cancelled_by IS NULL OR ? != 'submitting')"
+                + (" RETURNING on_settle" if settling else ""),
                 (*changes.values(), job.id, job.owner, job.epoch, job.state.value))
-            if cur.rowcount == 1 and image is not None:
+            if settling:
+                returned = list(await cur.fetchall())
+                changed, instruction = len(returned), returned[0][0] if returned else None
+            else:
+                changed = cur.rowcount
+            if changed == 1 and image is not None:
                 await db.execute(f"INSERT OR IGNORE INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES "
                                  f"({', '.join('?' * len(IMAGE_COLUMNS))})", image_row(image))
-        if cur.rowcount == 0:
+            if instruction is not None:
+                await self._settle_forgotten(db, job.id, instruction, row["params"])
+        if instruction is not None:
+            await self._checkpoint()
+        if changed == 0:
             found = await self._row("SELECT cancelled_by, owner, epoch FROM jobs WHERE id = ?", (job.id,))
             if found is not None and found[0] and (found[1], found[2]) == (job.owner, job.epoch):
                 raise JobCancelled(found[0])
@@ -644,7 +669,9 @@ class SQLiteStore:
         return {job_id: n for job_id, n in rows}
 
     async def save_thumbnail(self, job_id: str, data: bytes) -> None:
-        await self._write("INSERT OR REPLACE INTO thumbnails (job_id, data) VALUES (?, ?)", (job_id, data))
+        """(Not for a job that is gone: one forgotten as it settled.)"""
+        await self._write("INSERT OR REPLACE INTO thumbnails (job_id, data) SELECT ?, ? WHERE EXISTS "
+                          "(SELECT 1 FROM jobs WHERE id = ?)", (job_id, data, job_id))
 
     async def thumbnails(self, job_ids: list[str]) -> dict[str, bytes]:
         if not job_ids:
@@ -729,11 +756,25 @@ class SQLiteStore:
 
     async def forget_user(self, team_id: str, user_id: str, anonymous_id: str, *,
                           refunded: frozenset[str] = frozenset()) -> Removed:
-        """Delete a person's prompts, history and thumbnails now; their finished jobs' spend
-        stays in the daily usage totals under `anonymous_id`."""
+        """Delete a person's prompts, history and thumbnails now (their finished jobs' spend stays
+        in the daily usage totals under `anonymous_id`), remove copies of their text from other
+        people's jobs, and leave an instruction on their jobs still under way (forgotten as they
+        settle). The WAL is then checkpointed and truncated: the text is in no file."""
         charged, marks = _charged(refunded)
         theirs = "team_id = ? AND user_id = ? AND settled = 1"
         async with self._unit() as db:
+            async with db.execute("SELECT id, params, settled FROM jobs WHERE team_id = ? AND user_id = ?",
+                                  (team_id, user_id)) as cur:
+                mine = [(r[0], r[1], bool(r[2])) for r in await cur.fetchall()]
+            async with db.execute("SELECT theme FROM sessions WHERE team_id = ? AND started_by = ?",
+                                  (team_id, user_id)) as cur:
+                themes = [r[0] for r in await cur.fetchall()]
+            async with db.execute("SELECT id, params, settled FROM jobs WHERE team_id = ? AND user_id != ?",
+                                  (team_id, user_id)) as cur:
+                others = [(r[0], r[1], bool(r[2])) for r in await cur.fetchall()]
+            plan = forget_plan(anonymous_id, mine, themes, others)
+            await db.executemany("UPDATE jobs SET params = ? WHERE id = ?", [(p, i) for i, p in plan.rewrite])
+            await db.executemany("UPDATE jobs SET on_settle = ? WHERE id = ?", [(o, i) for i, o in plan.on_settle])
             await db.execute(_roll_up("?", theirs, charged), (anonymous_id, *marks, team_id, user_id))
             thumbnails = await _delete(db, f"DELETE FROM thumbnails WHERE job_id IN (SELECT id FROM jobs WHERE {theirs})",
                                        (team_id, user_id))
@@ -746,8 +787,31 @@ class SQLiteStore:
                                          "AND started_by = ?", (anonymous_id, team_id, user_id))
             keys = await _delete(db, "DELETE FROM dedupe_keys WHERE key LIKE '%:' || ? OR key LIKE '%:' || ? || ':%'",
                                  (user_id, user_id))
+        await self._checkpoint()
         return Removed(jobs=jobs, images=images, thumbnails=thumbnails, sessions=sessions, votes=votes,
-                       dedupe_keys=keys)
+                       dedupe_keys=keys, copies=plan.copies, running=plan.running)
+
+    async def _settle_forgotten(self, db: aiosqlite.Connection, job_id: str, instruction: str,
+                                params: str) -> None:
+        """Apply what a forget left on a job, as it settles (in the settling transaction)."""
+        action, value = settle_action(instruction, params)
+        if action == "rewrite":
+            await db.execute("UPDATE jobs SET params = ?, on_settle = NULL WHERE id = ?", (value, job_id))
+            return
+        charged, marks = _charged(REFUNDED_FAILURE_CODES)
+        await db.execute(_roll_up("?", "id = ?", charged), (value, *marks, job_id))
+        for table, column in (("thumbnails", "job_id"), ("votes", "job_id"), ("images", "job_id"), ("jobs", "id")):
+            await db.execute(f"DELETE FROM {table} WHERE {column} = ?", (job_id,))
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after a forget: the deleted text is
+        then in neither file). A reader in the middle of a query may make it wait or skip; the
+        next automatic checkpoint then does it."""
+        async with self._lock:
+            try:
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint after a forget failed: %s", exc)
 
     async def recent_latencies(self, limit: int) -> list[tuple[str, str, float]]:
         rows = await self._rows(
