@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .admin import AdminCommands, BudgetAlerts, Reports, Retention
+from .admin import AdminCommands, BudgetAlerts, Exports, Reports, Retention
 from .config import Settings
 from .intake import Intake
 from .jobs.quotas import Quotas
@@ -107,7 +107,8 @@ class LumaBot:
                              self.admins, self.alerts, ack_budget=settings.ack_budget)
         self.retention = Retention(self.store, self.quotas, lambda: self.notifier.team_id or "")
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
-                                   self.notifier, self.admins)
+                                   Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
+                                   self.admins)
         listeners.register(self.bolt, self.intake, self.notifier, self.admins, self.admin)
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))

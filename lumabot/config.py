@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Work done before a request is acknowledged (Slack allows 3 s): a database that does not
     # answer within this many seconds gets the person a "please try again", and nothing starts.
     ack_budget: float = _env("LUMABOT_ACK_BUDGET", 2.5, gt=0, le=2.9)
+    # The largest CSV `/luma admin export` sends (Slack takes files up to 1 GB).
+    export_max_mb: int = _env("LUMABOT_EXPORT_MAX_MB", 1000, ge=1, le=1000)
 
     @field_validator("slack_api_url")
     @classmethod

@@ -15,6 +15,7 @@ Tests implement them in memory (`lumabot/testing/ports.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Awaitable, Callable, Literal, Protocol
 
 from .jobs.models import GenerationParams, Job, Session
@@ -141,8 +142,9 @@ class Notifier(Protocol):
         """A direct message from lumabot to one person. DeliveryError."""
         ...
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
-        """A file uploaded into lumabot's direct messages with one person. DeliveryError."""
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
+        """A file (its bytes, or read from disk in chunks) uploaded into lumabot's direct
+        messages with one person. DeliveryError."""
         ...
 
 

@@ -15,8 +15,9 @@ from typing import Awaitable, Callable
 from ..jobs.flags import PromptError
 from ..jobs.policy import MaxAccess, Policy
 from ..jobs.text import channel_ref, money, user_ref
-from ..ports import AdminDirectory, DeliveryError, Notifier
+from ..ports import AdminDirectory
 from ..store import Store
+from .export import Exports
 from .reports import Reports, month_of
 from .retention import Retention, removed_text
 
@@ -106,12 +107,12 @@ def _usage_error(what: str) -> PromptError:
 
 
 class AdminCommands:
-    def __init__(self, store: Store, reports: Reports, retention: Retention, notifier: Notifier,
+    def __init__(self, store: Store, reports: Reports, retention: Retention, exports: Exports,
                  admins: AdminDirectory):
         self.store = store
+        self.exports = exports
         self.reports = reports
         self.retention = retention
-        self.notifier = notifier
         self.admins = admins
 
     async def run(self, team_id: str, user_id: str, args: list[str]) -> AdminAnswer:
@@ -124,7 +125,7 @@ class AdminCommands:
             if verb == "usage":
                 return AdminAnswer(await self.reports.usage(team_id, rest[0] if rest else None))
             if verb == "export":
-                return self._export(team_id, user_id, rest)
+                return await self._export(team_id, user_id, rest)
             if verb == "log":
                 return AdminAnswer(await self._log(team_id))
             if verb == "forget" and len(rest) == 1:
@@ -222,24 +223,18 @@ class AdminCommands:
             f"• {datetime.fromtimestamp(c.at, timezone.utc):%Y-%m-%d %H:%M} UTC, {user_ref(c.user_id)}: {c.change}"
             for c in changes])
 
-    def _export(self, team_id: str, user_id: str, rest: list[str]) -> AdminAnswer:
+    async def _export(self, team_id: str, user_id: str, rest: list[str]) -> AdminAnswer:
         prompts = "--prompts" in [w.lower() for w in rest]
         months = [w for w in rest if w.lower() != "--prompts"]
         if len(months) > 1:
             raise _usage_error("Use `export [YYYY-MM] [--prompts]`.")
         month = month_of(months[0] if months else None, self.reports.now())
-
-        async def send() -> str:
-            filename, content, comment = await self.reports.export(team_id, month.key, prompts=prompts)
-            try:
-                await self.notifier.send_file_dm(user_id, filename, content, comment)
-            except DeliveryError as exc:
-                log.warning("export upload failed: %s", exc)
-                return "The export could not be sent to your direct messages with lumabot. Please try again."
-            return f"Sent `{filename}` to your direct messages with lumabot."
-
+        if not await self.exports.begin(team_id):
+            return AdminAnswer("An export for this workspace is being prepared already. Try again when it "
+                               "has arrived in your direct messages with lumabot.")
         return AdminAnswer(f"Preparing the usage export for {month.label}; it will arrive in your direct "
-                           "messages with lumabot.", later=send)
+                           "messages with lumabot.",
+                           later=lambda: self.exports.send(team_id, user_id, month, prompts=prompts))
 
     def _forget(self, team_id: str, admin_id: str, user_id: str) -> AdminAnswer:
         async def forget() -> str:

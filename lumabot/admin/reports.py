@@ -3,8 +3,6 @@ CSV export (one row per job), and the admin part of App Home. Months are UTC cal
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import time
 from collections import defaultdict
@@ -114,24 +112,6 @@ class Reports:
                 for key, images, spend in _group(lines, lambda u: f"{u.model} {'edits' if u.type == 'image_edit' else 'images'}")]
         out.append(f"*Total:* {_amount(sum(u.images for u in lines), sum(u.spend for u in lines))}")
         return "\n".join(out)
-
-    async def export(self, team_id: str, month_text: str | None, *, prompts: bool) -> tuple[str, bytes, str]:
-        """`/luma admin export`: (file name, CSV bytes, comment): one row per job of the month
-        still stored (older ones live on only in the usage totals)."""
-        month = month_of(month_text, self._clock())
-        records = await self.store.job_records(team_id, month.since, month.until,
-                                               refunded=REFUNDED_FAILURE_CODES)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS + (["prompt"] if prompts else []))
-        for r in records:
-            outcome = f"failed:{r.failure_code}" if r.outcome == "failed" and r.failure_code else r.outcome
-            row = [datetime.fromtimestamp(r.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   r.user_id, r.channel_id, r.model, r.type, outcome, f"{r.cost:.4f}", r.id]
-            writer.writerow([csv_cell(v) for v in row] + ([csv_cell(r.prompt or "")] if prompts else []))
-        comment = (f"lumabot usage for {month.label}: {len(records)} job{'s' if len(records) != 1 else ''}, "
-                   f"one row each{', with prompts' if prompts else ' (no prompts; add --prompts for them)'}.")
-        return f"lumabot-usage-{month.key}.csv", buf.getvalue().encode(), comment
 
     async def policy_text(self, team_id: str) -> str:
         """The policy in force and this month's spend against the budgets."""

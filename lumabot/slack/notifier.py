@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
+from typing import AsyncIterator
+
 import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
@@ -289,7 +292,7 @@ class SlackNotifier:
     async def send_dm(self, user_id: str, text: str) -> None:
         await self.post_message(await self._dm_channel(user_id), text)
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
         async def remember(_file_id: str) -> None:
             return None  # a report: uploading it again after a failure is harmless
 
@@ -310,7 +313,7 @@ class SlackNotifier:
             title=blocks.alt_text(job.params.prompt), known_file_id=job.slack_file_id,
             remember_file=remember_file, deadline=deadline)
 
-    async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes, filename: str,
+    async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes | Path, filename: str,
                           title: str, known_file_id: str | None,
                           remember_file: RememberFile,
                           initial_comment: str | None = None, deadline: float | None = None) -> None:
@@ -327,13 +330,16 @@ class SlackNotifier:
                 if await self._complete(known_file_id, title, channel, thread_ts, initial_comment,
                                         deadline):
                     return
+            length = len(content) if isinstance(content, bytes) else content.stat().st_size
             step1 = await self.client.files_getUploadURLExternal(
-                filename=filename, length=len(content), alt_txt=title)
+                filename=filename, length=length, alt_txt=title)
             file_id, upload_url = step1["file_id"], step1["upload_url"]
             await remember_file(file_id)
             async with self._transfers:
-                r = await self.http.post(upload_url, content=content,
-                                         headers={"Content-Type": "application/octet-stream"})
+                body = content if isinstance(content, bytes) else _chunks(content)
+                r = await self.http.post(upload_url, content=body,
+                                         headers={"Content-Type": "application/octet-stream",
+                                                  "Content-Length": str(length)})
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)
@@ -400,6 +406,17 @@ class SlackNotifier:
             if err.transient:
                 raise self._error("files.completeUploadExternal", exc) from None
             return False
+
+
+async def _chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    """A file's bytes, read a chunk at a time off the event loop (a large export is never in
+    memory whole)."""
+    f = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(f.read, size):
+            yield chunk
+    finally:
+        await asyncio.to_thread(f.close)
 
 
 def _share_ts(info: dict, channel: str) -> str | None:

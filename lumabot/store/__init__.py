@@ -86,6 +86,9 @@ class Store(Protocol):
         """Remember a dedupe key (e.g. a Slack event id); False if it was already claimed
         (within the last `window` seconds, when given)."""
 
+    async def release_key(self, key: str) -> None:
+        """Forget a claimed key (a lease held while some work ran)."""
+
     async def recent_jobs(self, team_id: str, user_id: str, limit: int = 20) -> list[Job]:
         """A person's latest jobs, newest first."""
 
@@ -126,8 +129,10 @@ class Store(Protocol):
         daily totals included."""
 
     async def job_records(self, team_id: str, since: float, until: float, *,
-                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
-        """Every stored job created in [since, until), oldest first."""
+                          refunded: frozenset[str] = frozenset(), after: tuple[float, str] | None = None,
+                          limit: int | None = None) -> list[JobRecord]:
+        """The stored jobs created in [since, until), oldest first (by created_at, then id): at
+        most `limit`, those after `after` (the last one's (created_at, id): the next page)."""
 
     async def sweep(self, cutoff: float, *, period_cutoff: float,
                     refunded: frozenset[str] = frozenset()) -> Removed:

@@ -773,14 +773,20 @@ class PostgresStore:
         return [UsageLine(r[0], r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
 
     async def job_records(self, team_id: str, since: float, until: float, *,
-                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
+                          refunded: frozenset[str] = frozenset(), after: tuple[float, str] | None = None,
+                          limit: int | None = None) -> list[JobRecord]:
+        since_at, last_id = after if after is not None else (since, "")
         rows = await self._rows(
             f"SELECT id, created_at, user_id, channel_id, {_MODEL}, {_TYPE}, CASE WHEN settled OR "
             "state IN ('done', 'failed', 'cancelled') THEN state ELSE 'in progress' END, failure_code, "
             f"CASE WHEN {_charged(1)} THEN cost_usd ELSE 0 END, params::jsonb ->> 'prompt' FROM jobs "
-            "WHERE team_id = $2 AND created_at >= $3 AND created_at < $4 ORDER BY created_at, seq",
-            sorted(refunded), team_id, since, until)
+            "WHERE team_id = $2 AND created_at >= $3 AND created_at < $4 AND (created_at, id) > ($3, $5) "
+            "ORDER BY created_at, id LIMIT $6",
+            sorted(refunded), team_id, since_at, until, last_id, limit)
         return [JobRecord(*r) for r in rows]
+
+    async def release_key(self, key: str) -> None:
+        await self._execute("DELETE FROM dedupe_keys WHERE key = $1", key)
 
     async def sweep(self, cutoff: float, *, period_cutoff: float,
                     refunded: frozenset[str] = frozenset()) -> Removed:

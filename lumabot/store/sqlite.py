@@ -723,15 +723,21 @@ class SQLiteStore:
         return [UsageLine(r[0], r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
 
     async def job_records(self, team_id: str, since: float, until: float, *,
-                          refunded: frozenset[str] = frozenset()) -> list[JobRecord]:
+                          refunded: frozenset[str] = frozenset(), after: tuple[float, str] | None = None,
+                          limit: int | None = None) -> list[JobRecord]:
         charged, marks = _charged(refunded)
+        since_at, last_id = after if after is not None else (since, "")
         rows = await self._rows(
             f"SELECT id, created_at, user_id, channel_id, {_MODEL}, {_TYPE}, CASE WHEN settled = 1 OR "
             "state IN ('done', 'failed', 'cancelled') THEN state ELSE 'in progress' END, failure_code, "
             f"CASE WHEN {charged} THEN cost_usd ELSE 0 END, json_extract(params, '$.prompt') FROM jobs "
-            "WHERE team_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, rowid",
-            (*marks, team_id, since, until))
+            "WHERE team_id = ? AND created_at >= ? AND created_at < ? AND (created_at > ? OR id > ?) "
+            "ORDER BY created_at, id LIMIT ?",
+            (*marks, team_id, since_at, until, since_at, last_id, -1 if limit is None else limit))
         return [JobRecord(*r) for r in rows]
+
+    async def release_key(self, key: str) -> None:
+        await self._write("DELETE FROM dedupe_keys WHERE key = ?", (key,))
 
     async def sweep(self, cutoff: float, *, period_cutoff: float,
                     refunded: frozenset[str] = frozenset()) -> Removed:

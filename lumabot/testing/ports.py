@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from ..jobs.models import GenerationParams, Job, Session
@@ -128,9 +129,10 @@ class MemoryNotifier:
         self._maybe_fail("send_dm")
         self.dms.append((user_id, text))
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes, comment: str) -> None:
+    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
         self._maybe_fail("send_file_dm")
-        self.dm_files.append((user_id, filename, content, comment))
+        self.dm_files.append((user_id, filename, content if isinstance(content, bytes) else content.read_bytes(),
+                              comment))
 
 
 class MemoryInputs:

@@ -380,3 +380,25 @@ async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):
     assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (40, 1.6)
     lines = await store.usage_lines("T1", 0, 86400.0 * 30)
     assert sum(u.images for u in lines) == 40 and round(sum(u.spend for u in lines), 4) == 1.6
+
+
+async def test_job_records_are_read_a_page_at_a_time(store: Store):
+    same_time = [job(created_at=500.0) for _ in range(4)]  # ties are ordered by id
+    jobs = [job(created_at=100.0 + i) for i in range(5)] + same_time + [job(created_at=900.0)]
+    for j in jobs:
+        await store.create_job(j)
+    await store.create_job(job(created_at=2000.0))  # outside [0, 1000)
+    want = sorted(jobs, key=lambda j: (j.created_at, j.id))
+    pages, after = [], None
+    while page := await store.job_records("T1", 0, 1000, after=after, limit=3):
+        pages.append([r.id for r in page])
+        after = (page[-1].created_at, page[-1].id)
+    assert [len(p) for p in pages] == [3, 3, 3, 1]
+    assert [i for p in pages for i in p] == [j.id for j in want]
+
+
+async def test_a_released_key_can_be_claimed_again(store: Store):
+    assert await store.claim_key("lease", window=3600)
+    assert not await store.claim_key("lease", window=3600)
+    await store.release_key("lease")
+    assert await store.claim_key("lease", window=3600)
