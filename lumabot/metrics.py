@@ -42,9 +42,12 @@ class Metrics:
         self.loop_lag = Histogram("lumabot_event_loop_lag_seconds",
                                   "How late the event loop ran a 100 ms timer", buckets=LAG_BUCKETS,
                                   registry=r)
+        self.tasks = Gauge("lumabot_asyncio_tasks", "asyncio tasks alive in this process (a leak grows it)",
+                           registry=r)
         self._lag_task: asyncio.Task | None = None
 
     def render(self) -> bytes:
+        self.tasks.set(len(asyncio.all_tasks()))
         return generate_latest(self.registry)
 
     def start_loop_monitor(self, period: float = 0.1) -> None:
