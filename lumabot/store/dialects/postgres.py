@@ -1,0 +1,286 @@
+"""PostgreSQL (asyncpg): one database several replicas share.
+
+Each unit is one transaction on a pooled connection. Units that must not overlap across
+replicas (admission per workspace, policy edits, sweeps and forgets) take a transaction-level
+advisory lock on what they say (`one_at_a_time`), then count in later statements, which under
+READ COMMITTED see everything committed while they waited. Replicas wake each other with
+NOTIFY; one connection per replica LISTENs, and is reopened (with backoff) when PostgreSQL
+restarts or the connection is killed. Migrations run under an advisory lock: replicas that start
+together migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterable, cast
+
+import asyncpg
+import sqlalchemy.exc
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement
+
+from .. import migrate
+from ..errors import StoreUnavailable
+from ..sql import CHANNELS, Database, Duplicate, Row, Statements, Tx
+from . import json_key, json_text, now, utc_day
+
+log = logging.getLogger("lumabot.store")
+
+# A database that hangs holds no caller for ever: waiting for a pooled connection, and each
+# statement, give up after these many seconds (StoreUnavailable). Work before an ack has its own,
+# shorter bound (runner/deadline.py); these are for everything else.
+ACQUIRE_TIMEOUT = 30.0
+STATEMENT_TIMEOUT = 120.0
+POOL_SIZE = 10
+
+# Any number, the same in every replica: the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x6C756D61
+
+# Errors that mean "the database cannot do this right now": the caller retries later.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,     # shutting down, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,    # disk full, too many connections
+    asyncpg.exceptions.TransactionRollbackError,      # serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,   # a standby, or default_transaction_read_only
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,            # statement_timeout
+    asyncpg.exceptions.InternalClientError,           # a connection left in a bad state (a restart)
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    sqlalchemy.exc.TimeoutError,                      # no pooled connection in ACQUIRE_TIMEOUT
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is this driver (or pool) error a database that cannot answer now? Classified once, here."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        return unavailable(exc.orig)
+    return isinstance(exc, UNAVAILABLE)
+
+
+@compiles(now, "postgresql")
+def _now(element: Any, compiler: Any, **kw: Any) -> str:
+    return "extract(epoch FROM now())::double precision"
+
+
+@compiles(json_text, "postgresql")
+def _json_text(element: Any, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses.clauses[0], **kw)
+    return f"({column}::jsonb ->> '{json_key(element)}')"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"(floor({compiler.process(element.clauses.clauses[0], **kw)} / 86400) * 86400)"
+
+
+def _changed(status: str) -> int:
+    """Rows a statement changed, from asyncpg's status ("UPDATE 1", "INSERT 0 1")."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _Tx(Tx):
+    def __init__(self, con: asyncpg.Connection, statements: Statements):
+        self.con = con
+        self.statements = statements
+
+    async def rows(self, stmt: ClauseElement, **params: Any) -> list[Row]:
+        sql, args = self.statements.sql(stmt, params)
+        try:
+            return cast(list[Row], await self.con.fetch(sql, *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        sql, args = self.statements.sql(stmt, params)
+        try:
+            return _changed(await self.con.execute(sql, *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def executemany(self, stmt: ClauseElement, params: Iterable[dict[str, Any]]) -> None:
+        batch = list(params)
+        if batch:
+            sql, _ = self.statements.sql(stmt, batch[0])
+            await self.con.executemany(sql, [self.statements.sql(stmt, p)[1] for p in batch])
+
+
+class PostgresDatabase(Database):
+    name = "postgresql"
+    shared = True  # several replicas
+
+    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE):
+        super().__init__(dsn)
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._statements: Statements | None = None
+        # One connection LISTENs on every channel; each notice sets its channel's event.
+        self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
+        self._notices = {channel: asyncio.Event() for channel in CHANNELS}
+        self._listen_again_at = 0.0   # after a failed LISTEN connect: not before then (loop time)
+        self._listen_backoff = 0.0
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn, timeout=10, command_timeout=STATEMENT_TIMEOUT)
+
+    async def open(self) -> None:
+        engine = self.engine = create_async_engine(
+            "postgresql+asyncpg://", async_creator=self._connect, pool_size=self.pool_size, max_overflow=0,
+            pool_timeout=ACQUIRE_TIMEOUT, pool_reset_on_return=None)
+        self._statements = Statements(engine.dialect)
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(migrate.upgrade, _migration_lock)
+        except Exception as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            try:
+                await asyncio.wait_for(listener.close(), 5)
+            except Exception:
+                listener.terminate()
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+
+    # -- units of work -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self.engine is None:
+            raise RuntimeError("store is not open")
+        try:
+            async with self.engine.connect() as conn:
+                yield cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+        except Duplicate:
+            raise
+        except Exception as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+            raise
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        assert self._statements is not None
+        async with self._connection() as con, con.transaction():
+            yield _Tx(con, self._statements)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        assert self._statements is not None
+        async with self._connection() as con:
+            yield _Tx(con, self._statements)
+
+    # -- what differs --------------------------------------------------------------------------
+    @property
+    def insert(self) -> Any:
+        return pg_insert
+
+    async def one_at_a_time(self, tx: Tx, what: str) -> None:
+        await tx.execute(_ADVISORY_LOCK, what=what)
+
+    async def wake_replicas(self, tx: Tx, channel: str) -> None:
+        await tx.execute(text(f"NOTIFY {channel}"))
+
+    async def wait_for_notice(self, channel: str, timeout: float) -> None:
+        event = self._notices[channel]
+        await self._listen()
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        event.clear()
+
+    @property
+    def listening(self) -> bool:
+        """Whether a live connection LISTENs for the other replicas' notices."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def _listen(self) -> None:
+        """(Re)open the listening connection: at first, and after PostgreSQL restarted or the
+        connection was killed (then with backoff, while it cannot be opened). Every waiter is woken after a reconnect: notices sent while nobody
+        listened are lost."""
+        loop = asyncio.get_running_loop()
+        async with self._listening:
+            if self.listening or loop.time() < self._listen_again_at:
+                return
+            reconnect = self._listener is not None
+            if reconnect:
+                self._listener.terminate()  # type: ignore[union-attr]
+                self._listener = None
+            try:
+                listener = await asyncpg.connect(self.dsn, timeout=10)
+                for name, event in self._notices.items():
+                    await listener.add_listener(name, lambda *_, event=event: event.set())
+            except UNAVAILABLE as exc:
+                self._listen_backoff = min(max(1.0, self._listen_backoff * 2), 30.0)
+                self._listen_again_at = loop.time() + self._listen_backoff
+                log.warning("cannot LISTEN for the other replicas (polling meanwhile; again in %.0f s): %s",
+                            self._listen_backoff, exc)
+                return
+            listener.add_termination_listener(lambda _con: self._wake_all())
+            self._listener, self._listen_backoff = listener, 0.0
+            if reconnect:
+                log.info("listening for the other replicas again")
+                self._wake_all()
+
+    def _wake_all(self) -> None:
+        for event in self._notices.values():
+            event.set()
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:what))")
+
+
+def _migration_lock(connection: Connection) -> None:
+    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+
+
+async def peek_revision(dsn: str) -> str | None:
+    """The database's revision (None before the first start), read-only."""
+    try:
+        con = await asyncpg.connect(dsn, timeout=10)
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        if await con.fetchval("SELECT to_regclass('alembic_version')") is not None:
+            return str(await con.fetchval("SELECT version_num FROM alembic_version"))
+        if await con.fetchval("SELECT to_regclass('schema_version')") is not None:
+            return f"legacy:{await con.fetchval('SELECT COALESCE(MAX(version), 0) FROM schema_version')}"
+        return None
+    finally:
+        await con.close()
+
+
+async def create_database(admin_dsn: str, name: str, *, template: str | None = None,
+                          replace: bool = False) -> None:
+    """CREATE DATABASE `name` (a copy of `template`), through the server of `admin_dsn`
+    (throwaway databases for tests and benchmarks)."""
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        if replace:
+            await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await con.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await con.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await con.close()

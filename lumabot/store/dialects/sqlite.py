@@ -1,0 +1,242 @@
+"""SQLite (aiosqlite, WAL): one process's embedded database.
+
+One writer connection, used by one unit at a time (an asyncio lock around BEGIN IMMEDIATE ...
+COMMIT, with nothing but database calls inside), and one reader connection: WAL readers never
+wait for the writer. A unit's rollback can therefore never undo another unit's write, and a
+commit never commits someone else's half-done work. With one writer, every unit is serialised
+already: `one_at_a_time` has nothing to add, and there are no other replicas to wake."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+import aiosqlite
+from sqlalchemy import event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import ClauseElement
+
+from .. import migrate
+from ..errors import StoreUnavailable
+from ..sql import Database, Duplicate, Row, Statements, Tx
+from . import json_key, json_text, now, utc_day
+
+log = logging.getLogger("lumabot.store")
+
+# How long one statement waits for another connection's lock before the store reports the
+# database as unavailable (callers retry with backoff, so a long lock never blocks a request).
+BUSY_TIMEOUT_MS = 1000
+# How long a unit of work waits for the one writer before the store reports the database as
+# unavailable (a long sweep holds it; work before an ack has its own, shorter bound).
+WRITER_WAIT = 30.0
+# Pages of a new database (an existing one keeps its own): a job's rows are far smaller, and
+# every commit appends each page it touched to the WAL in full.
+PAGE_SIZE = 1024
+
+
+@compiles(now, "sqlite")
+def _now(element: Any, compiler: Any, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(json_text, "sqlite")
+def _json_text(element: Any, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses.clauses[0], **kw)
+    return f"json_extract({column}, '$.{json_key(element)}')"
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"(CAST({compiler.process(element.clauses.clauses[0], **kw)} / 86400 AS INTEGER) * 86400.0)"
+
+
+def _classified(exc: sqlite3.Error) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Duplicate(str(exc))
+    return StoreUnavailable(str(exc))
+
+
+class _Tx(Tx):
+    def __init__(self, db: aiosqlite.Connection, statements: Statements):
+        self.db = db
+        self.statements = statements
+
+    async def rows(self, stmt: ClauseElement, **params: Any) -> list[Row]:
+        sql, args = self.statements.sql(stmt, params)
+        try:
+            async with self.db.execute(sql, args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise _classified(exc) from exc
+
+    async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        sql, args = self.statements.sql(stmt, params)
+        try:
+            cur = await self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise _classified(exc) from exc
+        return int(cur.rowcount)
+
+    async def executemany(self, stmt: ClauseElement, params: Iterable[dict[str, Any]]) -> None:
+        batch = list(params)
+        if not batch:
+            return
+        sql, _ = self.statements.sql(stmt, batch[0])
+        rows = [self.statements.sql(stmt, p)[1] for p in batch]
+        try:
+            await self.db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _classified(exc) from exc
+
+
+class SQLiteDatabase(Database):
+    name = "sqlite"
+    shared = False  # one process per database file
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        super().__init__(f"sqlite:///{path}")
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer: AsyncConnection | None = None
+        self._reader: AsyncConnection | None = None
+        self._db: aiosqlite.Connection | None = None
+        self._reads: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._statements: Statements | None = None
+
+    # -- connections ---------------------------------------------------------------------------
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: no implicit transactions; every write unit says BEGIN IMMEDIATE.
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        await db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across a process crash (kill -9) in WAL mode.
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        # Deleted rows are overwritten with zeros, not left in free space: what a forget or a
+        # sweep deletes is gone from the file (and from the WAL after the checkpoint that
+        # follows a forget).
+        await db.execute("PRAGMA secure_delete=ON")
+        return db
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The writer connection (tests use it to trace statements or inject faults)."""
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reads is None:
+            raise RuntimeError("store is not open")
+        return self._reads
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        engine = self.engine = create_async_engine("sqlite+aiosqlite://", async_creator=self._connect,
+                                                   poolclass=NullPool)
+        # Transactions SQLAlchemy begins itself (migrations) take the write lock at once.
+        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        self._statements = Statements(engine.dialect)
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(migrate.upgrade, lambda _conn: None)
+            self._writer = await engine.connect()
+            self._reader = await engine.connect()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._db = (await self._writer.get_raw_connection()).driver_connection
+        self._reads = (await self._reader.get_raw_connection()).driver_connection
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+        self._db = self._reads = None
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+
+    # -- units of work -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        if self._lock.locked():
+            try:
+                await asyncio.wait_for(self._lock.acquire(), WRITER_WAIT)
+            except asyncio.TimeoutError:
+                raise StoreUnavailable("the database is busy (another write held it too long)") from None
+        else:
+            await self._lock.acquire()  # free: taken at once
+        try:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            try:
+                assert self._statements is not None
+                yield _Tx(db, self._statements)
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise _classified(exc) from exc
+                raise
+        finally:
+            self._lock.release()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        assert self._statements is not None
+        yield _Tx(self.reader, self._statements)
+
+    # -- what differs --------------------------------------------------------------------------
+    @property
+    def insert(self) -> Any:
+        return sqlite_insert
+
+    async def one_at_a_time(self, tx: Tx, what: str) -> None:
+        return None  # one writer: every unit runs alone already
+
+    async def wake_replicas(self, tx: Tx, channel: str) -> None:
+        return None  # one process per SQLite database: nobody else to wake
+
+    async def wait_for_notice(self, channel: str, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+
+    async def forgotten(self) -> None:
+        """Copy the WAL into the database and truncate it: the deleted text is then in neither
+        file. A reader in the middle of a query may make it wait or skip; the next automatic
+        checkpoint then does it."""
+        async with self._lock:
+            try:
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint after a forget failed: %s", exc)
+
+
+async def peek_revision(path: str | Path) -> str | None:
+    """The revision of the database at `path` (None: no database yet), read-only."""
+    if not Path(path).exists():
+        return None
+    engine = create_async_engine("sqlite+aiosqlite://", poolclass=NullPool, async_creator=lambda: aiosqlite.connect(
+        f"file:{Path(path)}?mode=ro", uri=True))
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(migrate.current)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    finally:
+        await engine.dispose()

@@ -1,0 +1,84 @@
+"""Schema migrations: one Alembic chain for both databases (store/migrations/versions), run at
+start by whichever process opens the database first (PostgreSQL: under an advisory lock, so
+replicas that start together migrate once; later ones find it done).
+
+- A new database gets store/schema.py's tables at once and is stamped at the newest revision
+  (the chain gives the same schema: tests/store/test_upgrade.py compares them).
+- A database of lumabot 0.1 (numbered migrations, before Alembic) goes through the chain from its
+  first revision, which finishes those numbered migrations.
+- A database newer than this lumabot refuses to open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from . import legacy
+from .schema import metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest revision this lumabot knows."""
+    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
+def legacy_version(connection: Connection) -> int:
+    """The numbered-migration version of a lumabot 0.1 database (0: none)."""
+    if connection.dialect.name == "sqlite":
+        return int(connection.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+    if connection.exec_driver_sql("SELECT to_regclass('schema_version')").scalar() is None:
+        return 0
+    return int(connection.exec_driver_sql("SELECT COALESCE(MAX(version), 0) FROM schema_version").scalar() or 0)
+
+
+def current(connection: Connection) -> str | None:
+    """The database's revision: an Alembic revision, "legacy:N" for a lumabot 0.1 database, or
+    None for an empty one."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is not None:
+        return revision
+    version = legacy_version(connection)
+    return f"legacy:{version}" if version else None
+
+
+def upgrade(connection: Connection, lock: Callable[[Connection], None]) -> None:
+    """Bring the database to the newest revision, in one transaction, after `lock`."""
+    with connection.begin():
+        lock(connection)
+        script = ScriptDirectory.from_config(_config())
+        found = current(connection)
+        newest = legacy.SQLITE if connection.dialect.name == "sqlite" else legacy.POSTGRESQL
+        if found is not None and not found.startswith("legacy:"):
+            if found not in {r.revision for r in script.walk_revisions()}:
+                raise RuntimeError(f"the database's schema ({found}) is newer than this lumabot "
+                                   f"({script.get_current_head()}): upgrade lumabot")
+        elif found is not None and int(found.split(":")[1]) > len(newest):
+            raise RuntimeError(f"the database's schema ({found}) is newer than this lumabot: upgrade lumabot")
+        if found is None and not _has_tables(connection):
+            metadata.create_all(connection)
+            command.stamp(_config(connection), "head")
+        else:
+            command.upgrade(_config(connection), "head")
+
+
+def _has_tables(connection: Connection) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(connection).get_table_names())

@@ -1,0 +1,207 @@
+"""Every table lumabot keeps, declared once for both databases (SQLAlchemy Core).
+
+Times are seconds since the epoch (floats) everywhere, including the ones the database's own
+clock writes (heartbeats, Luma's slot tables: `dialects.now()`). Text is TEXT; `params` and
+`flags` hold JSON as text. Migrations (store/migrations) bring every database to exactly this;
+tests/store/test_upgrade.py compares a migrated database with it, on both databases.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# A surrogate key that counts up: INTEGER PRIMARY KEY on SQLite (its rowid), BIGSERIAL-like on
+# PostgreSQL.
+_SERIAL = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TEXT, _FLOAT, _INT, _BOOL = sa.Text(), sa.Float(precision=53), sa.Integer(), sa.Boolean(create_constraint=False)
+
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("user_id", _TEXT, nullable=False),
+    sa.Column("channel_id", _TEXT, nullable=False),
+    sa.Column("thread_ts", _TEXT),
+    sa.Column("response_url", _TEXT),
+    sa.Column("params", _TEXT, nullable=False),
+    sa.Column("state", _TEXT, nullable=False),
+    sa.Column("status_ts", _TEXT),
+    sa.Column("generation_id", _TEXT),
+    sa.Column("attempts", _INT, nullable=False, server_default="0"),
+    sa.Column("submit_tries", _INT, nullable=False, server_default="0"),
+    sa.Column("waiting_reason", _TEXT),
+    sa.Column("failure_code", _TEXT),
+    sa.Column("failure_detail", _TEXT),
+    sa.Column("slack_file_id", _TEXT),
+    sa.Column("created_at", _FLOAT, nullable=False),
+    sa.Column("submitted_at", _FLOAT),
+    sa.Column("completed_at", _FLOAT),
+    sa.Column("finished_at", _FLOAT),
+    sa.Column("deadline", _FLOAT),
+    sa.Column("settled", _BOOL, nullable=False, server_default=sa.false()),
+    sa.Column("cost_usd", _FLOAT, nullable=False, server_default="0"),
+    sa.Column("actions_ts", _TEXT),
+    sa.Column("deleted", _BOOL, nullable=False, server_default=sa.false()),
+    sa.Column("session_id", _TEXT),
+    sa.Column("blind_resends", _INT, nullable=False, server_default="0"),
+    sa.Column("owner", _TEXT),
+    sa.Column("epoch", _INT, nullable=False, server_default="0"),
+    sa.Column("cancelled_by", _TEXT),
+    sa.Column("on_settle", _TEXT),  # what a forget left for a job still under way (jobs/forgetting.py)
+)
+UNSETTLED = jobs.c.settled == sa.false()
+sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)
+sa.Index("jobs_owner", jobs.c.owner, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)
+sa.Index("jobs_user_created", jobs.c.team_id, jobs.c.user_id, jobs.c.created_at)
+sa.Index("jobs_team_created", jobs.c.team_id, jobs.c.created_at)
+sa.Index("jobs_channel_status", jobs.c.channel_id, jobs.c.status_ts)
+_IN_A_SESSION = jobs.c.session_id.is_not(None)
+sa.Index("jobs_session", jobs.c.session_id, sqlite_where=_IN_A_SESSION, postgresql_where=_IN_A_SESSION)
+
+dedupe_keys = sa.Table(
+    "dedupe_keys", metadata,
+    sa.Column("key", _TEXT, primary_key=True),
+    sa.Column("created_at", _FLOAT, nullable=False),
+)
+
+images = sa.Table(
+    "images", metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", _TEXT, nullable=False),
+    sa.Column("thread_ts", _TEXT, nullable=False),
+    sa.Column("message_ts", _TEXT),
+    sa.Column("origin", _TEXT, nullable=False),
+    sa.Column("job_id", _TEXT),
+    sa.Column("generation_id", _TEXT),
+    sa.Column("slack_file_id", _TEXT),
+    sa.Column("file", _TEXT),
+    sa.Column("user_id", _TEXT),
+    sa.Column("created_at", _FLOAT, nullable=False),
+)
+sa.Index("images_thread", images.c.channel_id, images.c.thread_ts, images.c.id)
+sa.Index("images_channel", images.c.channel_id, images.c.id)
+sa.Index("images_file", images.c.slack_file_id, images.c.channel_id, unique=True)
+sa.Index("images_job", images.c.job_id)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("channel_id", _TEXT, nullable=False),
+    sa.Column("started_by", _TEXT, nullable=False),
+    sa.Column("started_at", _FLOAT, nullable=False),
+    sa.Column("flags", _TEXT, nullable=False),
+    sa.Column("theme", _TEXT),
+    sa.Column("banner_ts", _TEXT),
+    sa.Column("last_prompt_at", _FLOAT, nullable=False),
+    sa.Column("ended_at", _FLOAT),
+    sa.Column("end_reason", _TEXT),
+    sa.Column("recap_file_id", _TEXT),
+    sa.Column("recap_posted", _BOOL, nullable=False, server_default=sa.false()),
+)
+_RUNNING = sessions.c.ended_at.is_(None)
+sa.Index("sessions_running", sessions.c.channel_id, unique=True, sqlite_where=_RUNNING, postgresql_where=_RUNNING)
+
+votes = sa.Table(
+    "votes", metadata,
+    sa.Column("job_id", _TEXT, primary_key=True),
+    sa.Column("user_id", _TEXT, primary_key=True),
+    sa.Column("session_id", _TEXT, nullable=False),
+    sa.Column("created_at", _FLOAT, nullable=False),
+)
+sa.Index("votes_session", votes.c.session_id)
+
+thumbnails = sa.Table(
+    "thumbnails", metadata,
+    sa.Column("job_id", _TEXT, primary_key=True),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+)
+
+replicas = sa.Table(
+    "replicas", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("heartbeat_at", _FLOAT, nullable=False),  # on the database's clock
+)
+
+policies = sa.Table(
+    "policies", metadata,
+    sa.Column("team_id", _TEXT, primary_key=True),
+    sa.Column("data", _TEXT, nullable=False),
+    sa.Column("updated_at", _FLOAT, nullable=False),
+)
+
+policy_log = sa.Table(
+    "policy_log", metadata,
+    sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("user_id", _TEXT, nullable=False),
+    sa.Column("at", _FLOAT, nullable=False),
+    sa.Column("change", _TEXT, nullable=False),
+)
+sa.Index("policy_log_team", policy_log.c.team_id, policy_log.c.id)
+
+usage_days = sa.Table(
+    "usage_days", metadata,
+    sa.Column("team_id", _TEXT, primary_key=True),
+    sa.Column("day", _FLOAT, primary_key=True),
+    sa.Column("user_id", _TEXT, primary_key=True),
+    sa.Column("channel_id", _TEXT, primary_key=True),
+    sa.Column("model", _TEXT, primary_key=True),
+    sa.Column("type", _TEXT, primary_key=True),
+    sa.Column("images", _INT, nullable=False),
+    sa.Column("jobs", _INT, nullable=False),
+    sa.Column("spend", _FLOAT, nullable=False),
+)
+
+# -- Luma's limits, shared by every replica (runner/shared_scheduler.py) ----------------------
+luma_account = sa.Table(
+    "luma_account", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("paused_until", _FLOAT, nullable=False, server_default="0"),
+    sa.Column("estimate", _INT),
+    sa.Column("estimate_until", _FLOAT),
+    sa.Column("rate_limit", _INT),
+    sa.Column("turn", sa.BigInteger(), nullable=False, server_default="0"),
+)
+
+luma_waiting = sa.Table(
+    "luma_waiting", metadata,
+    sa.Column("job_id", _TEXT, primary_key=True),
+    sa.Column("account", _TEXT, nullable=False),
+    sa.Column("user_key", _TEXT, nullable=False),
+    sa.Column("front", _BOOL, nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),  # the account's turn counter when it joined
+    sa.Column("replica", _TEXT),
+)
+# A person's own line: retries first (the latest first), then the rest in the order they came.
+IN_OWN_LINE = (luma_waiting.c.front.desc(),
+               sa.case((luma_waiting.c.front, -luma_waiting.c.seq), else_=luma_waiting.c.seq))
+sa.Index("luma_waiting_line", luma_waiting.c.account, luma_waiting.c.user_key, luma_waiting.c.front.desc(),
+         sa.text("(CASE WHEN front THEN -seq ELSE seq END)"))
+
+luma_turns = sa.Table(
+    "luma_turns", metadata,
+    sa.Column("account", _TEXT, primary_key=True),
+    sa.Column("user_key", _TEXT, primary_key=True),
+    sa.Column("served", sa.BigInteger(), nullable=False),
+)
+
+luma_slots = sa.Table(
+    "luma_slots", metadata,
+    sa.Column("job_id", _TEXT, primary_key=True),
+    sa.Column("account", _TEXT, nullable=False),
+    sa.Column("granted_at", _FLOAT, nullable=False),
+    sa.Column("untold", _TEXT),  # the replica to tell of the grant
+)
+_UNTOLD = luma_slots.c.untold.is_not(None)
+sa.Index("luma_slots_untold", luma_slots.c.untold, sqlite_where=_UNTOLD, postgresql_where=_UNTOLD)
+
+luma_submissions = sa.Table(
+    "luma_submissions", metadata,
+    sa.Column("account", _TEXT, nullable=False),
+    sa.Column("at", _FLOAT, nullable=False),
+)
+sa.Index("luma_submissions_at", luma_submissions.c.account, luma_submissions.c.at)
