@@ -19,6 +19,7 @@ from lumabot.jobs.models import JobState
 from lumabot.testing.fake_luma import FakeLuma
 
 from .common import rig, table
+from lumabot.testing.store import job_ids, unsettled_count
 
 JOBS, USERS, CONCURRENCY = 200, 20, 10
 
@@ -43,11 +44,11 @@ async def run(seed: int = 7) -> dict:
                 status, body, *_ = await r.command(f"{u} picture {n}", user_id=u)
                 assert status == 200 and not body, body
         store = r.bot.store
-        while await store.unsettled_count():
+        while await unsettled_count(store):
             await asyncio.sleep(0.1)
         wall_end = time.monotonic()
         rows = [(j.user_id, j.state.value, j.finished_at, j.created_at)
-                for i in await store.job_ids() if (j := await store.get_job(i))]
+                for i in await job_ids(store) if (j := await store.jobs.get(i))]
         gens = list(luma.generations.values())
         first_created = min(g.created_at for g in gens)
         last_done = max(g.completes_at for g in gens)

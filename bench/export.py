@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lumabot.jobs.models import GenerationParams, Job, JobState
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.fake_slack import FakeSlack
 from lumabot.testing.process import bot_env
@@ -33,12 +33,12 @@ ADMIN = "UADMIN"
 
 
 async def seed(path: Path, team_id: str, n: int) -> None:
-    store = SQLiteStore(path)
+    store = open_store(f"sqlite:///{path}")
     await store.open()
     now = time.time()
     try:
         for i in range(n):
-            await store.create_job(Job(
+            await store.jobs.create(Job(
                 team_id=team_id, user_id=f"U{i % 50:03d}", channel_id=f"C{i % 7}", attempts=1, cost_usd=0.0404,
                 params=GenerationParams(prompt=f"a lighthouse at dusk number {i}, " + "painted in oils " * 6),
                 state=JobState.DONE, settled=True, created_at=now - 3600 + i * 0.05))

@@ -20,7 +20,6 @@ import asyncio
 import os
 from collections import Counter
 
-from lumabot.store.sqlite import SQLiteStore
 from lumabot.testing.fake_luma import FakeLuma
 
 from .common import rig, table
@@ -33,8 +32,8 @@ async def run() -> dict:
     luma = FakeLuma(latency=0.05, image_long_side=32)
     async with rig(luma, LUMABOT_POLL_INTERVAL="0.02", LUMABOT_FIRST_POLL_DELAY="0",
                    LUMABOT_LUMA_CONCURRENCY="10") as r:
-        store = r.bot.store
-        assert isinstance(store, SQLiteStore)
+        store = r.bot.store.db
+        assert not r.bot.store.shared  # SQLite's statements and WAL
         statements: Counter[str] = Counter()
 
         def trace(sql: str) -> None:

@@ -45,6 +45,7 @@ from lumabot.testing.fake_luma import FakeLuma, Outcome
 
 from .common import rig, table
 from .poll_bound import Lognormal, least_delay, least_gets
+from lumabot.testing.store import unsettled_count
 
 SCALE = 20.0
 P50, P95 = 30.0 / SCALE, 60.0 / SCALE
@@ -127,7 +128,7 @@ async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float)
                 await asyncio.sleep(max(0.0, t0 + i * gap - time.monotonic()))
                 status, body, *_ = await r.command(f"{prefix} job {i}", user_id=f"U{i % 10}")
                 assert status == 200 and not body, body
-            while await r.bot.store.unsettled_count():
+            while await unsettled_count(r.bot.store):
                 await asyncio.sleep(0.05)
 
         await run("warm-up", WARM_UP, STEADY_SPACING)  # the planner learns, as a running bot has

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lumabot.store.postgres import PostgresStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 from lumabot.testing.fake_slack import FakeSlack
 from lumabot.testing.postgres import PostgresCluster
@@ -30,6 +30,7 @@ from lumabot.testing.process import bot_env
 
 from . import ack, capacity
 from .common import BotProcess, Poster, fmt_seconds, table
+from lumabot.testing.store import job_ids, unsettled_count
 
 TAKEOVER, ORPHANS = 10.0, 30
 
@@ -50,7 +51,7 @@ async def _utilisation_two_replicas(url: str, seed: int = 7) -> dict:
         procs = [BotProcess(bot_env(slack, luma, Path(tmp) / "unused.db", **env), Path(tmp)) for _ in range(2)]
         await asyncio.gather(*(p.start() for p in procs))
         posters = [Poster(slack, p.url) for p in procs]
-        store = PostgresStore(url)
+        store = open_store(url)
         await store.open()
         try:
             users = [f"U{i:02d}" for i in range(capacity.USERS)]
@@ -60,9 +61,9 @@ async def _utilisation_two_replicas(url: str, seed: int = 7) -> dict:
                     status, body, _ = await posters[n % 2].command(f"{u} picture {k}", user_id=u)
                     assert status == 200 and not body, body
                     n += 1
-            while await store.unsettled_count():
+            while await unsettled_count(store):
                 await asyncio.sleep(0.2)
-            states = [(await store.get_job(i)).state.value for i in await store.job_ids()]
+            states = [(await store.jobs.get(i)).state.value for i in await job_ids(store)]
         finally:
             await store.close()
             for poster in posters:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from lumabot.jobs.models import GenerationParams, Job
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 from lumabot.testing.fake_slack import FakeSlack
 from lumabot.testing.process import bot_env
@@ -45,13 +45,13 @@ ENV = dict(LUMABOT_LUMA_CONCURRENCY="1", LUMABOT_MAX_QUEUED_PER_USER="1000000", 
 
 
 async def fill(path: Path, team: str, jobs: int) -> None:
-    store = SQLiteStore(path)
+    store = open_store(f"sqlite:///{path}")
     await store.open()
     try:
         for i in range(jobs):
             job = Job(team_id=team, user_id=f"U{i % USERS:03d}", channel_id="C1", status_ts=f"1700000000.{i:06d}",
                       params=GenerationParams(prompt=f"waiting picture {i}"))
-            await store.create_job(job)
+            await store.jobs.create(job)
     finally:
         await store.close()
 

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from .admin import AdminCommands, BudgetAlerts, Exports, Reports, Retention
 from .config import Settings
 from .intake import Intake
-from .jobs.quotas import Quotas
+from .quotas import Quotas
 from .luma.client import LumaClient
 from .luma.output import LumaOutputs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -37,7 +37,7 @@ from .slack import ingress, listeners
 from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
-from .store import SharedStore, Store, open_store
+from .store import Store, open_store
 from .tls import tls_context
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class LumaBot:
         runner_config = settings.runner()
         # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
         self.scheduler: SlotScheduler = (
-            SharedScheduler(cast(SharedStore, self.store), settings.luma_concurrency,
+            SharedScheduler(self.store, settings.luma_concurrency,
                             replica_id=runner_config.replica_id, rate_window=settings.luma_rate_window)
             if self.store.shared
             else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))

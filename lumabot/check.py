@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from .config import SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
 from .store import StoreUnavailable, schema_status
+from .store.migrate import known_revisions
 
 # The bot scopes of manifest.yml (oauth_config.scopes.bot). manifest.yml is not shipped with the
 # installed package and pyyaml is not a runtime dependency, so the list lives here too;
@@ -167,12 +168,12 @@ async def _database_check(settings: Settings) -> Check:
         version, latest = await schema_status(settings.database_url)
     except StoreUnavailable as exc:
         return Check(False, f"database: cannot reach {where} ({_describe(exc.__cause__ or exc)})")
-    if version > latest:
-        return Check(False, f"database: schema version {version} is newer than this lumabot "
-                            f"({latest}): upgrade lumabot")
-    if version < latest:
-        return Check(True, f"database: schema version {version}; the next start migrates it to {latest}")
-    return Check(True, f"database: schema version {version} (up to date)")
+    if version == latest:
+        return Check(True, f"database: schema revision {version} (up to date)")
+    if version is None or version.startswith("legacy:") or version in known_revisions():
+        shown = "none yet" if version is None else version
+        return Check(True, f"database: schema revision {shown}; the next start migrates it to {latest}")
+    return Check(False, f"database: schema revision {version} is newer than this lumabot ({latest}): upgrade lumabot")
 
 
 def _header(headers, name: str) -> str | None:

@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .jobs.policy import Limits
-from .jobs.quotas import Prices
+from .jobs.admission import Prices
 from .ports import SessionRules
 from .runner.record import RunnerConfig
 

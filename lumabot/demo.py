@@ -24,6 +24,7 @@ import re
 import sys
 import tempfile
 import time
+from .testing.store import job_ids
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
@@ -386,7 +387,7 @@ class _Player:
 
     # -- jobs ----------------------------------------------------------------------------------
     async def _job_ids(self) -> list[str]:
-        return await self.bot.store.job_ids()
+        return await job_ids(self.bot.store)
 
     async def _run_step(self, step: Step, act: Callable[[], Awaitable[None]]) -> Step:
         """Do `act`, then wait for the job it starts to be finished and shown to the user."""
@@ -413,7 +414,7 @@ class _Player:
         step.job_id = await _wait(new_job, f"lumabot to accept “{step.typed}”")
 
         async def settled():
-            job = await self.bot.store.get_job(step.job_id)
+            job = await self.bot.store.jobs.get(step.job_id)
             return job if job is not None and job.settled else None
 
         job = await _wait(settled, f"the job of “{step.typed}” to finish")

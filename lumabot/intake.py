@@ -30,7 +30,8 @@ from .jobs.flags import (
 from .jobs.forgetting import with_style_direction
 from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
 from .admin import BudgetAlerts
-from .jobs.quotas import NotEnabled, Quotas, not_enabled_text
+from .jobs.admission import NotEnabled, not_enabled_text
+from .quotas import Quotas
 from .ports import AdminDirectory, Notifier
 from .runner import Runner
 from .runner.deadline import ACK_BUDGET, before_ack
@@ -206,7 +207,7 @@ class Intake:
         except NotEnabled as exc:
             return await self._not_enabled(msg, exc)
         text = msg.text.strip()
-        if msg.images or (msg.in_thread and await self.store.is_lumabot_thread(msg.channel_id, msg.root)):
+        if msg.images or (msg.in_thread and await self.store.images.is_lumabot_thread(msg.channel_id, msg.root)):
             return await self._edit_from_message(msg, text)
         if not text:
             return await self._once(msg, Reply(f"Tell me what to draw, e.g. `@lumabot a lighthouse at "
@@ -236,7 +237,7 @@ class Intake:
             session = await self.sessions.running(msg.channel_id)
             if session is None:
                 return None
-        elif not await self.store.is_lumabot_thread(msg.channel_id, msg.root):
+        elif not await self.store.images.is_lumabot_thread(msg.channel_id, msg.root):
             return None
         try:
             await self.check_place(msg.team_id, msg.channel_id)
@@ -281,7 +282,7 @@ class Intake:
             source = await self._source_for(images[0])
             refs = [await self._source_for(f) for f in images[1:]]
         else:
-            latest = await self.store.latest_image_in_thread(msg.channel_id, msg.root)
+            latest = await self.store.images.latest_in_thread(msg.channel_id, msg.root)
             if latest is None:
                 return await self._once(msg, Reply(NO_IMAGE_IN_THREAD, thread_ts=msg.root))
             source = latest.as_source()
@@ -308,7 +309,7 @@ class Intake:
         await self.check_place(team_id, channel_id)
         if not text.strip():
             return EDIT_USAGE
-        latest = await self.store.latest_image_in_channel(channel_id)
+        latest = await self.store.images.latest_in_channel(channel_id)
         if latest is None:
             return NO_IMAGE_IN_CHANNEL
         try:
@@ -378,10 +379,10 @@ class Intake:
         """Reroll (same prompt and parameters) or render again with uni-1-max, into the same
         thread. A double click or a retried action starts one job. Returns a message for the
         person when nothing starts."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is None or not job.root_ts:
             return "That image is no longer known to lumabot."
-        if not await self.store.claim_key(action_key, window=ACTION_WINDOW):
+        if not await self.store.keys.claim(action_key, window=ACTION_WINDOW):
             return None
         params = job.params.model_copy(update={"model": "uni-1-max"} if max_model else {})
         again = Job(team_id=team_id, user_id=user_id, channel_id=job.channel_id,
@@ -394,7 +395,7 @@ class Intake:
 
     async def result_target(self, job_id: str) -> ShortcutTarget | None:
         """What the Edit button edits: that job's image, into its thread."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is None or not job.generation_id or job.deleted or not job.root_ts:
             return None
         return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts,
@@ -402,28 +403,28 @@ class Intake:
 
     async def delete(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
         """Delete a result: only the person who asked, or a workspace admin or owner."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is None or job.deleted:
             return None
         if job.user_id != user_id and not is_admin:
             return ONLY_REQUESTER
         await self.notifier.delete_result(job)
-        await self.store.mark_deleted(job.id)
+        await self.store.jobs.mark_deleted(job.id)
         return None
 
     async def cancel(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
         """Cancel a job that waits for Luma (the requester, or a workspace admin): it leaves
         the line at once and nothing is spent. Returns a message for the person when it cannot
         be cancelled (already sent to Luma, or not theirs)."""
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is not None and job.cancelled_by:
             return None  # cancelled already (a double click): its status says so
         if job is None or job.state.finished:
             return NOT_WAITING
         if job.user_id != user_id and not is_admin:
             return ONLY_REQUESTER_CANCEL
-        if not await self.store.request_cancel(job_id, user_id):
-            again = await self.store.get_job(job_id)
+        if not await self.store.jobs.request_cancel(job_id, user_id):
+            again = await self.store.jobs.get(job_id)
             if again is not None and again.cancelled_by:
                 return None  # cancelled already (a double click): its status says so
             return ALREADY_SENT  # the create won the race
@@ -433,7 +434,7 @@ class Intake:
     # -- App Home ------------------------------------------------------------------------------
     async def home(self, team_id: str, user_id: str) -> tuple[list[Job], str]:
         """The person's last 20 jobs and their usage against limits."""
-        jobs = await self.store.recent_jobs(team_id, user_id, limit=20)
+        jobs = await self.store.jobs.recent(team_id, user_id, limit=20)
         return jobs, await self.quotas.report(team_id, user_id)
 
     async def limits_text(self, team_id: str) -> str:
@@ -442,26 +443,26 @@ class Intake:
     # -- helpers -------------------------------------------------------------------------------
     async def _source_for(self, f: SlackFile) -> ImageSource:
         """An image lumabot made is edited by generation id (no re-upload); others by file."""
-        known = await self.store.image_by_file(f.id)
+        known = await self.store.images.by_file(f.id)
         if known is not None and known.generation_id:
             return ImageSource(generation_id=known.generation_id)
         return ImageSource(slack_file=f)
 
     async def _remember_images(self, msg: Message) -> None:
         for f in msg.images:
-            await self.store.record_image(KnownImage(
+            await self.store.images.record(KnownImage(
                 channel_id=msg.channel_id, thread_ts=msg.root, message_ts=msg.ts, origin="user",
                 slack_file_id=f.id, file=f, user_id=msg.user_id))
 
     async def _not_enabled(self, msg: Message, exc: NotEnabled) -> Reply | None:
         """Say where lumabot works, at most once per person per channel per hour (a busy
         channel is not spammed)."""
-        if await self.store.claim_key(f"notice:{msg.channel_id}:{msg.user_id}", window=NOTICE_WINDOW):
+        if await self.store.keys.claim(f"notice:{msg.channel_id}:{msg.user_id}", window=NOTICE_WINDOW):
             return Reply(str(exc), thread_ts=msg.thread_ts)
         return None
 
     async def _once(self, msg: Message, reply: Reply) -> Reply | None:
         """A reply at most once per version of a message, whatever Slack retries (a corrected
         message is answered again, and may still start its one job)."""
-        return reply if await self.store.claim_key(msg.reply_key) else None
+        return reply if await self.store.keys.claim(msg.reply_key) else None
 

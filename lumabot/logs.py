@@ -55,5 +55,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Chatty libraries log request URLs and headers at INFO/DEBUG: keep them quiet.
-    for name in ("httpx", "httpcore", "slack_sdk", "slack_bolt", "luma_agents", "aiohttp.access"):
+    for name in ("httpx", "httpcore", "slack_sdk", "slack_bolt", "luma_agents", "aiohttp.access", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

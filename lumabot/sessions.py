@@ -77,7 +77,7 @@ class Sessions:
 
     async def start(self, *, team_id: str, user_id: str, channel_id: str,
                     text: str) -> SessionAnswer | None:
-        running = await self.store.running_session(channel_id)
+        running = await self.store.sessions.running(channel_id)
         if running is not None:
             return AlreadyRunning(running)
         try:
@@ -87,35 +87,35 @@ class Sessions:
             return str(exc)
         session = Session(team_id=team_id, channel_id=channel_id, started_by=user_id,
                           flags=flags.model_dump(exclude_none=True), theme=theme.strip() or None)
-        if not await self.store.create_session(session):
-            running = await self.store.running_session(channel_id)
+        if not await self.store.sessions.create(session):
+            running = await self.store.sessions.running(channel_id)
             return AlreadyRunning(running) if running else "A session is starting already."
         try:
             session.banner_ts = await self.notifier.post_session_banner(session, self.config)
         except DeliveryError as err:
             session.ended_at, session.end_reason, session.recap_posted = time.time(), "not_started", True
-            await self.store.save_session(session)
+            await self.store.sessions.save(session)
             if err.no_access:
                 return "lumabot is not a member of this channel. Invite it with `/invite @lumabot` first."
             if err.policy:
                 return policy_message(err.policy)
             return "The session could not be started: Slack did not take the banner. Please try again."
-        await self.store.save_session(session)
+        await self.store.sessions.save(session)
         log.info("session started", extra={"channel": channel_id})
         return None
 
     async def status(self, channel_id: str) -> SessionAnswer:
-        session = await self.store.running_session(channel_id)
+        session = await self.store.sessions.running(channel_id)
         if session is None:
             return ("No creative session is running in this channel. Start one with "
                     "`/luma session start [flags] [theme]`, e.g. `/luma session start --ar 2:3 --max noir city`.")
-        jobs = await self.store.session_jobs(session.id)
+        jobs = await self.store.sessions.jobs(session.id)
         return SessionSummary(session=session, images=sum(1 for j in jobs if j.state == JobState.DONE),
                               people=sorted({j.user_id for j in jobs}), spend=self._spend(jobs),
                               max_images=self.config.max_images)
 
     async def stop(self, *, channel_id: str, user_id: str) -> str | None:
-        session = await self.store.running_session(channel_id)
+        session = await self.store.sessions.running(channel_id)
         if session is None:
             return "No creative session is running in this channel."
         await self.end(session, f"stopped:{user_id}")
@@ -123,38 +123,38 @@ class Sessions:
 
     # -- taking part ---------------------------------------------------------------------------
     async def running(self, channel_id: str) -> Session | None:
-        return await self.store.running_session(channel_id)
+        return await self.store.sessions.running(channel_id)
 
     async def full(self, session: Session) -> bool:
         """No more prompts: the session's accepted images reach the cap."""
-        jobs = await self.store.session_jobs(session.id)
+        jobs = await self.store.sessions.jobs(session.id)
         return sum(1 for j in jobs if j.state != JobState.FAILED) >= self.config.max_images
 
     async def touch(self, session: Session) -> None:
         session.last_prompt_at = time.time()
-        await self.store.touch_session(session.id, session.last_prompt_at)
+        await self.store.sessions.touch(session.id, session.last_prompt_at)
 
     async def vote(self, *, channel_id: str, ts: str, user_id: str, reaction: str, on: bool) -> None:
         """A star on a session image is a vote; removing it takes the vote back."""
         if reaction.split("::")[0] != self.config.vote_emoji:
             return
-        job = await self.store.job_for_message(channel_id, ts)
+        job = await self.store.jobs.for_message(channel_id, ts)
         if job is None or not job.session_id or job.state != JobState.DONE:
             return
-        session = await self.store.get_session(job.session_id)
+        session = await self.store.sessions.get(job.session_id)
         if session is None or not session.running:
             return
-        await self.store.set_vote(session.id, job.id, user_id, on)
+        await self.store.sessions.set_vote(session.id, job.id, user_id, on)
 
     async def on_delivered(self, job: Job, output: Output) -> None:
         """Engine hook: keep a thumbnail for the contact sheet; end at the image cap."""
         if not job.session_id:
             return
-        await self.store.save_thumbnail(job.id, await asyncio.to_thread(thumbnail, output.content))
-        session = await self.store.get_session(job.session_id)
+        await self.store.sessions.save_thumbnail(job.id, await asyncio.to_thread(thumbnail, output.content))
+        session = await self.store.sessions.get(job.session_id)
         if session is None or not session.running:
             return
-        jobs = await self.store.session_jobs(session.id)
+        jobs = await self.store.sessions.jobs(session.id)
         if sum(1 for j in jobs if j.state == JobState.DONE) >= self.config.max_images:
             await self.end(session, "max_images")
 
@@ -167,11 +167,11 @@ class Sessions:
         try:
             if session.running:
                 ended_at = time.time()
-                if await self.store.end_session(session.id, ended_at, reason):
+                if await self.store.sessions.end(session.id, ended_at, reason):
                     session.ended_at, session.end_reason = ended_at, reason
                     log.info("session ended: %s", reason, extra={"channel": session.channel_id})
                 else:  # ended meanwhile (another stop, the idle guard): that ending stands
-                    session = await self.store.get_session(session.id) or session
+                    session = await self.store.sessions.get(session.id) or session
             await self._recap(session)
         finally:
             self._ending.discard(session.id)
@@ -180,18 +180,18 @@ class Sessions:
         if session.recap_posted:
             return
         # One replica posts it: the others (and retries) wait out the lease.
-        if not await self.store.claim_key(f"recap:{session.id}", window=RECAP_LEASE):
+        if not await self.store.keys.claim(f"recap:{session.id}", window=RECAP_LEASE):
             return
-        jobs = await self.store.session_jobs(session.id)
+        jobs = await self.store.sessions.jobs(session.id)
         done = [j for j in jobs if j.state == JobState.DONE and not j.deleted]
-        votes = await self.store.votes(session.id)
+        votes = await self.store.sessions.votes(session.id)
         ranked = sorted((j for j in done if votes.get(j.id)), key=lambda j: (-votes[j.id], j.created_at))[:3]
-        thumbs = await self.store.thumbnails([j.id for j in done])
+        thumbs = await self.store.sessions.thumbnails([j.id for j in done])
         sheet_parts = [thumbs[j.id] for j in done if j.id in thumbs]
 
         async def remember(file_id: str) -> None:
             session.recap_file_id = file_id
-            await self.store.save_session(session)
+            await self.store.sessions.save(session)
 
         try:
             sheet = await asyncio.to_thread(contact_sheet, sheet_parts) if sheet_parts else None
@@ -208,7 +208,7 @@ class Sessions:
             log.error("could not post the session recap: %s", exc, extra={"channel": session.channel_id})
             return
         session.recap_posted = True
-        await self.store.save_session(session)
+        await self.store.sessions.save(session)
 
     def _spend(self, jobs: list[Job]) -> float:
         return sum(j.cost_usd for j in jobs if j.charged)
@@ -217,7 +217,7 @@ class Sessions:
     async def check(self) -> None:
         """End idle sessions and post recaps that are due (also right after a restart)."""
         now = time.time()
-        for session in await self.store.open_sessions():
+        for session in await self.store.sessions.unfinished():
             if session.running and now - session.last_prompt_at >= self.config.idle_minutes * 60:
                 await self.end(session, "idle")
             elif not session.running and not session.recap_posted:

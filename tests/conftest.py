@@ -14,6 +14,7 @@ from lumabot.jobs.models import Job
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.fake_slack import FakeSlack
 from lumabot.testing.process import bot_env as fake_env
+from lumabot.testing.store import job_ids
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -89,7 +90,7 @@ class Harness:
         return await self.wait_job(lambda j: j.id not in before and j.status_ts is not None)
 
     async def jobs(self) -> list[Job]:
-        return [job for i in await self.bot.store.job_ids() if (job := await self.bot.store.get_job(i))]
+        return [job for i in await job_ids(self.bot.store) if (job := await self.bot.store.jobs.get(i))]
 
     async def wait_job(self, predicate, timeout: float = 5.0) -> Job:
         import asyncio

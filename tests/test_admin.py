@@ -64,7 +64,7 @@ async def test_a_non_admin_is_refused_and_nothing_changes(start_bot):
     text = await admin(h, "channels only <#C2|design>", user="U1")
     assert text.startswith("Only workspace admins") and "Nothing was changed" in text
     assert "Only workspace admins" in await admin(h, "usage", user="U1")
-    assert await h.bot.store.policy_log(h.slack.team_id) == []
+    assert await h.bot.store.policy.log(h.slack.team_id) == []
     await h.imagine("still works in C1")
     # an admin's overview shows the policy and the commands
     overview = await admin(h, "")
@@ -110,7 +110,7 @@ async def test_the_channel_allow_list_holds_at_every_entry_point(start_bot):
     assert "every channel it is in" in await admin(h, "channels all")
     assert "no list to remove from" in await admin(h, "channels remove <#C2|design>")
     await h.imagine("everywhere again")
-    assert len((await h.bot.store.policy_log(h.slack.team_id))) == 4  # the refused edit is not logged
+    assert len((await h.bot.store.policy.log(h.slack.team_id))) == 4  # the refused edit is not logged
 
 
 async def test_direct_messages_follow_the_dms_switch(start_bot):
@@ -241,9 +241,9 @@ async def test_retention_sweep_and_forget_keep_reports_right(start_bot, luma):
     old_at = time.time() - 40 * 86400
     old = Job(team_id=team, user_id="U3", channel_id="C1", params=GenerationParams(prompt="old"),
               state=JobState.DONE, settled=True, attempts=1, cost_usd=0.0404, created_at=old_at)
-    await store.create_job(old)
-    await store.save_thumbnail(old.id, b"thumb")
-    await store.record_image(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
+    await store.jobs.create(old)
+    await store.sessions.save_thumbnail(old.id, b"thumb")
+    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
                                         generation_id="g-old", slack_file_id="FOLD", created_at=old_at))
     old_month = datetime.fromtimestamp(old_at, timezone.utc).strftime("%Y-%m")
     before = await admin(h, f"usage {old_month}")
@@ -253,18 +253,18 @@ async def test_retention_sweep_and_forget_keep_reports_right(start_bot, luma):
     assert "history kept 30 days" in await admin(h, "retention 30")
     swept = await answered_later(h, "Retention sweep done")
     assert "1 job" in swept and "1 thumbnail" in swept and "1 image record" in swept
-    assert await store.get_job(old.id) is None and await store.thumbnails([old.id]) == {}
-    assert await store.image_by_file("FOLD") is None
+    assert await store.jobs.get(old.id) is None and await store.sessions.thumbnails([old.id]) == {}
+    assert await store.images.by_file("FOLD") is None
     assert await admin(h, f"usage {old_month}") == before  # the totals stay
-    assert await store.get_job(one.id) is not None         # younger than 30 days
+    assert await store.jobs.get(one.id) is not None         # younger than 30 days
 
     now_before = await admin(h, "usage")
     await admin(h, "forget <@U1|alice>")
     forgot = await answered_later(h, "Forgot <@U1>")
     assert "3 jobs" in forgot
     for job in (one, two, flagged):
-        assert await store.get_job(job.id) is None
-    assert await store.get_job(three.id) is not None
+        assert await store.jobs.get(job.id) is None
+    assert await store.jobs.get(three.id) is not None
     after = await admin(h, "usage")
     assert "<@U1>" not in after and "a forgotten person" in after
     total = re.compile(r"\*Total:\* .*")

@@ -27,7 +27,7 @@ async def test_admin_numbers_are_bounded_with_a_clear_message(start_bot):
         answer = await admin(h, command)
         assert message in answer, command
         assert len(answer) < 4000 and "inf" not in answer.split("\n\n")[0]
-    assert await h.bot.store.policy_log(h.slack.team_id) == []  # nothing was stored
+    assert await h.bot.store.policy.log(h.slack.team_id) == []  # nothing was stored
     assert "monthly budget $1,000,000.00" in await admin(h, "budget month 1000000")
     assert "daily image limit of <@U1>: 100000" in await admin(h, "limit <@U1|alice> 100000")
     assert "history kept 3650 days" in await admin(h, "retention 3650")

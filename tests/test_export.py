@@ -24,7 +24,7 @@ async def seed(h, n: int) -> list[Job]:
                 params=GenerationParams(prompt=f"prompt {i}"), state=JobState.DONE, settled=True,
                 created_at=now - 60 + i * 0.001) for i in range(n)]
     for j in jobs:
-        await h.bot.store.create_job(j)
+        await h.bot.store.jobs.create(j)
     return jobs
 
 
@@ -68,7 +68,7 @@ async def test_a_month_too_large_for_one_file_is_answered_plainly(start_bot):
     await seed(h, 3)
     big = "x" * 400_000
     for i in range(4):  # ~1.6 MB of prompts
-        await h.bot.store.create_job(Job(team_id=h.slack.team_id, user_id="U1", channel_id="C1",
+        await h.bot.store.jobs.create(Job(team_id=h.slack.team_id, user_id="U1", channel_id="C1",
                                          params=GenerationParams(prompt=f"{big} {i}")))
     month = datetime.now(timezone.utc).strftime("%B %Y")
     await admin(h, "export --prompts")

@@ -18,7 +18,7 @@ SECRET, THEME, RUNNING = "xyzzy plugh lantern", "quux velvet theme", "frotz bras
 
 
 def database_bytes(h) -> bytes:
-    path = Path(h.bot.store.path)
+    path = Path(h.bot.store.db.path)
     return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
@@ -45,15 +45,15 @@ async def test_forget_removes_the_text_everywhere_in_the_database(start_bot):
     assert "removed their text from 2 of other people's images" in answer
     assert "1 of their images is still being made and will be forgotten as soon as it is done" in answer
     assert "What lumabot posted in Slack stays there" in answer
-    assert (await h.bot.store.get_job(reroll.id)).params.prompt == REMOVED
-    assert (await h.bot.store.get_job(in_session.id)).params.prompt == f"a garden. Style direction: {REMOVED}"
-    assert (await h.bot.store.get_job(unrelated.id)).params.prompt == "an unrelated lantern"
+    assert (await h.bot.store.jobs.get(reroll.id)).params.prompt == REMOVED
+    assert (await h.bot.store.jobs.get(in_session.id)).params.prompt == f"a garden. Style direction: {REMOVED}"
+    assert (await h.bot.store.jobs.get(unrelated.id)).params.prompt == "an unrelated lantern"
 
     h.luma.release_all()
     await h.slack.wait_for(lambda: "Done in" in h.status_text(running))  # delivered, then forgotten
     await h.slack.wait_for(lambda: _gone(h, running.id))
-    assert await h.bot.store.get_job(mine.id) is None
-    assert await h.bot.store.thumbnails([running.id]) == {}
+    assert await h.bot.store.jobs.get(mine.id) is None
+    assert await h.bot.store.sessions.thumbnails([running.id]) == {}
     after = await admin(h, "usage")
     assert _total(after) == _total(before).replace("4 images", "5 images").replace("$0.16", "$0.20")
     assert "<@U7>" not in after and "a forgotten person" in after
@@ -64,7 +64,7 @@ async def test_forget_removes_the_text_everywhere_in_the_database(start_bot):
 
 
 async def _gone(h, job_id: str) -> bool:
-    return await h.bot.store.get_job(job_id) is None
+    return await h.bot.store.jobs.get(job_id) is None
 
 
 def _total(report: str) -> str:

@@ -21,7 +21,7 @@ async def hung(h):
     if store.shared:
         import asyncpg
 
-        con = await asyncpg.connect(store.dsn)
+        con = await asyncpg.connect(store.db.dsn)
         tx = con.transaction()
         await tx.start()
         await con.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
@@ -31,7 +31,7 @@ async def hung(h):
             await tx.rollback()
             await con.close()
     else:
-        async with store._lock:
+        async with store.db._lock:
             yield
 
 

@@ -123,7 +123,7 @@ async def test_delete_by_a_stranger_is_refused(harness):
     await h.slack.wait_for(lambda: len(h.slack.responses) >= 1)
     assert ONLY_REQUESTER in json.dumps([r.body if hasattr(r, "body") else r for r in h.slack.responses])
     assert len(h.slack.files_in_thread("C1", job.status_ts)) == 1
-    assert not (await h.bot.store.get_job(job.id)).deleted
+    assert not (await h.bot.store.jobs.get(job.id)).deleted
 
 
 async def test_delete_by_a_workspace_admin_is_allowed(harness):
@@ -279,7 +279,7 @@ async def test_cancel_while_waiting_leaves_the_line_and_spends_nothing(start_bot
     done = await h.finished(second.id)
     assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
     assert "Cancelled by <@U2>" in h.status_text(done) and not _has_cancel_button(h, done)
-    assert (await h.bot.store.usage("T0TEST", 0, user_id="U2")).requested == 0  # not counted
+    assert (await h.bot.store.policy.usage("T0TEST", 0, user_id="U2")).requested == 0  # not counted
     h.luma.release_all()
     await h.finished(first.id)
     assert [b["prompt"] for b in h.luma.creates] == ["first in line"]  # nothing else at Luma
@@ -291,7 +291,7 @@ async def test_only_the_requester_or_an_admin_can_cancel(start_bot):
     await click_cancel(h, second, user_id="U3")
     await h.slack.wait_for(lambda: len(h.slack.responses) == 1)
     assert ONLY_REQUESTER_CANCEL in json.dumps([getattr(r, "body", r) for r in h.slack.responses])
-    assert (await h.bot.store.get_job(second.id)).state == JobState.QUEUED
+    assert (await h.bot.store.jobs.get(second.id)).state == JobState.QUEUED
     h.slack.set_user("UADMIN", is_admin=True)
     await click_cancel(h, second, user_id="UADMIN")
     done = await h.finished(second.id)

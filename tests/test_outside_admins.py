@@ -40,9 +40,9 @@ async def test_an_outside_admin_can_use_no_admin_command(start_bot):
                  "forget <@U1|alice>", "log"):
         answer = await outsider_admin(h, verb)
         assert answer.startswith("Only workspace admins") and "Nothing was changed" in answer, verb
-    assert await h.bot.store.policy_log(h.slack.team_id) == []
+    assert await h.bot.store.policy.log(h.slack.team_id) == []
     assert not any(f.filename.endswith(".csv") for f in h.slack.files)   # no export went anywhere
-    assert (await h.bot.store.get_job(mine.id)).params.prompt == "a local prompt"  # not forgotten
+    assert (await h.bot.store.jobs.get(mine.id)).params.prompt == "a local prompt"  # not forgotten
     # the same commands from a local admin work (the refusal above is about who, not what)
     assert "lumabot works only in <#C2>" in await admin(h, "channels only <#C2|design>")
 
@@ -54,7 +54,7 @@ async def test_an_outside_admin_cannot_delete_or_cancel_anothers_work(start_bot)
         "delete", value=done.id, user_id=OUTSIDER, channel_id="C1", message_ts=done.actions_ts,
         thread_ts=done.root_ts, response_url=h.slack.new_response_url()), external_team="TEXTERNAL")
     await h.slack.wait_for(lambda: any("Only the person who asked" in (r.text or "") for r in h.slack.responses))
-    assert not (await h.bot.store.get_job(done.id)).deleted
+    assert not (await h.bot.store.jobs.get(done.id)).deleted
     assert not h.slack.message("C1", done.actions_ts).deleted
 
     h.luma.script(Outcome(hold=True))
@@ -65,7 +65,7 @@ async def test_an_outside_admin_cannot_delete_or_cancel_anothers_work(start_bot)
         "cancel", value=waiting.id, user_id=OUTSIDER, channel_id="C1", message_ts=waiting.status_ts,
         response_url=h.slack.new_response_url()), external_team="TEXTERNAL")
     await h.slack.wait_for(lambda: any("can cancel it" in (r.text or "") for r in h.slack.responses))
-    assert (await h.bot.store.get_job(waiting.id)).state == JobState.QUEUED
+    assert (await h.bot.store.jobs.get(waiting.id)).state == JobState.QUEUED
     h.luma.release_all()
     assert (await h.finished(waiting.id)).state == JobState.DONE
     await h.finished(first.id)
@@ -98,7 +98,7 @@ async def test_an_org_wide_install_makes_the_organisations_admins_admins(start_b
     assert "lumabot works only in <#C2>" in await admin(h, "channels only <#C2|design>", user="UORGADMIN")
     assert (await admin(h, "channels all", user=OUTSIDER)).startswith("Only workspace admins")
     assert (await admin(h, "channels all", user="UWSADMIN")).startswith("Only workspace admins")
-    assert len(await h.bot.store.policy_log(h.slack.team_id)) == 1
+    assert len(await h.bot.store.policy.log(h.slack.team_id)) == 1
 
 
 def test_admin_here_compares_the_persons_workspace_with_the_installation():

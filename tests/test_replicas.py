@@ -10,12 +10,13 @@ import signal
 import pytest
 
 from lumabot.jobs.models import JobState
-from lumabot.store.postgres import PostgresStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.process import BotProcess
 
 from .conftest import bot_env
 from .test_restart import _wait
+from lumabot.testing.store import job_ids
 
 LIMIT = 3
 
@@ -29,10 +30,10 @@ async def limited_luma():
 
 
 async def _jobs(url: str):
-    store = PostgresStore(url)
+    store = open_store(url)
     await store.open()
     try:
-        return [await store.get_job(i) for i in await store.job_ids()]
+        return [await store.jobs.get(i) for i in await job_ids(store)]
     finally:
         await store.close()
 

@@ -8,18 +8,19 @@ import time
 import pytest
 
 from lumabot.jobs.models import JobState
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import open_store
 from lumabot.testing.fake_luma import Outcome
 from lumabot.testing.process import BotProcess
 
 from .conftest import bot_env
+from lumabot.testing.store import job_ids
 
 
 async def _all_jobs(db_path):
-    store = SQLiteStore(db_path)
+    store = open_store(f"sqlite:///{db_path}")
     await store.open()
     try:
-        return [await store.get_job(i) for i in await store.job_ids()]
+        return [await store.jobs.get(i) for i in await job_ids(store)]
     finally:
         await store.close()
 

@@ -9,6 +9,7 @@ from lumabot.jobs.models import JobState
 from lumabot.testing.fake_slack import app_mention_event, event_callback, slash_command_payload
 
 from .conftest import bot_env
+from lumabot.testing.store import job_ids
 
 
 async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
@@ -34,7 +35,7 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
         (f,) = [f for f in slack.files if f.shared]
         assert f.content == luma.output_bytes(next(iter(luma.generations)))
         assert luma.creates[0]["aspect_ratio"] == "3:1"
-        assert len(await bot.store.job_ids()) == 1
+        assert len(await job_ids(bot.store)) == 1
         await slack.wait_for(lambda: "Done in" in slack.top_level("C1")[0].text)
 
         # Events arrive as envelopes too, and a retried one is acked but not run twice.
@@ -45,7 +46,7 @@ async def test_socket_mode_imagine_end_to_end(tmp_path, slack, luma):
             assert ack["envelope_id"]
         await slack.wait_for(lambda: len([f for f in slack.files if f.shared]) == 2)
         assert len(luma.creates) == 2
-        states = [(await bot.store.get_job(i)).state for i in await bot.store.job_ids()]
+        states = [(await bot.store.jobs.get(i)).state for i in await job_ids(bot.store)]
         assert len(states) == 2 and states.count(JobState.DONE) >= 1
     finally:
         await bot.stop()

@@ -338,11 +338,11 @@ async def test_a_database_refusing_writes_stalls_jobs_until_it_clears(harness):
     h.luma.script(Outcome(hold=True))
     job = await h.imagine("a lighthouse")
     await h.wait_job(lambda j: j.id == job.id and j.state == JobState.GENERATING)
-    db = h.bot.store.db
+    db = h.bot.store.db.db  # SQLite's writer connection
     await db.execute("PRAGMA query_only = ON")  # every write: "attempt to write a readonly database"
     h.luma.release_all()
     await h.slack.wait_for(lambda: h.bot.metrics.store_errors._value.get() >= 2, timeout=10)
-    assert (await h.bot.store.get_job(job.id)).state == JobState.GENERATING
+    assert (await h.bot.store.jobs.get(job.id)).state == JobState.GENERATING
     await db.execute("PRAGMA query_only = OFF")
     done = await h.finished(job.id, timeout=10)
     assert done.state == JobState.DONE

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Literal
 
 from ..jobs.models import Job
-from ..jobs.quotas import Admission
+from ..jobs.admission import Admission
 from ..jobs.text import money
 from ..ports import AdminDirectory, DeliveryError, Notifier
 from ..store import Store, StoreUnavailable
@@ -88,14 +88,14 @@ class BudgetAlerts:
 
     async def _claim(self, key: str) -> bool:
         try:
-            return await self.store.claim_key(key)
+            return await self.store.keys.claim(key)
         except StoreUnavailable as exc:
             log.warning("budget alert not checked: %s", exc)
             return False
 
     async def recipients(self, team_id: str) -> list[str]:
         """Admins who set policy, and LUMABOT_ADMINS."""
-        setters = [c.user_id for c in await self.store.policy_log(team_id, limit=1000)]
+        setters = [c.user_id for c in await self.store.policy.log(team_id, limit=1000)]
         return sorted(set(setters) | set(self.admins.extra))
 
     async def _send(self, team_id: str, text: str) -> None:

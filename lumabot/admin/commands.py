@@ -135,7 +135,7 @@ class AdminCommands:
             return AdminAnswer(str(exc))
         what, edit = change
         try:
-            await self.store.update_policy(team_id, edit, by=user_id, change=what)
+            await self.store.policy.update(team_id, edit, by=user_id, change=what)
         except PromptError as exc:  # the edit does not apply to the policy as it is
             return AdminAnswer(str(exc))
         log.info("admin policy change by %s: %s", user_id, what)
@@ -216,7 +216,7 @@ class AdminCommands:
 
     # -- reports and data ------------------------------------------------------------------------
     async def _log(self, team_id: str) -> str:
-        changes = await self.store.policy_log(team_id, limit=20)
+        changes = await self.store.policy.log(team_id, limit=20)
         if not changes:
             return "No admin changes yet."
         return "\n".join(["*The last admin changes* (newest first)"] + [
@@ -239,7 +239,7 @@ class AdminCommands:
     def _forget(self, team_id: str, admin_id: str, user_id: str) -> AdminAnswer:
         async def forget() -> str:
             removed = await self.retention.forget(team_id, user_id)
-            await self.store.update_policy(team_id, lambda p: p, by=admin_id,
+            await self.store.policy.update(team_id, lambda p: p, by=admin_id,
                                            change=f"forgot {user_ref(user_id)} ({removed_text(removed)})")
             return (f"Forgot {user_ref(user_id)}: deleted {removed_text(removed)}. Their spend stays in the "
                     f"usage totals under an anonymous id. {STAYS_IN_SLACK}")

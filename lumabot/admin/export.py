@@ -55,7 +55,7 @@ class Exports:
 
     async def begin(self, team_id: str) -> bool:
         """Take the workspace's export lease; False while another export runs."""
-        return await self.store.claim_key(_lease(team_id), window=LEASE)
+        return await self.store.keys.claim(_lease(team_id), window=LEASE)
 
     async def send(self, team_id: str, user_id: str, month: Month, *, prompts: bool) -> str:
         """Write the month's CSV and upload it to the admin's DM; what to tell them. Always
@@ -80,7 +80,7 @@ class Exports:
         finally:
             if export is not None:
                 await asyncio.to_thread(export.path.unlink, True)
-            await self.store.release_key(_lease(team_id))
+            await self.store.keys.release(_lease(team_id))
 
     async def write(self, team_id: str, month: Month, *, prompts: bool) -> ExportFile:
         """The month's CSV in a temporary file (ExportTooLarge past max_bytes)."""
@@ -93,8 +93,7 @@ class Exports:
             await asyncio.to_thread(csv.writer(out, lineterminator="\r\n").writerow, header)
             after: tuple[float, str] | None = None
             while True:
-                page = await self.store.job_records(team_id, month.since, month.until,
-                                                    refunded=REFUNDED_FAILURE_CODES, after=after, limit=PAGE)
+                page = await self.store.policy.job_records(team_id, month.since, month.until, after=after, limit=PAGE)
                 if not page:
                     break
                 size = await asyncio.to_thread(_write_rows, out, page, prompts)

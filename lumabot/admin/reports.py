@@ -13,7 +13,8 @@ from typing import Callable, Iterable
 from ..jobs.failures import REFUNDED_FAILURE_CODES
 from ..jobs.flags import PromptError
 from ..jobs.policy import Rules
-from ..jobs.quotas import Quotas, day_start, month_start, next_month_start
+from ..jobs.admission import day_start, month_start, next_month_start
+from ..quotas import Quotas
 from ..jobs.text import channel_ref, money, user_ref
 from ..jobs.usage import UsageLine
 from ..store import Store
@@ -91,7 +92,7 @@ class Reports:
         return self._clock()
 
     async def _lines(self, team_id: str, month: Month) -> list[UsageLine]:
-        return await self.store.usage_lines(team_id, month.since, month.until, refunded=REFUNDED_FAILURE_CODES)
+        return await self.store.policy.usage_lines(team_id, month.since, month.until)
 
     async def usage(self, team_id: str, month_text: str | None = None) -> str:
         """`/luma admin usage [YYYY-MM]`: images and estimated spend per person and per channel
@@ -133,8 +134,7 @@ class Reports:
         if rules.day_budget is not None:
             budgets.append(f"{money(rules.day_budget)} a day ({money(day_spend)} today)")
         for channel, amount in sorted(rules.channel_budgets.items()):
-            spent = await self.store.usage(team_id, month_start(self._clock()), channel_id=channel,
-                                           refunded=REFUNDED_FAILURE_CODES)
+            spent = await self.store.policy.usage(team_id, month_start(self._clock()), channel_id=channel)
             budgets.append(f"{channel_ref(channel)} {money(amount)} a month ({money(spent.committed)} spent)")
         people = [f"{rules.default_daily_images} images a day each" if rules.default_daily_images is not None
                   else "no daily image limit"]

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from ..jobs.failures import REFUNDED_FAILURE_CODES
-from ..jobs.quotas import Quotas
+from ..quotas import Quotas
 from ..jobs.usage import Removed
 from ..store import Store, StoreUnavailable
 from .reports import FORGOTTEN
@@ -62,21 +62,19 @@ class Retention:
         """Delete what is older than the retention period, now."""
         days = (await self.quotas.rules_in_force(self.team_id())).retention_days
         now = self._clock()
-        removed = await self.store.sweep(now - days * DAY, period_cutoff=now - max(PERIOD_KEYS_KEPT, days * DAY),
-                                         refunded=REFUNDED_FAILURE_CODES)
+        removed = await self.store.policy.sweep(now - days * DAY, period_cutoff=now - max(PERIOD_KEYS_KEPT, days * DAY))
         log.info("retention sweep (%d days): removed %s", days, removed_text(removed))
         return removed
 
     async def sweep_if_due(self) -> Removed | None:
         """Today's sweep, unless a replica (or this one, before a restart) already did it."""
         day = datetime.fromtimestamp(self._clock(), timezone.utc).strftime("%Y-%m-%d")
-        if not await self.store.claim_key(f"period:sweep:{day}"):
+        if not await self.store.keys.claim(f"period:sweep:{day}"):
             return None
         return await self.sweep()
 
     async def forget(self, team_id: str, user_id: str) -> Removed:
-        removed = await self.store.forget_user(team_id, user_id, anonymous_id(team_id, user_id),
-                                               refunded=REFUNDED_FAILURE_CODES)
+        removed = await self.store.policy.forget(team_id, user_id, anonymous_id(team_id, user_id))
         log.info("forgot a person: removed %s", removed_text(removed))
         return removed
 

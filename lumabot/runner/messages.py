@@ -76,7 +76,7 @@ class Messages:
                 await self._tell_failure(job)
             await self.notifier.update_status(job)
             job.settled = True
-        await self.record.durably(job, lambda: self.record.store.save_job(job, image=image))
+        await self.record.durably(job, lambda: self.record.store.jobs.save(job, image=image))
         self.record.metrics.jobs_finished.labels(job.state.value).inc()
 
     async def _tell_failure(self, job: Job) -> None:

@@ -107,7 +107,7 @@ class Recorder:
                            backoff=self.config.retry_backoff, on_retry=count)
 
     async def save(self, job: Job) -> None:
-        await self.durably(job, lambda: self.store.save_job(job))
+        await self.durably(job, lambda: self.store.jobs.save(job))
 
     async def set_state(self, job: Job, state: JobState, *, announce: bool = True,
                         **changes: Any) -> None:

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
-from ..jobs.quotas import Admission, AdmissionRules
+from ..jobs.admission import Admission, AdmissionRules
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
 from ..store import JobCancelled, JobLost, Store, StoreUnavailable
@@ -65,7 +65,7 @@ class Runner:
         self.deliver_step = Deliverer(self.record, self.messages, outputs, luma, self.shutdown)
         self.lines = LineReporter(scheduler, notifier, self._live_job,
                                   interval=config.queue_update_interval,
-                                  per_tick=config.queue_updates_per_tick, load=self.store.get_job)
+                                  per_tick=config.queue_updates_per_tick, load=self.store.jobs.get)
         # A job waiting for a slot is parked there: no task, no live job, until its turn.
         scheduler.on_grant = self._granted
         self._background: set[asyncio.Task[None]] = set()
@@ -91,7 +91,7 @@ class Runner:
         """Record a new job (durably, admission decided in the same transaction) and start it.
         Nothing starts for a duplicate dedupe key (a retried Slack event) or a refusal."""
         job.owner, job.epoch = self.replica_id, 0
-        admission = await self.store.create_job(job, dedupe_key=dedupe_key, rules=rules)
+        admission = await self.store.jobs.create(job, dedupe_key=dedupe_key, rules=rules)
         if admission.status == "created":
             request = deadline.current()
             if request is not None and not request.accept():  # recorded after "try again"
@@ -106,10 +106,10 @@ class Runner:
         """At start: take the unfinished jobs nobody runs (this replica's own from before a
         restart, handed-back ones, those of replicas that stopped heartbeating) and start a
         task for each; then keep heartbeating and taking over."""
-        await self.store.heartbeat(self.replica_id)
+        await self.store.jobs.heartbeat(self.replica_id)
         # What the poll planner learned before the restart: the resumed generations are then
         # polled likeliest-finished first.
-        for model, type_, seconds in await self.store.recent_latencies(self.polls.window):
+        for model, type_, seconds in await self.store.jobs.recent_latencies(self.polls.window):
             self.polls.record((model, type_), seconds)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
@@ -135,7 +135,7 @@ class Runner:
         count = 0
         while count < limit:
             want = min(CLAIM_BATCH, limit - count)
-            batch = await self.store.claim_jobs(self.replica_id, stale_after=stale, include_own=include_own,
+            batch = await self.store.jobs.claim(self.replica_id, stale_after=stale, include_own=include_own,
                                                 limit=want, after=after)
             count += len(batch)
             for job in batch:
@@ -172,15 +172,15 @@ class Runner:
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + period
         while not self.shutdown.stopping:
-            await self.store.wait_for_released_jobs(min(1.0, period))
+            await self.store.jobs.wait_for_released(min(1.0, period))
             if self.shutdown.stopping:
                 return
             try:
                 if loop.time() >= next_beat:
-                    await self.store.heartbeat(self.replica_id)
+                    await self.store.jobs.heartbeat(self.replica_id)
                     next_beat = loop.time() + period
                 await self._take_over()
-                for job_id, by in await self.store.cancel_requests(self.replica_id):
+                for job_id, by in await self.store.jobs.cancel_requests(self.replica_id):
                     self.cancel(job_id, by)  # cancelled through another replica
             except StoreUnavailable as exc:
                 log.warning("could not renew leases or take over jobs: %s", exc)
@@ -217,7 +217,7 @@ class Runner:
         if self._leases is not None:
             self._leases = None
             try:
-                released = await self.store.release_jobs(self.replica_id)
+                released = await self.store.jobs.release(self.replica_id)
                 if released:
                     log.info("handed %d unfinished jobs back", released)
             except Exception as exc:  # the others take them over after the takeover time
@@ -272,7 +272,7 @@ class Runner:
     async def _wake(self, job_id: str) -> None:
         self.lines.forget(job_id)
         try:
-            job = await retry(lambda: self.store.get_job(job_id),
+            job = await retry(lambda: self.store.jobs.get(job_id),
                               transient=lambda e: isinstance(e, StoreUnavailable),
                               backoff=self.config.retry_backoff)
         except Exception:
@@ -290,7 +290,7 @@ class Runner:
         """A job the database recorded after its person was told to try again: deleted (with
         its dedupe key), never started. Retried until the database answers."""
         try:
-            await self.record.durably(job, lambda: self.store.withdraw_job(job.id, dedupe_key))
+            await self.record.durably(job, lambda: self.store.jobs.withdraw(job.id, dedupe_key))
         except asyncio.CancelledError:
             log.warning("stopped before a late-recorded job was withdrawn; it runs at the next start",
                         extra=log_context(job))
@@ -299,7 +299,7 @@ class Runner:
 
     async def _cancel_parked(self, job_id: str, by: str) -> None:
         self.lines.forget(job_id)
-        job = await self.store.get_job(job_id)
+        job = await self.store.jobs.get(job_id)
         if job is not None and not job.settled:
             await self._settle_cancel(job, by)
 

@@ -10,6 +10,7 @@ replicas that start together migrate once; later ones find it done).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -18,9 +19,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from . import legacy
-from .schema import metadata
+from .schema import luma_account, metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,11 +35,21 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
 def head() -> str:
     """The newest revision this lumabot knows."""
-    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    revision = _script().get_current_head()
     assert revision is not None
     return revision
+
+
+def known_revisions() -> set[str]:
+    """Every revision of the chain this lumabot brings."""
+    return {r.revision for r in _script().walk_revisions()}
 
 
 def legacy_version(connection: Connection) -> int:
@@ -62,20 +75,42 @@ def upgrade(connection: Connection, lock: Callable[[Connection], None]) -> None:
     """Bring the database to the newest revision, in one transaction, after `lock`."""
     with connection.begin():
         lock(connection)
-        script = ScriptDirectory.from_config(_config())
+        script = _script()
         found = current(connection)
         newest = legacy.SQLITE if connection.dialect.name == "sqlite" else legacy.POSTGRESQL
         if found is not None and not found.startswith("legacy:"):
-            if found not in {r.revision for r in script.walk_revisions()}:
+            if found not in known_revisions():
                 raise RuntimeError(f"the database's schema ({found}) is newer than this lumabot "
                                    f"({script.get_current_head()}): upgrade lumabot")
         elif found is not None and int(found.split(":")[1]) > len(newest):
             raise RuntimeError(f"the database's schema ({found}) is newer than this lumabot: upgrade lumabot")
         if found is None and not _has_tables(connection):
-            metadata.create_all(connection)
-            command.stamp(_config(connection), "head")
+            for ddl in _create_all(connection.dialect):
+                connection.exec_driver_sql(ddl)
+            seed(connection)
+            MigrationContext.configure(connection).stamp(script, "head")
         else:
             command.upgrade(_config(connection), "head")
+
+
+_DDL: dict[str, list[str]] = {}
+
+
+def _create_all(dialect: Dialect) -> list[str]:
+    """schema.py's CREATE TABLE and CREATE INDEX statements, compiled once per process (what
+    `metadata.create_all` runs, without its compiling and checking at every new database)."""
+    found = _DDL.get(dialect.name)
+    if found is None:
+        found = _DDL[dialect.name] = []
+        for table in metadata.sorted_tables:
+            found.append(str(CreateTable(table).compile(dialect=dialect)))
+            found += [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
+    return found
+
+
+def seed(connection: Connection) -> None:
+    """The rows a new database starts with (the chain's revisions insert them too)."""
+    connection.execute(luma_account.insert().values(id="default"))
 
 
 def _has_tables(connection: Connection) -> bool:

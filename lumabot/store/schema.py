@@ -51,6 +51,11 @@ jobs = sa.Table(
     sa.Column("epoch", _INT, nullable=False, server_default="0"),
     sa.Column("cancelled_by", _TEXT),
     sa.Column("on_settle", _TEXT),  # what a forget left for a job still under way (jobs/forgetting.py)
+    # Written from the job itself, for the usage queries (store/rows.py): its model, its type
+    # (image or image_edit), and whether Luma charges for it (`Job.charged`).
+    sa.Column("model", _TEXT, nullable=False, server_default="uni-1"),
+    sa.Column("type", _TEXT, nullable=False, server_default="image"),
+    sa.Column("charged", _BOOL, nullable=False, server_default=sa.false()),
 )
 UNSETTLED = jobs.c.settled == sa.false()
 sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)

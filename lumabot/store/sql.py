@@ -51,25 +51,40 @@ class Statements:
         self.size = size
         self._cache: OrderedDict[int, tuple[ClauseElement, Compiled]] = OrderedDict()
 
+    _shared: dict[str, "Statements"] = {}
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> "Statements":
+        """The compiled statements of this kind of database, shared by every store of the
+        process (statements are module constants: each is compiled once per process)."""
+        found = cls._shared.get(dialect.name)
+        if found is None:
+            found = cls._shared[dialect.name] = cls(dialect)
+        return found
+
     def sql(self, stmt: ClauseElement, params: dict[str, Any] | None) -> tuple[str, list[Any]]:
         """The SQL text and its positional arguments for `stmt` with `params`."""
         cached = self._cache.get(id(stmt))
         if cached is None or cached[0] is not stmt:
             compiled = cast(Compiled, stmt.compile(dialect=self.dialect))
-            if "POSTCOMPILE" in compiled.string:  # expanding lists: rendered with their values
-                compiled = cast(Compiled, stmt.params(**(params or {})).compile(
-                    dialect=self.dialect, compile_kwargs={"render_postcompile": True}))
-                return compiled.string, [compiled.params[name] for name in compiled.positiontup or ()]
             self._cache[id(stmt)] = (stmt, compiled)
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         else:
             compiled = cached[1]
-        defaults = compiled.params
+        values = compiled.params
         if params:
-            return compiled.string, [params[name] if name in params else defaults[name]
-                                     for name in compiled.positiontup or ()]
-        return compiled.string, [defaults[name] for name in compiled.positiontup or ()]
+            values = {**values, **params}
+        if "POSTCOMPILE" in compiled.string:  # an IN list of the caller's values: expanded now
+            state = compiled.construct_expanded_state(values)
+            return state.statement, list(state.positional_parameters)
+        return compiled.string, [values[name] for name in compiled.positiontup or ()]
+
+
+def one_of(column: sa.ColumnElement[Any], values: Iterable[str]) -> sa.ColumnElement[bool]:
+    """`column IN (...)` of constant values, compiled once (a list of the caller's values is
+    expanded at each use instead)."""
+    return column.in_([sa.literal(v) for v in values])
 
 
 class Tx(ABC):
@@ -161,6 +176,7 @@ class Database(ABC):
             return await tx.execute(stmt, **params)
 
 
-def param(name: str) -> sa.BindParameter[Any]:
-    """A named parameter of a statement built once and run many times."""
-    return sa.bindparam(name)
+def param(name: str, type_: sa.types.TypeEngine[Any] | None = None) -> sa.BindParameter[Any]:
+    """A named parameter of a statement built once and run many times (`type_` where the
+    database cannot tell it from the column it is compared with)."""
+    return sa.bindparam(name, type_=type_)

@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import asyncpg
+
 
 
 class PostgresUnavailable(Exception):
@@ -81,17 +83,15 @@ class PostgresCluster:
 
     async def create_template(self) -> None:
         """A database with lumabot's schema, the template of every test database."""
-        from ..store.postgres import PostgresStore, create_database
+        from ..store import open_store
 
         await create_database(self.url, self.template, replace=True)
-        store = PostgresStore(self.database_url(self.template))
+        store = open_store(self.database_url(self.template))
         await store.open()
         await store.close()
 
     async def new_database(self) -> str:
         """A fresh, migrated, empty database; its URL."""
-        from ..store.postgres import create_database
-
         name = f"t_{uuid.uuid4().hex[:16]}"
         await create_database(self.url, name, template=self.template)
         return self.database_url(name)
@@ -103,8 +103,6 @@ class PostgresCluster:
 
                 from concurrent.futures import ThreadPoolExecutor
 
-                from ..store.postgres import drop_database
-
                 with ThreadPoolExecutor(1) as thread:  # whether or not a loop runs here
                     thread.submit(asyncio.run, drop_database(self.url, self.template)).result()
             return
@@ -114,3 +112,24 @@ class PostgresCluster:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
+
+
+async def create_database(admin_dsn: str, name: str, *, template: str | None = None,
+                          replace: bool = False) -> None:
+    """CREATE DATABASE `name` (a copy of `template`), through the server of `admin_dsn`
+    (throwaway databases for tests and benchmarks)."""
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        if replace:
+            await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await con.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await con.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await con.close()

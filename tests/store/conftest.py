@@ -9,17 +9,16 @@ import pytest
 
 from lumabot.jobs.models import GenerationParams, Job
 from lumabot.store import Store
-from lumabot.store.postgres import PostgresStore
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import open_store
 
 
 async def _sqlite(request: Any, tmp_path: Path) -> Store:
-    return SQLiteStore(tmp_path / "store.db")
+    return open_store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 async def _postgres(request: Any, tmp_path: Path) -> Store:
     cluster = request.getfixturevalue("pg_cluster")
-    return PostgresStore(await cluster.new_database())
+    return open_store(await cluster.new_database())
 
 
 # name -> a factory of an unopened store in a fresh database

@@ -11,71 +11,72 @@ import pytest
 from lumabot.jobs.failures import REFUNDED_FAILURE_CODES
 from lumabot.jobs.models import GenerationParams, JobState, KnownImage, Session, SlackFile
 from lumabot.jobs.policy import Limits
-from lumabot.jobs.quotas import AdmissionRules
+from lumabot.jobs.admission import AdmissionRules
 from lumabot.store import Store
 
 from .conftest import job
+from lumabot.testing.store import job_ids, unsettled_count
 
 
 async def test_a_job_round_trips_every_field(store: Store):
     j = job(params=GenerationParams(prompt="a fox", model="uni-1-max", aspect_ratio="2:3"),
             thread_ts="1.2", response_url="https://hooks.example/x", cost_usd=0.1)
-    assert (await store.create_job(j)).status == "created"
+    assert (await store.jobs.create(j)).status == "created"
     j.state, j.generation_id, j.attempts, j.status_ts = JobState.GENERATING, "gen-1", 1, "9.9"
     j.submitted_at, j.deadline, j.blind_resends, j.waiting_reason = 10.0, 310.0, 1, "capacity"
-    await store.save_job(j)
-    stored = await store.get_job(j.id)
+    await store.jobs.save(j)
+    stored = await store.jobs.get(j.id)
     assert stored == j.model_copy(update={"queue_position": None})
-    assert await store.get_job("nope") is None
+    assert await store.jobs.get("nope") is None
 
 
 async def test_a_dedupe_key_creates_one_job(store: Store):
     first, second = job(), job()
-    assert (await store.create_job(first, dedupe_key="Ev1")).status == "created"
-    assert (await store.create_job(second, dedupe_key="Ev1")).status == "duplicate"
-    assert await store.job_ids() == [first.id]
+    assert (await store.jobs.create(first, dedupe_key="Ev1")).status == "created"
+    assert (await store.jobs.create(second, dedupe_key="Ev1")).status == "duplicate"
+    assert await job_ids(store) == [first.id]
 
 
 async def test_admission_counts_waiting_jobs_images_and_spend(store: Store):
     day = 1000.0
     rules = admission(max_waiting=2, day=day)
     for _ in range(2):
-        assert (await store.create_job(job(created_at=day + 1), rules=rules)).status == "created"
-    refused = await store.create_job(job(created_at=day + 2), rules=rules)
+        assert (await store.jobs.create(job(created_at=day + 1), rules=rules)).status == "created"
+    refused = await store.jobs.create(job(created_at=day + 2), rules=rules)
     assert (refused.status, refused.refusal, refused.counts.waiting) == ("refused", "waiting", 2)
-    assert (await store.create_job(job(user_id="U2", created_at=day + 2), rules=rules)).status == "created"
+    assert (await store.jobs.create(job(user_id="U2", created_at=day + 2), rules=rules)).status == "created"
 
     budget = admission(daily_budget=0.10, day=day)
-    assert (await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1),
+    assert (await store.jobs.create(job(team_id="T2", cost_usd=0.06, created_at=day + 1),
                                    rules=budget)).status == "created"
-    over = await store.create_job(job(team_id="T2", cost_usd=0.06, created_at=day + 1), rules=budget)
+    over = await store.jobs.create(job(team_id="T2", cost_usd=0.06, created_at=day + 1), rules=budget)
     assert over.refusal == "daily_budget" and abs(over.counts.committed_today - 0.06) < 1e-9
 
 
-async def test_unfinished_jobs_are_the_unsettled_oldest_first(store: Store):
+async def test_unsettled_jobs_are_claimed_oldest_first(store: Store):
     old, new, told = job(created_at=1.0), job(created_at=2.0), job(created_at=0.5)
     for j in (new, old, told):
-        await store.create_job(j)
+        await store.jobs.create(j)
     told.state, told.settled = JobState.DONE, True
-    await store.save_job(told)
-    assert [j.id for j in await store.unfinished_jobs()] == [old.id, new.id]
-    assert await store.unsettled_count() == 2
-    assert await store.job_ids() == [told.id, old.id, new.id]
+    await store.jobs.save(told)
+    assert [j.id for j in await store.jobs.claim("r1", stale_after=0)] == [old.id, new.id]
+    assert await unsettled_count(store) == 2
+    assert await job_ids(store) == [told.id, old.id, new.id]
 
 
 async def test_claim_key_once_or_once_per_window(store: Store):
-    assert await store.claim_key("k")
-    assert not await store.claim_key("k")
-    assert await store.claim_key("w", window=60)
-    assert not await store.claim_key("w", window=60)
-    assert await store.claim_key("w", window=0)  # the window has passed
+    assert await store.keys.claim("k")
+    assert not await store.keys.claim("k")
+    assert await store.keys.claim("w", window=60)
+    assert not await store.keys.claim("w", window=60)
+    assert await store.keys.claim("w", window=0)  # the window has passed
 
 
 async def test_recent_jobs_are_a_persons_newest_first(store: Store):
     mine = [job(created_at=float(i)) for i in range(3)]
     for j in mine + [job(user_id="U2"), job(team_id="T2")]:
-        await store.create_job(j)
-    assert [j.id for j in await store.recent_jobs("T1", "U1", limit=2)] == [mine[2].id, mine[1].id]
+        await store.jobs.create(j)
+    assert [j.id for j in await store.jobs.recent("T1", "U1", limit=2)] == [mine[2].id, mine[1].id]
 
 
 async def test_usage_counts_images_requests_and_charged_spend(store: Store):
@@ -86,88 +87,87 @@ async def test_usage_counts_images_requests_and_charged_spend(store: Store):
     waiting = job(cost_usd=0.04)
     other = job(user_id="U2", cost_usd=0.04, attempts=1, state=JobState.DONE)
     for j in (done, refunded, charged_failure, waiting, other):
-        await store.create_job(j)
-    mine = await store.usage("T1", now - 60, user_id="U1", refunded=REFUNDED_FAILURE_CODES)
+        await store.jobs.create(j)
+    mine = await store.policy.usage("T1", now - 60, user_id="U1")
     assert mine.images == 1 and abs(mine.spend - 0.14) < 1e-9 and abs(mine.pending - 0.04) < 1e-9
-    team = await store.usage("T1", now - 60, refunded=REFUNDED_FAILURE_CODES)
+    team = await store.policy.usage("T1", now - 60)
     assert team.images == 2 and abs(team.spend - 0.18) < 1e-9
-    assert (await store.usage("T1", now + 60)).images == 0
+    assert (await store.policy.usage("T1", now + 60)).images == 0
 
 
 async def test_images_are_found_by_thread_channel_file_and_message(store: Store):
     made = job(state=JobState.DONE, status_ts="4.0")
-    await store.create_job(made)
+    await store.jobs.create(made)
     theirs = KnownImage(channel_id="C1", thread_ts="1.0", message_ts="1.5", origin="user",
                         slack_file_id="F1", file=SlackFile(id="F1", name="a.png"), user_id="U1",
                         created_at=1.0)
-    ours = KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=made.id,
+    ours = KnownImage(channel_id="C1", thread_ts="1.0", message_ts="2.5", origin="lumabot", job_id=made.id,
                       generation_id="gen-1", slack_file_id="F2", created_at=2.0)
     elsewhere = KnownImage(channel_id="C1", thread_ts="3.0", origin="user", slack_file_id="F3",
                            created_at=3.0)
     for image in (theirs, ours, elsewhere, theirs):  # recording twice is harmless
-        await store.record_image(image)
-    assert (await store.latest_image_in_thread("C1", "1.0")).slack_file_id == "F2"
-    assert (await store.latest_image_in_channel("C1")).slack_file_id == "F3"
-    assert await store.latest_image_in_channel("C9") is None
-    assert (await store.image_by_file("F2")).generation_id == "gen-1"
-    assert await store.image_by_file("F1") is None  # only images lumabot made
-    assert await store.is_lumabot_thread("C1", "1.0")
-    assert not await store.is_lumabot_thread("C1", "3.0")
-    assert await store.is_lumabot_thread("C1", "4.0")  # the thread of a status message
-    await store.set_image_message(made.id, "2.5")
-    assert (await store.job_for_message("C1", "2.5")).id == made.id
-    assert await store.job_for_message("C1", "7.7") is None
+        await store.images.record(image)
+    assert (await store.images.latest_in_thread("C1", "1.0")).slack_file_id == "F2"
+    assert (await store.images.latest_in_channel("C1")).slack_file_id == "F3"
+    assert await store.images.latest_in_channel("C9") is None
+    assert (await store.images.by_file("F2")).generation_id == "gen-1"
+    assert await store.images.by_file("F1") is None  # only images lumabot made
+    assert await store.images.is_lumabot_thread("C1", "1.0")
+    assert not await store.images.is_lumabot_thread("C1", "3.0")
+    assert await store.images.is_lumabot_thread("C1", "4.0")  # the thread of a status message
+    assert (await store.jobs.for_message("C1", "2.5")).id == made.id
+    assert await store.jobs.for_message("C1", "7.7") is None
 
 
 async def test_mark_deleted_touches_nothing_else(store: Store):
     j = job()
-    await store.create_job(j)
-    await store.mark_deleted(j.id)
+    await store.jobs.create(j)
+    await store.jobs.mark_deleted(j.id)
     j.state = JobState.DONE
-    await store.save_job(j)  # a full write from a copy that predates the delete
-    stored = await store.get_job(j.id)
+    await store.jobs.save(j)  # a full write from a copy that predates the delete
+    stored = await store.jobs.get(j.id)
     assert stored.deleted and stored.state == JobState.DONE
 
 
 async def test_one_running_session_per_channel_and_its_life(store: Store):
     s = Session(team_id="T1", channel_id="C1", started_by="U1", flags={"model": "uni-1-max"},
                 theme="noir")
-    assert await store.create_session(s)
-    assert not await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
-    assert (await store.running_session("C1")).id == s.id
+    assert await store.sessions.create(s)
+    assert not await store.sessions.create(Session(team_id="T1", channel_id="C1", started_by="U2"))
+    assert (await store.sessions.running("C1")).id == s.id
     s.banner_ts = "5.5"
-    await store.save_session(s)
-    assert (await store.get_session(s.id)).banner_ts == "5.5"
-    await store.touch_session(s.id, 77.0)
-    assert (await store.get_session(s.id)).last_prompt_at == 77.0
-    assert [o.id for o in await store.open_sessions()] == [s.id]
-    assert await store.end_session(s.id, 80.0, "idle")
-    assert not await store.end_session(s.id, 90.0, "stopped:U1")  # only a running one ends
-    ended = await store.get_session(s.id)
+    await store.sessions.save(s)
+    assert (await store.sessions.get(s.id)).banner_ts == "5.5"
+    await store.sessions.touch(s.id, 77.0)
+    assert (await store.sessions.get(s.id)).last_prompt_at == 77.0
+    assert [o.id for o in await store.sessions.unfinished()] == [s.id]
+    assert await store.sessions.end(s.id, 80.0, "idle")
+    assert not await store.sessions.end(s.id, 90.0, "stopped:U1")  # only a running one ends
+    ended = await store.sessions.get(s.id)
     assert (ended.ended_at, ended.end_reason) == (80.0, "idle")
-    assert await store.running_session("C1") is None
-    assert [o.id for o in await store.open_sessions()] == [s.id]  # its recap is not posted yet
+    assert await store.sessions.running("C1") is None
+    assert [o.id for o in await store.sessions.unfinished()] == [s.id]  # its recap is not posted yet
     ended.recap_posted = True
-    await store.save_session(ended)
-    assert await store.open_sessions() == []
-    assert await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
+    await store.sessions.save(ended)
+    assert await store.sessions.unfinished() == []
+    assert await store.sessions.create(Session(team_id="T1", channel_id="C1", started_by="U2"))
 
 
 async def test_session_jobs_votes_and_thumbnails(store: Store):
     s = Session(team_id="T1", channel_id="C1", started_by="U1")
-    await store.create_session(s)
+    await store.sessions.create(s)
     a, b, outside = job(session_id=s.id, created_at=1.0), job(session_id=s.id, created_at=2.0), job()
     for j in (a, b, outside):
-        await store.create_job(j)
-    assert [j.id for j in await store.session_jobs(s.id)] == [a.id, b.id]
-    await store.set_vote(s.id, a.id, "U1", True)
-    await store.set_vote(s.id, a.id, "U1", True)  # one vote per person
-    await store.set_vote(s.id, a.id, "U2", True)
-    await store.set_vote(s.id, b.id, "U3", True)
-    await store.set_vote(s.id, b.id, "U3", False)  # taken back
-    assert await store.votes(s.id) == {a.id: 2}
-    await store.save_thumbnail(a.id, b"jpeg-a")
-    assert await store.thumbnails([a.id, b.id]) == {a.id: b"jpeg-a"}
+        await store.jobs.create(j)
+    assert [j.id for j in await store.sessions.jobs(s.id)] == [a.id, b.id]
+    await store.sessions.set_vote(s.id, a.id, "U1", True)
+    await store.sessions.set_vote(s.id, a.id, "U1", True)  # one vote per person
+    await store.sessions.set_vote(s.id, a.id, "U2", True)
+    await store.sessions.set_vote(s.id, b.id, "U3", True)
+    await store.sessions.set_vote(s.id, b.id, "U3", False)  # taken back
+    assert await store.sessions.votes(s.id) == {a.id: 2}
+    await store.sessions.save_thumbnail(a.id, b"jpeg-a")
+    assert await store.sessions.thumbnails([a.id, b.id]) == {a.id: b"jpeg-a"}
 
 
 async def test_jobs_are_claimed_from_nobody_or_the_dead_and_old_copies_are_fenced(store: Store):
@@ -175,23 +175,23 @@ async def test_jobs_are_claimed_from_nobody_or_the_dead_and_old_copies_are_fence
 
     mine, theirs, unowned = job(owner="A"), job(owner="B"), job()
     for j in (mine, theirs, unowned):
-        await store.create_job(j)
-    await store.heartbeat("A")
-    await store.heartbeat("B")
-    claimed = await store.claim_jobs("A", stale_after=3600)
+        await store.jobs.create(j)
+    await store.jobs.heartbeat("A")
+    await store.jobs.heartbeat("B")
+    claimed = await store.jobs.claim("A", stale_after=3600)
     assert [j.id for j in claimed] == [unowned.id] and claimed[0].epoch == 1  # B is alive
-    own = await store.claim_jobs("A", stale_after=3600, include_own=True)  # (A restarted)
+    own = await store.jobs.claim("A", stale_after=3600, include_own=True)  # (A restarted)
     assert {j.id for j in own} == {mine.id, unowned.id}
     with pytest.raises(JobLost):
-        await store.save_job(mine)  # the copy from before the claim is fenced
-    taken = await store.claim_jobs("C", stale_after=0)  # every heartbeat is older than "now"
+        await store.jobs.save(mine)  # the copy from before the claim is fenced
+    taken = await store.jobs.claim("C", stale_after=0)  # every heartbeat is older than "now"
     assert {j.id for j in taken} == {mine.id, theirs.id, unowned.id}
     assert all(j.owner == "C" for j in taken)
     fresh = {j.id: j for j in taken}[theirs.id]
     fresh.state = JobState.QUEUED
-    await store.save_job(fresh)  # the new owner writes
-    assert await store.release_jobs("C") == 3
-    assert len(await store.claim_jobs("D", stale_after=3600)) == 3  # handed back: anyone's
+    await store.jobs.save(fresh)  # the new owner writes
+    assert await store.jobs.release("C") == 3
+    assert len(await store.jobs.claim("D", stale_after=3600)) == 3  # handed back: anyone's
 
 
 async def test_own_jobs_are_claimed_in_batches_each_once(store: Store):
@@ -199,11 +199,11 @@ async def test_own_jobs_are_claimed_in_batches_each_once(store: Store):
     jobs created in the same instant, each exactly once."""
     jobs = [job(owner="A", created_at=1000.0 + i // 3) for i in range(7)]  # three share each instant
     for j in jobs:
-        await store.create_job(j)
-    await store.heartbeat("A")
+        await store.jobs.create(j)
+    await store.jobs.heartbeat("A")
     seen: list[str] = []
     after: tuple[float, str] | None = None
-    while batch := await store.claim_jobs("A", stale_after=0, include_own=True, limit=2, after=after):
+    while batch := await store.jobs.claim("A", stale_after=0, include_own=True, limit=2, after=after):
         assert len(batch) <= 2 and all(j.epoch == 1 for j in batch)
         seen += [j.id for j in batch]
         after = (batch[-1].created_at, batch[-1].id)
@@ -212,8 +212,8 @@ async def test_own_jobs_are_claimed_in_batches_each_once(store: Store):
 
 async def test_settled_jobs_are_never_claimed(store: Store):
     j = job(owner="A", state=JobState.DONE, settled=True)
-    await store.create_job(j)
-    assert await store.claim_jobs("B", stale_after=0) == []
+    await store.jobs.create(j)
+    assert await store.jobs.claim("B", stale_after=0) == []
 
 
 async def test_a_waiting_job_can_be_cancelled_until_it_is_sent(store: Store):
@@ -221,20 +221,20 @@ async def test_a_waiting_job_can_be_cancelled_until_it_is_sent(store: Store):
 
     waiting, sent = job(owner="A"), job(owner="A", state=JobState.SUBMITTING)
     for j in (waiting, sent):
-        await store.create_job(j)
-    assert not await store.request_cancel(sent.id, "U1")
-    assert await store.request_cancel(waiting.id, "U1")
-    assert not await store.request_cancel(waiting.id, "U2")  # once
-    assert await store.cancel_requests("A") == [(waiting.id, "U1")]
-    assert await store.cancel_requests("B") == []
+        await store.jobs.create(j)
+    assert not await store.jobs.request_cancel(sent.id, "U1")
+    assert await store.jobs.request_cancel(waiting.id, "U1")
+    assert not await store.jobs.request_cancel(waiting.id, "U2")  # once
+    assert await store.jobs.cancel_requests("A") == [(waiting.id, "U1")]
+    assert await store.jobs.cancel_requests("B") == []
     waiting.waiting_reason = "capacity"
-    await store.save_job(waiting)  # still waiting: writes go on
+    await store.jobs.save(waiting)  # still waiting: writes go on
     waiting.state = JobState.SUBMITTING
     with pytest.raises(JobCancelled):
-        await store.save_job(waiting)  # but it is never sent
+        await store.jobs.save(waiting)  # but it is never sent
     waiting.state = JobState.CANCELLED
-    await store.save_job(waiting)
-    stored = await store.get_job(waiting.id)
+    await store.jobs.save(waiting)
+    stored = await store.jobs.get(waiting.id)
     assert stored.state == JobState.CANCELLED and stored.cancelled_by == "U1"
 
 
@@ -249,44 +249,44 @@ def admission(*, max_waiting: int = 100, daily_images: int | None = None, daily_
 async def test_the_policy_is_edited_in_one_transaction_and_logged(store: Store):
     from lumabot.jobs.policy import Policy
 
-    assert await store.get_policy("T1") == Policy()
-    await store.update_policy("T1", lambda p: p.model_copy(update={"channels": ["C1"]}), by="UA", change="only C1")
-    await store.update_policy("T1", lambda p: p.model_copy(update={"day_budget": None}), by="UB", change="day off")
-    policy = await store.get_policy("T1")
+    assert await store.policy.get("T1") == Policy()
+    await store.policy.update("T1", lambda p: p.model_copy(update={"channels": ["C1"]}), by="UA", change="only C1")
+    await store.policy.update("T1", lambda p: p.model_copy(update={"day_budget": None}), by="UB", change="day off")
+    policy = await store.policy.get("T1")
     assert policy.channels == ["C1"] and policy.day_budget is None
     assert policy.model_fields_set == {"channels", "day_budget"}  # set: overrides the environment
-    assert await store.get_policy("T2") == Policy()
-    log = await store.policy_log("T1")
+    assert await store.policy.get("T2") == Policy()
+    log = await store.policy.log("T1")
     assert [(c.user_id, c.change) for c in log] == [("UB", "day off"), ("UA", "only C1")]
     # concurrent edits serialise: none is lost
-    await asyncio.gather(*(store.update_policy("T1", lambda p, i=i: p.model_copy(
+    await asyncio.gather(*(store.policy.update("T1", lambda p, i=i: p.model_copy(
         update={"user_limits": {**p.user_limits, f"U{i}": i}}), by="UA", change=f"limit {i}") for i in range(10)))
-    assert (await store.get_policy("T1")).user_limits == {f"U{i}": i for i in range(10)}
+    assert (await store.policy.get("T1")).user_limits == {f"U{i}": i for i in range(10)}
 
 
 async def test_admission_applies_the_policy_in_the_same_transaction(store: Store):
-    edit = lambda **kw: store.update_policy("T1", lambda p: p.model_copy(update=kw), by="UA", change="x")  # noqa: E731
+    edit = lambda **kw: store.policy.update("T1", lambda p: p.model_copy(update=kw), by="UA", change="x")  # noqa: E731
     await edit(channels=["C1"], dms=False, max_model="admins")
-    assert (await store.create_job(job(channel_id="C2"), rules=admission())).refusal == "channel"
-    assert (await store.create_job(job(channel_id="D1"), rules=admission())).refusal == "dms"
+    assert (await store.jobs.create(job(channel_id="C2"), rules=admission())).refusal == "channel"
+    assert (await store.jobs.create(job(channel_id="D1"), rules=admission())).refusal == "dms"
     maxed = job(params=GenerationParams(prompt="a cat", model="uni-1-max"))
-    assert (await store.create_job(maxed, rules=admission())).refusal == "max_model"
-    assert (await store.create_job(maxed, rules=admission(is_admin=True))).status == "created"
-    assert await store.job_ids() == [maxed.id]  # nothing refused was recorded
+    assert (await store.jobs.create(maxed, rules=admission())).refusal == "max_model"
+    assert (await store.jobs.create(maxed, rules=admission(is_admin=True))).status == "created"
+    assert await job_ids(store) == [maxed.id]  # nothing refused was recorded
 
     await edit(channels=None, month_budget=0.10, channel_budgets={"C3": 0.05}, user_limits={"U9": 1})
-    assert (await store.create_job(job(channel_id="C3", cost_usd=0.04), rules=admission())).status == "created"
-    over = await store.create_job(job(channel_id="C3", cost_usd=0.04), rules=admission())
+    assert (await store.jobs.create(job(channel_id="C3", cost_usd=0.04), rules=admission())).status == "created"
+    over = await store.jobs.create(job(channel_id="C3", cost_usd=0.04), rules=admission())
     assert over.refusal == "channel_budget" and abs(over.counts.committed_channel - 0.04) < 1e-9
-    assert (await store.create_job(job(user_id="U9"), rules=admission())).status == "created"
-    assert (await store.create_job(job(user_id="U9"), rules=admission())).refusal == "daily_images"
-    month = await store.create_job(job(cost_usd=0.10), rules=admission())
+    assert (await store.jobs.create(job(user_id="U9"), rules=admission())).status == "created"
+    assert (await store.jobs.create(job(user_id="U9"), rules=admission())).refusal == "daily_images"
+    month = await store.jobs.create(job(cost_usd=0.10), rules=admission())
     assert month.refusal == "monthly_budget" and month.rules.month_budget == 0.10
 
 
 async def test_monthly_budget_holds_under_parallel_requests(store: Store):
-    await store.update_policy("T1", lambda p: p.model_copy(update={"month_budget": 0.50}), by="UA", change="x")
-    results = await asyncio.gather(*(store.create_job(job(user_id=f"U{i}", cost_usd=0.1), rules=admission())
+    await store.policy.update("T1", lambda p: p.model_copy(update={"month_budget": 0.50}), by="UA", change="x")
+    results = await asyncio.gather(*(store.jobs.create(job(user_id=f"U{i}", cost_usd=0.1), rules=admission())
                                      for i in range(12)))
     assert [r.status for r in results].count("created") == 5
 
@@ -303,11 +303,11 @@ async def test_usage_lines_and_job_records(store: Store):
     c = job(user_id="U1", channel_id="C1", cost_usd=0.04, created_at=300.0, state=JobState.CANCELLED, settled=True)
     outside = _done(job(created_at=5000.0, cost_usd=1.0))
     for j in (a, b, c, outside):
-        await store.create_job(j)
-    lines = sorted(await store.usage_lines("T1", 0, 1000), key=lambda u: (u.user_id, u.model))
+        await store.jobs.create(j)
+    lines = sorted(await store.policy.usage_lines("T1", 0, 1000), key=lambda u: (u.user_id, u.model))
     assert [(u.user_id, u.channel_id, u.model, u.type, u.images, round(u.spend, 4)) for u in lines] == [
         ("U1", "C1", "uni-1", "image", 1, 0.04), ("U2", "C2", "uni-1-max", "image", 1, 0.10)]
-    records = await store.job_records("T1", 0, 1000)
+    records = await store.policy.job_records("T1", 0, 1000)
     assert [(r.id, r.user_id, r.model, r.outcome, round(r.cost, 4), r.prompt) for r in records] == [
         (a.id, "U1", "uni-1", "done", 0.04, "=cmd"), (b.id, "U2", "uni-1-max", "done", 0.10, "b"),
         (c.id, "U1", "uni-1", "cancelled", 0.0, "a cat")]
@@ -320,21 +320,21 @@ async def test_the_sweep_keeps_usage_totals_and_deletes_the_rest(store: Store):
     old_unsettled = job(created_at=86400.0 * 3 + 20, cost_usd=0.04)
     new = _done(job(user_id="U1", cost_usd=0.04, created_at=86400.0 * 9))
     for j in (old, old_unsettled, new):
-        await store.create_job(j)
-    await store.save_thumbnail(old.id, b"png")
-    await store.record_image(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
+        await store.jobs.create(j)
+    await store.sessions.save_thumbnail(old.id, b"png")
+    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
                                         generation_id="g", slack_file_id="F1", created_at=86400.0 * 3))
-    before = await store.usage("T1", 0, user_id="U1")
-    removed = await store.sweep(86400.0 * 5, period_cutoff=0)
+    before = await store.policy.usage("T1", 0, user_id="U1")
+    removed = await store.policy.sweep(86400.0 * 5, period_cutoff=0)
     assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
-    assert await store.get_job(old.id) is None and await store.get_job(old_unsettled.id) is not None
-    assert await store.thumbnails([old.id]) == {}
-    after = await store.usage("T1", 0, user_id="U1")
+    assert await store.jobs.get(old.id) is None and await store.jobs.get(old_unsettled.id) is not None
+    assert await store.sessions.thumbnails([old.id]) == {}
+    after = await store.policy.usage("T1", 0, user_id="U1")
     assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (2, 0.08)
-    lines = await store.usage_lines("T1", 0, 86400.0 * 30)
+    lines = await store.policy.usage_lines("T1", 0, 86400.0 * 30)
     assert sum(u.images for u in lines) == 2
-    again = await store.sweep(86400.0 * 5, period_cutoff=0)
-    assert again.jobs == 0 and (await store.usage("T1", 0)).images == 2  # counted once
+    again = await store.policy.sweep(86400.0 * 5, period_cutoff=0)
+    assert again.jobs == 0 and (await store.policy.usage("T1", 0)).images == 2  # counted once
 
 
 async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymously(store: Store):
@@ -343,16 +343,16 @@ async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymousl
     mine = _done(job(user_id="U7", cost_usd=0.04, created_at=1000.0))
     theirs = _done(job(user_id="U8", cost_usd=0.04, created_at=1000.0))
     for j in (mine, theirs):
-        await store.create_job(j)
-    await store.save_thumbnail(mine.id, b"png")
-    await store.record_image(KnownImage(channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
+        await store.jobs.create(j)
+    await store.sessions.save_thumbnail(mine.id, b"png")
+    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
                                         user_id="U7"))
-    removed = await store.forget_user("T1", "U7", "forgotten:abc")
+    removed = await store.policy.forget("T1", "U7", "forgotten:abc")
     assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
-    assert await store.get_job(mine.id) is None and await store.get_job(theirs.id) is not None
-    assert (await store.usage("T1", 0, user_id="U7")).images == 0
-    assert (await store.usage("T1", 0, user_id="forgotten:abc")).images == 1
-    assert round((await store.usage("T1", 0)).spend, 4) == 0.08
+    assert await store.jobs.get(mine.id) is None and await store.jobs.get(theirs.id) is not None
+    assert (await store.policy.usage("T1", 0, user_id="U7")).images == 0
+    assert (await store.policy.usage("T1", 0, user_id="forgotten:abc")).images == 1
+    assert round((await store.policy.usage("T1", 0)).spend, 4) == 0.08
 
 
 async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
@@ -360,10 +360,10 @@ async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
                                               ("uni-1", "image", JobState.FAILED)]):
         j = job(params=GenerationParams(prompt="p", model=model, type=kind), state=state, settled=True)
         j.submitted_at, j.completed_at = 100.0, 100.0 + 10 * (i + 1)
-        await store.create_job(j)
-    await store.create_job(job())  # never sent
-    assert await store.recent_latencies(10) == [("uni-1-max", "image_edit", 20.0), ("uni-1", "image", 10.0)]
-    assert await store.recent_latencies(1) == [("uni-1-max", "image_edit", 20.0)]
+        await store.jobs.create(j)
+    await store.jobs.create(job())  # never sent
+    assert await store.jobs.recent_latencies(10) == [("uni-1-max", "image_edit", 20.0), ("uni-1", "image", 10.0)]
+    assert await store.jobs.recent_latencies(1) == [("uni-1-max", "image_edit", 20.0)]
 
 
 async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):
@@ -371,14 +371,14 @@ async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):
     the same jobs into the daily totals, overstating spend for good."""
     jobs = [_done(job(user_id=f"U{i % 4}", cost_usd=0.04, created_at=86400.0 * 3 + i)) for i in range(40)]
     for j in jobs:
-        await store.create_job(j)
-    before = await store.usage("T1", 0)
-    await asyncio.gather(*(store.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)),
-                         store.forget_user("T1", "U1", "forgotten:x"),
-                         *(store.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)))
-    after = await store.usage("T1", 0)
+        await store.jobs.create(j)
+    before = await store.policy.usage("T1", 0)
+    await asyncio.gather(*(store.policy.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)),
+                         store.policy.forget("T1", "U1", "forgotten:x"),
+                         *(store.policy.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)))
+    after = await store.policy.usage("T1", 0)
     assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (40, 1.6)
-    lines = await store.usage_lines("T1", 0, 86400.0 * 30)
+    lines = await store.policy.usage_lines("T1", 0, 86400.0 * 30)
     assert sum(u.images for u in lines) == 40 and round(sum(u.spend for u in lines), 4) == 1.6
 
 
@@ -386,11 +386,11 @@ async def test_job_records_are_read_a_page_at_a_time(store: Store):
     same_time = [job(created_at=500.0) for _ in range(4)]  # ties are ordered by id
     jobs = [job(created_at=100.0 + i) for i in range(5)] + same_time + [job(created_at=900.0)]
     for j in jobs:
-        await store.create_job(j)
-    await store.create_job(job(created_at=2000.0))  # outside [0, 1000)
+        await store.jobs.create(j)
+    await store.jobs.create(job(created_at=2000.0))  # outside [0, 1000)
     want = sorted(jobs, key=lambda j: (j.created_at, j.id))
     pages, after = [], None
-    while page := await store.job_records("T1", 0, 1000, after=after, limit=3):
+    while page := await store.policy.job_records("T1", 0, 1000, after=after, limit=3):
         pages.append([r.id for r in page])
         after = (page[-1].created_at, page[-1].id)
     assert [len(p) for p in pages] == [3, 3, 3, 1]
@@ -398,7 +398,7 @@ async def test_job_records_are_read_a_page_at_a_time(store: Store):
 
 
 async def test_a_released_key_can_be_claimed_again(store: Store):
-    assert await store.claim_key("lease", window=3600)
-    assert not await store.claim_key("lease", window=3600)
-    await store.release_key("lease")
-    assert await store.claim_key("lease", window=3600)
+    assert await store.keys.claim("lease", window=3600)
+    assert not await store.keys.claim("lease", window=3600)
+    await store.keys.release("lease")
+    assert await store.keys.claim("lease", window=3600)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from lumabot.store import schema_status
-from lumabot.store.postgres import MIGRATIONS, PostgresStore, create_database
+from lumabot.store import migrate, open_store, schema_status
+from lumabot.testing.postgres import create_database
 
 
 async def test_replicas_starting_together_migrate_once(pg_cluster):
     name = f"empty_{uuid.uuid4().hex[:12]}"
     await create_database(pg_cluster.url, name)  # no schema at all
     url = pg_cluster.database_url(name)
-    assert await schema_status(url) == (0, len(MIGRATIONS))
-    stores = [PostgresStore(url) for _ in range(4)]
+    assert await schema_status(url) == (None, migrate.head())
+    stores = [open_store(url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))  # one migrates, the others wait
     try:
         # (a migration applied twice would have failed: its CREATE TABLEs exist)
-        assert [await s.schema_version() for s in stores] == [len(MIGRATIONS)] * 4
+        assert await schema_status(url) == (migrate.head(), migrate.head())
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 
@@ -29,27 +29,27 @@ async def test_a_killed_listener_is_noticed_and_reopened(pg_cluster):
     import asyncpg
 
     url = await pg_cluster.new_database()
-    mine, other = PostgresStore(url), PostgresStore(url)
+    mine, other = open_store(url), open_store(url)
     await mine.open()
     await other.open()
     try:
-        await mine.wait_for_released_jobs(0)
-        assert mine.listening
-        killed = mine._listener.get_server_pid()
+        await mine.jobs.wait_for_released(0)
+        assert mine.db.listening
+        killed = mine.db._listener.get_server_pid()
         admin = await asyncpg.connect(pg_cluster.url)
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", killed)
         finally:
             await admin.close()
         for _ in range(500):  # the next waits notice the dead connection and open a new one
-            await mine.wait_for_released_jobs(0.01)
-            if mine.listening and mine._listener.get_server_pid() != killed:
+            await mine.jobs.wait_for_released(0.01)
+            if mine.db.listening and mine.db._listener.get_server_pid() != killed:
                 break
         else:
             raise AssertionError("the listener was never reopened")
-        waiting = asyncio.ensure_future(mine.wait_for_released_jobs(60))
+        waiting = asyncio.ensure_future(mine.jobs.wait_for_released(60))
         await asyncio.sleep(0)
-        await other.release_jobs("another-replica")  # NOTIFYs
+        await other.jobs.release("another-replica")  # NOTIFYs
         await asyncio.wait_for(waiting, 10)          # woken by the notice, not the timeout
     finally:
         await mine.close()
@@ -64,23 +64,23 @@ async def test_driver_errors_of_a_restarted_server_mean_unavailable(pg_cluster):
 
     from lumabot.store import StoreUnavailable
 
-    store = PostgresStore(await pg_cluster.new_database())
+    store = open_store(await pg_cluster.new_database())
     await store.open()
-    pool = store._pool
+    engine = store.db.engine
 
     class Broken:
         def __init__(self, error):
             self.error = error
 
-        def acquire(self, *_a, **_k):
+        def connect(self, *_a, **_k):
             raise self.error
 
     try:
         for error in (asyncpg.InternalClientError("cannot switch to state 12"),
                       asyncpg.ConnectionDoesNotExistError("closed"), ConnectionResetError()):
-            store._pool = Broken(error)
+            store.db.engine = Broken(error)
             with pytest.raises(StoreUnavailable):
-                await store.get_job("x")
+                await store.jobs.get("x")
     finally:
-        store._pool = pool
+        store.db.engine = engine
         await store.close()

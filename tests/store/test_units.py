@@ -10,7 +10,7 @@ import pytest
 
 from lumabot.jobs.models import Job, JobState, Session
 from lumabot.jobs.policy import Limits
-from lumabot.jobs.quotas import AdmissionRules
+from lumabot.jobs.admission import AdmissionRules
 
 from .conftest import job
 
@@ -18,18 +18,18 @@ from .conftest import job
 async def test_a_rollback_never_undoes_another_operations_write(store):
     jobs = [job() for _ in range(40)]
     for j in jobs:
-        assert (await store.create_job(j)).status == "created"
-    assert await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U1"))
+        assert (await store.jobs.create(j)).status == "created"
+    assert await store.sessions.create(Session(team_id="T1", channel_id="C1", started_by="U1"))
 
     async def update(j: Job) -> None:
         j.state, j.generation_id, j.slack_file_id = JobState.GENERATING, f"gen-{j.id}", f"F{j.id}"
-        await store.save_job(j)
+        await store.jobs.save(j)
 
     async def conflict() -> bool:  # a second running session in C1: rolled back
-        return await store.create_session(Session(team_id="T1", channel_id="C1", started_by="U2"))
+        return await store.sessions.create(Session(team_id="T1", channel_id="C1", started_by="U2"))
 
     async def duplicate() -> str:
-        return (await store.create_job(job(), dedupe_key="same-event")).status
+        return (await store.jobs.create(job(), dedupe_key="same-event")).status
 
     work = []
     for j in jobs:
@@ -37,32 +37,32 @@ async def test_a_rollback_never_undoes_another_operations_write(store):
     results = await asyncio.gather(*work)
     assert results.count(False) == 40 and results.count("created") == 1 and results.count("duplicate") == 39
     for j in jobs:
-        stored = await store.get_job(j.id)
+        stored = await store.jobs.get(j.id)
         assert (stored.state, stored.generation_id, stored.slack_file_id) == (
             JobState.GENERATING, f"gen-{j.id}", f"F{j.id}")
 
 
 async def test_a_commit_never_commits_another_operations_half_done_work(store):
     taken = job()
-    assert (await store.create_job(taken)).status == "created"
+    assert (await store.jobs.create(taken)).status == "created"
 
     async def doomed(i: int) -> None:
         # Inserts its dedupe key, then fails on the job's primary key: the whole unit goes.
         with pytest.raises(Exception):
-            await store.create_job(taken.model_copy(), dedupe_key=f"doomed-{i}")
+            await store.jobs.create(taken.model_copy(), dedupe_key=f"doomed-{i}")
 
     async def commit_often(i: int) -> bool:
-        return await store.claim_key(f"other-{i}")
+        return await store.keys.claim(f"other-{i}")
 
     results = await asyncio.gather(*(f(i) for i in range(30) for f in (doomed, commit_often)))
     assert results.count(True) == 30
     for i in range(30):  # no half of a doomed unit was committed by someone else's commit
-        assert await store.claim_key(f"doomed-{i}")
+        assert await store.keys.claim(f"doomed-{i}")
 
 
 async def test_admission_is_decided_in_the_insert_under_parallel_requests(store):
     rules = AdmissionRules(limits=Limits(max_queued_per_user=100, user_daily_images=7, daily_budget_usd=None), day_start=0.0, month_start=0.0)
-    results = await asyncio.gather(*(store.create_job(job(), rules=rules) for _ in range(40)))
+    results = await asyncio.gather(*(store.jobs.create(job(), rules=rules) for _ in range(40)))
     assert [r.status for r in results].count("created") == 7
     refused = [r for r in results if r.status == "refused"]
     assert {r.refusal for r in refused} == {"daily_images"} and refused[0].counts.requested_today == 7
@@ -70,20 +70,20 @@ async def test_admission_is_decided_in_the_insert_under_parallel_requests(store)
 
 async def test_targeted_writes_leave_the_rest_of_the_row_alone(store):
     j = job()
-    await store.create_job(j)
+    await store.jobs.create(j)
     stale = j.model_copy()
-    await store.mark_deleted(j.id)
+    await store.jobs.mark_deleted(j.id)
     j.state = JobState.DONE
-    await store.save_job(j)  # a later full write by the engine from its own copy...
-    stored = await store.get_job(j.id)
+    await store.jobs.save(j)  # a later full write by the engine from its own copy...
+    stored = await store.jobs.get(j.id)
     assert stored.state == JobState.DONE and stored.deleted  # ...does not undo the delete
     session = Session(team_id="T1", channel_id="C1", started_by="U1")
-    await store.create_session(session)
-    assert await store.end_session(session.id, 123.0, "idle")
-    await store.touch_session(session.id, 999.0)  # a prompt that raced the end
-    ended = await store.get_session(session.id)
+    await store.sessions.create(session)
+    assert await store.sessions.end(session.id, 123.0, "idle")
+    await store.sessions.touch(session.id, 999.0)  # a prompt that raced the end
+    ended = await store.sessions.get(session.id)
     assert ended.ended_at == 123.0 and ended.last_prompt_at != 999.0
-    assert not await store.end_session(session.id, 456.0, "stopped:U1")
+    assert not await store.sessions.end(session.id, 456.0, "stopped:U1")
     assert stale.deleted is False
 
 
@@ -91,13 +91,14 @@ async def test_the_daily_sweep_runs_once_a_day_whichever_replica_asks(store):
     from lumabot.admin import Retention
     from lumabot.jobs.models import JobState
     from lumabot.jobs.policy import Limits
-    from lumabot.jobs.quotas import Prices, Quotas
+    from lumabot.jobs.admission import Prices
+    from lumabot.quotas import Quotas
 
     now = [100 * 86400.0]
     quotas = Quotas(store, Prices(0.04, 0.04, 0.1, 0.1, 0.0), Limits(5, None, None, retention_days=30))
     replicas = [Retention(store, quotas, lambda: "T1", clock=lambda: now[0]) for _ in range(2)]
     old = job(created_at=now[0] - 31 * 86400, state=JobState.DONE, settled=True)
-    await store.create_job(old)
+    await store.jobs.create(old)
     first = await replicas[0].sweep_if_due()
     assert first is not None and first.jobs == 1
     assert await replicas[1].sweep_if_due() is None   # the same day: already swept

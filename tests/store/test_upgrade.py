@@ -14,7 +14,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from lumabot.store import migrate
-from lumabot.store.dialects.postgres import PostgresDatabase, create_database
+from lumabot.store.dialects.postgres import PostgresDatabase
+from lumabot.testing.postgres import create_database
 from lumabot.store.dialects.sqlite import SQLiteDatabase
 from lumabot.store.schema import metadata
 

@@ -15,8 +15,8 @@ from lumabot.metrics import Metrics
 from lumabot.runner import Runner, RunnerConfig
 from lumabot.runner.scheduler import Scheduler, SlotScheduler
 from lumabot.runner.shared_scheduler import SharedScheduler
-from lumabot.store import SharedStore, Store
-from lumabot.store.sqlite import SQLiteStore
+from lumabot.store import Store
+from lumabot.store import open_store
 from lumabot.testing.ports import MemoryInputs, MemoryLuma, MemoryNotifier, MemoryOutputs
 
 CONFIG = RunnerConfig(poll_interval=0.01, first_poll_delay=0.0, generation_timeout=5.0,
@@ -56,7 +56,7 @@ class Rig:
 
     async def settled(self, job_id: str) -> Job:
         async def done():
-            job = await self.store.get_job(job_id)
+            job = await self.store.jobs.get(job_id)
             return job if job and job.settled else None
         return await eventually(done)
 
@@ -73,10 +73,10 @@ async def make_rig(tmp_path):
     async def make(*, concurrency: int = 4, config: RunnerConfig = CONFIG,
                    store: Store | None = None, luma: MemoryLuma | None = None, shared: bool = False) -> Rig:
         """`shared`: Luma's slots held in the (PostgreSQL) store, as with several replicas."""
-        store = store or SQLiteStore(tmp_path / "lumabot.db")
+        store = store or open_store(f"sqlite:///{tmp_path / 'lumabot.db'}")
         await store.open()
         scheduler: SlotScheduler = (
-            SharedScheduler(cast(SharedStore, store), concurrency, replica_id=config.replica_id, rate_window=1.0)
+            SharedScheduler(store, concurrency, replica_id=config.replica_id, rate_window=1.0)
             if shared else Scheduler(concurrency, rate_window=1.0))
         parts = dict(notifier=MemoryNotifier(), luma=luma or MemoryLuma(), inputs=MemoryInputs(),
                      outputs=MemoryOutputs())

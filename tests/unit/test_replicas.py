@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from lumabot.jobs.models import JobState
-from lumabot.store.postgres import PostgresStore
+from lumabot.store import open_store
 from lumabot.testing.ports import MemoryLuma
 
 from .conftest import CONFIG, eventually, new_job
@@ -21,7 +21,7 @@ async def replicas(make_rig, pg_cluster):
     luma = MemoryLuma()
 
     async def make(name: str, takeover: float, concurrency: int = 4, shared: bool = False):
-        return await make_rig(store=PostgresStore(url), luma=luma, concurrency=concurrency, shared=shared,
+        return await make_rig(store=open_store(url), luma=luma, concurrency=concurrency, shared=shared,
                               config=replace(CONFIG, replica_id=name, takeover_seconds=takeover))
     return make
 
@@ -61,7 +61,7 @@ async def test_a_paused_replica_cannot_act_on_jobs_taken_from_it(replicas):
     a.runner._leases.cancel()  # A stops heartbeating (SIGSTOP, a long pause) but keeps its task
 
     async def taken():
-        stored = await b.store.get_job(job.id)
+        stored = await b.store.jobs.get(job.id)
         return stored.owner == "B"
     await eventually(taken)
     a.luma.holding = False  # both see the generation completed; only the owner may go on
@@ -96,7 +96,7 @@ async def test_a_restarted_replica_resumes_its_own_jobs_at_once(replicas):
 
 def async_state(store, job_id, state):
     async def check():
-        stored = await store.get_job(job_id)
+        stored = await store.jobs.get(job_id)
         return stored is not None and stored.state == state
     return check
 
@@ -112,11 +112,11 @@ async def test_a_job_cancelled_through_another_replica_leaves_the_line_at_once(r
     await eventually(lambda: a.luma.creates)
     await a.runner.submit(second)
     await eventually(lambda: a.scheduler.waiting == 1)  # the second waits for A's only slot
-    assert await b.store.request_cancel(second.id, "U2")  # the click reached replica B
+    assert await b.store.jobs.request_cancel(second.id, "U2")  # the click reached replica B
     b.runner.cancel(second.id, "U2")  # B does not run it: nothing happens there
     done = await a.settled(second.id)  # A notices within a second, long before its turn
     assert done.state == JobState.CANCELLED and [p.prompt for p, _ in a.luma.creates] == ["first"]
-    assert (await a.store.get_job(first.id)).state == JobState.GENERATING  # its turn never came
+    assert (await a.store.jobs.get(first.id)).state == JobState.GENERATING  # its turn never came
     a.luma.holding = False
 
 

@@ -29,7 +29,7 @@ async def test_a_job_goes_from_queued_to_its_image_in_the_thread(rig):
     assert len(rig.notifier.of("actions", job.id)) == 1
     # The status message changes only when what it shows changes: generating, then done.
     assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
-    image = await rig.store.image_by_file(upload.file_id)
+    image = await rig.store.images.by_file(upload.file_id)
     assert image is not None and image.generation_id == job.generation_id
 
 
@@ -128,7 +128,7 @@ async def test_an_expired_output_url_is_fetched_fresh_once(rig):
 
 
 async def test_database_faults_delay_a_job_but_never_lose_it(rig):
-    real_save = rig.store.save_job
+    real_save = rig.store.jobs.save
     faults = {"left": 3}
 
     async def flaky_save(job, **kw):
@@ -137,7 +137,7 @@ async def test_database_faults_delay_a_job_but_never_lose_it(rig):
             raise StoreUnavailable("database is locked")
         await real_save(job, **kw)
 
-    rig.store.save_job = flaky_save
+    rig.store.jobs.save = flaky_save
     job = await rig.run(new_job())
     assert job.state == JobState.DONE and faults["left"] == 0
     assert rig.metrics.store_errors._value.get() == 3
@@ -147,14 +147,14 @@ async def test_a_create_interrupted_by_a_crash_is_resent_once_then_never(make_ri
     rig = await make_rig()
     job = new_job()
     job.state, job.status_ts, job.blind_resends = JobState.SUBMITTING, "1.1", 0
-    await rig.store.create_job(job)
+    await rig.store.jobs.create(job)
     assert await rig.runner.resume() == 1
     assert (await rig.settled(job.id)).state == JobState.DONE
     assert len(rig.luma.creates) == 1
 
     again = new_job("second")
     again.state, again.status_ts, again.blind_resends = JobState.SUBMITTING, "1.2", 1
-    await rig.store.create_job(again)
+    await rig.store.jobs.create(again)
     await rig.runner.resume()
     done = await rig.settled(again.id)
     assert done.failure_code == "create_uncertain" and len(rig.luma.creates) == 1
@@ -175,7 +175,7 @@ async def test_a_drain_lets_a_create_in_flight_finish(rig):
     drain = asyncio.create_task(rig.runner.drain(timeout=5))
     gate.set()
     await drain
-    stored = await rig.store.get_job(job.id)
+    stored = await rig.store.jobs.get(job.id)
     assert stored.state == JobState.GENERATING and stored.generation_id  # recorded, not lost
 
 
@@ -213,13 +213,13 @@ async def test_a_job_cancelled_elsewhere_is_never_sent_when_its_turn_comes(make_
     await eventually(lambda: rig.luma.creates)
     await rig.runner.submit(second)
     await eventually(lambda: rig.scheduler.waiting == 1)
-    assert await rig.store.request_cancel(second.id, "U2")
+    assert await rig.store.jobs.request_cancel(second.id, "U2")
     rig.luma.holding = False
     done = await rig.settled(second.id)
     assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
     assert [p.prompt for p, _ in rig.luma.creates] == ["first"]
     assert (second.id, ("cancelled", None, None)) in rig.notifier.status_updates
-    assert not await rig.store.request_cancel(first.id, "U1")  # sent to Luma: too late
+    assert not await rig.store.jobs.request_cancel(first.id, "U1")  # sent to Luma: too late
 
 
 async def test_after_a_restart_the_likeliest_finished_generations_are_polled_first(make_rig):
@@ -230,7 +230,7 @@ async def test_after_a_restart_the_likeliest_finished_generations_are_polled_fir
         job = new_job(f"before {model} {latency}", model=model)
         job.state, job.settled, job.attempts = JobState.DONE, True, 1
         job.submitted_at, job.completed_at = now - 5000, now - 5000 + latency
-        await rig.store.create_job(job)
+        await rig.store.jobs.create(job)
 
     for i in range(20):  # what the last run learned: uni-1 takes 1-40 s, uni-1-max 40-135 s
         await delivered("uni-1", 1.0 + i * 2)
@@ -241,7 +241,7 @@ async def test_after_a_restart_the_likeliest_finished_generations_are_polled_fir
         gen, _ = await rig.luma.create(job.params, user_id="u")
         job.state, job.status_ts, job.generation_id, job.attempts = JobState.GENERATING, "1.1", gen.id, 1
         job.submitted_at, job.deadline = now - age, now + 30
-        await rig.store.create_job(job)
+        await rig.store.jobs.create(job)
         return job
 
     # oldest first (creation order) would be: max, then the two uni-1
@@ -266,12 +266,12 @@ async def test_a_restart_resumes_every_unfinished_job_batch_by_batch(make_rig, m
     for i in range(600):
         job = new_job(f"waiting {i}", user=f"U{i % 7}")
         job.status_ts = f"1.{i}"
-        await rig.store.create_job(job)
+        await rig.store.jobs.create(job)
     sent = new_job("sent before the restart")
     gen, _ = await rig.luma.create(sent.params, user_id="u")
     sent.state, sent.status_ts, sent.generation_id, sent.attempts = JobState.GENERATING, "2.0", gen.id, 1
     sent.submitted_at, sent.deadline = time.time(), time.time() + 60
-    await rig.store.create_job(sent)
+    await rig.store.jobs.create(sent)
     assert await rig.runner.resume() == 601
     assert rig.scheduler.parked == 600 and rig.scheduler.in_flight == 1
     await eventually(lambda: gen.id in rig.luma.polled)

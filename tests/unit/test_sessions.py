@@ -17,8 +17,8 @@ async def test_replicas_checking_an_idle_session_at_once_post_one_recap(make_rig
     rig = await make_rig()
     replicas = [Sessions(rig.store, MemoryNotifier(), RULES) for _ in range(3)]
     session = Session(team_id="T1", channel_id="C1", started_by="U1", last_prompt_at=time.time() - 3600)
-    assert await rig.store.create_session(session)
+    assert await rig.store.sessions.create(session)
     await asyncio.gather(*(s.check() for s in replicas))
     assert sum(len(s.notifier.recaps) for s in replicas) == 1
-    ended = await rig.store.get_session(session.id)
+    ended = await rig.store.sessions.get(session.id)
     assert ended.end_reason == "idle" and ended.recap_posted

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 
 from lumabot.runner.shared_scheduler import SharedScheduler
-from lumabot.store.postgres import PostgresStore
+from lumabot.store import open_store
+from lumabot.store.schema import luma_turns
 
 from .conftest import eventually, new_job
 
@@ -16,10 +18,10 @@ from .conftest import eventually, new_job
 @pytest.fixture
 async def pair(pg_cluster):
     url = await pg_cluster.new_database()
-    made: list[tuple[PostgresStore, SharedScheduler]] = []
+    made: list[tuple[object, SharedScheduler]] = []
 
     async def make(concurrency: int, rate_window: float = 60.0) -> SharedScheduler:
-        store = PostgresStore(url)
+        store = open_store(url)
         await store.open()
         scheduler = SharedScheduler(store, concurrency, replica_id=f"replica-{len(made)}",
                                     rate_window=rate_window)
@@ -42,7 +44,7 @@ class Holders:
     def start(self, scheduler: SharedScheduler, job_id: str, user: str) -> None:
         async def hold() -> None:
             # The job, owned by this replica (slots are only touched for jobs one owns).
-            await scheduler.store.create_job(new_job(user=user).model_copy(
+            await scheduler.store.jobs.create(new_job(user=user).model_copy(
                 update={"id": job_id, "owner": scheduler.replica_id}))
             await scheduler.acquire(job_id, user)
             self.granted.append(job_id)
@@ -70,7 +72,7 @@ async def test_two_replicas_never_hold_more_than_the_concurrency_together(pair):
         await eventually(lambda: len(holders.granted) == n)
         await settle(a, b)
         assert len(holders.granted) == n
-    assert await a.store.slots_counts() == (0, 3)  # nobody waits, three slots held
+    assert await a.store.slots.counts() == (0, 3)  # nobody waits, three slots held
 
 
 async def test_people_are_served_in_turn_across_replicas(pair):
@@ -92,26 +94,26 @@ async def test_people_are_served_in_turn_across_replicas(pair):
         await eventually(lambda: len(holders.granted) == n)
     assert holders.granted == ["alice 1", "alice 2", "bob 1", "carol 1", "alice 3", "bob 2", "alice 4"]
     # Nobody waits: nobody is left in the turn order (a pick looks only at people with jobs waiting).
-    assert await a.store._rows("SELECT user_key FROM luma_turns") == []
+    assert await a.store.db.rows(sa.select(luma_turns.c.user_key)) == []
 
 
 async def test_the_requests_per_minute_window_holds_across_replicas(pair):
     # A window far longer than the test: what holds the line back is the allowance, not time.
     a, b = await pair(10, rate_window=600.0), await pair(10, rate_window=600.0)
-    await a.store.slots_observe_rate(3, 2, None, 600.0)  # learned from a create's headers
+    await a.store.slots.observe_rate(3, 2, None, 600.0)  # learned from a create's headers
     holders = Holders()
     for i in range(5):
         holders.start(a if i % 2 else b, f"job{i}", f"U{i}")
     await eventually(lambda: len(holders.granted) == 3)
     await settle(a, b)
     assert len(holders.granted) == 3  # the window's allowance, for both replicas together
-    await a.store.slots_observe_rate(5, 2, None, 600.0)  # Luma announces a larger allowance
+    await a.store.slots.observe_rate(5, 2, None, 600.0)  # Luma announces a larger allowance
     await eventually(lambda: len(holders.granted) == 5)
 
 
 async def test_the_requests_per_minute_window_moves_on(pair):
     a, b = await pair(10, rate_window=0.5), await pair(10, rate_window=0.5)
-    await a.store.slots_observe_rate(2, 1, None, 0.5)
+    await a.store.slots.observe_rate(2, 1, None, 0.5)
     holders = Holders()
     for i in range(5):
         holders.start(a if i % 2 else b, f"job{i}", f"U{i}")
@@ -127,14 +129,14 @@ async def test_a_pause_after_a_429_holds_for_every_replica(pair):
     await eventually(lambda: _waiting(b, "job"))
     await settle(a, b)
     assert holders.granted == []
-    _, wait = await b.store.slots_dispatch(concurrency=5, rate_window=60, probe_period=900)
+    _, wait = await b.store.slots.dispatch(concurrency=5, rate_window=60, probe_period=900)
     assert wait > 3500
     holders.tasks[0].cancel()  # (it would wait the hour)
     await asyncio.gather(*holders.tasks, return_exceptions=True)
 
 
 async def _waiting(scheduler: SharedScheduler, job_id: str) -> bool:
-    return job_id in await scheduler.store.slots_front(10**6)
+    return job_id in await scheduler.store.slots.front(10**6)
 
 
 async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(pair):
@@ -149,7 +151,7 @@ async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(
     b._holding.add("job")
     b.release("job")  # a stale release: ignored by the store
     await b.tick()
-    assert (await a.store.slots_counts())[1] == 1
+    assert (await a.store.slots.counts())[1] == 1
 
 
 async def test_a_job_released_and_queued_again_gets_its_slot(pair):
@@ -161,7 +163,7 @@ async def test_a_job_released_and_queued_again_gets_its_slot(pair):
     await eventually(lambda: holders.granted == ["job"])
     a.release("job")
     await asyncio.wait_for(a.acquire("job", "U1", front=True), 5)
-    assert (await a.store.slots_counts())[1] == 1
+    assert (await a.store.slots.counts())[1] == 1
 
 
 async def test_too_many_concurrent_lowers_the_ceiling_for_every_replica(pair):
@@ -197,7 +199,7 @@ async def test_a_parked_job_is_woken_on_its_replica_when_another_frees_the_slot(
     holders = Holders()
     holders.start(a, "first", "U1")
     await eventually(lambda: holders.granted == ["first"])
-    await b.store.create_job(new_job(user="U2").model_copy(update={"id": "parked", "owner": b.replica_id}))
+    await b.store.jobs.create(new_job(user="U2").model_copy(update={"id": "parked", "owner": b.replica_id}))
     await b.tick()  # b has seen the slot taken
     assert b.park("parked", "U2") and b.parked == 1
     await eventually(lambda: _waiting(a, "parked"))
@@ -207,7 +209,7 @@ async def test_a_parked_job_is_woken_on_its_replica_when_another_frees_the_slot(
     await eventually(lambda: woken == ["parked"])
     await settle(a, b)
     assert woken == ["parked"] and b.parked == 0  # told once
-    assert await b.store.slots_counts() == (0, 1)
+    assert await b.store.slots.counts() == (0, 1)
 
 
 async def test_an_unparked_job_leaves_the_line(pair):
@@ -216,12 +218,12 @@ async def test_an_unparked_job_leaves_the_line(pair):
     holders = Holders()
     holders.start(a, "first", "U1")
     await eventually(lambda: holders.granted == ["first"])
-    await a.store.create_job(new_job(user="U2").model_copy(update={"id": "second", "owner": a.replica_id}))
+    await a.store.jobs.create(new_job(user="U2").model_copy(update={"id": "second", "owner": a.replica_id}))
     assert a.park("second", "U2", always=True)
     await eventually(lambda: _waiting(a, "second"))
     assert a.unpark("second") and not a.unpark("second")
     await a.tick()
-    assert await a.store.slots_counts() == (0, 1)
+    assert await a.store.slots.counts() == (0, 1)
 
 
 async def test_the_front_of_the_line_reads_only_what_it_returns(pair):
@@ -234,8 +236,8 @@ async def test_the_front_of_the_line_reads_only_what_it_returns(pair):
         for user in ("UA", "UB"):
             holders.start(a, f"{user} {i}", user)
             await eventually(lambda: _waiting(a, f"{user} {i}"))
-    assert await a.store.slots_front(3) == ["UA 0", "UB 0", "UA 1"]
-    assert await a.store.slots_counts() == (6, 1)
+    assert await a.store.slots.front(3) == ["UA 0", "UB 0", "UA 1"]
+    assert await a.store.slots.counts() == (6, 1)
     for t in holders.tasks:
         t.cancel()
     await asyncio.gather(*holders.tasks, return_exceptions=True)

@@ -137,7 +137,7 @@ class PostgresDatabase(Database):
         engine = self.engine = create_async_engine(
             "postgresql+asyncpg://", async_creator=self._connect, pool_size=self.pool_size, max_overflow=0,
             pool_timeout=ACQUIRE_TIMEOUT, pool_reset_on_return=None)
-        self._statements = Statements(engine.dialect)
+        self._statements = Statements.of(engine.dialect)
         try:
             async with engine.connect() as conn:
                 await conn.run_sync(migrate.upgrade, _migration_lock)
@@ -261,26 +261,5 @@ async def peek_revision(dsn: str) -> str | None:
         if await con.fetchval("SELECT to_regclass('schema_version')") is not None:
             return f"legacy:{await con.fetchval('SELECT COALESCE(MAX(version), 0) FROM schema_version')}"
         return None
-    finally:
-        await con.close()
-
-
-async def create_database(admin_dsn: str, name: str, *, template: str | None = None,
-                          replace: bool = False) -> None:
-    """CREATE DATABASE `name` (a copy of `template`), through the server of `admin_dsn`
-    (throwaway databases for tests and benchmarks)."""
-    con = await asyncpg.connect(admin_dsn)
-    try:
-        if replace:
-            await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await con.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    finally:
-        await con.close()
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    con = await asyncpg.connect(admin_dsn)
-    try:
-        await con.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         await con.close()

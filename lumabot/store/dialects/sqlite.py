@@ -145,7 +145,7 @@ class SQLiteDatabase(Database):
                                                    poolclass=NullPool)
         # Transactions SQLAlchemy begins itself (migrations) take the write lock at once.
         event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        self._statements = Statements(engine.dialect)
+        self._statements = Statements.of(engine.dialect)
         try:
             async with engine.connect() as conn:
                 await conn.run_sync(migrate.upgrade, lambda _conn: None)

@@ -1,0 +1,232 @@
+"""Luma's limits, held in the database for several replicas together (runner/shared_scheduler.py):
+the line of jobs waiting for a slot, the slots held, the requests-per-minute window, pauses after
+a 429, the learned concurrency estimate and whose turn it is (round-robin between people). Times
+are on the database's clock. The in-process scheduler (runner/scheduler.py) keeps the same state
+in memory for one process."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from .dialects import now
+from .errors import JobLost
+from .schema import IN_OWN_LINE, jobs, luma_account, luma_slots, luma_submissions, luma_turns, luma_waiting
+from .sql import SLOTS_CHANGED, Database, Tx, param
+
+ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
+
+_OWNER = sa.select(jobs.c.owner).where(jobs.c.id == param("job")).with_for_update(read=True)
+_TURN = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(turn=luma_account.c.turn + 1).returning(
+    luma_account.c.turn)
+_UNSLOT = sa.delete(luma_slots).where(luma_slots.c.job_id == param("job"))
+_OTHERS_WAITING = sa.select(sa.literal(1)).where(
+    luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user"), luma_waiting.c.job_id != param("job")
+).limit(1)
+_ACCOUNT = sa.select(luma_account.c.estimate, luma_account.c.estimate_until, luma_account.c.rate_limit,
+                     luma_account.c.paused_until, now()).where(luma_account.c.id == ACCOUNT).with_for_update()
+_ESTIMATE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
+    estimate=param("estimate", sa.Integer()), estimate_until=param("until", sa.Float()))
+_SETTLED_SLOTS = sa.delete(luma_slots).where(luma_slots.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.settled)))
+_OLD_SUBMISSIONS = sa.delete(luma_submissions).where(luma_submissions.c.account == ACCOUNT,
+                                                     luma_submissions.c.at <= param("before", sa.Float()))
+_IN_FLIGHT = sa.select(sa.func.count()).select_from(luma_slots).where(luma_slots.c.account == ACCOUNT)
+_RECENT = sa.select(luma_submissions.c.at).where(luma_submissions.c.account == ACCOUNT).order_by(luma_submissions.c.at)
+_NEXT_PERSON = sa.select(luma_turns.c.user_key).where(luma_turns.c.account == ACCOUNT).order_by(
+    luma_turns.c.served).limit(1)
+_NEXT_OF = sa.select(luma_waiting.c.job_id, luma_waiting.c.replica).where(
+    luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user")).order_by(*IN_OWN_LINE).limit(1)
+_LEAVE_LINE = sa.delete(luma_waiting).where(luma_waiting.c.job_id == param("job"))
+_SUBMITTED = sa.insert(luma_submissions).values(account=ACCOUNT, at=now())
+_SERVED = sa.update(luma_turns).where(luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == param("user")).values(
+    served=param("turn"))
+# A person whose line is empty leaves the turn order (coming back, they join at the back): the
+# next pick looks only at people with jobs waiting.
+_DONE_WAITING = sa.delete(luma_turns).where(
+    luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == param("user"),
+    ~sa.exists().where(luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user")))
+_UNTOLD = sa.update(luma_slots).where(luma_slots.c.untold == param("replica")).values(untold=None).returning(
+    luma_slots.c.job_id)
+_OWNED = sa.exists().where(jobs.c.id == param("job"), jobs.c.owner == param("replica"))
+_FREE = sa.delete(luma_slots).where(luma_slots.c.job_id == param("job"), _OWNED)
+_OUT_OF_LINE = sa.delete(luma_waiting).where(luma_waiting.c.job_id == param("job"), _OWNED).returning(
+    luma_waiting.c.user_key)
+_PAUSE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(paused_until=sa.case(
+    (luma_account.c.paused_until > now() + param("seconds", sa.Float()), luma_account.c.paused_until),
+    else_=now() + param("seconds", sa.Float())))
+_OTHERS_IN_FLIGHT = sa.select(sa.func.count()).select_from(luma_slots).where(
+    luma_slots.c.account == ACCOUNT, luma_slots.c.job_id != param("job"))
+_LOCK_ACCOUNT = sa.select(luma_account.c.id).where(luma_account.c.id == ACCOUNT).with_for_update()
+_LOWER = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
+    estimate=sa.case((sa.and_(luma_account.c.estimate.is_not(None), luma_account.c.estimate < param("n", sa.Integer())),
+                      luma_account.c.estimate), else_=param("n", sa.Integer())),
+    estimate_until=now() + param("hold", sa.Float()))
+_RATE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(rate_limit=param("limit", sa.Integer()))
+_COUNTS = sa.select(sa.select(sa.func.count()).select_from(luma_waiting).where(
+    luma_waiting.c.account == ACCOUNT).scalar_subquery(), _IN_FLIGHT.scalar_subquery())
+
+
+def _front() -> sa.Select[tuple[str]]:
+    """The first `limit` jobs in line, in the order they will be let through: the first of each
+    person's line (people in turn order), then the second of each, and so on."""
+    place = sa.func.row_number().over(partition_by=luma_waiting.c.user_key, order_by=IN_OWN_LINE).label("n")
+    lines = sa.select(luma_waiting.c.job_id, luma_waiting.c.user_key, place).where(
+        luma_waiting.c.account == ACCOUNT).subquery("w")
+    return (sa.select(lines.c.job_id).select_from(lines.join(luma_turns, sa.and_(
+        luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == lines.c.user_key)))
+            .where(lines.c.n <= param("limit")).order_by(lines.c.n, luma_turns.c.served, luma_turns.c.user_key)
+            .limit(param("limit")))
+
+
+_FRONT = _front()
+
+
+@functools.cache
+def _upserts(insert: Any) -> tuple[Any, Any, Any, Any]:
+    """(join the turn order, wait in line, a grant, a slot held), in the dialect's INSERT."""
+    turn = insert(luma_turns).values(account=ACCOUNT, user_key=param("user"), served=param("served"))
+    waiting = insert(luma_waiting).values(job_id=param("job"), account=ACCOUNT, user_key=param("user"),
+                                          front=param("front"), seq=param("seq"), replica=param("replica"))
+    return (turn.on_conflict_do_update(index_elements=[luma_turns.c.account, luma_turns.c.user_key],
+                                       set_={"served": turn.excluded.served}),
+            waiting.on_conflict_do_update(index_elements=[luma_waiting.c.job_id], set_={
+                "front": waiting.excluded.front, "user_key": waiting.excluded.user_key,
+                "replica": waiting.excluded.replica}),
+            insert(luma_slots).values(job_id=param("job"), account=ACCOUNT, granted_at=now(),
+                                      untold=param("replica")).on_conflict_do_nothing(),
+            insert(luma_slots).values(job_id=param("job"), account=ACCOUNT, granted_at=now()).on_conflict_do_nothing())
+
+
+class SlotStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self._join_turns, self._wait, self._grant, self._hold = _upserts(db.insert)
+
+    async def enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:
+        """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
+        person with nothing waiting goes to the back of the line of people (the front, for a
+        retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
+        job (fencing: a stale replica must not touch the slots of a job taken from it)."""
+        async with self.db.write() as tx:
+            if await tx.scalar(_OWNER, job=job_id) != replica_id:
+                raise JobLost(job_id)
+            turn = int(await tx.scalar(_TURN))
+            await tx.execute(_UNSLOT, job=job_id)
+            if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id) is None:
+                await tx.execute(self._join_turns, user=user_key, served=-turn if front else turn)
+            await tx.execute(self._wait, job=job_id, user=user_key, front=front, seq=turn, replica=replica_id)
+
+    async def dispatch(self, *, concurrency: int, rate_window: float, probe_period: float) -> tuple[list[str], float]:
+        """Grant slots to the jobs whose turn it is, under every limit, for all replicas at
+        once: (the jobs granted, seconds until a pause or the rate window lets one more go; 0
+        when nothing waits for time). The account row is locked first and everything is
+        counted in later statements, which see what other replicas committed meanwhile."""
+        async with self.db.write() as tx:
+            account = await tx.row(_ACCOUNT)
+            assert account is not None
+            estimate, estimate_until, rate_limit, paused_until, clock = account
+            if estimate is not None and estimate_until is not None and estimate_until <= clock:
+                estimate += 1  # probe one slot higher
+                if estimate >= concurrency:
+                    estimate = None
+                await tx.execute(_ESTIMATE, estimate=estimate, until=None if estimate is None else clock + probe_period)
+            limit = concurrency if estimate is None else min(estimate, concurrency)
+            await tx.execute(_SETTLED_SLOTS)
+            await tx.execute(_OLD_SUBMISSIONS, before=clock - rate_window)
+            if paused_until > clock:
+                return [], float(paused_until - clock)
+            in_flight = int(await tx.scalar(_IN_FLIGHT))
+            recent = [float(r[0]) + rate_window - clock for r in await tx.rows(_RECENT)]
+            granted: list[str] = []
+            wait = 0.0
+            while in_flight < limit:
+                if rate_limit and len(recent) + len(granted) >= rate_limit:
+                    index = len(recent) + len(granted) - rate_limit
+                    wait = recent[index] if index < len(recent) else rate_window
+                    break
+                person = await tx.scalar(_NEXT_PERSON)
+                if person is None:
+                    break
+                nxt = await tx.row(_NEXT_OF, user=person)
+                if nxt is None:  # (a turn left behind: cannot happen, but must not stop the line)
+                    await tx.execute(_DONE_WAITING, user=person)
+                    continue
+                job_id, replica = nxt
+                await self._grant_one(tx, job_id, person, replica)
+                granted.append(job_id)
+                in_flight += 1
+            if granted:
+                await self.db.wake_replicas(tx, SLOTS_CHANGED)
+            return granted, wait
+
+    async def _grant_one(self, tx: Tx, job_id: str, user_key: str, replica: str | None) -> None:
+        turn = int(await tx.scalar(_TURN))
+        await tx.execute(_LEAVE_LINE, job=job_id)
+        await tx.execute(self._grant, job=job_id, replica=replica)
+        await tx.execute(_SUBMITTED)
+        await tx.execute(_SERVED, user=user_key, turn=turn)
+        await tx.execute(_DONE_WAITING, user=user_key)
+
+    async def granted_to(self, replica_id: str) -> list[str]:
+        """The jobs of `replica_id` granted a slot since it last asked (each told once)."""
+        async with self.db.write() as tx:
+            return [r[0] for r in await tx.rows(_UNTOLD, replica=replica_id)]
+
+    async def release(self, job_id: str, replica_id: str) -> None:
+        """Free the job's slot (or its place in line), if `replica_id` still owns the job."""
+        async with self.db.write() as tx:
+            freed = await tx.execute(_FREE, job=job_id, replica=replica_id)
+            for (user_key,) in await tx.rows(_OUT_OF_LINE, job=job_id, replica=replica_id):
+                await tx.execute(_DONE_WAITING, user=user_key)
+            if freed:
+                await self.db.wake_replicas(tx, SLOTS_CHANGED)
+
+    async def hold(self, job_id: str) -> None:
+        """A generation already at Luma (a job taken over while generating) holds a slot."""
+        async with self.db.write() as tx:
+            await tx.execute(self._hold, job=job_id)
+
+    async def pause(self, seconds: float) -> None:
+        """Luma said "Rate limit exceeded": nobody submits for `seconds`."""
+        async with self.db.write() as tx:
+            await tx.execute(_PAUSE, seconds=max(0.0, seconds))
+
+    async def too_many(self, job_id: str, retry_after: float, probe_period: float) -> None:
+        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is freed): the account
+        holds no more than the others in flight, for a probe period; with none in flight,
+        someone else uses the account: wait as told."""
+        async with self.db.write() as tx:
+            await tx.rows(_LOCK_ACCOUNT)
+            others = int(await tx.scalar(_OTHERS_IN_FLIGHT, job=job_id))
+            if others == 0:
+                await tx.execute(_PAUSE, seconds=max(0.0, retry_after))
+            else:
+                await tx.execute(_LOWER, n=max(1, others), hold=max(retry_after, probe_period))
+
+    async def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None,
+                           rate_window: float) -> None:
+        """From a create's X-RateLimit-* headers: the allowance; none left: wait for the reset."""
+        if limit is not None and limit > 0:
+            async with self.db.write() as tx:
+                await tx.execute(_RATE, limit=limit)
+        if remaining is not None and remaining <= 0 and reset_at_unix is not None:
+            wait = reset_at_unix - time.time()
+            if wait > 0:
+                await self.pause(min(wait, rate_window))
+
+    async def counts(self) -> tuple[int, int]:
+        """(how many jobs wait for a slot, how many slots are held)."""
+        row = await self.db.row(_COUNTS)
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def front(self, limit: int) -> list[str]:
+        """The first `limit` jobs in line, in the order they will be let through."""
+        return [r[0] for r in await self.db.rows(_FRONT, limit=limit)]
+
+    async def wait(self, timeout: float) -> None:
+        """Return when slots are granted or freed by any replica, or after `timeout`."""
+        await self.db.wait_for_notice(SLOTS_CHANGED, timeout)
