@@ -109,7 +109,7 @@ class LumaBot:
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
                                    self.admins)
-        listeners.register(self.bolt, self.intake, self.notifier, self.admins, self.admin)
+        listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin))
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))
         self.ready = False

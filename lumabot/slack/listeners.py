@@ -1,10 +1,21 @@
 """Bolt listeners: parse what Slack sent (payloads.py), hand it to intake, ack in milliseconds.
 
+Every listener is a function of its own, registered from one table (`LISTENERS`: what Slack
+sends -> which function). What they share lives in one place each:
+
+- their dependencies come in Bolt's context (`context["lumabot"]`, set by one middleware);
+- work that must be done before the ack is bounded by the ack budget (`Intake.in_time`);
+- Slack Web API calls run after the ack (`later`), so Slack's 3 seconds hold however slow its
+  Web API is; a database that fails there is told to the person the same way;
+- what goes wrong is answered by one error handler (`on_error`): bad input (PromptError) and a
+  database that cannot record the request (StoreUnavailable) get the answer each kind of
+  request expects (an ephemeral text, errors on a form's field, a reply in the thread), and
+  anything else one short log line and the acknowledgement Slack expects.
+
 No business logic and no SQL here: what a request means is decided in `intake.py`, validation in
 the job domain, persistence in the store, everything after the ack in the runner. Listeners
 run before the ack (process_before_response), so a job is recorded durably before Slack hears
-back; every Web API call (replies, modals, deletions) runs after the ack, so Slack's 3 seconds
-hold however slow its Web API is.
+back.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import asyncio
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
@@ -33,304 +45,256 @@ from .text import command_words, typed_text
 
 log = logging.getLogger(__name__)
 
-# Events the manifest subscribes to that no feature handles yet: acked, nothing else.
-QUIET_EVENTS = ("app_uninstalled", "tokens_revoked")
 TRIGGER_EXPIRED = ("Slack took too long to hand lumabot this request, so the form could not open "
                    "(Slack allows 3 seconds). Please try again.")
 
 
-def register(app: AsyncApp, intake: Intake, slack: SlackNotifier, admins: Admins,
-             admin: AdminCommands) -> None:
-    """Attach every listener to `app`: requests go to `intake` (and `/luma admin` to `admin`);
-    `slack` says who lumabot is in Slack (bot user, workspace, links)."""
-    background: set[asyncio.Task] = set()
+@dataclass
+class Lumabot:
+    """What the listeners work with (Bolt's `context["lumabot"]`)."""
 
-    def later(coro: Awaitable[Any]) -> None:
-        """Run Slack I/O after the ack."""
-        task = asyncio.ensure_future(coro)
-        background.add(task)
-        task.add_done_callback(background.discard)
-        task.add_done_callback(_log_failure)
+    intake: Intake
+    slack: SlackNotifier   # who lumabot is in Slack: bot user, workspace, links
+    admins: Admins
+    admin: AdminCommands
 
-    def team(body: dict) -> str:
-        return installing_team(body, slack.team_id or "")
+    def team(self, body: dict[str, Any]) -> str:
+        """The workspace that installed lumabot (its limits apply, whoever asks)."""
+        return installing_team(body, self.slack.team_id or "")
 
-    async def answer(ack, text: str | None) -> None:
-        if text:
-            await ack(response_type="ephemeral", text=clip(text))
-        else:
-            await ack()
 
-    async def open_modal(client, trigger_id: str, view: dict, respond) -> None:
-        """views.open; an expired trigger (Slack was slow to deliver) gets an explanation."""
+# -- work after the ack ------------------------------------------------------------------------
+_background: set[asyncio.Task[Any]] = set()
+
+
+def later(work: Awaitable[Any], respond: Any = None) -> None:
+    """Run Slack I/O (or work that outlasts the ack) after the ack. With `respond`, a database
+    that cannot do it is told to the person, privately."""
+    async def run() -> None:
         try:
-            await client.views_open(trigger_id=trigger_id, view=view)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            log.warning("views.open failed: %s", error)
-            if error in ("expired_trigger_id", "invalid_trigger_id", "exchanged_trigger_id"):
-                await respond(text=TRIGGER_EXPIRED, response_type="ephemeral", replace_original=False)
-
-    @app.command("/imagine")
-    async def imagine(ack, command, body, client, respond):
-        text = typed_text(command.get("text")).strip()
-        try:
-            if text:
-                await intake.in_time(lambda: intake.imagine(
-                    team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
-                    text=text, response_url=command.get("response_url")))
-            else:  # the form, where lumabot works
-                await intake.in_time(lambda: intake.check_place(team(body), command["channel_id"]))
-        except PromptError as exc:
-            await answer(ack, str(exc))
-            return
+            await work
         except StoreUnavailable:
-            await answer(ack, TRY_AGAIN)
-            return
-        await ack()
-        if not text:
-            meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
-            later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
+            if respond is None:
+                raise
+            await tell(respond, TRY_AGAIN)
 
-    @app.command("/edit")
-    async def edit(ack, command, body):
-        text: str | None
-        try:
-            text = await intake.in_time(lambda: intake.edit_command(
-                team_id=team(body), user_id=command["user_id"], channel_id=command["channel_id"],
-                text=typed_text(command.get("text")), response_url=command.get("response_url")))
-        except PromptError as exc:
-            text = str(exc)
-        except StoreUnavailable:
-            text = TRY_AGAIN
-        await answer(ack, text)
-
-    @app.command("/luma")
-    async def luma(ack, command, body, respond):
-        words = typed_text(command.get("text")).split()
-        verb = words[0].lower() if words else ""
-        text: str | None
-
-        async def answer_of() -> str | None:
-            if verb == "admin":
-                reply = await admin.run(team(body), command["user_id"], command_words(command.get("text"))[1:])
-                if reply.later is not None:
-                    later(_answer_later(reply.later, respond))
-                return reply.text
-            if verb == "usage":
-                return await intake.usage(team(body), command["user_id"])
-            if verb == "session":
-                answer_ = await intake.session_command(team_id=team(body), user_id=command["user_id"],
-                                                       channel_id=command["channel_id"], args=words[1:])
-                return blocks.session_answer(answer_, slack.team_url) if answer_ is not None else None
-            return blocks.full_help(await intake.limits_text(team(body)))
-
-        try:
-            text = await intake.in_time(answer_of)
-        except PromptError as exc:
-            text = str(exc)
-        except StoreUnavailable:
-            text = TRY_AGAIN
-        await answer(ack, text)
-
-    async def _answer_later(work: Callable[[], Awaitable[str]], respond) -> None:
-        """Admin work that outlasts the ack (a sweep, an export); its outcome, privately."""
-        try:
-            text = await work()
-        except StoreUnavailable:
-            text = TRY_AGAIN
-        await respond(text=clip(text), response_type="ephemeral", replace_original=False)
-
-    @app.view(blocks.IMAGINE_MODAL_ID)
-    async def imagine_submitted(ack, body, view):
-        values = view["state"]["values"]
-
-        def chosen(block: str) -> str | None:
-            option = values.get(block, {}).get(block, {}).get("selected_option") or {}
-            return option.get("value")
-
-        meta = json.loads(view.get("private_metadata") or "{}")
-        try:
-            await intake.in_time(lambda: intake.imagine_from_form(
-                team_id=team(body), user_id=body["user"]["id"], channel_id=meta["channel_id"],
-                prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
-                aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
-                refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or []
-                      if f.get("id")],
-                response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}"))
-        except PromptError as exc:
-            await ack(response_action="errors", errors={exc.field: str(exc)})
-            return
-        except StoreUnavailable:
-            await ack(response_action="errors", errors={"prompt": TRY_AGAIN})
-            return
-        await ack()
-
-    @app.action(re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"))
-    async def result_button(ack, body, action, client, respond):
-        await ack()
-        kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
-
-        async def tell(text: str | None) -> None:
-            if text:
-                await respond(text=text, response_type="ephemeral", replace_original=False)
-
-        if kind == "edit":
-            later(_edit_button(client, respond, job_id, body["trigger_id"]))
-        elif kind == "delete":
-            later(_delete_button(client, tell, job_id, user_id))
-        else:
-            try:
-                text = await intake.in_time(lambda: intake.rerun(
-                    job_id, team_id=team(body), user_id=user_id, max_model=kind == "max",
-                    action_key=f"action:{kind}:{job_id}:{user_id}"))
-            except StoreUnavailable:
-                text = TRY_AGAIN
-            later(tell(text))
-
-    @app.action(blocks.CANCEL_ACTION)
-    async def cancel_button(ack, body, action, client, respond):
-        await ack()
-        user_id = body["user"]["id"]
-
-        async def cancel() -> None:
-            try:
-                text = await intake.cancel(action.get("value") or "", user_id=user_id,
-                                           is_admin=await admins.is_admin(user_id))
-            except StoreUnavailable:
-                text = TRY_AGAIN
-            if text:
-                await respond(text=text, response_type="ephemeral", replace_original=False)
-        later(cancel())
-
-    async def _edit_button(client, respond, job_id: str, trigger_id: str) -> None:
-        target = await intake.result_target(job_id)
-        if target is None:
-            await respond(text="That image can no longer be edited.", response_type="ephemeral",
-                          replace_original=False)
-            return
-        await open_modal(client, trigger_id, blocks.edit_modal(target.model_dump_json(exclude_none=True)),
-                         respond)
-
-    async def _delete_button(client, tell: Callable[[str | None], Awaitable[None]], job_id: str,
-                             user_id: str) -> None:
-        await tell(await intake.delete(job_id, user_id=user_id, is_admin=await admins.is_admin(user_id)))
-
-    @app.event("app_home_opened")
-    async def home(event, body, client):
-        if event.get("tab", "home") != "home":
-            return
-        later(_publish_home(client, team(body), event["user"]))
-
-    async def _publish_home(client, team_id: str, user_id: str) -> None:
-        """App Home: the person's images and limits; for admins, the admin section too."""
-        jobs, usage = await intake.home(team_id, user_id)
-        links = {j.id: link for j in jobs
-                 if (link := blocks.permalink(slack.team_url, j.channel_id, j.status_ts, j.thread_ts))}
-        section = await admin.reports.home_section(team_id) if await admins.is_admin(user_id) else None
-        await client.views_publish(user_id=user_id, view=blocks.home_view(jobs, links, usage, admin=section))
-
-    async def on_message_event(event: dict, body: dict, client, *, mention: bool) -> None:
-        msg = parse_message(event, body, bot_user_id=slack.bot_user_id, team_id=team(body))
-        if msg is None:
-            return
-        try:
-            reply = await intake.in_time(lambda: intake.on_mention(msg) if mention else intake.on_message(msg))
-        except StoreUnavailable:
-            reply = Reply(TRY_AGAIN, thread_ts=msg.thread_ts)
-        if reply:
-            later(_say(client, msg, reply))
-
-    @app.event("app_mention")
-    async def mention(event, body, client):
-        await on_message_event(event, body, client, mention=True)
-
-    @app.event("message")
-    async def message(event, body, client):
-        await on_message_event(event, body, client, mention=False)
-
-    @app.shortcut("edit_image")
-    async def edit_shortcut(ack, shortcut, body, client, respond):
-        await ack()
-        message = shortcut.get("message") or {}
-        try:
-            target = await intake.in_time(lambda: intake.shortcut_target(
-                team(body), shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
-                [slack_file(f) for f in message.get("files") or [] if f.get("id")],
-                response_url=shortcut.get("response_url")))
-        except PromptError as exc:  # lumabot is not enabled in that channel
-            later(open_modal(client, shortcut["trigger_id"], blocks.no_image_modal(str(exc)), respond))
-            return
-        view = blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE)
-        later(open_modal(client, shortcut["trigger_id"], view, respond))
-
-    @app.view(blocks.EDIT_MODAL_ID)
-    async def edit_submitted(ack, body, view):
-        values = view["state"]["values"]
-        text = (values.get("instruction", {}).get("instruction", {}).get("value") or "").strip()
-        selected = values.get("model", {}).get("model", {}).get("selected_option") or {}
-        target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
-        try:
-            await intake.in_time(lambda: intake.edit_from_shortcut(
-                team_id=team(body), user_id=body["user"]["id"], target=target, text=text,
-                model=selected.get("value"), dedupe_key=f"view:{view['id']}"))
-        except PromptError as exc:
-            await ack(response_action="errors", errors={"instruction": str(exc)})
-            return
-        except StoreUnavailable:
-            await ack(response_action="errors", errors={"instruction": TRY_AGAIN})
-            return
-        await ack()
-
-    @app.event("reaction_added")
-    async def reaction_added(event):
-        await _vote(event, on=True)
-
-    @app.event("reaction_removed")
-    async def reaction_removed(event):
-        await _vote(event, on=False)
-
-    async def _vote(event: dict, *, on: bool) -> None:
-        item = event.get("item") or {}
-        if item.get("type") == "message" and event.get("user"):
-            await intake.in_time(lambda: intake.sessions.vote(
-                channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
-                reaction=event.get("reaction", ""), on=on))
-
-    for name in QUIET_EVENTS:
-        app.event(name)(_ignore)
-
-    app.error(_on_error)
+    task = asyncio.ensure_future(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    task.add_done_callback(_log_failure)
 
 
-async def _on_error(error: Exception, request: Any) -> BoltResponse:
-    """What every listener shares when it fails: one short warning line (no traceback, no
-    payload), and the acknowledgement Slack expects, so Slack does not retry a request lumabot
-    cannot use. A slash command whose database is unavailable is told to try again. (It
-    takes the request, not `body`: Bolt builds the other arguments from the payload, and that
-    can be what failed.)"""
-    body = getattr(request, "body", None)
-    kind = payload_kind(body)
-    if isinstance(error, StoreUnavailable):
-        log.warning("database unavailable while handling a %s: %s", kind, clip(str(error), 120))
-        if isinstance(body, dict) and body.get("command"):
-            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": TRY_AGAIN}),
-                                headers={"content-type": "application/json"})
-    else:
-        log.warning("could not handle a %s: %s: %s", kind, type(error).__name__, clip(str(error), 120))
-    return BoltResponse(status=200, body="")
-
-
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("work after the ack failed: %s", task.exception())
 
 
-async def _ignore() -> None:
-    return None
+async def tell(respond: Any, text: str | None) -> None:
+    """A private answer through the request's response_url."""
+    if text:
+        await respond(text=clip(text), response_type="ephemeral", replace_original=False)
 
 
-async def _say(client, msg: Message, reply: Reply) -> None:
+async def answer(ack: Any, text: str | None) -> None:
+    """The ack, with a private answer when there is one."""
+    if text:
+        await ack(response_type="ephemeral", text=clip(text))
+    else:
+        await ack()
+
+
+async def open_modal(client: Any, trigger_id: str, view: dict[str, Any], respond: Any) -> None:
+    """views.open; an expired trigger (Slack was slow to deliver) gets an explanation."""
+    try:
+        await client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        log.warning("views.open failed: %s", error)
+        if error in ("expired_trigger_id", "invalid_trigger_id", "exchanged_trigger_id"):
+            await tell(respond, TRIGGER_EXPIRED)
+
+
+# -- slash commands ------------------------------------------------------------------------------
+async def imagine(ack: Any, command: dict[str, Any], body: dict[str, Any], client: Any, respond: Any,
+                  context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    text = typed_text(command.get("text")).strip()
+    if text:
+        await lb.intake.in_time(lambda: lb.intake.imagine(
+            team_id=lb.team(body), user_id=command["user_id"], channel_id=command["channel_id"],
+            text=text, response_url=command.get("response_url")))
+        await ack()
+        return
+    await lb.intake.in_time(lambda: lb.intake.check_place(lb.team(body), command["channel_id"]))
+    await ack()  # the form, where lumabot works
+    meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
+    later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
+
+
+async def edit(ack: Any, command: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    await answer(ack, await lb.intake.in_time(lambda: lb.intake.edit_command(
+        team_id=lb.team(body), user_id=command["user_id"], channel_id=command["channel_id"],
+        text=typed_text(command.get("text")), response_url=command.get("response_url"))))
+
+
+async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], respond: Any, context: Any) -> None:
+    """`/luma admin|usage|session|help`."""
+    lb: Lumabot = context["lumabot"]
+    words = typed_text(command.get("text")).split()
+    verb = words[0].lower() if words else ""
+
+    async def answer_of() -> str | None:
+        if verb == "admin":
+            reply = await lb.admin.run(lb.team(body), command["user_id"], command_words(command.get("text"))[1:])
+            if reply.later is not None:
+                work = reply.later
+                later(_answer_later(work, respond), respond)
+            return reply.text
+        if verb == "usage":
+            return await lb.intake.usage(lb.team(body), command["user_id"])
+        if verb == "session":
+            answer_ = await lb.intake.session_command(team_id=lb.team(body), user_id=command["user_id"],
+                                                      channel_id=command["channel_id"], args=words[1:])
+            return blocks.session_answer(answer_, lb.slack.team_url) if answer_ is not None else None
+        return blocks.full_help(await lb.intake.limits_text(lb.team(body)))
+
+    await answer(ack, await lb.intake.in_time(answer_of))
+
+
+async def _answer_later(work: Callable[[], Awaitable[str]], respond: Any) -> None:
+    """Admin work that outlasts the ack (a sweep, an export); its outcome, privately."""
+    await tell(respond, await work())
+
+
+# -- forms ---------------------------------------------------------------------------------------
+async def imagine_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    values = view["state"]["values"]
+
+    def chosen(block: str) -> str | None:
+        option = values.get(block, {}).get(block, {}).get("selected_option") or {}
+        return option.get("value")
+
+    meta = json.loads(view.get("private_metadata") or "{}")
+    await lb.intake.in_time(lambda: lb.intake.imagine_from_form(
+        team_id=lb.team(body), user_id=body["user"]["id"], channel_id=meta["channel_id"],
+        prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
+        aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
+        refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or [] if f.get("id")],
+        response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}"))
+    await ack()
+
+
+async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    values = view["state"]["values"]
+    text = (values.get("instruction", {}).get("instruction", {}).get("value") or "").strip()
+    selected = values.get("model", {}).get("model", {}).get("selected_option") or {}
+    target = ShortcutTarget.model_validate(json.loads(view["private_metadata"]))
+    await lb.intake.in_time(lambda: lb.intake.edit_from_shortcut(
+        team_id=lb.team(body), user_id=body["user"]["id"], target=target, text=text,
+        model=selected.get("value"), dedupe_key=f"view:{view['id']}"))
+    await ack()
+
+
+# -- buttons -------------------------------------------------------------------------------------
+async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any,
+                        context: Any) -> None:
+    """Reroll, uni-1-max, Edit and Delete under an image."""
+    lb: Lumabot = context["lumabot"]
+    await ack()
+    kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
+    if kind == "edit":
+        later(_edit_button(lb, client, respond, job_id, body["trigger_id"]), respond)
+    elif kind == "delete":
+        later(_delete_button(lb, respond, job_id, user_id), respond)
+    else:
+        text = await lb.intake.in_time(lambda: lb.intake.rerun(
+            job_id, team_id=lb.team(body), user_id=user_id, max_model=kind == "max",
+            action_key=f"action:{kind}:{job_id}:{user_id}"))
+        later(tell(respond, text))
+
+
+async def _edit_button(lb: Lumabot, client: Any, respond: Any, job_id: str, trigger_id: str) -> None:
+    target = await lb.intake.result_target(job_id)
+    if target is None:
+        await tell(respond, "That image can no longer be edited.")
+        return
+    await open_modal(client, trigger_id, blocks.edit_modal(target.model_dump_json(exclude_none=True)), respond)
+
+
+async def _delete_button(lb: Lumabot, respond: Any, job_id: str, user_id: str) -> None:
+    await tell(respond, await lb.intake.delete(job_id, user_id=user_id, is_admin=await lb.admins.is_admin(user_id)))
+
+
+async def cancel_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    await ack()
+    user_id = body["user"]["id"]
+
+    async def cancel() -> None:
+        await tell(respond, await lb.intake.cancel(action.get("value") or "", user_id=user_id,
+                                                   is_admin=await lb.admins.is_admin(user_id)))
+    later(cancel(), respond)
+
+
+# -- the shortcut --------------------------------------------------------------------------------
+async def edit_shortcut(ack: Any, shortcut: dict[str, Any], body: dict[str, Any], client: Any, respond: Any,
+                        context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    await ack()
+    message = shortcut.get("message") or {}
+    try:
+        target = await lb.intake.in_time(lambda: lb.intake.shortcut_target(
+            lb.team(body), shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
+            [slack_file(f) for f in message.get("files") or [] if f.get("id")],
+            response_url=shortcut.get("response_url")))
+    except PromptError as exc:  # lumabot is not enabled in that channel: said in the form
+        later(open_modal(client, shortcut["trigger_id"], blocks.no_image_modal(str(exc)), respond))
+        return
+    view = (blocks.edit_modal(target.model_dump_json(exclude_none=True)) if target
+            else blocks.no_image_modal(NO_IMAGE_IN_MESSAGE))
+    later(open_modal(client, shortcut["trigger_id"], view, respond))
+
+
+# -- events --------------------------------------------------------------------------------------
+async def home(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
+    lb: Lumabot = context["lumabot"]
+    if event.get("tab", "home") == "home":
+        later(_publish_home(lb, client, lb.team(body), event["user"]))
+
+
+async def _publish_home(lb: Lumabot, client: Any, team_id: str, user_id: str) -> None:
+    """App Home: the person's images and limits; for admins, the admin section too."""
+    jobs, usage = await lb.intake.home(team_id, user_id)
+    links = {j.id: link for j in jobs
+             if (link := blocks.permalink(lb.slack.team_url, j.channel_id, j.status_ts, j.thread_ts))}
+    section = await lb.admin.reports.home_section(team_id) if await lb.admins.is_admin(user_id) else None
+    await client.views_publish(user_id=user_id, view=blocks.home_view(jobs, links, usage, admin=section))
+
+
+async def mention(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
+    await _message(event, body, client, context["lumabot"], mention=True)
+
+
+async def message(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
+    await _message(event, body, client, context["lumabot"], mention=False)
+
+
+async def _message(event: dict[str, Any], body: dict[str, Any], client: Any, lb: Lumabot, *, mention: bool) -> None:
+    msg = parse_message(event, body, bot_user_id=lb.slack.bot_user_id, team_id=lb.team(body))
+    if msg is None:
+        return
+    try:
+        reply = await lb.intake.in_time(lambda: lb.intake.on_mention(msg) if mention else lb.intake.on_message(msg))
+    except StoreUnavailable:
+        reply = Reply(TRY_AGAIN, thread_ts=msg.thread_ts)
+    if reply:
+        later(_say(client, msg, reply))
+
+
+async def _say(client: Any, msg: Message, reply: Reply) -> None:
     text = clip(reply.text)
     try:
         if reply.where == "thread":
@@ -340,3 +304,95 @@ async def _say(client, msg: Message, reply: Reply) -> None:
                                             thread_ts=reply.thread_ts)
     except Exception as exc:  # a reply is best effort
         log.warning("reply failed: %s", exc, extra={"channel": msg.channel_id})
+
+
+async def reaction_added(event: dict[str, Any], context: Any) -> None:
+    await _vote(context["lumabot"], event, on=True)
+
+
+async def reaction_removed(event: dict[str, Any], context: Any) -> None:
+    await _vote(context["lumabot"], event, on=False)
+
+
+async def _vote(lb: Lumabot, event: dict[str, Any], *, on: bool) -> None:
+    item = event.get("item") or {}
+    if item.get("type") == "message" and event.get("user"):
+        await lb.intake.in_time(lambda: lb.intake.sessions.vote(
+            channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
+            reaction=event.get("reaction", ""), on=on))
+
+
+async def ignore() -> None:
+    """Events the manifest subscribes to that no feature handles yet: acked, nothing else."""
+    return None
+
+
+# -- what Slack sends -> which listener ----------------------------------------------------------
+LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
+    ("command", "/imagine", imagine),
+    ("command", "/edit", edit),
+    ("command", "/luma", luma),
+    ("view", blocks.IMAGINE_MODAL_ID, imagine_submitted),
+    ("view", blocks.EDIT_MODAL_ID, edit_submitted),
+    ("action", re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"), result_button),
+    ("action", blocks.CANCEL_ACTION, cancel_button),
+    ("shortcut", "edit_image", edit_shortcut),
+    ("event", "app_home_opened", home),
+    ("event", "app_mention", mention),
+    ("event", "message", message),
+    ("event", "reaction_added", reaction_added),
+    ("event", "reaction_removed", reaction_removed),
+    ("event", "app_uninstalled", ignore),
+    ("event", "tokens_revoked", ignore),
+]
+
+
+def register(app: AsyncApp, lumabot: Lumabot) -> None:
+    """Attach every listener of the table to `app`, with what they share."""
+    async def provide(context: Any, next: Callable[[], Awaitable[None]]) -> None:
+        context["lumabot"] = lumabot
+        await next()
+
+    app.middleware(provide)
+    for kind, key, listener in LISTENERS:
+        getattr(app, kind)(key)(listener)
+    app.error(on_error)
+
+
+async def on_error(error: Exception, request: Any) -> BoltResponse:
+    """What every listener shares when it fails (it takes the request, not `body`: Bolt builds the
+    other arguments from the payload, and that can be what failed):
+
+    - PromptError (bad input, where lumabot does not work): a command gets it as its private
+      answer, a form on its field;
+    - StoreUnavailable (the database cannot record it now): the same, "please try again";
+    - anything else: one short warning line (no traceback, no payload) and the acknowledgement
+      Slack expects, so Slack does not retry a request lumabot cannot use."""
+    body = getattr(request, "body", None)
+    kind = payload_kind(body)
+    if isinstance(error, (PromptError, StoreUnavailable)) and isinstance(body, dict):
+        text = str(error) if isinstance(error, PromptError) else TRY_AGAIN
+        if isinstance(error, StoreUnavailable):
+            log.warning("database unavailable while handling a %s: %s", kind, clip(str(error), 120))
+        if body.get("command"):
+            return _json({"response_type": "ephemeral", "text": clip(text)})
+        if body.get("type") == "view_submission":
+            field = error.field if isinstance(error, PromptError) else "prompt"
+            return _json({"response_action": "errors", "errors": {_input_block(body, field): text}})
+    else:
+        log.warning("could not handle a %s: %s: %s", kind, type(error).__name__, clip(str(error), 120))
+    return BoltResponse(status=200, body="")
+
+
+def _json(data: dict[str, Any]) -> BoltResponse:
+    return BoltResponse(status=200, body=json.dumps(data), headers={"content-type": "application/json"})
+
+
+def _input_block(body: dict[str, Any], field: str) -> str:
+    """The form's input block an error is shown on: `field` if the form has it, else its first
+    (the blocks the form's state holds values of)."""
+    view = body.get("view")
+    state = view.get("state") if isinstance(view, dict) else None
+    values = state.get("values") if isinstance(state, dict) else None
+    ids = list(values) if isinstance(values, dict) else []
+    return field if field in ids or not ids else str(ids[0])
