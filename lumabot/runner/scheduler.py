@@ -1,12 +1,11 @@
-"""Admission to Luma: which job may submit next, and when.
+"""Admission to Luma in one process: the rule of jobs/slots.py (concurrency, the learned
+ceiling, the requests-per-minute window, pauses after a 429, round-robin between people), with
+its state in memory. Several replicas keep the same state in the database instead
+(shared_scheduler.py, store/slots.py).
 
-Luma refuses (does not queue) requests over its per-account limits, so lumabot keeps its own
-queue. A job holds a slot from the moment it submits until its generation reaches a terminal
-state at Luma. At most `concurrency` slots are held; submissions are paced under the
-requests-per-minute allowance learned from Luma's X-RateLimit-* headers; after a 429 "Rate
-limit exceeded" nobody submits until Retry-After has passed; after a 429 "Too many concurrent
-jobs" the concurrency estimate is lowered to what is in flight for a while. Waiting jobs are served round-robin
-across users, so one person's fifty prompts do not starve a colleague's one.
+The line of people is an ordered dict (the person served longest ago first): a person who starts
+waiting joins at its back, a retry at its front, and a person let through goes to its back:
+the order jobs/slots.joins gives the database's line in numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +16,9 @@ import time
 from typing import Callable, Iterable, Protocol
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from ..jobs import slots
+from ..jobs.slots import Ceiling, Grant
 
 
 class SlotScheduler(Protocol):
@@ -51,11 +53,7 @@ class SlotScheduler(Protocol):
     async def stop(self) -> None: ...
 
 
-def probe_period(rate_window: float) -> float:
-    """How long a concurrency ceiling learned from a 429 is trusted before probing one slot
-    higher: 15 rate windows (15 minutes at Luma's scale), so probing costs at most a few 429s
-    an hour."""
-    return 15 * rate_window
+probe_period = slots.probe_period
 
 
 def round_robin_front(queues: Iterable[Iterable[str]], limit: int) -> list[tuple[str, int]]:
@@ -100,8 +98,7 @@ class Scheduler:
         # Called with a parked job's id when its slot is granted (the runner starts its task).
         self.on_grant: Callable[[str], None] | None = None
         self._paused_until = 0.0
-        self._estimate = concurrency
-        self._estimate_until = 0.0
+        self._ceiling = Ceiling()
         self._timer: asyncio.TimerHandle | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -123,13 +120,8 @@ class Scheduler:
         return probe_period(self.rate_window)
 
     def limit(self) -> int:
-        if self._estimate_until and self._clock() >= self._estimate_until:
-            self._estimate += 1
-            if self._estimate >= self.concurrency:
-                self._estimate, self._estimate_until = self.concurrency, 0.0
-            else:
-                self._estimate_until = self._clock() + self.probe_period
-        return self._estimate
+        self._ceiling = self._ceiling.now(self.concurrency, self._clock(), self.probe_period)
+        return self._ceiling.limit(self.concurrency)
 
     # -- admission -----------------------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
@@ -169,8 +161,7 @@ class Scheduler:
         return True
 
     def _free_now(self) -> bool:
-        return (not self._queues and len(self._in_flight) < self.limit() and self.paused_for() <= 0
-                and self._rate_wait() <= 0)
+        return not self._queues and self._grant().count > 0
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""
@@ -184,40 +175,36 @@ class Scheduler:
 
     def rate_limited(self, retry_after: float) -> None:
         """Luma said "Rate limit exceeded": nobody submits for `retry_after` seconds."""
-        self._paused_until = max(self._paused_until, self._clock() + max(0.0, retry_after))
+        self._paused_until = slots.paused(self._paused_until, self._clock(), retry_after)
 
     def too_many_concurrent(self, job_id: str, retry_after: float) -> None:
         """Luma said "Too many concurrent jobs" to `job_id` (whose slot is released): the
-        account holds no more than what we have in flight. That ceiling is kept for a probe
-        period (see `limit`); the job waits for one of ours to finish."""
-        others = len(self._in_flight - {job_id})
-        if others == 0:
-            # Someone else uses the account's slots: wait as told.
-            self.rate_limited(retry_after)
-        else:
-            self._estimate = max(1, min(self._estimate, others))
-            self._estimate_until = self._clock() + max(retry_after, self.probe_period)
+        account holds no more than what we have in flight, for a probe period; with nothing of
+        ours in flight, someone else uses the account: wait as told."""
+        self._ceiling, pause = slots.too_many_concurrent(
+            self._ceiling, others_in_flight=len(self._in_flight - {job_id}), now=self._clock(),
+            retry_after=retry_after, probe=self.probe_period)
+        if pause is not None:
+            self.rate_limited(pause)
 
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None:
         """From a create's X-RateLimit-* headers: learn the allowance; none left means wait for
         the window's reset."""
-        if limit is not None and limit > 0:
-            self.rate_limit = limit
-        if remaining is not None and remaining <= 0 and reset_at_unix is not None:
-            wait = reset_at_unix - time.time()
-            if wait > 0:
-                self.rate_limited(min(wait, self.rate_window))
+        learned, wait = slots.rate_headers(limit, remaining, reset_at_unix, time.time(), self.rate_window)
+        if learned is not None:
+            self.rate_limit = learned
+        if wait is not None:
+            self.rate_limited(wait)
 
-    def _rate_wait(self) -> float:
-        """Seconds until one more submission fits the learned requests-per-minute allowance."""
-        if not self.rate_limit:
-            return 0.0
+    def _grant(self) -> Grant:
+        """How many waiting jobs may go now (jobs/slots.grant), the rate window's old entries
+        dropped first."""
         now = self._clock()
         while self._recent and self._recent[0] <= now - self.rate_window:
             self._recent.popleft()
-        if len(self._recent) < self.rate_limit:
-            return 0.0
-        return self._recent[0] + self.rate_window - now
+        return slots.grant(in_flight=len(self._in_flight), limit=self.limit(), recent=self._recent,
+                           rate_limit=self.rate_limit, paused_until=self._paused_until, now=now,
+                           rate_window=self.rate_window)
 
     async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line, in the round-robin order."""
@@ -259,12 +246,13 @@ class Scheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._queues and len(self._in_flight) < self.limit():
-            pause = max(self.paused_for(), self._rate_wait())
-            if pause > 0:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(pause, self._dispatch)
-                return
+        while self._queues:
+            granted = self._grant()
+            if granted.count == 0:
+                if granted.wait > 0 and len(self._in_flight) < self.limit():
+                    self._timer = asyncio.get_running_loop().call_later(granted.wait, self._dispatch)
+                    return
+                break
             user_key, queue = next(iter(self._queues.items()))
             waiter = queue.popleft()
             self._waiting -= 1
@@ -285,7 +273,7 @@ class Scheduler:
                 self.on_grant(waiter.job_id)
             else:
                 waiter.future.set_result(None)
-        if self._queues and self._estimate_until:
-            # The lowered estimate expires by itself: look again then.
+        if self._queues and self._ceiling.until is not None:
+            # The lowered ceiling expires by itself: look again then.
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, self._estimate_until - self._clock()), self._dispatch)
+            self._timer = loop.call_later(max(0.0, self._ceiling.until - self._clock()), self._dispatch)

@@ -1,8 +1,9 @@
 """Luma's limits, held in the database for several replicas together (runner/shared_scheduler.py):
 the line of jobs waiting for a slot, the slots held, the requests-per-minute window, pauses after
-a 429, the learned concurrency estimate and whose turn it is (round-robin between people). Times
-are on the database's clock. The in-process scheduler (runner/scheduler.py) keeps the same state
-in memory for one process."""
+a 429, the learned concurrency ceiling and whose turn it is (round-robin between people). The
+rule is jobs/slots.py's, as for one process (runner/scheduler.py keeps the same state in memory):
+this store loads the state, asks the rule, and saves what it decided. Times are on the
+database's clock."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..jobs import slots
+from ..jobs.slots import Ceiling
 from .dialects import now
 from .errors import JobLost
 from .schema import IN_OWN_LINE, jobs, luma_account, luma_slots, luma_submissions, luma_turns, luma_waiting
@@ -28,6 +31,8 @@ _OTHERS_WAITING = sa.select(sa.literal(1)).where(
 ).limit(1)
 _ACCOUNT = sa.select(luma_account.c.estimate, luma_account.c.estimate_until, luma_account.c.rate_limit,
                      luma_account.c.paused_until, now()).where(luma_account.c.id == ACCOUNT).with_for_update()
+_CEILING = sa.select(luma_account.c.estimate, luma_account.c.estimate_until, now()).where(
+    luma_account.c.id == ACCOUNT).with_for_update()
 _ESTIMATE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
     estimate=param("estimate", sa.Integer()), estimate_until=param("until", sa.Float()))
 _SETTLED_SLOTS = sa.delete(luma_slots).where(luma_slots.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.settled)))
@@ -59,11 +64,6 @@ _PAUSE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(paus
     else_=now() + param("seconds", sa.Float())))
 _OTHERS_IN_FLIGHT = sa.select(sa.func.count()).select_from(luma_slots).where(
     luma_slots.c.account == ACCOUNT, luma_slots.c.job_id != param("job"))
-_LOCK_ACCOUNT = sa.select(luma_account.c.id).where(luma_account.c.id == ACCOUNT).with_for_update()
-_LOWER = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
-    estimate=sa.case((sa.and_(luma_account.c.estimate.is_not(None), luma_account.c.estimate < param("n", sa.Integer())),
-                      luma_account.c.estimate), else_=param("n", sa.Integer())),
-    estimate_until=now() + param("hold", sa.Float()))
 _RATE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(rate_limit=param("limit", sa.Integer()))
 _COUNTS = sa.select(sa.select(sa.func.count()).select_from(luma_waiting).where(
     luma_waiting.c.account == ACCOUNT).scalar_subquery(), _IN_FLIGHT.scalar_subquery())
@@ -116,7 +116,7 @@ class SlotStore:
             turn = int(await tx.scalar(_TURN))
             await tx.execute(_UNSLOT, job=job_id)
             if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id) is None:
-                await tx.execute(self._join_turns, user=user_key, served=-turn if front else turn)
+                await tx.execute(self._join_turns, user=user_key, served=slots.joins(turn, front=front))
             await tx.execute(self._wait, job=job_id, user=user_key, front=front, seq=turn, replica=replica_id)
 
     async def dispatch(self, *, concurrency: int, rate_window: float, probe_period: float) -> tuple[list[str], float]:
@@ -128,25 +128,17 @@ class SlotStore:
             account = await tx.row(_ACCOUNT)
             assert account is not None
             estimate, estimate_until, rate_limit, paused_until, clock = account
-            if estimate is not None and estimate_until is not None and estimate_until <= clock:
-                estimate += 1  # probe one slot higher
-                if estimate >= concurrency:
-                    estimate = None
-                await tx.execute(_ESTIMATE, estimate=estimate, until=None if estimate is None else clock + probe_period)
-            limit = concurrency if estimate is None else min(estimate, concurrency)
+            stored = Ceiling(estimate, estimate_until)
+            ceiling = stored.now(concurrency, clock, probe_period)
+            if ceiling != stored:
+                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until)
             await tx.execute(_SETTLED_SLOTS)
             await tx.execute(_OLD_SUBMISSIONS, before=clock - rate_window)
-            if paused_until > clock:
-                return [], float(paused_until - clock)
-            in_flight = int(await tx.scalar(_IN_FLIGHT))
-            recent = [float(r[0]) + rate_window - clock for r in await tx.rows(_RECENT)]
+            decision = slots.grant(in_flight=int(await tx.scalar(_IN_FLIGHT)), limit=ceiling.limit(concurrency),
+                                   recent=[float(r[0]) for r in await tx.rows(_RECENT)], rate_limit=rate_limit,
+                                   paused_until=paused_until, now=clock, rate_window=rate_window)
             granted: list[str] = []
-            wait = 0.0
-            while in_flight < limit:
-                if rate_limit and len(recent) + len(granted) >= rate_limit:
-                    index = len(recent) + len(granted) - rate_limit
-                    wait = recent[index] if index < len(recent) else rate_window
-                    break
+            while len(granted) < decision.count:
                 person = await tx.scalar(_NEXT_PERSON)
                 if person is None:
                     break
@@ -157,10 +149,9 @@ class SlotStore:
                 job_id, replica = nxt
                 await self._grant_one(tx, job_id, person, replica)
                 granted.append(job_id)
-                in_flight += 1
             if granted:
                 await self.db.wake_replicas(tx, SLOTS_CHANGED)
-            return granted, wait
+            return granted, decision.wait if len(granted) == decision.count else 0.0
 
     async def _grant_one(self, tx: Tx, job_id: str, user_key: str, replica: str | None) -> None:
         turn = int(await tx.scalar(_TURN))
@@ -190,32 +181,35 @@ class SlotStore:
             await tx.execute(self._hold, job=job_id)
 
     async def pause(self, seconds: float) -> None:
-        """Luma said "Rate limit exceeded": nobody submits for `seconds`."""
+        """Luma said "Rate limit exceeded": nobody submits for `seconds` (the later of this and
+        a pause already in force, as slots.paused says, in one statement)."""
         async with self.db.write() as tx:
             await tx.execute(_PAUSE, seconds=max(0.0, seconds))
 
     async def too_many(self, job_id: str, retry_after: float, probe_period: float) -> None:
-        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is freed): the account
-        holds no more than the others in flight, for a probe period; with none in flight,
-        someone else uses the account: wait as told."""
+        """Luma said "Too many concurrent jobs" to `job_id` (whose slot is freed): slots.py
+        decides the ceiling, or a pause when nothing else is in flight."""
         async with self.db.write() as tx:
-            await tx.rows(_LOCK_ACCOUNT)
-            others = int(await tx.scalar(_OTHERS_IN_FLIGHT, job=job_id))
-            if others == 0:
-                await tx.execute(_PAUSE, seconds=max(0.0, retry_after))
+            row = await tx.row(_CEILING)
+            assert row is not None
+            estimate, until, clock = row
+            ceiling, pause = slots.too_many_concurrent(
+                Ceiling(estimate, until), others_in_flight=int(await tx.scalar(_OTHERS_IN_FLIGHT, job=job_id)),
+                now=clock, retry_after=retry_after, probe=probe_period)
+            if pause is not None:
+                await tx.execute(_PAUSE, seconds=max(0.0, pause))
             else:
-                await tx.execute(_LOWER, n=max(1, others), hold=max(retry_after, probe_period))
+                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until)
 
     async def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None,
                            rate_window: float) -> None:
         """From a create's X-RateLimit-* headers: the allowance; none left: wait for the reset."""
-        if limit is not None and limit > 0:
+        learned, wait = slots.rate_headers(limit, remaining, reset_at_unix, time.time(), rate_window)
+        if learned is not None:
             async with self.db.write() as tx:
-                await tx.execute(_RATE, limit=limit)
-        if remaining is not None and remaining <= 0 and reset_at_unix is not None:
-            wait = reset_at_unix - time.time()
-            if wait > 0:
-                await self.pause(min(wait, rate_window))
+                await tx.execute(_RATE, limit=learned)
+        if wait is not None:
+            await self.pause(wait)
 
     async def counts(self) -> tuple[int, int]:
         """(how many jobs wait for a slot, how many slots are held)."""
