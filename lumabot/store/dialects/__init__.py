@@ -17,12 +17,6 @@ class now(FunctionElement[float]):
     inherit_cache = True
 
 
-class json_text(FunctionElement[str]):
-    """The text of a key of a JSON object held in a TEXT column: json_text(column, "model")."""
-
-    type = sa.Text()
-    inherit_cache = True
-
 
 class utc_day(FunctionElement[float]):
     """The start of the UTC day of an epoch time (seconds)."""
@@ -30,13 +24,6 @@ class utc_day(FunctionElement[float]):
     type = sa.Float()
     inherit_cache = True
 
-
-def json_key(element: Any) -> str:
-    """The key of a json_text() call (a string literal, never a parameter)."""
-    key = element.clauses.clauses[1].value
-    if not isinstance(key, str) or not key.replace("_", "").isalnum():
-        raise ValueError(f"not a JSON key lumabot uses: {key!r}")
-    return key
 
 
 def open_database(url: str) -> Any:

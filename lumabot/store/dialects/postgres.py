@@ -26,7 +26,7 @@ from sqlalchemy.sql import ClauseElement
 from .. import migrate
 from ..errors import StoreUnavailable
 from ..sql import CHANNELS, Database, Duplicate, Row, Statements, Tx
-from . import json_key, json_text, now, utc_day
+from . import now, utc_day
 
 log = logging.getLogger("lumabot.store")
 
@@ -70,11 +70,6 @@ def unavailable(exc: BaseException) -> bool:
 def _now(element: Any, compiler: Any, **kw: Any) -> str:
     return "extract(epoch FROM now())::double precision"
 
-
-@compiles(json_text, "postgresql")
-def _json_text(element: Any, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses.clauses[0], **kw)
-    return f"({column}::jsonb ->> '{json_key(element)}')"
 
 
 @compiles(utc_day, "postgresql")

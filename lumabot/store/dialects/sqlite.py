@@ -26,7 +26,7 @@ from sqlalchemy.sql import ClauseElement
 from .. import migrate
 from ..errors import StoreUnavailable
 from ..sql import Database, Duplicate, Row, Statements, Tx
-from . import json_key, json_text, now, utc_day
+from . import now, utc_day
 
 log = logging.getLogger("lumabot.store")
 
@@ -45,11 +45,6 @@ PAGE_SIZE = 1024
 def _now(element: Any, compiler: Any, **kw: Any) -> str:
     return "((julianday('now') - 2440587.5) * 86400.0)"
 
-
-@compiles(json_text, "sqlite")
-def _json_text(element: Any, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses.clauses[0], **kw)
-    return f"json_extract({column}, '$.{json_key(element)}')"
 
 
 @compiles(utc_day, "sqlite")
