@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy import create_mock_engine
 
 from . import legacy
 from .schema import luma_account, metadata
@@ -101,10 +101,11 @@ def _create_all(dialect: Dialect) -> list[str]:
     `metadata.create_all` runs, without its compiling and checking at every new database)."""
     found = _DDL.get(dialect.name)
     if found is None:
-        found = _DDL[dialect.name] = []
-        for table in metadata.sorted_tables:
-            found.append(str(CreateTable(table).compile(dialect=dialect)))
-            found += [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
+        statements: list[str] = []
+        mock = create_mock_engine(f"{dialect.name}://", lambda ddl, *_a, **_k: statements.append(
+            str(ddl.compile(dialect=mock.dialect))))
+        metadata.create_all(mock, checkfirst=False)  # (what create_all would run, as text)
+        found = _DDL[dialect.name] = statements
     return found
 
 

@@ -52,7 +52,12 @@ EXPRESSION_INDEXES = {"luma_waiting_line"}  # Alembic cannot compare these: inde
 
 
 def schema_differences(sync_conn) -> list:
-    context = MigrationContext.configure(sync_conn, opts={"compare_type": _same_type})
+    def for_this_database(obj, name, kind, reflected, compare_to) -> bool:
+        condition = getattr(obj, "_ddl_if", None)  # Index(...).ddl_if(dialect=...): one database's only
+        return condition is None or condition.dialect in (None, sync_conn.dialect.name)
+
+    context = MigrationContext.configure(sync_conn, opts={"compare_type": _same_type,
+                                                          "include_object": for_this_database})
     return [d for d in compare_metadata(context, metadata)
             if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")
             and not (isinstance(d, tuple) and d[0] in ("add_index", "remove_index")

@@ -66,9 +66,6 @@ def _sqlite() -> None:
     _luma_tables()
     op.execute("DROP INDEX jobs_unsettled")
     op.execute("CREATE INDEX jobs_unsettled ON jobs (created_at) WHERE settled = 0")
-    op.execute("CREATE INDEX jobs_owner ON jobs (owner) WHERE settled = 0")
-    op.create_index("images_job", "images", ["job_id"])
-    op.create_index("votes_session", "votes", ["session_id"])
 
 
 def _epoch(table: str, column: str, *, default: str | None) -> None:
