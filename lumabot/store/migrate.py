@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 from typing import Callable
 
 from alembic import command
@@ -102,9 +103,12 @@ def _create_all(dialect: Dialect) -> list[str]:
     found = _DDL.get(dialect.name)
     if found is None:
         statements: list[str] = []
-        mock = create_mock_engine(f"{dialect.name}://", lambda ddl, *_a, **_k: statements.append(
-            str(ddl.compile(dialect=mock.dialect))))
-        metadata.create_all(mock, checkfirst=False)  # (what create_all would run, as text)
+
+        def record(ddl: Any, *_args: Any, **_kw: Any) -> None:
+            statements.append(str(ddl.compile(dialect=dialect)))
+
+        # (what create_all would run, as text)
+        metadata.create_all(create_mock_engine(f"{dialect.name}://", record), checkfirst=False)
         found = _DDL[dialect.name] = statements
     return found
 
