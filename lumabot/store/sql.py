@@ -40,16 +40,30 @@ class Duplicate(Exception):
     """A unique key was already there (the statement changed nothing)."""
 
 
+class _Compiled:
+    """A statement compiled for one database: its SQL, the order of its parameters, the values
+    of those the statement itself holds (literals), and whether it expands a list at each use."""
+
+    __slots__ = ("compiled", "string", "names", "defaults", "expanding")
+
+    def __init__(self, compiled: Compiled):
+        self.compiled = compiled
+        self.string = compiled.string
+        self.names = tuple(compiled.positiontup or ())
+        self.defaults = compiled.params
+        self.expanding = "POSTCOMPILE" in compiled.string
+
+
 class Statements:
-    """Compiled statements, once per statement object and dialect (statements are built once and
-    kept: module constants, or a store's own table of them). A statement holding a list of the
-    caller's values (`IN (...)`) is compiled at each use instead. The most recent `size` are
-    kept: a statement built at each call costs a compile, never memory."""
+    """Compiled statements, once per statement object and database kind (statements are built
+    once and kept: module constants). A statement holding a list of the caller's values (`IN
+    (...)`) is expanded at each use. The most recent `size` are kept: a statement built at each
+    call costs a compile, never memory."""
 
     def __init__(self, dialect: Dialect, size: int = 1024):
         self.dialect = dialect
         self.size = size
-        self._cache: OrderedDict[int, tuple[ClauseElement, Compiled]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[ClauseElement, _Compiled]] = OrderedDict()
 
     _shared: dict[str, "Statements"] = {}
 
@@ -66,19 +80,19 @@ class Statements:
         """The SQL text and its positional arguments for `stmt` with `params`."""
         cached = self._cache.get(id(stmt))
         if cached is None or cached[0] is not stmt:
-            compiled = cast(Compiled, stmt.compile(dialect=self.dialect))
+            compiled = _Compiled(cast(Compiled, stmt.compile(dialect=self.dialect)))
             self._cache[id(stmt)] = (stmt, compiled)
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         else:
             compiled = cached[1]
-        values = compiled.params
-        if params:
-            values = {**values, **params}
-        if "POSTCOMPILE" in compiled.string:  # an IN list of the caller's values: expanded now
-            state = compiled.construct_expanded_state(values)
+        if compiled.expanding:  # an IN list of the caller's values: expanded now
+            state = compiled.compiled.construct_expanded_state({**compiled.defaults, **(params or {})})
             return state.statement, list(state.positional_parameters)
-        return compiled.string, [values[name] for name in compiled.positiontup or ()]
+        if not params:
+            return compiled.string, [compiled.defaults[name] for name in compiled.names]
+        defaults = compiled.defaults
+        return compiled.string, [params[name] if name in params else defaults[name] for name in compiled.names]
 
 
 def one_of(column: sa.ColumnElement[Any], values: Iterable[str]) -> sa.ColumnElement[bool]:
