@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AsyncExitStack
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job, JobState, KnownImage
@@ -35,7 +36,17 @@ class Deliverer:
 
     async def __call__(self, job: Job, url: str | None, resumed: bool = False) -> None:
         """From DELIVERING to DONE, or JobFailed. `url`: the output URL the poll saw, if any."""
-        output = await self._upload(job, url)
+        async with AsyncExitStack() as critical:  # from the upload to the write that records it
+            output = await self._upload(job, url, critical)
+            await self._record_delivery(job, resumed)
+        for hook in self.on_delivered:
+            try:
+                await hook(job, output)
+            except Exception:
+                log.exception("after-delivery hook failed", extra=log_context(job))
+        log.info("delivered", extra=log_context(job))
+
+    async def _record_delivery(self, job: Job, resumed: bool) -> None:
         if job.completed_at:
             self.record.metrics.delivery_latency.observe(time.time() - job.completed_at)
         finished_at = time.time()
@@ -54,22 +65,19 @@ class Deliverer:
         job.state, job.finished_at = JobState.DONE, finished_at
         # The status says done, then one write records it all: done, told, the image (for edits).
         await self.messages.settle(job, resumed, image=image)
-        for hook in self.on_delivered:
-            try:
-                await hook(job, output)
-            except Exception:
-                log.exception("after-delivery hook failed", extra=log_context(job))
-        log.info("delivered", extra=log_context(job))
 
-    async def _upload(self, job: Job, url: str | None) -> Output:
+    async def _upload(self, job: Job, url: str | None, critical: AsyncExitStack) -> Output:
         give_up = (job.completed_at or time.time()) + self.config.delivery_timeout
         backoff = Backoff(self.config.retry_backoff)
         expired = 0
+        uploading = False
         while True:
             try:
                 url = url or await self._fresh_output_url(job)
                 output = await self.outputs.download(url)
-                self.shutdown.enter(job.id)  # a shutdown lets an upload in progress finish
+                if not uploading:  # a shutdown lets an upload in progress finish
+                    await critical.enter_async_context(self.shutdown.critical(job.id))
+                    uploading = True
                 await self.notifier.upload_image(job, output, lambda fid: self._remember_file(job, fid),
                                                  deadline=give_up)
                 return output

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from ..jobs.models import Job, JobState
 from ..luma.client import LumaRejected
@@ -64,19 +65,22 @@ class Shutdown:
     upload in progress), and whether a shutdown has begun."""
 
     def __init__(self) -> None:
-        self.critical: set[str] = set()
+        self.in_critical: set[str] = set()
         self.stopping = False
         self._none_critical = asyncio.Event()
         self._none_critical.set()
 
-    def enter(self, job_id: str) -> None:
-        self.critical.add(job_id)
+    @asynccontextmanager
+    async def critical(self, job_id: str) -> AsyncIterator[None]:
+        """A step a shutdown waits for (up to the drain time) rather than cut short."""
+        self.in_critical.add(job_id)
         self._none_critical.clear()
-
-    def leave(self, job_id: str) -> None:
-        self.critical.discard(job_id)
-        if not self.critical:
-            self._none_critical.set()
+        try:
+            yield
+        finally:
+            self.in_critical.discard(job_id)
+            if not self.in_critical:
+                self._none_critical.set()
 
     async def wait(self, timeout: float) -> bool:
         """Wait until no job is in a critical step (True), or `timeout` s (False)."""

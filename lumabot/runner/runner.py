@@ -197,7 +197,7 @@ class Runner:
         replicas (or the next start) pick it up at once."""
         self.shutdown.stopping = True
         if not await self.shutdown.wait(timeout):
-            log.warning("stopping with %d uploads or submits unfinished", len(self.shutdown.critical))
+            log.warning("stopping with %d uploads or submits unfinished", len(self.shutdown.in_critical))
         await self.stop()
 
     async def stop(self) -> None:
@@ -321,13 +321,11 @@ class Runner:
         except JobLost:
             log.warning("another replica took this job over; this one stops acting on it",
                         extra=log_context(job))
-            self.shutdown.leave(job.id)
         except asyncio.CancelledError:
             by = self._cancelling.pop(job.id, None)
             if by is None or self.shutdown.stopping:
                 raise
             await self._settle_cancel(job, by)
-            self.shutdown.leave(job.id)
 
     async def _run_steps(self, job: Job, resumed: bool, granted: bool = False) -> None:
         try:
@@ -358,7 +356,6 @@ class Runner:
         finally:
             self.scheduler.release(job.id)
         await self.messages.settle(job, resumed)
-        self.shutdown.leave(job.id)
 
     def _resend_after_crash(self, job: Job) -> None:
         """A create was in flight when lumabot died: Luma may or may not have the generation,

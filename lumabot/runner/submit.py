@@ -36,7 +36,6 @@ class Submitter:
         first_try = time.time()
         backoff = Backoff(self.config.retry_backoff)
         while True:
-            self.shutdown.leave(job.id)
             if self.shutdown.stopping:
                 raise asyncio.CancelledError()
             front = job.waiting_reason is not None
@@ -74,43 +73,42 @@ class Submitter:
     async def _create(self, job: Job, params: GenerationParams, *,
                       give_up: float) -> Literal["created", "rate_limited", "unavailable"]:
         """One create: "created" once Luma has the generation; otherwise why to try again."""
-        job.state = JobState.SUBMITTING
-        job.submit_tries += 1
-        self.shutdown.enter(job.id)  # never cut a create short: its answer is its only record
-        await self.record.save(job)
-        create = self.luma.create(params, user_id=luma_user_id(
-            job.team_id, job.user_id, self.config.user_hash_salt))
-        del params  # the prepared images live only as long as the create
-        try:
-            gen, rate = await create
-        except LumaRateLimited as e:
-            self.scheduler.release(job.id)
-            if e.kind == "concurrency":
-                self.scheduler.too_many_concurrent(job.id, e.retry_after)
-            else:
-                self.scheduler.rate_limited(e.retry_after)
-            log.info("luma 429 (%s): waiting", e.kind,
-                     extra={**log_context(job), "luma_request_id": e.request_id})
-            await self.record.set_state(job, JobState.QUEUED, waiting_reason="capacity")
-            return "rate_limited"
-        except LumaRejected as e:
-            self.scheduler.release(job.id)
-            raise rejected(job, e) from None
-        except LumaUnavailable as e:
-            self.scheduler.release(job.id)
-            log.warning("luma create failed: %s", e,
-                        extra={**log_context(job), "luma_request_id": e.request_id})
-            if e.maybe_created:
-                raise JobFailed("submit_uncertain") from None
-            if time.time() > give_up:
-                raise JobFailed("luma_unavailable") from None
-            await self.record.set_state(job, JobState.QUEUED)
-            return "unavailable"
-        self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
-        now = time.time()
-        await self.record.set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
-                                    queue_position=None, attempts=job.attempts + 1, submitted_at=now,
-                                    deadline=now + self.config.generation_timeout)
-        self.shutdown.leave(job.id)
+        async with self.shutdown.critical(job.id):  # never cut a create short: its answer is its only record
+            job.state = JobState.SUBMITTING
+            job.submit_tries += 1
+            await self.record.save(job)
+            create = self.luma.create(params, user_id=luma_user_id(
+                job.team_id, job.user_id, self.config.user_hash_salt))
+            del params  # the prepared images live only as long as the create
+            try:
+                gen, rate = await create
+            except LumaRateLimited as e:
+                self.scheduler.release(job.id)
+                if e.kind == "concurrency":
+                    self.scheduler.too_many_concurrent(job.id, e.retry_after)
+                else:
+                    self.scheduler.rate_limited(e.retry_after)
+                log.info("luma 429 (%s): waiting", e.kind,
+                         extra={**log_context(job), "luma_request_id": e.request_id})
+                await self.record.set_state(job, JobState.QUEUED, waiting_reason="capacity")
+                return "rate_limited"
+            except LumaRejected as e:
+                self.scheduler.release(job.id)
+                raise rejected(job, e) from None
+            except LumaUnavailable as e:
+                self.scheduler.release(job.id)
+                log.warning("luma create failed: %s", e,
+                            extra={**log_context(job), "luma_request_id": e.request_id})
+                if e.maybe_created:
+                    raise JobFailed("submit_uncertain") from None
+                if time.time() > give_up:
+                    raise JobFailed("luma_unavailable") from None
+                await self.record.set_state(job, JobState.QUEUED)
+                return "unavailable"
+            self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
+            now = time.time()
+            await self.record.set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
+                                        queue_position=None, attempts=job.attempts + 1, submitted_at=now,
+                                        deadline=now + self.config.generation_timeout)
         log.info("submitted", extra=log_context(job))
         return "created"

@@ -171,7 +171,7 @@ async def test_a_drain_lets_a_create_in_flight_finish(rig):
     rig.luma.create = slow_create
     job = new_job()
     await rig.runner.submit(job)
-    await eventually(lambda: rig.runner.shutdown.critical)
+    await eventually(lambda: rig.runner.shutdown.in_critical)
     drain = asyncio.create_task(rig.runner.drain(timeout=5))
     gate.set()
     await drain
