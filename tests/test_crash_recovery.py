@@ -17,7 +17,8 @@ from .test_restart import _all_jobs, _run_until_settled, _wait
 async def _kill_while_held(bot: BotProcess, slack, method: str) -> None:
     """kill -9 the bot while Slack holds its answer to `method` (whose effect took place);
     the dead process's call then stays unanswered."""
-    await slack.wait_for(lambda: slack.held[method] >= 1, timeout=10)
+    await slack.wait_for(lambda: slack.held[method] >= 1, timeout=10,
+                         message=f"the bot never called {method}; its log ends:\n{bot.log_text[-3000:]}")
     bot.kill9()
     await bot.wait()
     slack.unhold(method)
@@ -57,8 +58,8 @@ async def test_a_message_posted_just_before_a_crash_is_not_posted_again(tmp_path
     try:
         if kind == "status":
             slack.hold("chat.postMessage", after_effect=True)
-        status, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix")
-        assert status == 200
+        status, body, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix")
+        assert status == 200 and not body, body  # accepted (not "please try again")
         if kind != "status":
             await slack.wait_for(lambda: slack.top_level("C1"))
             await _wait(lambda: _has_status(db_path))
