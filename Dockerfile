@@ -17,7 +17,7 @@ RUN groupadd --system lumabot \
             --shell /usr/sbin/nologin lumabot
 
 # Install the project (README.md is the package's readme in pyproject.toml, so it is needed).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY lumabot/ ./lumabot/
 RUN pip install --no-cache-dir . \
  && rm -rf /app/build /app/*.egg-info
