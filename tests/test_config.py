@@ -69,3 +69,19 @@ def test_every_setting_is_an_environment_variable_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [env for env in _ENV_NAMES.values() if f"`{env}`" not in readme]
     assert missing == []
+
+
+def test_every_setting_is_in_the_env_example_with_its_readme_default():
+    """`.env.example` (issue #26): every setting, grouped and commented, its default as README says."""
+    import re
+    from pathlib import Path
+
+    from lumabot.config import _ENV_NAMES
+
+    root = Path(__file__).parent.parent
+    example = (root / ".env.example").read_text()
+    names = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", example, re.M)
+    assert sorted(names) == sorted(_ENV_NAMES.values())
+    readme = (root / "README.md").read_text()
+    for name, value in re.findall(r"^# ([A-Z][A-Z0-9_]+)=(\S+)$", example, re.M):
+        assert f"| `{name}` | `{value}` |" in readme or f"| `{name}` | {value} |" in readme, name
