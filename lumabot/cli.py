@@ -40,11 +40,29 @@ def _run(_args) -> int:
     return 0
 
 
+RUN_HELP = """Start lumabot. Its configuration comes from the environment, or a .env file in the working
+directory (.env.example lists every setting). The main ones:
+
+  SLACK_BOT_TOKEN         the bot token, xoxb-... (required)
+  SLACK_APP_TOKEN         an app-level token, xapp-...: Socket Mode (no public URL needed)
+  SLACK_SIGNING_SECRET    without an app token: HTTP mode on PORT (default 3000), /slack/events
+  LUMA_AGENTS_API_KEY     the Luma Agents API key (required)
+  LUMABOT_DATABASE_URL    sqlite:///lumabot.db (default), or postgresql://... for several replicas
+  LUMABOT_LUMA_CONCURRENCY, LUMABOT_MAX_QUEUED_PER_USER, LUMABOT_DAILY_BUDGET_USD: limits
+
+It serves /healthz and /metrics, stops cleanly on SIGTERM or Ctrl-C (uploads and creates in
+progress finish), and refuses to start with one line per configuration problem.
+
+`lumabot check` checks a configuration without starting (Slack token and scopes, Luma key,
+database); README.md documents every setting and how to create the Slack app."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lumabot", description="A Slack image studio on Luma.")
     parser.add_argument("--version", action="version", version=f"lumabot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    sub.add_parser("run", help="start the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)",
+                   description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub.add_parser("check", help="check the configuration, the Slack token and scopes, and the Luma key")
     demo = sub.add_parser("demo", help="play a scripted conversation against built-in fakes (no network)")
     demo.add_argument("--out", default="lumabot-demo", help="folder for the images (default ./lumabot-demo)")

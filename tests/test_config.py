@@ -85,3 +85,12 @@ def test_every_setting_is_in_the_env_example_with_its_readme_default():
     readme = (root / "README.md").read_text()
     for name, value in re.findall(r"^# ([A-Z][A-Z0-9_]+)=(\S+)$", example, re.M):
         assert f"| `{name}` | `{value}` |" in readme or f"| `{name}` | {value} |" in readme, name
+
+
+def test_run_help_lists_the_main_settings_and_points_to_check(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lumabot", "run", "--help"], capture_output=True, text=True,
+                       timeout=30, cwd=tmp_path)
+    assert r.returncode == 0
+    for text in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "LUMA_AGENTS_API_KEY", "LUMABOT_DATABASE_URL",
+                 ".env.example", "lumabot check", "README.md"):
+        assert text in r.stdout, text
