@@ -34,11 +34,10 @@ USER lumabot
 # HTTP mode serves /slack/events (and /healthz) on $PORT.
 EXPOSE 3000
 
-# slim has no curl: GET /healthz on $PORT with urllib, exit 0 only on HTTP 200 (connection
-# errors and non-2xx statuses raise, exiting 1). The empty ProxyHandler keeps an inherited
-# HTTP(S)_PROXY from routing 127.0.0.1 through a proxy. lumabot serves /healthz on $PORT in
-# both modes (in Socket Mode that port serves nothing else).
+# `lumabot healthcheck` reads the same configuration as `lumabot run` and GETs /healthz where
+# that configuration serves it (PORT, or LUMABOT_METRICS_PORT in Socket Mode): exit 0 only on
+# HTTP 200 (503 while starting, or in Socket Mode while the websocket to Slack is not open).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request as u; r = u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["lumabot", "healthcheck"]
 
 CMD ["lumabot", "run"]

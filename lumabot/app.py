@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 import httpx
@@ -37,7 +37,7 @@ from .slack import ingress, listeners
 from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
-from .store import Store, open_store
+from .store import Store, StoreUnavailable, open_store
 from .tls import tls_context
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,17 @@ class LumaBot:
         self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used
 
     # -- life cycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Open the store, check the Slack token, resume unfinished jobs."""
-        await self.store.open()
+    async def start(self, stop: asyncio.Event | None = None) -> bool:
+        """Open the store, check the Slack token (Slack unreachable: one line, then again with
+        backoff until it answers or `stop` is set), resume unfinished jobs. False if stopped
+        before it could start."""
         try:
-            auth = await self.notifier.connect()
+            await until_reachable(self.store.open, "the database", "LUMABOT_DATABASE_URL", stop)
+            auth = await until_reachable(self.notifier.connect, "Slack", self.settings.slack_api_url, stop)
+        except Stopped:
+            return False
+        except RuntimeError as exc:  # a schema newer than this lumabot
+            raise StartupError(str(exc)) from None
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
         log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
@@ -132,6 +138,7 @@ class LumaBot:
         self.runner.start_line_reporter()
         self.metrics.start_loop_monitor()
         self.ready = True
+        return True
 
     async def stop(self, *, drain: float = 0.0) -> None:
         """Stop. With `drain`, creates and uploads in progress get that many seconds to finish;
@@ -175,9 +182,16 @@ class LumaBot:
         return await to_aiohttp_response(await ingress.dispatch(self.bolt, bolt_request))
 
     async def _healthz(self, _request: web.Request) -> web.Response:
-        if self.ready:
-            return web.json_response({"ok": True, "pending_jobs": self.runner.active})
-        return web.json_response({"ok": False, "starting": True}, status=503)
+        if not self.ready:
+            return web.json_response({"ok": False, "starting": True}, status=503)
+        if self.settings.socket_mode and not await self.socket_connected():
+            return web.json_response({"ok": False, "connected": False}, status=503)
+        return web.json_response({"ok": True, "pending_jobs": self.runner.active})
+
+    async def socket_connected(self) -> bool:
+        """In Socket Mode: is the websocket to Slack open now?"""
+        handler = self._socket_handler
+        return handler is not None and bool(await handler.client.is_connected())
 
     async def serve_http(self, *, host: str | None = None, port: int | None = None,
                          slack_events: bool = True) -> int:
@@ -194,12 +208,82 @@ class LumaBot:
         return bound
 
     # -- Socket Mode ---------------------------------------------------------------------------
-    async def connect_socket_mode(self) -> None:
-        from .slack.socket_mode import SocketModeIngress
+    async def connect_socket_mode(self, stop: asyncio.Event | None = None) -> bool:
+        """Open the Socket Mode connection. A refused app token is final (StartupError); Slack
+        unreachable is one line and another try with backoff, until `stop` is set (False)."""
+        from .slack.socket_mode import REFUSED, SocketModeIngress
 
-        self._socket_handler = SocketModeIngress(self.bolt, self.settings.app_token(), web_client=self.slack)
-        await self._socket_handler.connect_async()
+        token = self.settings.app_token()
+        try:
+            await until_reachable(lambda: self.slack.apps_connections_open(app_token=token),
+                                  "Slack", self.settings.slack_api_url, stop)
+        except Stopped:
+            return False
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in REFUSED:
+                raise StartupError(f"Slack refused SLACK_APP_TOKEN ({error}): it must be the app-level token "
+                                   "(xapp-...) with the connections:write scope") from None
+            raise
+        self._socket_handler = SocketModeIngress(self.bolt, token, web_client=self.slack)
+        # The SDK's connect retries for ever: a stop must not wait for it.
+        if not await _until_done(self._socket_handler.connect_async(), stop):
+            return False
         log.info("connected to Slack in Socket Mode")
+        return True
+
+
+T = TypeVar("T")
+UNREACHABLE = (aiohttp.ClientError, OSError, asyncio.TimeoutError, StoreUnavailable)
+
+
+class Stopped(Exception):
+    """A stop was asked for while lumabot waited for Slack or its database."""
+
+
+async def until_reachable(call: Callable[[], Awaitable[T]], what: str, where: str,
+                          stop: asyncio.Event | None) -> T:
+    """`call()` until it gets an answer: a network failure (DNS, refused, reset, timeout; a
+    database that cannot be reached) is one log line and another try with backoff (1 s doubling
+    to 30 s); Stopped if `stop` was set first."""
+    delay = 1.0
+    while True:
+        try:
+            return await call()
+        except UNREACHABLE as exc:
+            log.warning("cannot reach %s at %s (%s); trying again in %.0f s", what, where,
+                        type(exc).__name__, delay)
+        if await _stopped_within(stop, delay):
+            raise Stopped()
+        delay = min(delay * 2, 30.0)
+
+
+async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+async def _until_done(work: Awaitable[Any], stop: asyncio.Event | None) -> bool:
+    """`work`, unless `stop` is set first (then it is cancelled): True if it finished."""
+    task = asyncio.ensure_future(work)
+    if stop is None:
+        await task
+        return True
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
 
 
 async def run(settings: Settings, *, stop_event: asyncio.Event | None = None) -> None:
@@ -211,11 +295,12 @@ async def run(settings: Settings, *, stop_event: asyncio.Event | None = None) ->
         # port only serves /healthz and /metrics (LUMABOT_METRICS_PORT, else PORT).
         if settings.socket_mode:
             await bot.serve_http(slack_events=False, port=settings.metrics_port or settings.port)
-            await bot.start()
-            await bot.connect_socket_mode()
+            if not await bot.start(stop_event) or not await bot.connect_socket_mode(stop_event):
+                return
         else:
             await bot.serve_http()
-            await bot.start()
+            if not await bot.start(stop_event):
+                return
         await stop_event.wait()
         log.info("stopping: finishing uploads in progress, the rest stays queued for the next start")
     finally:

@@ -34,9 +34,9 @@ def _run(_args) -> int:
 
     try:
         asyncio.run(main())
-    except StartupError as exc:
+    except StartupError as exc:  # a refused token: final, like a configuration problem
         logging.getLogger("lumabot").error("%s", exc)
-        return 1
+        return 2
     return 0
 
 
@@ -57,6 +57,26 @@ progress finish), and refuses to start with one line per configuration problem.
 database); README.md documents every setting and how to create the Slack app."""
 
 
+def _healthcheck() -> int:
+    """GET /healthz of the lumabot running with this configuration, on the port it serves it on
+    (PORT, or in Socket Mode LUMABOT_METRICS_PORT when set): 0 on HTTP 200, else 1."""
+    import urllib.request
+
+    from .config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return 1
+    port = (settings.metrics_port or settings.port) if settings.socket_mode else settings.port
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+    try:
+        with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=4) as answer:
+            return 0 if answer.status == 200 else 1
+    except OSError:
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lumabot", description="A Slack image studio on Luma.")
     parser.add_argument("--version", action="version", version=f"lumabot {__version__}")
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="start the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)",
                    description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub.add_parser("check", help="check the configuration, the Slack token and scopes, and the Luma key")
+    sub.add_parser("healthcheck", help="exit 0 if the running lumabot's /healthz answers 200 (container health checks)")
     demo = sub.add_parser("demo", help="play a scripted conversation against built-in fakes (no network)")
     demo.add_argument("--out", default="lumabot-demo", help="folder for the images (default ./lumabot-demo)")
     args = parser.parse_args(argv)
@@ -73,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         from .check import main as check_main
 
         return check_main()
+    if args.command == "healthcheck":
+        return _healthcheck()
     if args.command == "demo":
         from .demo import main as demo_main
 

@@ -19,6 +19,10 @@ from .ingress import dispatch, quiet_logger
 
 log = logging.getLogger("lumabot.slack")
 
+# What apps.connections.open answers for an app token that will never work: final, not retried.
+REFUSED = frozenset({"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked",
+                     "account_inactive", "token_expired", "missing_scope"})
+
 
 class SocketModeIngress(AsyncSocketModeHandler):
     def __init__(self, app: AsyncApp, app_token: str, **kw: Any):
