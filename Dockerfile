@@ -3,24 +3,34 @@
 #
 #   docker build -t lumabot .
 #   docker run --env-file .env -v lumabot-data:/data -p 3000:3000 lumabot
-FROM python:3.11-slim
+#
+# The base image is an ARG: pin it by version and digest for reproducible images, e.g.
+#   docker build --build-arg PYTHON_IMAGE=python:3.11.7-slim-bookworm@sha256:<digest> -t lumabot .
+# (`docker buildx imagetools inspect python:3.11.7-slim-bookworm` prints the digest.)
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
+# -- build: exactly the locked dependencies (hashes checked), then lumabot itself, in a venv ----
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY requirements.txt ./
+RUN python -m venv /opt/lumabot \
+ && /opt/lumabot/bin/pip install --no-cache-dir --require-hashes -r requirements.txt
+# README.md is the package's readme and LICENSE its license file in pyproject.toml.
+COPY pyproject.toml README.md LICENSE ./
+COPY lumabot/ ./lumabot/
+RUN /opt/lumabot/bin/pip install --no-cache-dir --no-deps .
+
+# -- runtime: the venv only (no build tools, no sources), as a non-root user --------------------
+FROM ${PYTHON_IMAGE}
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /app
-
-# Non-root runtime user.
+    PATH=/opt/lumabot/bin:$PATH
 RUN groupadd --system lumabot \
  && useradd --system --gid lumabot --home-dir /home/lumabot --create-home \
             --shell /usr/sbin/nologin lumabot
-
-# Install the project (README.md is the package's readme in pyproject.toml, so it is needed).
-COPY pyproject.toml README.md LICENSE ./
-COPY lumabot/ ./lumabot/
-RUN pip install --no-cache-dir . \
- && rm -rf /app/build /app/*.egg-info
+COPY --from=build /opt/lumabot /opt/lumabot
+WORKDIR /home/lumabot
 
 # SQLite database on a volume owned by the runtime user. The directory is created and chowned
 # before VOLUME: changes made to a volume path after its VOLUME line are discarded.
