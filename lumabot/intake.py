@@ -67,6 +67,11 @@ ONLY_REQUESTER_CANCEL = "Only the person who asked for this image (or a workspac
 NOT_WAITING = "That image is no longer waiting, so there is nothing to cancel."
 ALREADY_SENT = ("Too late to cancel: the image has just been sent to Luma, which cannot cancel it. "
                 "It will arrive in the thread.")
+NO_MESSAGES_FOR_SESSIONS = (
+    "Creative sessions need lumabot to read the messages of this channel, and this workspace installed "
+    "it without that permission (the minimal scopes: no channels:history / groups:history). "
+    "`/imagine`, `/edit`, mentions of @lumabot (in threads too) and the buttons work as usual; a "
+    "workspace admin can reinstall lumabot from manifest.yml to turn sessions on.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
 NOTICE_WINDOW = 3600.0  # "not enabled here": at most once per person per channel in this many seconds
 
@@ -347,9 +352,12 @@ class Intake:
 
     async def session_command(self, *, team_id: str, user_id: str, channel_id: str,
                               args: list[str]) -> SessionAnswer | None:
-        """`/luma session ...`; a session starts only where lumabot works (NotEnabled)."""
+        """`/luma session ...`; a session starts only where lumabot works (NotEnabled) and sees
+        the channel's messages."""
         if args and args[0].lower() == "start":
             await self.check_place(team_id, channel_id)
+            if not self.notifier.reads_messages_in(channel_id):
+                return NO_MESSAGES_FOR_SESSIONS
         return await self.sessions.command(team_id=team_id, user_id=user_id, channel_id=channel_id,
                                            args=args)
 

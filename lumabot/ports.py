@@ -142,6 +142,11 @@ class Notifier(Protocol):
         """A direct message from lumabot to one person. DeliveryError."""
         ...
 
+    def reads_messages_in(self, channel_id: str) -> bool:
+        """Whether lumabot gets the messages people post in this conversation (not in channels
+        when installed with the minimal scopes)."""
+        ...
+
     async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
         """A file (its bytes, or read from disk in chunks) uploaded into lumabot's direct
         messages with one person. DeliveryError."""

@@ -278,3 +278,12 @@ def test_short_values_do_not_mangle_the_report():
 
     assert _redact("Slack: team Acme", ["k", "", "xoxb-123456789"]) == "Slack: team Acme"
     assert _redact("echo xoxb-123456789!", ["xoxb-123456789"]) == "echo [redacted]!"
+
+
+def test_the_minimal_scopes_pass_with_what_they_turn_off():
+    from lumabot.check import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES, _scopes_check
+
+    minimal = ",".join(s for s in REQUIRED_BOT_SCOPES if s not in READ_CHANNEL_SCOPES)
+    check = _scopes_check(minimal)
+    assert check.ok and "manifest.minimal.yml" in check.text and "creative sessions" in check.text
+    assert not _scopes_check(minimal.replace("users:read", "")).ok  # anything else missing still fails

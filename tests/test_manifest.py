@@ -145,3 +145,23 @@ def test_settings_socket_mode_by_default(manifest: dict) -> None:
     assert "request_url" not in settings["interactivity"]
     for command in manifest["features"]["slash_commands"]:
         assert "url" not in command, command["command"]
+
+
+MINIMAL_PATH = REPO_ROOT / "manifest.minimal.yml"
+READ_CHANNELS = {"channels:history", "groups:history"}
+
+
+def test_the_minimal_manifest_is_the_full_one_without_reading_channels(manifest: dict, schema: dict) -> None:
+    """manifest.minimal.yml (issue #26): valid, and the same app less the scopes (and the events
+    they bring) that read every message of the channels lumabot is in."""
+    minimal = yaml.safe_load(MINIMAL_PATH.read_text(encoding="utf-8"))
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(minimal))
+    assert not errors, [e.message for e in errors]
+    scopes = set(minimal["oauth_config"]["scopes"]["bot"])
+    assert scopes == BOT_SCOPES - READ_CHANNELS
+    events = set(minimal["settings"]["event_subscriptions"]["bot_events"])
+    assert events == BOT_EVENTS - {"message.channels", "message.groups"}
+    for event in events:
+        assert EVENT_SCOPES[event] is None or EVENT_SCOPES[event] in scopes
+    strip = ("oauth_config", "settings")
+    assert {k: v for k, v in minimal.items() if k not in strip} == {k: v for k, v in manifest.items() if k not in strip}

@@ -87,6 +87,7 @@ class SlackNotifier:
         self.team_id: str | None = None   # the workspace the bot token belongs to
         self.installation = Installation(None)  # the workspace (organisation) that installed lumabot
         self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
+        self.scopes: frozenset[str] | None = None  # the bot token's scopes (auth.test says)
 
     async def connect(self) -> dict:
         """auth.test: who the bot token is (raises SlackApiError if Slack refuses it)."""
@@ -96,7 +97,17 @@ class SlackNotifier:
         self.installation = Installation(self.team_id, auth.get("enterprise_id") or None,
                                          bool(auth.get("is_enterprise_install")))
         self.team_url = auth.get("url")
+        scopes = (auth.headers or {}).get("x-oauth-scopes") or (auth.headers or {}).get("X-OAuth-Scopes")
+        self.scopes = None if scopes is None else frozenset(s.strip() for s in str(scopes).split(","))
         return dict(auth.data) if isinstance(auth.data, dict) else {}
+
+    def reads_messages_in(self, channel_id: str) -> bool:
+        """Does lumabot get the messages of this conversation? Not in channels when it was
+        installed with manifest.minimal.yml (no channels:history / groups:history)."""
+        if self.scopes is None:
+            return True  # Slack did not say: assume the full manifest
+        needed = {"C": "channels:history", "G": "groups:history", "D": "im:history"}.get(channel_id[:1])
+        return needed is None or needed in self.scopes
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:

@@ -129,6 +129,9 @@ class MemoryNotifier:
         self._maybe_fail("send_dm")
         self.dms.append((user_id, text))
 
+    def reads_messages_in(self, channel_id: str) -> bool:
+        return True
+
     async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
         self._maybe_fail("send_file_dm")
         self.dm_files.append((user_id, filename, content if isinstance(content, bytes) else content.read_bytes(),
