@@ -38,6 +38,10 @@ def bot_env(slack: FakeSlack, luma: FakeLuma, database: Path, **extra) -> dict:
     }
 
 
+class _PortTaken(Exception):
+    """Another process bound the port chosen for lumabot first."""
+
+
 class BotProcess:
     """`python -m lumabot run` in HTTP mode, in a subprocess, as an operator would run it.
 
@@ -47,15 +51,23 @@ class BotProcess:
 
     def __init__(self, env: dict[str, str], workdir: Path, *, health_port: int | None = None,
                  port: int | None = None):
-        self.port = port or free_port()  # the same port again: the same replica, restarted
+        # A port chosen here may be taken by another test's process before lumabot binds it:
+        # then `start` tries another (a given port is the same replica, restarted: never moved).
+        self._own_port = port is None and health_port is None
         self.workdir = workdir
-        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-                    **env, "PORT": str(self.port)}
-        self.url = f"http://127.0.0.1:{self.port}/slack/events"
-        self.base = f"http://127.0.0.1:{health_port or self.port}"
-        self.log_path = workdir / f"lumabot-{self.port}.log"
+        self._env = env
+        self._health_port = health_port
+        self._use_port(port or free_port())
         self.proc: asyncio.subprocess.Process | None = None
         self._log: BinaryIO | None = None
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
+                    **self._env, "PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}/slack/events"
+        self.base = f"http://127.0.0.1:{self._health_port or self.port}"
+        self.log_path = self.workdir / f"lumabot-{self.port}.log"
 
     @property
     def pid(self) -> int:
@@ -68,6 +80,15 @@ class BotProcess:
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until /healthz answers 200."""
+        for _ in range(3):
+            try:
+                await self._start(timeout)
+                return
+            except _PortTaken:
+                self._use_port(free_port())
+        await self._start(timeout)
+
+    async def _start(self, timeout: float) -> None:
         self._log = open(self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
@@ -76,6 +97,9 @@ class BotProcess:
         async with aiohttp.ClientSession(trust_env=False) as s:
             while time.monotonic() < until:
                 if self.proc.returncode is not None:
+                    self._log.close()
+                    if self._own_port and "address already in use" in self.log_text:
+                        raise _PortTaken()
                     raise AssertionError(f"lumabot exited: {self.log_text[-2000:]}")
                 try:
                     async with s.get(f"{self.base}/healthz") as r:
