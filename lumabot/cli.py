@@ -54,7 +54,7 @@ It serves /healthz and /metrics, stops cleanly on SIGTERM or Ctrl-C (uploads and
 progress finish), and refuses to start with one line per configuration problem.
 
 `lumabot check` checks a configuration without starting (Slack token and scopes, Luma key,
-database); README.md documents every setting and how to create the Slack app."""
+database); docs/install.md documents every setting and how to create the Slack app."""
 
 
 def _healthcheck() -> int:

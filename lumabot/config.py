@@ -1,6 +1,6 @@
 """Configuration: one pydantic-settings class; every knob is an environment variable.
 
-The variable names are a contract (see README). Secrets are `SecretStr` so they never show up
+The variable names are a contract (see docs/install.md). Secrets are `SecretStr` so they never show up
 in a repr, a log line or an error message.
 """
 

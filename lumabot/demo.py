@@ -44,10 +44,10 @@ INTRO = ("lumabot demo: running offline against built-in fakes of Slack and Luma
 
 
 def _outro() -> str:
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    where = str(readme) if readme.is_file() else "README.md"
+    install = Path(__file__).resolve().parent.parent / "docs" / "install.md"
+    where = str(install) if install.is_file() else "docs/install.md"
     return (f"To connect a real Slack workspace and a Luma account, see “Creating the Slack app” "
-            f"and “Configuration” in the README ({where}).")
+            f"and “Configuration” in {where}.")
 
 
 # Environment variables that would send the bot's HTTP clients elsewhere: slack_sdk's aiohttp

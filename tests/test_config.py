@@ -61,13 +61,13 @@ def test_console_entry_point(argv, tmp_path):
     assert r.returncode == 0 and "lumabot" in r.stdout
 
 
-def test_every_setting_is_an_environment_variable_documented_in_the_readme():
+def test_every_setting_is_an_environment_variable_documented_in_docs_install():
     from pathlib import Path
 
     from lumabot.config import _ENV_NAMES
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    missing = [env for env in _ENV_NAMES.values() if f"`{env}`" not in readme]
+    install = (Path(__file__).parent.parent / "docs" / "install.md").read_text()
+    missing = [env for env in _ENV_NAMES.values() if f"`{env}`" not in install]
     assert missing == []
 
 
@@ -82,9 +82,9 @@ def test_every_setting_is_in_the_env_example_with_its_readme_default():
     example = (root / ".env.example").read_text()
     names = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", example, re.M)
     assert sorted(names) == sorted(_ENV_NAMES.values())
-    readme = (root / "README.md").read_text()
+    install = (root / "docs" / "install.md").read_text()
     for name, value in re.findall(r"^# ([A-Z][A-Z0-9_]+)=(\S+)$", example, re.M):
-        assert f"| `{name}` | `{value}` |" in readme or f"| `{name}` | {value} |" in readme, name
+        assert f"| `{name}` | `{value}` |" in install or f"| `{name}` | {value} |" in install, name
 
 
 def test_run_help_lists_the_main_settings_and_points_to_check(tmp_path):
@@ -92,5 +92,5 @@ def test_run_help_lists_the_main_settings_and_points_to_check(tmp_path):
                        timeout=30, cwd=tmp_path)
     assert r.returncode == 0
     for text in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "LUMA_AGENTS_API_KEY", "LUMABOT_DATABASE_URL",
-                 ".env.example", "lumabot check", "README.md"):
+                 ".env.example", "lumabot check", "docs/install.md"):
         assert text in r.stdout, text

@@ -174,7 +174,7 @@ def test_lumabot_demo_command_ignores_a_hostile_environment(tmp_path):
         assert typed in r.stdout
     assert r.stdout.count("Done in") == 3
     assert "offline" in r.stdout.splitlines()[0]
-    assert "README" in r.stdout.strip().splitlines()[-1]
+    assert "docs/install.md" in r.stdout.strip().splitlines()[-1]
     assert str(out) in r.stdout
     # None of the hostile settings was used, nor any secret printed.
     assert not (tmp_path / "hostile.db").exists() and not (tmp_path / "dotenv.db").exists()
