@@ -24,6 +24,7 @@ import re
 import sys
 import tempfile
 import time
+from .demo_page import page
 from .testing.store import job_ids
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,7 @@ class Entry:
     lines: list[str]
     thread_ts: str | None = None  # None: top level
     ts: str | None = None  # a message's ts (thread roots are looked up by it)
+    image: str | None = None  # an image's file name in the demo's folder
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Transcript:
         name_w = max(len(i.path.name) for i in self.images)
         lines = [f"{len(self.images)} image{'s' if len(self.images) != 1 else ''} written to {where}/"]
         lines += [f"  {i.path.name:<{name_w}}  {i.width}×{i.height}" for i in self.images]
+        lines.append(f"Open {where / 'index.html'} to see the conversation as Slack shows it.")
         return "\n".join(lines)
 
     def render(self) -> str:
@@ -373,6 +376,7 @@ class _Player:
             lines = _with_history(m.history or [(m.text, m.blocks)], self.users)
             entries.append(Entry(seq=m.seq, who=who, lines=lines,
                                  thread_ts=m.thread_ts if m.is_reply else None, ts=m.ts))
+        saved = {i.file_id: i.path.name for i in self.transcript.images}
         for f in self.slack.files:
             if not f.shared or CHANNEL_ID not in f.channels:
                 continue
@@ -380,7 +384,7 @@ class _Player:
             label = (f"[image: {f.filename} {size[0]}×{size[1]}]" if size
                      else f"[file: {f.filename}, {len(f.content)} bytes]")
             entries.append(Entry(seq=f.seq, who=BOT_NAME, lines=[label], thread_ts=f.thread_ts,
-                                 ts=f.share_ts))
+                                 ts=f.share_ts, image=saved.get(f.id)))
         entries.sort(key=lambda e: e.seq)
         self.transcript.entries = entries
         return self.transcript
@@ -501,7 +505,8 @@ async def play(out: Path) -> Transcript:
     out.mkdir(parents=True, exist_ok=True)
     with _offline_environment(), tempfile.TemporaryDirectory(prefix="lumabot-demo-") as tmp:
         slack = FakeSlack()
-        luma = FakeLuma(latency=LUMA_LATENCY, image_long_side=IMAGE_LONG_SIDE, record_requests=False)
+        luma = FakeLuma(latency=LUMA_LATENCY, image_long_side=IMAGE_LONG_SIDE, record_requests=False,
+                        illustrate=True)
         bot = None
         player: _Player | None = None
         try:
@@ -526,6 +531,7 @@ async def play(out: Path) -> Transcript:
             await player.command("/edit", "add a full moon")
             transcript = player.snapshot()
             transcript.seconds = time.monotonic() - t0
+            (out / "index.html").write_text(page(transcript), encoding="utf-8")
             return transcript
         except DemoError as exc:
             if exc.transcript is None and player is not None:

@@ -5,14 +5,16 @@ bogus .env): it must stay offline and use none of them."""
 from __future__ import annotations
 
 import itertools
+import re
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from html import escape
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageStat
 
 from lumabot import demo
 from lumabot.demo import DemoError, play
@@ -33,7 +35,7 @@ def _private_tempdir(monkeypatch, tmp_path) -> Path:
 
 
 def _check_images(out: Path) -> list[Image.Image]:
-    assert sorted(p.name for p in out.iterdir()) == sorted(NAMES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*NAMES, "index.html"])
     images = []
     for name in NAMES:
         with Image.open(out / name) as img:
@@ -45,7 +47,30 @@ def _check_images(out: Path) -> list[Image.Image]:
     for a, b in itertools.combinations(range(3), 2):
         assert contents[a] != contents[b], (NAMES[a], NAMES[b])
         assert images[a].getpixel((0, 0)) != images[b].getpixel((0, 0)), (NAMES[a], NAMES[b])
+    # Pictures that show what happened (issue #26): not flat rectangles, and each edit is its
+    # source changed: the night one darker than the lighthouse, the moon added to the night one.
+    lighthouse, night, moon = images
+    assert all(len(img.getcolors(1 << 20) or []) > 50 for img in images)
+    sky = (0, lighthouse.height // 3, lighthouse.width, lighthouse.height // 2)
+    brightness = [sum(ImageStat.Stat(img.crop(sky)).mean) for img in images]
+    assert brightness[1] < 0.7 * brightness[0]
+    moon_at = (lighthouse.width // 5, lighthouse.height // 3)
+    assert sum(moon.getpixel(moon_at)) > 600 and sum(night.getpixel(moon_at)) < 300
     return images
+
+
+def _check_page(out: Path) -> None:
+    """`index.html`: the conversation as Slack shows it, in order, the images in their thread."""
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>") and "<script" not in html
+    at = [html.index(escape(typed)) for typed in STEPS]
+    assert at == sorted(at)
+    top, _, thread = html.partition('<div class="thread">')
+    assert escape(STEPS[0]) in top and "<blockquote>a lighthouse at dusk</blockquote>" in top
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert images == NAMES and all((out / name).is_file() for name in images)
+    assert all(f'src="{name}"' in thread for name in NAMES)  # all three land in the thread
+    assert "Done in" in thread and "@alice" in thread and "✅" in html
 
 
 async def test_play_runs_the_three_steps_and_writes_three_different_images(tmp_path, monkeypatch):
@@ -89,6 +114,7 @@ async def test_play_runs_the_three_steps_and_writes_three_different_images(tmp_p
     assert second.status_ts != root and third.status_ts not in (root, second.status_ts)
 
     _check_images(out)
+    _check_page(out)
     assert [i.path for i in transcript.images] == [out / n for n in NAMES]
     assert str(out.resolve()) in text
 

@@ -544,3 +544,44 @@ async def test_latency_fn_and_many_generations():
             assert time.monotonic() - t0 < 10
             assert all(g.latency == 0.01 for g in fake.generations.values())
             assert fake.stats["created"] == 1000 and len(fake.creates) == 1000
+
+
+# ----------------------------------------------------------------------------- illustrate (the demo)
+
+
+async def test_illustrated_images_show_their_prompt_and_edits_their_source():
+    """`FakeLuma(illustrate=True)` (issue #26): an image is a picture, not a flat colour, different
+    per prompt; an edit is visibly its source changed ("night" darker), for every kind of source."""
+    from PIL import ImageChops, ImageStat
+
+    fake = FakeLuma(latency=0.01, image_long_side=256, illustrate=True)
+    await fake.start()
+    client = luma_agents.AsyncLuma(auth_token=KEY, base_url=fake.base_url, max_retries=0)
+    try:
+        async def image_of(**params) -> Image.Image:
+            gen = await client.generations.create(**params)
+            await wait_done(client, gen.id)
+            return Image.open(io.BytesIO(fake.output_bytes(gen.id))).convert("RGB")
+
+        lighthouse = await image_of(prompt="a lighthouse at dusk", aspect_ratio="16:9")
+        fox = await image_of(prompt="a red fox", aspect_ratio="16:9")
+        assert len(lighthouse.getcolors(1 << 20) or []) > 50  # a picture, with the prompt written on it
+        assert ImageChops.difference(lighthouse, fox).getbbox() is not None
+
+        gens = [g for g in fake.generations.values() if g.prompt == "a lighthouse at dusk"]
+        sources = [{"generation_id": gens[0].id},
+                   {"data": base64.b64encode(fake.output_bytes(gens[0].id)).decode(), "media_type": "image/png"}]
+        for source in sources:
+            night = await image_of(prompt="make it night", type="image_edit", source=source)
+            assert night.size == lighthouse.size
+            # Its source, darker: the sky (top rows, under the source's caption) is the same
+            # picture at a lower brightness, not another picture.
+            box = (0, lighthouse.height // 3, lighthouse.width, lighthouse.height // 2)
+            src, out = ImageStat.Stat(lighthouse.crop(box)), ImageStat.Stat(night.crop(box))
+            assert sum(out.mean) < 0.7 * sum(src.mean)
+            unrelated = await image_of(prompt="make it night", type="image_edit",
+                                       source={"data": png_b64((256, 144), (200, 200, 200)), "media_type": "image/png"})
+            assert (ImageChops.difference(night.crop(box), unrelated.crop(box)).getbbox() is not None)
+    finally:
+        await client.close()
+        await fake.stop()

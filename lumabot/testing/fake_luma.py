@@ -272,6 +272,7 @@ class FakeLuma:
         concurrency_retry_after: int = 60,
         retry_after_ms: bool = False,
         record_requests: bool = True,
+        illustrate: bool = False,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
@@ -285,6 +286,8 @@ class FakeLuma:
         self.concurrency_retry_after = concurrency_retry_after
         self.retry_after_ms = retry_after_ms  # also send the SDK's precise `retry-after-ms`
         self.record_requests = record_requests
+        # Draw pictures that show what happened (the demo) instead of a flat colour per prompt.
+        self.illustrate = illustrate
 
         self.base_url = ""
         self.root_url = ""
@@ -466,6 +469,28 @@ class FakeLuma:
                 self._render_cache.clear()
             self._render_cache[key] = data
         return data
+
+    def _illustrate(self, body: dict, spec: dict, now: float) -> bytes:
+        from .illustrate import draw_edit, draw_image
+
+        if spec["type"] == "image":
+            return draw_image(spec["prompt"], spec["width"], spec["height"], spec["format"])
+        return draw_edit(self._ref_bytes(body["source"], now), spec["prompt"],
+                         spec["width"], spec["height"], spec["format"])
+
+    def _ref_bytes(self, ref: dict, now: float) -> bytes:
+        """The image a validated ImageRef points to."""
+        gen: FakeGeneration | None
+        if ref.get("generation_id"):
+            gen = self.generations[ref["generation_id"]]
+        elif ref.get("data"):
+            return base64.b64decode(ref["data"].replace("\n", "").replace("\r", ""))
+        elif ref["url"] in self.url_images:
+            return self.url_images[ref["url"]]
+        else:
+            gen = self._resolve_own_url(ref["url"], now)
+        assert gen is not None and gen.output is not None
+        return gen.output
 
     def _mint_url(self, gen: FakeGeneration, now: float) -> str:
         sig = secrets.token_urlsafe(18)
@@ -871,7 +896,10 @@ class FakeLuma:
         fmt = spec["format"]
         output = None
         if outcome.state == "completed":
-            output = self._render(spec["prompt"], spec["width"], spec["height"], fmt)
+            if self.illustrate:
+                output = self._illustrate(body, spec, now)
+            else:
+                output = self._render(spec["prompt"], spec["width"], spec["height"], fmt)
         completes_at = None if outcome.hold else now + latency
         gen = FakeGeneration(
             id=gid,
