@@ -38,19 +38,9 @@ async def run(**env: str) -> dict:
     async with proc_rig(luma, connections=50, **env, LUMABOT_LUMA_CONCURRENCY=str(PENDING),
                         LUMABOT_MAX_QUEUED_PER_USER=str(PENDING + PROBES),
                         LUMABOT_FIRST_POLL_DELAY="0", LUMABOT_GENERATION_TIMEOUT="3600") as r:
-        sem = asyncio.Semaphore(50)
-
-        async def one(i: int) -> None:
-            async with sem:
-                status, body, _ = await r.command(f"pending picture {i}", user_id=f"U{i % USERS:03d}")
-                assert status == 200 and not body, (status, body)
-
         t0 = time.monotonic()
-        await asyncio.gather(*(one(i) for i in range(PENDING)))
-        while len(luma.generations) < PENDING:
-            if time.monotonic() - t0 > 300:
-                raise RuntimeError(f"only {len(luma.generations)} generations after 300 s")
-            await asyncio.sleep(0.1)
+        await r.post_pending(PENDING, users=USERS)
+        await r.until_generations(PENDING, timeout=300)
         setup = time.monotonic() - t0
         # One full sweep of polls (1,000 at 50 a second), so polling is at its steady rate.
         await asyncio.sleep(SETTLE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -152,6 +153,31 @@ class ProcRig:
 
     async def command(self, text: str, *, user_id: str, channel_id: str = "C1"):
         return await self.poster.command(text, user_id=user_id, channel_id=channel_id)
+
+    async def post_pending(self, n: int, *, users: int, user_prefix: str = "U",
+                           at_once: int = 50) -> list[float]:
+        """`/imagine` n times from `users` people, `at_once` in flight; each must be acked
+        (200, empty body). The acks' latencies, in seconds."""
+        sem = asyncio.Semaphore(at_once)
+        acks: list[float] = []
+
+        async def one(i: int) -> None:
+            async with sem:
+                status, body, elapsed = await self.command(
+                    f"pending picture {i}", user_id=f"{user_prefix}{i % users:03d}")
+                assert status == 200 and not body, (status, body)
+                acks.append(elapsed)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return acks
+
+    async def until_generations(self, n: int, *, timeout: float, every: float = 0.1) -> None:
+        """Wait until the fake Luma has received n generations."""
+        t0 = time.monotonic()
+        while len(self.luma.generations) < n:
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"only {len(self.luma.generations)} generations after {timeout:g} s")
+            await asyncio.sleep(every)
 
 
 @asynccontextmanager

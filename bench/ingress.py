@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 from lumabot.testing.fake_slack import FakeSlack
@@ -100,16 +98,8 @@ async def run() -> dict:
     luma.script(*[Outcome(hold=True) for _ in range(PENDING + 20_000)])
     async with proc_rig(luma, slack, connections=200, LUMABOT_LUMA_CONCURRENCY=str(PENDING),
                         LUMABOT_MAX_QUEUED_PER_USER="100000", LUMABOT_GENERATION_TIMEOUT="3600") as r:
-        sem = asyncio.Semaphore(50)
-
-        async def pending(i: int) -> None:
-            async with sem:
-                status, body, _ = await r.command(f"pending {i}", user_id=f"UP{i % 50:02d}")
-                assert status == 200 and not body, (status, body)
-
-        await asyncio.gather(*(pending(i) for i in range(PENDING)))
-        while len(luma.generations) < PENDING:
-            await asyncio.sleep(0.1)
+        await r.post_pending(PENDING, users=50, user_prefix="UP")
+        await r.until_generations(PENDING, timeout=300)
         ours, seen = await ceiling(r.poster, "lumabot")
         reference = await minimal(slack)
     return {"lumabot": ours, "minimal": reference, "seen": seen}

@@ -43,22 +43,10 @@ async def run(jobs: int = JOBS) -> dict:
                         LUMABOT_MAX_QUEUED_PER_USER=str(jobs), LUMABOT_FIRST_POLL_DELAY="0",
                         LUMABOT_GENERATION_TIMEOUT="3600") as r:
         bot = r.proc
-        sem = asyncio.Semaphore(POSTING)
-        acks: list[float] = []
-
-        async def one(i: int) -> None:
-            async with sem:
-                status, body, elapsed = await r.command(f"pending picture {i}", user_id=f"U{i % USERS:03d}")
-                assert status == 200 and not body, (status, body)
-                acks.append(elapsed)
-
         t0 = time.monotonic()
-        await asyncio.gather(*(one(i) for i in range(jobs)))
+        acks = await r.post_pending(jobs, users=USERS, at_once=POSTING)
         posted = time.monotonic() - t0
-        while len(luma.generations) < jobs:
-            if time.monotonic() - t0 > 600:
-                raise RuntimeError(f"only {len(luma.generations)} generations after 600 s")
-            await asyncio.sleep(0.2)
+        await r.until_generations(jobs, timeout=600 - posted, every=0.2)
         created = time.monotonic() - t0
 
         # -- the steady window ------------------------------------------------------------------
