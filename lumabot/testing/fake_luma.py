@@ -106,6 +106,11 @@ _DEFAULT_FAILURE_REASONS = {
 _OUTPUT_PATH = re.compile(r"/outputs/([0-9a-fA-F-]{36})\.(png|jpg)")
 
 
+def _decode_data(value: str) -> bytes:
+    """An ImageRef's `data`: base64, line breaks allowed. binascii.Error if it is not."""
+    return base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+
+
 def color_for_prompt(prompt: str) -> tuple[int, int, int]:
     """The deterministic RGB colour of every output image made for ``prompt``."""
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
@@ -484,7 +489,7 @@ class FakeLuma:
         if ref.get("generation_id"):
             gen = self.generations[ref["generation_id"]]
         elif ref.get("data"):
-            return base64.b64decode(ref["data"].replace("\n", "").replace("\r", ""))
+            return _decode_data(ref["data"])
         elif ref["url"] in self.url_images:
             return self.url_images[ref["url"]]
         else:
@@ -823,7 +828,7 @@ class FakeLuma:
             if len(value) * 3 // 4 > MAX_IMAGE_BYTES + 3:
                 raise _ApiError(413, f"{name}: image is larger than 50 MB")
             try:
-                raw = base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+                raw = _decode_data(value)
             except (binascii.Error, ValueError):
                 raise _ApiError(422, f"{name}: data is not valid base64") from None
             if len(raw) > MAX_IMAGE_BYTES:
