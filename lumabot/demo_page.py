@@ -40,7 +40,9 @@ def _line(line: str) -> str:
 
 
 def _message(e: Entry) -> str:
-    kind = "bot" if e.who == "lumabot" else "person"
+    from .demo import BOT_NAME
+
+    kind = "bot" if e.who == BOT_NAME else "person"
     body = (f'<img src="{escape(e.image)}" alt="{escape(e.lines[0] if e.lines else e.image)}">'
             if e.image else "".join(_line(line) for line in e.lines))
     return (f'<div class="msg {kind}"><div class="avatar">{escape(e.who[:1].upper())}</div>'
