@@ -12,17 +12,13 @@ import httpx
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .admin import AdminCommands, BudgetAlerts, Exports, Reports, Retention
-from .config import Settings
+from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, Settings
 from .intake import Intake
 from .quotas import Quotas
 from .luma.client import LumaClient
@@ -36,6 +32,8 @@ from .sessions import Sessions
 from .slack import ingress, listeners
 from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
+from .slack.installations import Installations
+from .slack.workspaces import InstalledWorkspaces, OneWorkspace, web_client
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import Store, StoreUnavailable, open_store
 from .tls import tls_context
@@ -51,17 +49,8 @@ class StartupError(Exception):
 
 
 def slack_web_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
-    return AsyncWebClient(
-        token=settings.bot_token(),
-        base_url=settings.slack_api_url,
-        session=session,  # shared: keeps connections to Slack alive between calls
-        timeout=30,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+    """A Web API client with SLACK_BOT_TOKEN (None in OAuth mode: each workspace has its own)."""
+    return web_client(settings.slack_api_url, session)(settings.bot_token() or None)
 
 
 class LumaBot:
@@ -71,12 +60,21 @@ class LumaBot:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
                                       verify=tls_context())
         self._slack_session = aiohttp.ClientSession()
+        # Slack: one workspace's bot token, or (OAuth mode) every workspace that installed lumabot.
         self.slack = slack_web_client(settings, self._slack_session)
+        self.workspaces: OneWorkspace | InstalledWorkspaces
+        self.installations: Installations | None = None
+        if settings.oauth_mode:
+            self.installations = Installations(settings, self.slack)
+            self.workspaces = InstalledWorkspaces(self.installations,
+                                                  web_client(settings.slack_api_url, self._slack_session))
+        else:
+            self.workspaces = OneWorkspace(self.slack)
         self.metrics = Metrics()
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
         transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
-        self.notifier = SlackNotifier(self.slack, self.http, self.metrics, transfers=transfers)
+        self.notifier = SlackNotifier(self.workspaces, self.http, self.metrics, transfers=transfers)
         runner_config = settings.runner()
         # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
         self.scheduler: SlotScheduler = (
@@ -84,8 +82,7 @@ class LumaBot:
                             replica_id=runner_config.replica_id, rate_window=settings.luma_rate_window)
             if self.store.shared
             else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))
-        self.inputs = SlackFiles(self.slack, self.http, settings.bot_token(),
-                                 token_hosts=TokenHosts(settings.slack_api_url))
+        self.inputs = SlackFiles(self.workspaces, self.http, token_hosts=TokenHosts(settings.slack_api_url))
         self.runner = Runner(store=self.store, luma=self.luma, notifier=self.notifier,
                              outputs=LumaOutputs(self.http, transfers), inputs=self.inputs,
                              scheduler=self.scheduler, config=runner_config, metrics=self.metrics)
@@ -98,18 +95,21 @@ class LumaBot:
             # Signatures are checked before Bolt parses anything (slack/ingress.py).
             request_verification_enabled=False,
             logger=ingress.quiet_logger("lumabot.bolt"),
+            # OAuth mode: Bolt's install flow, and each request authorized with its workspace's bot.
+            **(self.installations.bolt_options() if self.installations else {}),
         )
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
         self.runner.on_delivered.append(self.sessions.on_delivered)
-        self.admins = Admins(self.slack, settings.admin_ids(), home=lambda: self.notifier.installation)
+        self.admins = Admins(self.workspaces, settings.admin_ids())
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
                              self.admins, self.alerts, ack_budget=settings.ack_budget)
-        self.retention = Retention(self.store, self.quotas, lambda: self.notifier.team_id or "")
+        self.retention = Retention(self.store, self.quotas, self.home_team)
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
                                    self.admins)
-        listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin))
+        listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin,
+                                                        home_team=self.home_team, uninstalled=self._uninstalled))
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))
         self.ready = False
@@ -123,14 +123,19 @@ class LumaBot:
         before it could start."""
         try:
             await until_reachable(self.store.open, "the database", "LUMABOT_DATABASE_URL", stop)
-            auth = await until_reachable(self.notifier.connect, "Slack", self.settings.slack_api_url, stop)
+            if isinstance(self.workspaces, OneWorkspace):
+                auth = await until_reachable(self.workspaces.connect, "Slack", self.settings.slack_api_url, stop)
+                log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
         except Stopped:
             return False
         except RuntimeError as exc:  # a schema newer than this lumabot
             raise StartupError(str(exc)) from None
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
-        log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))
+        if self.installations is not None:
+            assert self.store.db.engine is not None
+            self.installations.open(self.store.db.engine)
+            log.info("OAuth mode: workspaces add lumabot at %s", self.installations.install_url)
         await self.runner.resume()
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
         self.sessions.start_guard()
@@ -164,9 +169,32 @@ class LumaBot:
         app = web.Application()
         if slack_events:
             app.router.add_post("/slack/events", self._slack_events)
+        if self.installations is not None:
+            app.router.add_get(INSTALL_PATH, self._oauth)
+            app.router.add_get(OAUTH_REDIRECT_PATH, self._oauth)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         return app
+
+    def home_team(self) -> str:
+        """Single-token mode: the bot token's workspace (the installing one of every request).
+        OAuth mode: none (each request names its own)."""
+        return self.workspaces.team_id if isinstance(self.workspaces, OneWorkspace) else ""
+
+    async def _uninstalled(self, team_id: str, enterprise_id: str | None, event: dict[str, Any]) -> None:
+        """app_uninstalled, or tokens_revoked for the bot: in OAuth mode its tokens are deleted at
+        once, and the workspace's jobs that wait for Luma are cancelled (nothing more is sent to
+        Luma for it); later requests from it are refused by Bolt's authorize."""
+        if self.installations is None or not team_id:
+            return  # single-token mode: the operator replaces SLACK_BOT_TOKEN
+        if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
+            return  # user tokens only: lumabot keeps none
+        await self.installations.uninstalled(team_id, enterprise_id)
+        assert isinstance(self.workspaces, InstalledWorkspaces)
+        self.workspaces.forget(team_id)
+        cancelled = await self.intake.workspace_gone(team_id)
+        log.info("lumabot was uninstalled from a workspace: its tokens are deleted, %d waiting job%s cancelled",
+                 cancelled, "" if cancelled == 1 else "s", extra={"team": team_id})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         self.runner.collect_metrics()
@@ -180,6 +208,17 @@ class LumaBot:
             log.warning(refused.reason)
             return web.json_response({"error": "invalid request"}, status=refused.status)
         return await to_aiohttp_response(await ingress.dispatch(self.bolt, bolt_request))
+
+    async def _oauth(self, request: web.Request) -> web.Response:
+        """"Add to Slack" (GET /slack/install) and Slack's redirect after it
+        (GET /slack/oauth_redirect): Bolt's OAuth flow."""
+        flow = self.bolt.oauth_flow
+        if flow is None or not self.ready:
+            return web.Response(status=503, text="lumabot is starting; try again in a moment")
+        bolt_request = AsyncBoltRequest(body="", query=request.query_string,
+                                        headers={k: v for k, v in request.headers.items()})
+        handle = flow.handle_installation if request.path == INSTALL_PATH else flow.handle_callback
+        return await to_aiohttp_response(await handle(bolt_request))
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         if not self.ready:

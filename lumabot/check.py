@@ -20,27 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from .config import SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
+from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
 from .store import StoreUnavailable, schema_status
 from .store.migrate import known_revisions
 
-# The bot scopes of manifest.yml (oauth_config.scopes.bot). manifest.yml is not shipped with the
-# installed package and pyyaml is not a runtime dependency, so the list lives here too;
-# tests/test_check.py asserts that the two stay equal.
-REQUIRED_BOT_SCOPES: list[str] = [
-    "commands",
-    "chat:write",
-    "files:read",
-    "files:write",
-    "reactions:read",
-    "app_mentions:read",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "im:write",
-    "users:read",
-]
+from .scopes import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES  # noqa: F401 (tests import them from here)
 
 # A generation id no account can own: Luma answers 404 to a key it accepts, 401/403 otherwise.
 PROBE_GENERATION_ID = "00000000-0000-0000-0000-000000000000"
@@ -154,6 +138,8 @@ def config_error_report(exc: ConfigError) -> Report:
 
 def _config_check(settings: Settings, report: Report) -> None:
     mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
+    if settings.oauth_mode:
+        mode = f"OAuth mode (any number of workspaces), {mode}"
     report.add(True, f"configuration ({mode}, database {_safe_database_url(settings.database_url)})")
 
 
@@ -194,6 +180,13 @@ async def _slack_checks(settings: Settings) -> list[Check]:
     from .app import slack_web_client
 
     checks: list[Check] = []
+    if settings.oauth_mode:
+        # No bot token to test: each workspace brings its own when it installs lumabot.
+        redirect = settings.redirect_uri() or ""
+        install = redirect.removesuffix(OAUTH_REDIRECT_PATH) + INSTALL_PATH
+        return [Check(True, f"Slack: OAuth mode; people add lumabot to a workspace at {install} "
+                            f"(Slack sends them back to {redirect}: it must be a Redirect URL in the app's "
+                            "OAuth & Permissions)")]
     where = "" if settings.slack_api_url == SLACK_API_URL_DEFAULT else f" via {_safe_url(settings.slack_api_url)}"
     async with aiohttp.ClientSession() as session:
         client = slack_web_client(settings, session)
@@ -219,8 +212,6 @@ async def _slack_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-# Scopes manifest.minimal.yml leaves out: without them lumabot works, minus what they are for.
-READ_CHANNEL_SCOPES = ("channels:history", "groups:history")
 
 
 def _scopes_check(header: str | None) -> Check:

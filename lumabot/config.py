@@ -20,6 +20,9 @@ from .runner.record import RunnerConfig
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
 LUMA_BASE_URL_DEFAULT = "https://agents.lumalabs.ai/v1"
+SLACK_AUTHORIZE_URL_DEFAULT = "https://slack.com/oauth/v2/authorize"
+OAUTH_REDIRECT_PATH = "/slack/oauth_redirect"
+INSTALL_PATH = "/slack/install"
 
 
 class ConfigError(Exception):
@@ -44,6 +47,17 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = _env("SLACK_SIGNING_SECRET", None)
     slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", None)
     slack_api_url: str = _env("SLACK_API_URL", SLACK_API_URL_DEFAULT)
+    # OAuth mode ("Add to Slack", any number of workspaces): the app's credentials from Basic
+    # Information, and where Slack sends people back after they approve (docs/install.md).
+    slack_client_id: str | None = _env("SLACK_CLIENT_ID", None)
+    slack_client_secret: SecretStr | None = _env("SLACK_CLIENT_SECRET", None)
+    slack_redirect_uri: str | None = _env("SLACK_REDIRECT_URI", None)
+    public_url: str | None = _env("LUMABOT_PUBLIC_URL", None)
+    slack_authorize_url: str = _env("SLACK_AUTHORIZE_URL", SLACK_AUTHORIZE_URL_DEFAULT)
+    # Token rotation: a bot token that expires within this many minutes is refreshed first.
+    token_rotation_minutes: int = _env("LUMABOT_TOKEN_ROTATION_MINUTES", 120, ge=1, le=720)
+    # How long an "Add to Slack" link stays valid.
+    install_link_seconds: int = _env("LUMABOT_INSTALL_LINK_SECONDS", 600, ge=60, le=86400)
     luma_api_key: SecretStr | None = _env("LUMA_AGENTS_API_KEY", None)
     luma_base_url: str = _env("LUMA_BASE_URL", LUMA_BASE_URL_DEFAULT)
     database_url: str = _env("LUMABOT_DATABASE_URL", "sqlite:///lumabot.db")
@@ -104,6 +118,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return v if v.endswith("/") else v + "/"
 
+    @field_validator("slack_redirect_uri", "public_url", "slack_authorize_url")
+    @classmethod
+    def _public(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
+
     @field_validator("luma_base_url")
     @classmethod
     def _luma_url(cls, v: str) -> str:
@@ -132,7 +153,8 @@ class Settings(BaseSettings):
             raise ValueError("must be text or json")
         return v
 
-    @field_validator("user_daily_images", "daily_budget_usd", "monthly_budget_usd", "metrics_port", "replica_id", mode="before")
+    @field_validator("user_daily_images", "daily_budget_usd", "monthly_budget_usd", "metrics_port", "replica_id",
+                     "slack_client_id", "slack_redirect_uri", "public_url", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
@@ -149,8 +171,11 @@ class Settings(BaseSettings):
     def _required(self) -> "Settings":
         problems: list[str] = []
         bot = _secret(self.slack_bot_token)
-        if not bot:
-            problems.append("SLACK_BOT_TOKEN is missing: the bot token (xoxb-...) from OAuth & Permissions")
+        if self.oauth_mode:
+            problems += self._oauth_problems()
+        elif not bot:
+            problems.append("SLACK_BOT_TOKEN is missing: the bot token (xoxb-...) from OAuth & Permissions "
+                            "(or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install with \"Add to Slack\")")
         elif not bot.startswith("xoxb-"):
             problems.append("SLACK_BOT_TOKEN does not look like a bot token: it should start with xoxb-")
         app = _secret(self.slack_app_token)
@@ -164,6 +189,22 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError(_PROBLEMS_MARK + "\n".join(problems))
         return self
+
+    def _oauth_problems(self) -> list[str]:
+        problems = []
+        if not self.slack_client_id:
+            problems.append("SLACK_CLIENT_ID is missing: OAuth mode (SLACK_CLIENT_SECRET is set) needs the "
+                            "app's Client ID from Basic Information")
+        if not _secret(self.slack_client_secret):
+            problems.append("SLACK_CLIENT_SECRET is missing: OAuth mode (SLACK_CLIENT_ID is set) needs the "
+                            "app's Client Secret from Basic Information")
+        if self.socket_mode:
+            problems.append("SLACK_APP_TOKEN is set: OAuth mode (SLACK_CLIENT_ID) serves Slack over HTTP; "
+                            "unset SLACK_APP_TOKEN, or use SLACK_BOT_TOKEN for one workspace in Socket Mode")
+        if not self.redirect_uri():
+            problems.append("SLACK_REDIRECT_URI is missing: OAuth mode needs where Slack sends people back, "
+                            f"https://<your host>{OAUTH_REDIRECT_PATH} (or set LUMABOT_PUBLIC_URL)")
+        return problems
 
     # -- the sub-configurations (every default above, once) -----------------------------------
     def runner(self) -> RunnerConfig:
@@ -206,6 +247,21 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return bool(_secret(self.slack_app_token))
+
+    @property
+    def oauth_mode(self) -> bool:
+        """Installed with "Add to Slack" in any number of workspaces (SLACK_CLIENT_ID or
+        SLACK_CLIENT_SECRET set, SLACK_BOT_TOKEN not), rather than one workspace's bot token."""
+        return not _secret(self.slack_bot_token) and bool(self.slack_client_id or _secret(self.slack_client_secret))
+
+    def redirect_uri(self) -> str | None:
+        """Where Slack sends people back after "Add to Slack"."""
+        if self.slack_redirect_uri:
+            return self.slack_redirect_uri
+        return self.public_url.rstrip("/") + OAUTH_REDIRECT_PATH if self.public_url else None
+
+    def client_secret(self) -> str:
+        return _secret(self.slack_client_secret) or ""
 
     def bot_token(self) -> str:
         return _secret(self.slack_bot_token) or ""

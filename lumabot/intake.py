@@ -81,6 +81,10 @@ NO_IMAGE_IN_MESSAGE = (
 )
 
 
+# Who cancelled the jobs of a workspace that uninstalled lumabot.
+UNINSTALLED = "uninstalled"
+
+
 @dataclass
 class Message:
     """A message someone posted, as intake needs it. `text` is what the person typed
@@ -176,7 +180,7 @@ class Intake:
             # Asked only when the policy keeps uni-1-max for admins (the store decides with
             # the policy it reads; a policy changed meanwhile counts the person as no admin).
             if (await self.quotas.rules_in_force(job.team_id)).max_model == "admins":
-                is_admin = await self.admins.is_admin(job.user_id)
+                is_admin = await self.admins.is_admin(job.team_id, job.user_id)
         rules = self.quotas.admission(job, is_admin=is_admin)
         try:
             admission = await retry(lambda: self.runner.submit(job, dedupe_key=dedupe_key, rules=rules),
@@ -356,7 +360,7 @@ class Intake:
         the channel's messages."""
         if args and args[0].lower() == "start":
             await self.check_place(team_id, channel_id)
-            if not self.notifier.reads_messages_in(channel_id):
+            if not await self.notifier.reads_messages_in(team_id, channel_id):
                 return NO_MESSAGES_FOR_SESSIONS
         return await self.sessions.command(team_id=team_id, user_id=user_id, channel_id=channel_id,
                                            args=args)
@@ -438,6 +442,14 @@ class Intake:
             return ALREADY_SENT  # the create won the race
         self.runner.cancel(job_id, user_id)
         return None
+
+    async def workspace_gone(self, team_id: str) -> int:
+        """lumabot was uninstalled from the workspace: its jobs that wait for Luma are
+        cancelled (nothing more is sent to Luma for it). How many were."""
+        cancelled = await self.store.jobs.cancel_waiting(team_id, UNINSTALLED)
+        for job_id in cancelled:
+            self.runner.cancel(job_id, UNINSTALLED)
+        return len(cancelled)
 
     # -- App Home ------------------------------------------------------------------------------
     async def home(self, team_id: str, user_id: str) -> tuple[list[Job], str]:

@@ -117,7 +117,7 @@ class Notifier(Protocol):
         file durably before it is shared. DeliveryError."""
         ...
 
-    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
+    async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         """The ts of the message that shares the file in `channel`, once Slack shows it."""
         ...
 
@@ -138,24 +138,25 @@ class Notifier(Protocol):
         DeliveryError."""
         ...
 
-    async def send_dm(self, user_id: str, text: str) -> None:
+    async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         """A direct message from lumabot to one person. DeliveryError."""
         ...
 
-    def reads_messages_in(self, channel_id: str) -> bool:
-        """Whether lumabot gets the messages people post in this conversation (not in channels
-        when installed with the minimal scopes)."""
+    async def reads_messages_in(self, team_id: str, channel_id: str) -> bool:
+        """Whether lumabot gets the messages people post in this conversation of the workspace
+        (not in channels when installed with the minimal scopes)."""
         ...
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
+    async def send_file_dm(self, team_id: str, user_id: str, filename: str, content: bytes | Path,
+                           comment: str) -> None:
         """A file (its bytes, or read from disk in chunks) uploaded into lumabot's direct
         messages with one person. DeliveryError."""
         ...
 
 
 class AdminDirectory(Protocol):
-    async def is_admin(self, user_id: str) -> bool:
-        """A workspace admin or owner, or one of LUMABOT_ADMINS."""
+    async def is_admin(self, team_id: str, user_id: str) -> bool:
+        """An admin or owner of the workspace `team_id`, or one of LUMABOT_ADMINS."""
         ...
 
     @property
@@ -165,8 +166,9 @@ class AdminDirectory(Protocol):
 
 
 class InputFiles(Protocol):
-    async def materialize(self, params: GenerationParams) -> GenerationParams:
-        """`params` ready to send: every Slack file downloaded and normalised. InputError."""
+    async def materialize(self, params: GenerationParams, *, team_id: str) -> GenerationParams:
+        """`params` ready to send: every Slack file (of the workspace `team_id`) downloaded and
+        normalised. InputError."""
         ...
 
 

@@ -123,6 +123,14 @@ def test_bot_scopes(manifest: dict) -> None:
     assert not missing, f"missing bot scopes: {sorted(missing)}"
 
 
+def test_oauth_redirect_url(manifest: dict) -> None:
+    """OAuth mode: Slack sends people back to lumabot's /slack/oauth_redirect (over https)."""
+    from lumabot.config import OAUTH_REDIRECT_PATH
+
+    (url,) = manifest["oauth_config"]["redirect_urls"]
+    assert url.startswith("https://") and url.endswith(OAUTH_REDIRECT_PATH)
+
+
 def test_bot_events_and_their_scopes(manifest: dict) -> None:
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     missing = BOT_EVENTS - events

@@ -101,7 +101,7 @@ class BudgetAlerts:
     async def _send(self, team_id: str, text: str) -> None:
         for user_id in await self.recipients(team_id):
             try:
-                await self.notifier.send_dm(user_id, text)
+                await self.notifier.send_dm(team_id, user_id, text)
             except DeliveryError as exc:
                 log.warning("budget alert DM failed: %s", exc)
         log.info("budget alert: %s", text)

@@ -116,7 +116,7 @@ class AdminCommands:
         self.admins = admins
 
     async def run(self, team_id: str, user_id: str, args: list[str]) -> AdminAnswer:
-        if not await self.admins.is_admin(user_id):
+        if not await self.admins.is_admin(team_id, user_id):
             return AdminAnswer(NOT_ADMIN)
         verb, rest = (args[0].lower(), args[1:]) if args else ("", [])
         try:

@@ -66,7 +66,7 @@ class Exports:
             comment = (f"lumabot usage for {month.label}: {export.rows} job{'s' if export.rows != 1 else ''}, "
                        f"one row each{', with prompts' if prompts else ' (no prompts; add --prompts for them)'}.")
             try:
-                await self.notifier.send_file_dm(user_id, export.filename, export.path, comment)
+                await self.notifier.send_file_dm(team_id, user_id, export.filename, export.path, comment)
             except DeliveryError as exc:
                 log.warning("export upload failed: %s", exc)
                 return "The export could not be sent to your direct messages with lumabot. Please try again."

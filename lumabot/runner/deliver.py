@@ -106,7 +106,7 @@ class Deliverer:
         if not job.slack_file_id:
             return None
         try:
-            return await self.notifier.share_ts(job.slack_file_id, job.channel_id, wait=5.0)
+            return await self.notifier.share_ts(job.team_id, job.slack_file_id, job.channel_id, wait=5.0)
         except Exception as exc:
             log.warning("files.info failed: %s", exc, extra=log_context(job))
             return None

@@ -63,7 +63,7 @@ class Submitter:
         before the create and dropped after it (image bytes are never stored or kept while a
         job waits). None when a transient problem says to try again later."""
         try:
-            return await self.inputs.materialize(job.params)
+            return await self.inputs.materialize(job.params, team_id=job.team_id)
         except InputError as err:
             log.info("input image problem: %s", err.code, extra=log_context(job))
             if not err.transient:

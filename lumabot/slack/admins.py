@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from slack_sdk.web.async_client import AsyncWebClient
+if TYPE_CHECKING:
+    from .workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +49,30 @@ def admin_here(user: dict[str, Any], home: Installation) -> bool:
 
 
 class Admins:
-    def __init__(self, client: AsyncWebClient, extra: frozenset[str] = frozenset(), *,
-                 home: Callable[[], Installation] = lambda: Installation(None),
+    def __init__(self, workspaces: "Workspaces", extra: frozenset[str] = frozenset(), *,
                  ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
-        self.client = client
+        self.workspaces = workspaces  # each installation, and its client
         self.extra = extra
-        self.home = home  # the installation (known once lumabot has connected to Slack)
         self.ttl = ttl
         self._clock = clock
-        self._known: dict[str, tuple[bool, float]] = {}  # user id -> (admin?, when asked)
+        self._known: dict[tuple[str, str], tuple[bool, float]] = {}  # (team, user) -> (admin?, when asked)
 
-    async def is_admin(self, user_id: str) -> bool:
-        """LUMABOT_ADMINS, or an admin or owner of the installing workspace (organisation);
-        False when Slack cannot say (and then Slack is asked again next time)."""
+    async def is_admin(self, team_id: str, user_id: str) -> bool:
+        """LUMABOT_ADMINS, or an admin or owner of the installing workspace `team_id` (or its
+        organisation); False when Slack cannot say (and then Slack is asked again next time)."""
         if user_id in self.extra:
             return True
-        known = self._known.get(user_id)
+        known = self._known.get((team_id, user_id))
         if known is not None and self._clock() - known[1] < self.ttl:
             return known[0]
         try:
-            user = (await self.client.users_info(user=user_id))["user"]
+            workspace = await self.workspaces.get(team_id)
+            user = (await workspace.client.users_info(user=user_id))["user"]
         except Exception as exc:
-            log.warning("users.info failed: %s", exc)
+            log.warning("users.info failed: %s", type(exc).__name__)
             return False
-        admin = admin_here(user, self.home())
+        admin = admin_here(user, workspace.installation)
         if not admin and (user.get("is_admin") or user.get("is_owner")):
             log.info("an admin of another workspace is not an admin here", extra={"user": user_id})
-        self._known[user_id] = (admin, self._clock())
+        self._known[team_id, user_id] = (admin, self._clock())
         return admin

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from ..jobs.images import ImageRejected, prepare_image
 from ..jobs.models import GenerationParams, ImageSource, SlackFile
 from ..ports import InputError
 from .payloads import slack_file
+from .workspaces import NotInstalled, Workspace, Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,10 @@ def _is_slack_host(host: str) -> bool:
 
 
 class SlackFiles:
-    def __init__(self, slack: AsyncWebClient, http: httpx.AsyncClient, bot_token: str,
+    def __init__(self, workspaces: Workspaces, http: httpx.AsyncClient,
                  max_bytes: int = MAX_INPUT_BYTES, *, token_hosts: TokenHosts | None = None):
-        self.slack = slack
+        self.workspaces = workspaces   # whose bot token reads a job's files: its workspace's
         self.http = http
-        self._token = bot_token
         self.max_bytes = max_bytes
         self.token_hosts = token_hosts or TokenHosts()
         # Decodes take turns on their own threads: the same few threads (so the same malloc
@@ -76,12 +75,12 @@ class SlackFiles:
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
-    async def resolve(self, f: SlackFile) -> SlackFile:
+    async def resolve(self, f: SlackFile, workspace: Workspace) -> SlackFile:
         """Fill in a Slack Connect stub (`file_access: check_file_info`) with files.info."""
         if not f.stub and f.url:
             return f
         try:
-            info = await self.slack.files_info(file=f.id)
+            info = await workspace.client.files_info(file=f.id)
         except SlackApiError as exc:
             error = exc.response.get("error")
             transient = exc.response.status_code == 429 or exc.response.status_code >= 500
@@ -91,9 +90,9 @@ class SlackFiles:
             raise InputError("image_no_access") from None
         return slack_file(info["file"])
 
-    async def fetch(self, f: SlackFile) -> bytes:
-        """Download a Slack-hosted file with the bot token, at most `max_bytes`."""
-        f = await self.resolve(f)
+    async def fetch(self, f: SlackFile, workspace: Workspace) -> bytes:
+        """Download a Slack-hosted file with the workspace's bot token, at most `max_bytes`."""
+        f = await self.resolve(f, workspace)
         if f.size is not None and f.size > self.max_bytes:
             raise InputError("image_too_big")
         if not f.url:
@@ -104,16 +103,16 @@ class SlackFiles:
                 log.warning("refused to send the bot token to %s (not a Slack file host)",
                             urlsplit(url).hostname)
                 raise InputError("image_untrusted_host")
-            body, url = await self._download(url)
+            body, url = await self._download(url, workspace.token)
             if body is not None:
                 return body
         raise InputError("image_download_failed")
 
-    async def _download(self, url: str) -> tuple[bytes | None, str]:
+    async def _download(self, url: str, token: str) -> tuple[bytes | None, str]:
         """(the bytes, url), or (None, where a redirect points): redirects are followed by
         `fetch`, which checks each target before it gets the token."""
         try:
-            async with self.http.stream("GET", url, headers={"Authorization": f"Bearer {self._token}"},
+            async with self.http.stream("GET", url, headers={"Authorization": f"Bearer {token}"},
                                         follow_redirects=False) as r:
                 if r.is_redirect and r.headers.get("location"):
                     return None, str(r.url.join(r.headers["location"]))
@@ -136,11 +135,11 @@ class SlackFiles:
         except httpx.TransportError as exc:
             raise InputError("image_download_failed", transient=True) from exc
 
-    async def prepare(self, src: ImageSource) -> ImageSource:
+    async def prepare(self, src: ImageSource, workspace: Workspace) -> ImageSource:
         """The source as Luma takes it: Slack files become base64 data + media type."""
         if src.slack_file is None or src.data is not None:
             return src
-        raw = await self.fetch(src.slack_file)
+        raw = await self.fetch(src.slack_file, workspace)
         try:
             prepared = await asyncio.get_running_loop().run_in_executor(self._decoder, prepare_image, raw)
         except ImageRejected as exc:
@@ -149,10 +148,15 @@ class SlackFiles:
             del raw
         return ImageSource(data=prepared.base64(), media_type=prepared.media_type)
 
-    async def materialize(self, params: GenerationParams) -> GenerationParams:
-        """Parameters ready to send: every Slack file downloaded and normalised."""
+    async def materialize(self, params: GenerationParams, *, team_id: str) -> GenerationParams:
+        """Parameters ready to send: every Slack file downloaded (with the bot token of the
+        workspace `team_id`) and normalised."""
         if params.source is None and not params.image_refs:
             return params
-        source = await self.prepare(params.source) if params.source else None
-        refs = [await self.prepare(r) for r in params.image_refs]
+        try:
+            workspace = await self.workspaces.get(team_id)
+        except NotInstalled:
+            raise InputError("image_no_access") from None
+        source = await self.prepare(params.source, workspace) if params.source else None
+        refs = [await self.prepare(r, workspace) for r in params.image_refs]
         return params.model_copy(update={"source": source, "image_refs": refs})

@@ -54,13 +54,16 @@ class Lumabot:
     """What the listeners work with (Bolt's `context["lumabot"]`)."""
 
     intake: Intake
-    slack: SlackNotifier   # who lumabot is in Slack: bot user, workspace, links
+    slack: SlackNotifier   # Slack for jobs and sessions: links into each workspace
     admins: Admins
     admin: AdminCommands
+    home_team: Callable[[], str] = lambda: ""   # single-token mode: the token's workspace
+    # lumabot was uninstalled from a workspace (its team id, enterprise id, the event)
+    uninstalled: Callable[[str, str | None, dict[str, Any]], Awaitable[None]] | None = None
 
     def team(self, body: dict[str, Any]) -> str:
         """The workspace that installed lumabot (its limits apply, whoever asks)."""
-        return installing_team(body, self.slack.team_id or "")
+        return installing_team(body, self.home_team())
 
 
 # -- work after the ack ------------------------------------------------------------------------
@@ -156,7 +159,8 @@ async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], respond:
         if verb == "session":
             answer_ = await lb.intake.session_command(team_id=lb.team(body), user_id=command["user_id"],
                                                       channel_id=command["channel_id"], args=words[1:])
-            return blocks.session_answer(answer_, lb.slack.team_url) if answer_ is not None else None
+            return (blocks.session_answer(answer_, await lb.slack.team_url(lb.team(body)))
+                    if answer_ is not None else None)
         return blocks.full_help(await lb.intake.limits_text(lb.team(body)))
 
     await answer(ack, await lb.intake.in_time(answer_of))
@@ -208,7 +212,7 @@ async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], 
     if kind == "edit":
         later(_edit_button(lb, client, respond, job_id, body["trigger_id"]), respond)
     elif kind == "delete":
-        later(_delete_button(lb, respond, job_id, user_id), respond)
+        later(_delete_button(lb, respond, job_id, lb.team(body), user_id), respond)
     else:
         text = await lb.intake.in_time(lambda: lb.intake.rerun(
             job_id, team_id=lb.team(body), user_id=user_id, max_model=kind == "max",
@@ -224,8 +228,9 @@ async def _edit_button(lb: Lumabot, client: Any, respond: Any, job_id: str, trig
     await open_modal(client, trigger_id, blocks.edit_modal(target.model_dump_json(exclude_none=True)), respond)
 
 
-async def _delete_button(lb: Lumabot, respond: Any, job_id: str, user_id: str) -> None:
-    await tell(respond, await lb.intake.delete(job_id, user_id=user_id, is_admin=await lb.admins.is_admin(user_id)))
+async def _delete_button(lb: Lumabot, respond: Any, job_id: str, team_id: str, user_id: str) -> None:
+    await tell(respond, await lb.intake.delete(job_id, user_id=user_id,
+                                               is_admin=await lb.admins.is_admin(team_id, user_id)))
 
 
 async def cancel_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
@@ -235,7 +240,7 @@ async def cancel_button(ack: Any, body: dict[str, Any], action: dict[str, Any], 
 
     async def cancel() -> None:
         await tell(respond, await lb.intake.cancel(action.get("value") or "", user_id=user_id,
-                                                   is_admin=await lb.admins.is_admin(user_id)))
+                                                   is_admin=await lb.admins.is_admin(lb.team(body), user_id)))
     later(cancel(), respond)
 
 
@@ -268,22 +273,26 @@ async def home(event: dict[str, Any], body: dict[str, Any], client: Any, context
 async def _publish_home(lb: Lumabot, client: Any, team_id: str, user_id: str) -> None:
     """App Home: the person's images and limits; for admins, the admin section too."""
     jobs, usage = await lb.intake.home(team_id, user_id)
+    team_url = await lb.slack.team_url(team_id)
     links = {j.id: link for j in jobs
-             if (link := blocks.permalink(lb.slack.team_url, j.channel_id, j.status_ts, j.thread_ts))}
-    section = await lb.admin.reports.home_section(team_id) if await lb.admins.is_admin(user_id) else None
+             if (link := blocks.permalink(team_url, j.channel_id, j.status_ts, j.thread_ts))}
+    admin = await lb.admins.is_admin(team_id, user_id)
+    section = await lb.admin.reports.home_section(team_id) if admin else None
     await client.views_publish(user_id=user_id, view=blocks.home_view(jobs, links, usage, admin=section))
 
 
 async def mention(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
-    await _message(event, body, client, context["lumabot"], mention=True)
+    await _message(event, body, client, context, mention=True)
 
 
 async def message(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
-    await _message(event, body, client, context["lumabot"], mention=False)
+    await _message(event, body, client, context, mention=False)
 
 
-async def _message(event: dict[str, Any], body: dict[str, Any], client: Any, lb: Lumabot, *, mention: bool) -> None:
-    msg = parse_message(event, body, bot_user_id=lb.slack.bot_user_id, team_id=lb.team(body))
+async def _message(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any, *, mention: bool) -> None:
+    lb: Lumabot = context["lumabot"]
+    bot_user_id = context.get("bot_user_id")   # who lumabot is in this workspace (Bolt's authorize)
+    msg = parse_message(event, body, bot_user_id=bot_user_id, team_id=lb.team(body))
     if msg is None:
         return
     try:
@@ -322,6 +331,14 @@ async def _vote(lb: Lumabot, event: dict[str, Any], *, on: bool) -> None:
             reaction=event.get("reaction", ""), on=on))
 
 
+async def uninstalled(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+    """app_uninstalled / tokens_revoked: the workspace's tokens go, its waiting jobs are cancelled."""
+    lb: Lumabot = context["lumabot"]
+    if lb.uninstalled is not None:
+        enterprise = body.get("enterprise_id") or context.get("enterprise_id")
+        await lb.uninstalled(lb.team(body), enterprise, event)
+
+
 async def ignore() -> None:
     """Events the manifest subscribes to that no feature handles yet: acked, nothing else."""
     return None
@@ -342,8 +359,8 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
     ("event", "message", message),
     ("event", "reaction_added", reaction_added),
     ("event", "reaction_removed", reaction_removed),
-    ("event", "app_uninstalled", ignore),
-    ("event", "tokens_revoked", ignore),
+    ("event", "app_uninstalled", uninstalled),
+    ("event", "tokens_revoked", uninstalled),
 ]
 
 

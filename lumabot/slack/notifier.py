@@ -31,7 +31,7 @@ from ..jobs.text import clip
 from ..ports import DeliveryError, Output, OutputExpired, PostKind, RememberFile, SessionRecap, SessionRules
 from ..metrics import Metrics
 from . import blocks
-from .admins import Installation
+from .workspaces import NotInstalled, Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -75,45 +75,36 @@ def classify(exc: BaseException) -> DeliveryError:
 
 
 class SlackNotifier:
-    def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient, metrics: Metrics | None = None,
+    def __init__(self, workspaces: Workspaces, http: httpx.AsyncClient, metrics: Metrics | None = None,
                  *, transfers: asyncio.Semaphore | None = None):
-        self.client = client
+        self.workspaces = workspaces   # each job's workspace and its Slack client
         self.http = http
         self.metrics = metrics
         self._transfers = transfers or asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
-        self._names: dict[str, str] = {}
-        # Who lumabot is in Slack (auth.test, at start).
-        self.bot_user_id: str | None = None
-        self.team_id: str | None = None   # the workspace the bot token belongs to
-        self.installation = Installation(None)  # the workspace (organisation) that installed lumabot
-        self.team_url: str | None = None  # https://<workspace>.slack.com/, for links
-        self.scopes: frozenset[str] | None = None  # the bot token's scopes (auth.test says)
+        self._names: dict[tuple[str, str], str] = {}
 
-    async def connect(self) -> dict:
-        """auth.test: who the bot token is (raises SlackApiError if Slack refuses it)."""
-        auth = await self.client.auth_test()
-        self.bot_user_id = auth.get("user_id")
-        self.team_id = auth.get("team_id")
-        self.installation = Installation(self.team_id, auth.get("enterprise_id") or None,
-                                         bool(auth.get("is_enterprise_install")))
-        self.team_url = auth.get("url")
-        scopes = (auth.headers or {}).get("x-oauth-scopes") or (auth.headers or {}).get("X-OAuth-Scopes")
-        self.scopes = None if scopes is None else frozenset(s.strip() for s in str(scopes).split(","))
-        return dict(auth.data) if isinstance(auth.data, dict) else {}
+    async def _client(self, team_id: str) -> AsyncWebClient:
+        """The client of the workspace `team_id`; lumabot no longer installed there is final."""
+        try:
+            return (await self.workspaces.get(team_id)).client
+        except NotInstalled:
+            raise DeliveryError("lumabot is no longer installed in that workspace", transient=False,
+                                no_access=True) from None
 
-    def reads_messages_in(self, channel_id: str) -> bool:
+    async def reads_messages_in(self, team_id: str, channel_id: str) -> bool:
         """Does lumabot get the messages of this conversation? Not in channels when it was
         installed with manifest.minimal.yml (no channels:history / groups:history)."""
-        if self.scopes is None:
-            return True  # Slack did not say: assume the full manifest
-        needed = {"C": "channels:history", "G": "groups:history", "D": "im:history"}.get(channel_id[:1])
-        return needed is None or needed in self.scopes
+        try:
+            return (await self.workspaces.get(team_id)).reads_messages_in(channel_id)
+        except NotInstalled:
+            return False
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:
         """Post the status message; returns its ts."""
+        client = await self._client(job.team_id)
         try:
-            resp = await self.client.chat_postMessage(
+            resp = await client.chat_postMessage(
                 channel=job.channel_id, thread_ts=job.thread_ts, text=blocks.status_text(job),
                 blocks=blocks.status_blocks(job), unfurl_links=False, unfurl_media=False,
                 metadata=_metadata(job, "status"),
@@ -127,13 +118,14 @@ class SlackNotifier:
         Slack already: looked up by its metadata, for recovery after a crash only (Slack limits
         conversations.history and .replies tightly)."""
         thread = job.thread_ts if kind == "status" else job.root_ts
+        client = await self._client(job.team_id)
         try:
             if thread is None:
-                resp = await self.client.conversations_history(
+                resp = await client.conversations_history(
                     channel=job.channel_id, oldest=f"{job.created_at - 1:.6f}", limit=100,
                     include_all_metadata=True)
             else:
-                resp = await self.client.conversations_replies(
+                resp = await client.conversations_replies(
                     channel=job.channel_id, ts=thread, limit=200, include_all_metadata=True)
         except SlackApiError as exc:
             if exc.response.get("error") == "thread_not_found":
@@ -153,50 +145,54 @@ class SlackNotifier:
         if not job.status_ts:
             return
         try:
-            await self.client.chat_update(channel=job.channel_id, ts=job.status_ts,
-                                          text=blocks.status_text(job), blocks=blocks.status_blocks(job))
+            client = await self._client(job.team_id)
+            await client.chat_update(channel=job.channel_id, ts=job.status_ts,
+                                     text=blocks.status_text(job), blocks=blocks.status_blocks(job))
         except Exception as exc:
             err = self._error("chat.update", exc)
             # A lost status update is cosmetic; the thread still gets the outcome.
             log.warning("status update failed: %s", err, extra={"job_id": job.id})
 
-    async def post_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+    async def post_message(self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         """A plain message from lumabot; returns its ts."""
+        client = await self._client(team_id)
         try:
-            resp = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts,
-                                                      text=clip(text), unfurl_links=False)
+            resp = await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                                 text=clip(text), unfurl_links=False)
         except Exception as exc:
             raise self._error("chat.postMessage", exc) from None
         return resp["ts"]
 
-    async def update_message(self, channel: str, ts: str, text: str) -> None:
+    async def update_message(self, team_id: str, channel: str, ts: str, text: str) -> None:
+        client = await self._client(team_id)
         try:
-            await self.client.chat_update(channel=channel, ts=ts, text=clip(text))
+            await client.chat_update(channel=channel, ts=ts, text=clip(text))
         except Exception as exc:
             raise self._error("chat.update", exc) from None
 
-    async def display_names(self, user_ids: list[str]) -> dict[str, str]:
+    async def display_names(self, team_id: str, user_ids: list[str]) -> dict[str, str]:
         """Each person's display name (users.info, cached), for text that must not notify
         them; the user id where Slack cannot say."""
         names: dict[str, str] = {}
         for uid in dict.fromkeys(user_ids):
-            if uid not in self._names:
+            if (team_id, uid) not in self._names:
                 try:
-                    user = (await self.client.users_info(user=uid))["user"]
+                    user = (await (await self._client(team_id)).users_info(user=uid))["user"]
                     profile = user.get("profile") or {}
-                    self._names[uid] = (profile.get("display_name") or profile.get("real_name")
-                                        or user.get("real_name") or user.get("name") or uid)
+                    self._names[team_id, uid] = (profile.get("display_name") or profile.get("real_name")
+                                                 or user.get("real_name") or user.get("name") or uid)
                 except Exception as exc:
                     log.info("users.info failed for a name: %s", slack_error_name(exc))
                     names[uid] = uid
                     continue
-            names[uid] = self._names[uid]
+            names[uid] = self._names[team_id, uid]
         return names
 
     async def post_failure(self, job: Job) -> None:
         """What went wrong, in the job's thread."""
+        client = await self._client(job.team_id)
         try:
-            await self.client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
+            await client.chat_postMessage(channel=job.channel_id, thread_ts=job.root_ts,
                                                text=blocks.failure_text(job), unfurl_links=False,
                                                metadata=_metadata(job, "failure"))
         except Exception as exc:
@@ -209,8 +205,9 @@ class SlackNotifier:
         if await self.respond(job.response_url, text):
             return True
         try:
-            await self.client.chat_postEphemeral(channel=job.channel_id, user=job.user_id, text=text,
-                                                 thread_ts=job.thread_ts)
+            client = await self._client(job.team_id)
+            await client.chat_postEphemeral(channel=job.channel_id, user=job.user_id, text=text,
+                                            thread_ts=job.thread_ts)
             return True
         except Exception as exc:
             log.warning("ephemeral message failed: %s", self._error("chat.postEphemeral", exc),
@@ -232,7 +229,7 @@ class SlackNotifier:
         """The buttons under a delivered image (once the image is in the thread, so they come
         after it). Returns the message ts; None if it could not be posted (cosmetic)."""
         try:
-            resp = await self.client.chat_postMessage(
+            resp = await (await self._client(job.team_id)).chat_postMessage(
                 channel=job.channel_id, thread_ts=job.root_ts, text=blocks.RESULT_ACTIONS_TEXT,
                 blocks=blocks.result_actions(job), metadata=_metadata(job, "actions"))
             return resp["ts"]
@@ -242,16 +239,17 @@ class SlackNotifier:
 
     async def delete_result(self, job: Job) -> None:
         """Remove the delivered image and its buttons from Slack."""
+        client = await self._client(job.team_id)
         try:
             if job.slack_file_id:
                 try:
-                    await self.client.files_delete(file=job.slack_file_id)
+                    await client.files_delete(file=job.slack_file_id)
                 except SlackApiError as exc:
                     if exc.response.get("error") != "file_not_found":
                         raise
             if job.actions_ts:
                 try:
-                    await self.client.chat_delete(channel=job.channel_id, ts=job.actions_ts)
+                    await client.chat_delete(channel=job.channel_id, ts=job.actions_ts)
                 except SlackApiError as exc:
                     if exc.response.get("error") != "message_not_found":
                         raise
@@ -268,46 +266,50 @@ class SlackNotifier:
 
     # -- sessions ----------------------------------------------------------------------------
     async def post_session_banner(self, session: Session, rules: SessionRules) -> str:
-        return await self.post_message(session.channel_id, blocks.session_banner(session, rules))
+        return await self.post_message(session.team_id, session.channel_id, blocks.session_banner(session, rules))
 
     async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
         """The recap, with the contact sheet when there is one (uploaded exactly once), then the
         banner marked ended. Participants are named, not mentioned: a recap notifies nobody."""
         session = recap.session
-        names = await self.display_names(recap.people + [job.user_id for job, _ in recap.top])
+        names = await self.display_names(session.team_id, recap.people + [job.user_id for job, _ in recap.top])
+        team_url = await self.team_url(session.team_id)
         top = [(job.params.prompt,
-                blocks.permalink(self.team_url, job.channel_id, job.status_ts, job.thread_ts),
+                blocks.permalink(team_url, job.channel_id, job.status_ts, job.thread_ts),
                 names[job.user_id], votes) for job, votes in recap.top]
         text = blocks.session_recap(recap, people=[names[u] for u in recap.people], top=top)
         if recap.contact_sheet:
             await self.upload_file(
-                channel=session.channel_id, thread_ts=None, content=recap.contact_sheet,
+                session.team_id, channel=session.channel_id, thread_ts=None, content=recap.contact_sheet,
                 filename="creative-session-contact-sheet.png", title="Contact sheet of the session",
                 known_file_id=session.recap_file_id, remember_file=remember_file,
                 initial_comment=text)
         else:
-            await self.post_message(session.channel_id, text)
+            await self.post_message(session.team_id, session.channel_id, text)
         if session.banner_ts:
-            await self.update_message(session.channel_id, session.banner_ts,
+            await self.update_message(session.team_id, session.channel_id, session.banner_ts,
                                       blocks.session_ended_banner(session))
 
     # -- direct messages (budget alerts, exports) --------------------------------------------
-    async def _dm_channel(self, user_id: str) -> str:
+    async def _dm_channel(self, team_id: str, user_id: str) -> str:
         """lumabot's DM channel with a person (conversations.open, scope im:write)."""
+        client = await self._client(team_id)
         try:
-            resp = await self.client.conversations_open(users=user_id)
+            resp = await client.conversations_open(users=user_id)
         except Exception as exc:
             raise self._error("conversations.open", exc) from None
         return resp["channel"]["id"]
 
-    async def send_dm(self, user_id: str, text: str) -> None:
-        await self.post_message(await self._dm_channel(user_id), text)
+    async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
+        await self.post_message(team_id, await self._dm_channel(team_id, user_id), text)
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
+    async def send_file_dm(self, team_id: str, user_id: str, filename: str, content: bytes | Path,
+                           comment: str) -> None:
         async def remember(_file_id: str) -> None:
             return None  # a report: uploading it again after a failure is harmless
 
-        await self.upload_file(channel=await self._dm_channel(user_id), thread_ts=None, content=content,
+        await self.upload_file(team_id, channel=await self._dm_channel(team_id, user_id), thread_ts=None,
+                               content=content,
                                filename=filename, title=filename, known_file_id=None,
                                remember_file=remember, initial_comment=comment)
 
@@ -319,12 +321,12 @@ class SlackNotifier:
         `remember_file(file_id)` must durably record the Slack file id before it is shared.
         """
         await self.upload_file(
-            channel=job.channel_id, thread_ts=job.root_ts, content=output.content,
+            job.team_id, channel=job.channel_id, thread_ts=job.root_ts, content=output.content,
             filename=blocks.image_filename(job.params.prompt, output.ext),
             title=blocks.alt_text(job.params.prompt), known_file_id=job.slack_file_id,
             remember_file=remember_file, deadline=deadline)
 
-    async def upload_file(self, *, channel: str, thread_ts: str | None, content: bytes | Path, filename: str,
+    async def upload_file(self, team_id: str, *, channel: str, thread_ts: str | None, content: bytes | Path, filename: str,
                           title: str, known_file_id: str | None,
                           remember_file: RememberFile,
                           initial_comment: str | None = None, deadline: float | None = None) -> None:
@@ -334,15 +336,16 @@ class SlackNotifier:
         Slack shares a completed upload asynchronously, so a completion that took effect (even
         one that answered an error) is waited for with files.info, until `deadline` (a Unix
         time), rather than uploaded again."""
+        client = await self._client(team_id)
         try:
             if known_file_id:
-                if await self._completed(known_file_id, channel, deadline):
+                if await self._completed(client, known_file_id, channel, deadline):
                     return
-                if await self._complete(known_file_id, title, channel, thread_ts, initial_comment,
+                if await self._complete(client, known_file_id, title, channel, thread_ts, initial_comment,
                                         deadline):
                     return
             length = len(content) if isinstance(content, bytes) else content.stat().st_size
-            step1 = await self.client.files_getUploadURLExternal(
+            step1 = await client.files_getUploadURLExternal(
                 filename=filename, length=length, alt_txt=title)
             file_id, upload_url = step1["file_id"], step1["upload_url"]
             await remember_file(file_id)
@@ -354,55 +357,42 @@ class SlackNotifier:
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)
-            if not await self._complete(file_id, title, channel, thread_ts, initial_comment, deadline):
+            if not await self._complete(client, file_id, title, channel, thread_ts, initial_comment, deadline):
                 raise DeliveryError("the upload was not completed", transient=True)
         except (DeliveryError, OutputExpired):
             raise
         except Exception as exc:
             raise self._error("files.completeUploadExternal", exc) from None
 
-    async def _completed(self, file_id: str, channel: str, deadline: float | None) -> bool:
+    async def _completed(self, client: AsyncWebClient, file_id: str, channel: str, deadline: float | None) -> bool:
         """True if an earlier completion of `file_id` took effect: the file is shared in
         `channel`, or will be (files.info knows it: the share is on its way), waited for until
         `deadline`. False if the upload was never completed."""
-        if await self._file_info(file_id) is None:
+        if await _file_info(client, file_id) is None:
             return False
-        if await self.share_ts(file_id, channel, until=deadline) is not None:
+        if await _share_ts_of(client, file_id, channel, until=deadline) is not None:
             return True
         raise DeliveryError("Slack has not shared the completed upload yet", transient=True)
 
-    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0,
-                       until: float | None = None) -> str | None:
+    async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         """The ts of the message that shares the file in `channel`, once files.info shows it
-        (polls for `wait` s, or until the Unix time `until`); None if it is not shared (yet)."""
-        loop = asyncio.get_running_loop()
-        stop = loop.time() + (wait if until is None else until - time.time())
-        delay = 0.2
-        while True:
-            info = await self._file_info(file_id)
-            ts = _share_ts(info, channel) if info is not None else None
-            if ts is not None or loop.time() >= stop:
-                return ts
-            await asyncio.sleep(min(delay, max(0.0, stop - loop.time())))
-            delay = min(delay * 2, 2.0)
+        (polls for `wait` s); None if it is not shared (yet)."""
+        return await _share_ts_of(await self._client(team_id), file_id, channel, wait=wait)
 
-    async def _file_info(self, file_id: str) -> dict | None:
-        """files.info's file object; None if Slack does not know the file (not completed)."""
+    async def team_url(self, team_id: str) -> str | None:
+        """The workspace's address (https://<workspace>.slack.com/), for links."""
         try:
-            info = await self.client.files_info(file=file_id)
-        except SlackApiError as exc:
-            if exc.response.get("error") in ("file_not_found", "file_deleted"):
-                return None
-            raise
-        return info.get("file") or {}
+            return (await self.workspaces.get(team_id)).url
+        except NotInstalled:
+            return None
 
-    async def _complete(self, file_id: str, title: str, channel: str, thread_ts: str | None,
+    async def _complete(self, client: AsyncWebClient, file_id: str, title: str, channel: str, thread_ts: str | None,
                         initial_comment: str | None, deadline: float | None) -> bool:
         """Complete an upload. True if the file is (or is about to be) in the thread; False if
         Slack does not have it (never uploaded): start a fresh upload. An error answer is
         checked with files.info: the completion may have taken effect anyway."""
         try:
-            await self.client.files_completeUploadExternal(
+            await client.files_completeUploadExternal(
                 files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
                 initial_comment=initial_comment)
             return True
@@ -412,11 +402,38 @@ class SlackNotifier:
                 raise self._error("files.completeUploadExternal", exc) from None
             log.info("completing upload %s answered %s: checking files.info", file_id,
                      exc.response.get("error") or exc.response.status_code)
-            if await self._completed(file_id, channel, deadline):
+            if await self._completed(client, file_id, channel, deadline):
                 return True
             if err.transient:
                 raise self._error("files.completeUploadExternal", exc) from None
             return False
+
+
+async def _share_ts_of(client: AsyncWebClient, file_id: str, channel: str, *, wait: float = 0.0,
+                       until: float | None = None) -> str | None:
+    """The ts of the message that shares the file in `channel`, once files.info shows it
+    (polls for `wait` s, or until the Unix time `until`); None if it is not shared (yet)."""
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + (wait if until is None else until - time.time())
+    delay = 0.2
+    while True:
+        info = await _file_info(client, file_id)
+        ts = _share_ts(info, channel) if info is not None else None
+        if ts is not None or loop.time() >= stop:
+            return ts
+        await asyncio.sleep(min(delay, max(0.0, stop - loop.time())))
+        delay = min(delay * 2, 2.0)
+
+
+async def _file_info(client: AsyncWebClient, file_id: str) -> dict | None:
+    """files.info's file object; None if Slack does not know the file (not completed)."""
+    try:
+        info = await client.files_info(file=file_id)
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("file_not_found", "file_deleted"):
+            return None
+        raise
+    return info.get("file") or {}
 
 
 async def _chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:

@@ -35,6 +35,8 @@ _WITHDRAW = sa.delete(jobs).where(jobs.c.id == param("id"), jobs.c.state == "que
                                   schema.UNSETTLED)
 _CANCEL = sa.update(jobs).where(jobs.c.id == param("id"), jobs.c.state == "queued", schema.UNSETTLED,
                                 jobs.c.cancelled_by.is_(None)).values(cancelled_by=param("by"))
+_WAITING_IN_TEAM = sa.select(jobs.c.id).where(jobs.c.team_id == param("team"), jobs.c.state == "queued",
+                                              schema.UNSETTLED, jobs.c.cancelled_by.is_(None))
 _CANCELLED = sa.select(jobs.c.id, jobs.c.cancelled_by).where(
     jobs.c.owner == param("replica"), schema.UNSETTLED, jobs.c.state == "queued", jobs.c.cancelled_by.is_not(None))
 _DELETED = sa.update(jobs).where(jobs.c.id == param("id")).values(deleted=True)
@@ -209,6 +211,13 @@ class JobStore:
         finished. Its runner's next move to `submitting` then fails with JobCancelled."""
         async with self.db.write() as tx:
             return await tx.execute(_CANCEL, id=job_id, by=user_id) == 1
+
+    async def cancel_waiting(self, team_id: str, by: str) -> list[str]:
+        """Cancel every job of the workspace that still waits for Luma (lumabot was
+        uninstalled there); the ids of those cancelled."""
+        async with self.db.write() as tx:
+            waiting = [r[0] for r in await tx.rows(_WAITING_IN_TEAM, team=team_id)]
+            return [job_id for job_id in waiting if await tx.execute(_CANCEL, id=job_id, by=by) == 1]
 
     async def cancel_requests(self, replica_id: str) -> list[tuple[str, str]]:
         """(job id, who cancelled) of this replica's waiting jobs that were cancelled."""

@@ -8,6 +8,8 @@ tests/store/test_upgrade.py compares a migrated database with it, on both databa
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -212,3 +214,68 @@ luma_submissions = sa.Table(
     sa.Column("at", _FLOAT, nullable=False),
 )
 sa.Index("luma_submissions_at", luma_submissions.c.account, luma_submissions.c.at)
+
+# -- Slack installations (OAuth mode) -----------------------------------------------------------
+# slack_sdk's SQLAlchemy installation and OAuth state stores read and write these (the Slack
+# side, slack/installations.py, runs them on this database). The columns are theirs
+# (`SQLAlchemyInstallationStore.build_*_table`, `SQLAlchemyOAuthStateStore.build_oauth_states_table`),
+# declared here so that they join this metadata and this migration chain without the store
+# importing Slack's SDK; tests/store/test_slack_tables.py checks that they still match.
+_ID, _S32, _S200, _S1000, _TIME = sa.Integer(), sa.String(32), sa.String(200), sa.String(1000), sa.DateTime()
+
+
+def _slack_columns(*middle: "sa.Column[Any]", tail: "tuple[sa.Column[Any], ...]" = (),
+                   flagged: "tuple[sa.Column[Any], ...]" = ()) -> "list[sa.Column[Any]]":
+    """An installation's or a bot's columns in slack_sdk's order: what both start with, `middle`,
+    the bot token's, `tail`, whether it is an org-wide install, `flagged`, and when it was made."""
+    return [
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("client_id", _S32, nullable=False),
+        sa.Column("app_id", _S32, nullable=False),
+        sa.Column("enterprise_id", _S32),
+        sa.Column("enterprise_name", _S200),
+        *middle,
+        sa.Column("team_id", _S32),
+        sa.Column("team_name", _S200),
+        sa.Column("bot_token", _S200),
+        sa.Column("bot_id", _S32),
+        sa.Column("bot_user_id", _S32),
+        sa.Column("bot_scopes", _S1000),
+        sa.Column("bot_refresh_token", _S200),
+        sa.Column("bot_token_expires_at", _TIME),
+        *tail,
+        sa.Column("is_enterprise_install", sa.Boolean(), default=False, nullable=False),
+        *flagged,
+        sa.Column("installed_at", _TIME, nullable=False, default=sa.func.now()),
+    ]
+
+
+slack_installations = sa.Table(
+    "slack_installations", metadata,
+    *_slack_columns(
+        sa.Column("enterprise_url", _S200),
+        tail=(sa.Column("user_id", _S32, nullable=False),
+              sa.Column("user_token", _S200),
+              sa.Column("user_scopes", _S1000),
+              sa.Column("user_refresh_token", _S200),
+              sa.Column("user_token_expires_at", _TIME),
+              sa.Column("incoming_webhook_url", _S200),
+              sa.Column("incoming_webhook_channel", _S200),
+              sa.Column("incoming_webhook_channel_id", _S200),
+              sa.Column("incoming_webhook_configuration_url", _S200)),
+        flagged=(sa.Column("token_type", _S32),)),
+    sa.Index("slack_installations_idx", "client_id", "enterprise_id", "team_id", "user_id", "installed_at"),
+)
+
+slack_bots = sa.Table(
+    "slack_bots", metadata,
+    *_slack_columns(),
+    sa.Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+)
+
+slack_oauth_states = sa.Table(
+    "slack_oauth_states", metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("state", _S200, nullable=False),
+    sa.Column("expire_at", _TIME, nullable=False),
+)

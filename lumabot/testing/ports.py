@@ -104,7 +104,7 @@ class MemoryNotifier:
         self.uploads.append(Upload(job.id, file_id, output.content,
                                    remembered_before_share=job.slack_file_id == file_id))
 
-    async def share_ts(self, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
+    async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         return f"share-{file_id}"
 
     async def post_actions(self, job: Job) -> str | None:
@@ -125,14 +125,15 @@ class MemoryNotifier:
         self.recaps.append(recap)
         self._post("recap", None, recap.session.channel_id)
 
-    async def send_dm(self, user_id: str, text: str) -> None:
+    async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         self._maybe_fail("send_dm")
         self.dms.append((user_id, text))
 
-    def reads_messages_in(self, channel_id: str) -> bool:
+    async def reads_messages_in(self, team_id: str, channel_id: str) -> bool:
         return True
 
-    async def send_file_dm(self, user_id: str, filename: str, content: bytes | Path, comment: str) -> None:
+    async def send_file_dm(self, team_id: str, user_id: str, filename: str, content: bytes | Path,
+                           comment: str) -> None:
         self._maybe_fail("send_file_dm")
         self.dm_files.append((user_id, filename, content if isinstance(content, bytes) else content.read_bytes(),
                               comment))
@@ -148,7 +149,7 @@ class MemoryInputs:
     def fail(self, error: InputError, times: int = 1) -> None:
         self._faults.extend([error] * times)
 
-    async def materialize(self, params: GenerationParams) -> GenerationParams:
+    async def materialize(self, params: GenerationParams, *, team_id: str) -> GenerationParams:
         if self._faults:
             raise self._faults.popleft()
         self.materialized.append(params)

@@ -32,7 +32,8 @@ def _same_type(context, inspected, metadata_column, inspected_type, metadata_typ
     if context.dialect.name != "sqlite":
         return None
     affinity = {"INTEGER": "INTEGER", "BOOLEAN": "INTEGER", "BIGINT": "INTEGER", "REAL": "REAL",
-                "FLOAT": "REAL", "TEXT": "TEXT", "BLOB": "BLOB"}
+                "FLOAT": "REAL", "TEXT": "TEXT", "BLOB": "BLOB", "VARCHAR": "TEXT",
+                "DATETIME": "NUMERIC", "TIMESTAMP": "NUMERIC"}
     seen = affinity.get(str(inspected_type).split("(")[0].upper())
     want = affinity.get(str(metadata_type.compile(dialect=context.dialect)).split("(")[0].upper())
     return seen != want

@@ -1,0 +1,288 @@
+"""OAuth mode (issue #23): "Add to Slack" through the real endpoints, two workspaces with the same
+channel and user ids served side by side, token rotation, uninstalling.
+
+Slack is `FakeSlackOrg`: one Web API host in front of a fake per workspace; the token says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from lumabot.app import LumaBot
+from lumabot.config import load_settings
+from lumabot.testing.fake_slack.oauth import FakeSlackOrg
+from lumabot.testing.store import job_ids
+
+from .conftest import FAST
+
+pytestmark = pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+
+REDIRECT = "https://lumabot.example.com/slack/oauth_redirect"
+
+
+@pytest.fixture
+async def org():
+    slack = FakeSlackOrg()
+    slack.add_workspace("T1", name="Acme")
+    slack.add_workspace("T2", name="Globex")
+    await slack.start()
+    yield slack
+    await slack.stop()
+
+
+class OAuthBot:
+    def __init__(self, bot: LumaBot, port: int, org: FakeSlackOrg):
+        self.bot, self.port, self.org = bot, port, org
+        self.base = f"http://127.0.0.1:{port}"
+        self.events = f"{self.base}/slack/events"
+
+    async def get(self, path: str, cookie: str | None = None) -> tuple[int, str, dict[str, str]]:
+        headers = {"Cookie": cookie} if cookie else {}
+        async with aiohttp.ClientSession(trust_env=False) as http:
+            async with http.get(self.base + path, headers=headers, allow_redirects=False) as resp:
+                return resp.status, await resp.text(), {k: v for k, v in resp.headers.items()}
+
+    async def install(self, team_id: str, *, user_id: str = "U1") -> str:
+        """A person clicks "Add to Slack", approves in `team_id`, and Slack sends them back:
+        the success page's text."""
+        status, page, headers = await self.get("/slack/install")
+        assert status == 200, page
+        authorize = _authorize_link(page)
+        cookie = headers["Set-Cookie"].split(";")[0]      # the browser keeps the state cookie
+        back = await self.org.approve(authorize, team_id, user_id=user_id)
+        assert back.startswith(REDIRECT)
+        status, page, _ = await self.get("/slack/oauth_redirect?" + urlsplit(back).query, cookie)
+        assert status == 200, page
+        return page
+
+    async def jobs(self):
+        store = self.bot.store
+        return [job for i in await job_ids(store) if (job := await store.jobs.get(i))]
+
+    async def wait(self, predicate, timeout: float = 10.0):
+        until = time.monotonic() + timeout
+        while True:
+            found = [job for job in await self.jobs() if predicate(job)]
+            if found:
+                return found[0]
+            assert time.monotonic() < until, f"no job matched: {await self.jobs()}"
+            await asyncio.sleep(0.01)
+
+
+def _authorize_link(page: str) -> str:
+    """The "Add to Slack" button's link on the install page."""
+    import html
+    import re
+
+    links = [html.unescape(m) for m in re.findall(r'<a href="([^"]+)"', page)]
+    assert len(links) == 1, page
+    return links[0]
+
+
+@pytest.fixture
+async def oauth_bot(org, luma, tmp_path, request):
+    started: list[LumaBot] = []
+
+    async def start(**extra: str) -> OAuthBot:
+        database = {"LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path / 'lumabot.db'}"}
+        if os.environ.get("LUMABOT_TEST_STORE") == "postgresql":
+            database["LUMABOT_DATABASE_URL"] = await request.getfixturevalue("pg_cluster").new_database()
+        env = {
+            "SLACK_CLIENT_ID": org.client_id, "SLACK_CLIENT_SECRET": org.client_secret,
+            "SLACK_SIGNING_SECRET": org.signing_secret, "SLACK_API_URL": org.api_url,
+            "SLACK_AUTHORIZE_URL": org.authorize_url, "SLACK_REDIRECT_URI": REDIRECT,
+            "LUMA_AGENTS_API_KEY": luma.api_key, "LUMA_BASE_URL": luma.base_url,
+            "LUMABOT_HOST": "127.0.0.1", **FAST, **database, **extra,
+        }
+        bot = LumaBot(load_settings(_env_file=None, **env))
+        port = await bot.serve_http(host="127.0.0.1", port=0)
+        await bot.start()
+        started.append(bot)
+        return OAuthBot(bot, port, org)
+
+    yield start
+    for bot in started:
+        await bot.stop()
+
+
+async def test_add_to_slack_asks_for_the_manifest_scopes_and_stores_the_workspace(org, oauth_bot):
+    from lumabot.scopes import REQUIRED_BOT_SCOPES
+
+    app = await oauth_bot()
+    page = await app.install("T1")
+    assert "lumabot is installed in <b>Acme</b>" in page and "https://app.slack.com/client/T1" in page
+    approval = org.approvals[-1]
+    assert approval.scopes == REQUIRED_BOT_SCOPES and approval.redirect_uri == REDIRECT
+    # The code was exchanged once, with the app's credentials and the same redirect URI.
+    assert len(org.exchanges) == 1 and org.exchanges[0]["redirect_uri"] == REDIRECT
+    bot = await app.bot.installations.bot("T1")
+    assert bot is not None and bot.bot_token == org.tokens("T1")[0] and bot.bot_user_id == "UBOTT1"
+    assert await app.bot.installations.bot("T2") is None
+
+
+async def test_a_reused_forged_or_cancelled_install_gets_an_error_page_and_stores_nothing(org, oauth_bot):
+    app = await oauth_bot()
+    status, page, headers = await app.get("/slack/install")
+    authorize = _authorize_link(page)
+    cookie = headers["Set-Cookie"].split(";")[0]
+    # Someone else's state (no cookie: a link sent to the installer).
+    back = await org.approve(authorize, "T1")
+    status, page, _ = await app.get("/slack/oauth_redirect?" + urlsplit(back).query)
+    assert status == 400 and "another browser" in page and "Nothing was installed" in page
+    assert await app.bot.installations.bot("T1") is None
+    # The browser that started it: installed (the refusal above did not use the state up)...
+    status, page, _ = await app.get("/slack/oauth_redirect?" + urlsplit(back).query, cookie)
+    assert status == 200, page
+    # ...once: the state is single use.
+    status, page, _ = await app.get("/slack/oauth_redirect?" + urlsplit(back).query, cookie)
+    assert status == 401 and "expired or was used already" in page
+    # A forged state.
+    status, page, _ = await app.get("/slack/oauth_redirect?code=x&state=forged", "slack-app-oauth-state=forged")
+    assert status == 401 and "expired or was used already" in page
+    # The person cancels on Slack's page.
+    status, page, headers = await app.get("/slack/install")
+    back = await org.approve(_authorize_link(page), "T2", cancel=True)
+    status, page, _ = await app.get("/slack/oauth_redirect?" + urlsplit(back).query,
+                                    headers["Set-Cookie"].split(";")[0])
+    assert "cancelled on Slack" in page and "Nothing was installed" in page
+    assert await app.bot.installations.bot("T2") is None
+    assert len(org.tokens("T1")) == 1   # one exchange only
+
+
+async def imagine(app: OAuthBot, team_id: str, prompt: str, **kw):
+    """A person in workspace `team_id` types /imagine (user U1 in C1, in every workspace)."""
+    response = await app.org.workspace(team_id).post_command(app.events, "/imagine", prompt,
+                                                             user_id="U1", channel_id="C1", **kw)
+    assert response.status == 200, response.body
+    return response
+
+
+def delivered(ws, job) -> list[bytes]:
+    """The image bytes in the job's thread of workspace `ws`."""
+    return [f.content for f in ws.files_in_thread("C1", job.root_ts)]
+
+
+async def test_two_workspaces_with_the_same_ids_each_get_their_own_images(org, luma, oauth_bot):
+    app = await oauth_bot()
+    await app.install("T1")
+    await app.install("T2")
+    acme, globex = org.workspace("T1"), org.workspace("T2")
+    await imagine(app, "T1", "a red kite")
+    await imagine(app, "T2", "a blue kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+    blue = await app.wait(lambda j: j.params.prompt == "a blue kite" and j.settled)
+    assert (red.team_id, blue.team_id) == ("T1", "T2")
+    by_prompt = {b["prompt"]: luma.output_bytes(g.id) for g in luma.generations.values()
+                 for b in [g.body]}
+    # Each image went to its own workspace's C1 thread, with that workspace's token.
+    assert delivered(acme, red) == [by_prompt["a red kite"]]
+    assert delivered(globex, blue) == [by_prompt["a blue kite"]]
+    assert all(f.content != by_prompt["a blue kite"] for f in acme.files)
+    assert all(f.content != by_prompt["a red kite"] for f in globex.files)
+    assert "a red kite" in acme.message("C1", red.status_ts).text
+    assert globex.message("C1", red.status_ts) is None or "a red kite" not in globex.message("C1", red.status_ts).text
+
+
+async def test_uninstalling_one_workspace_cancels_its_waiting_jobs_and_leaves_the_other_alone(org, luma, oauth_bot):
+    from lumabot.testing.fake_luma import Outcome
+    from lumabot.testing.fake_slack import app_uninstalled_event
+
+    app = await oauth_bot(LUMABOT_LUMA_CONCURRENCY="1")
+    await app.install("T1")
+    await app.install("T2")
+    acme, globex = org.workspace("T1"), org.workspace("T2")
+    # Globex's image holds Luma's one slot; Acme's waits in line behind it.
+    luma.script(Outcome(hold=True))
+    await imagine(app, "T2", "a blue kite")
+    blue = await app.wait(lambda j: j.params.prompt == "a blue kite" and j.generation_id is not None)
+    await imagine(app, "T1", "a red kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.status_ts is not None)
+    assert not red.generation_id
+
+    # Acme removes lumabot: Slack revokes its tokens, then tells the app.
+    org.uninstall("T1")
+    response = await acme.post_event(app.events, app_uninstalled_event())
+    assert response.status == 200
+    cancelled = await app.wait(lambda j: j.id == red.id and j.settled)
+    assert cancelled.cancelled_by == "uninstalled" and cancelled.generation_id is None
+    assert await app.bot.installations.bot("T1") is None
+
+    # Globex is untouched: its image lands when Luma finishes it.
+    luma.release(blue.generation_id)
+    blue = await app.wait(lambda j: j.id == blue.id and j.settled)
+    assert delivered(globex, blue) == [luma.output_bytes(blue.generation_id)]
+    assert [b["prompt"] for b in luma.creates] == ["a blue kite"]   # nothing of Acme's went to Luma
+
+    # Acme's later requests are refused without a crash, and nothing is recorded or sent.
+    before = len(await app.jobs())
+    response = await acme.post_command(app.events, "/imagine", "a green kite", user_id="U1", channel_id="C1")
+    assert response.status in (200, 401)
+    await imagine(app, "T2", "a yellow kite")   # the bot still answers Globex
+    await app.wait(lambda j: j.params.prompt == "a yellow kite" and j.settled)
+    assert len(await app.jobs()) == before + 1
+    assert "a green kite" not in [b["prompt"] for b in luma.creates]
+
+
+async def test_a_rotating_token_is_refreshed_before_it_expires(org, luma, oauth_bot):
+    org.token_rotation = True
+    org.token_lifetime = 30           # the installation's token expires within the rotation window
+    app = await oauth_bot()
+    await app.install("T1")
+    (first,) = org.tokens("T1")
+    org.token_lifetime = 43200        # refreshed tokens live 12 hours, as Slack's do
+    org.advance(31)                   # the first token has expired: using it is "token_expired"
+    await imagine(app, "T1", "a red kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+    assert red.state.value == "done"
+    acme = org.workspace("T1")
+    assert delivered(acme, red) == [luma.output_bytes(red.generation_id)]
+    tokens = org.tokens("T1")
+    assert len(tokens) == 2 and tokens[0] == first
+    assert [e.get("grant_type") for e in org.exchanges] == [None, "refresh_token"]   # refreshed once
+    bot = await app.bot.installations.bot("T1")
+    assert bot is not None and bot.bot_token == tokens[1]
+
+
+async def test_a_delivery_refreshes_a_token_about_to_expire(org, oauth_bot):
+    org.token_rotation = True
+    org.token_lifetime = 30
+    app = await oauth_bot()
+    await app.install("T1")
+    org.token_lifetime = 43200
+    workspace = await app.bot.workspaces.get("T1")   # what the runner asks before it posts
+    assert workspace.token == org.tokens("T1")[1]
+    assert (await workspace.client.auth_test())["team_id"] == "T1"
+
+
+def test_oauth_mode_says_what_is_missing():
+    from lumabot.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None, SLACK_CLIENT_ID="1111.2222", SLACK_SIGNING_SECRET="s",
+                      LUMA_AGENTS_API_KEY="luma-api-x", SLACK_APP_TOKEN="xapp-1")
+    text = str(refused.value)
+    assert "SLACK_CLIENT_SECRET is missing" in text and "SLACK_REDIRECT_URI is missing" in text
+    assert "unset SLACK_APP_TOKEN" in text and "SLACK_BOT_TOKEN is missing" not in text
+    settings = load_settings(_env_file=None, SLACK_CLIENT_ID="1111.2222", SLACK_CLIENT_SECRET="shh-client-secret",
+                             SLACK_SIGNING_SECRET="s", LUMA_AGENTS_API_KEY="luma-api-x",
+                             LUMABOT_PUBLIC_URL="https://lumabot.example.com/")
+    assert settings.oauth_mode and settings.redirect_uri() == "https://lumabot.example.com/slack/oauth_redirect"
+    assert "shh-client-secret" not in repr(settings)
+
+
+async def test_check_reports_oauth_mode_and_the_install_link(tmp_path, luma):
+    from lumabot.check import run_checks
+
+    settings = load_settings(_env_file=None, SLACK_CLIENT_ID="1111.2222", SLACK_CLIENT_SECRET="c",
+                             SLACK_SIGNING_SECRET="s", LUMA_AGENTS_API_KEY=luma.api_key,
+                             LUMA_BASE_URL=luma.base_url, LUMABOT_PUBLIC_URL="https://lumabot.example.com",
+                             LUMABOT_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    text = (await run_checks(settings)).render()
+    assert "OAuth mode" in text
+    assert "https://lumabot.example.com/slack/install" in text and "Redirect URL" in text
