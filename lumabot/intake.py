@@ -117,13 +117,13 @@ class Message:
     @property
     def key(self) -> str:
         """One job per Slack message, whatever Slack retries or the person edits."""
-        return f"msg:{self.channel_id}:{self.ts}"
+        return f"msg:{self.team_id}:{self.channel_id}:{self.ts}"
 
     @property
     def reply_key(self) -> str:
         """One reply per version of a message's text."""
         digest = hashlib.sha256(self.text.encode()).hexdigest()[:16]
-        return f"reply:{self.channel_id}:{self.ts}:{digest}"
+        return f"reply:{self.team_id}:{self.channel_id}:{self.ts}:{digest}"
 
 
 @dataclass
@@ -216,7 +216,8 @@ class Intake:
         except NotEnabled as exc:
             return await self._not_enabled(msg, exc)
         text = msg.text.strip()
-        if msg.images or (msg.in_thread and await self.store.images.is_lumabot_thread(msg.channel_id, msg.root)):
+        if msg.images or (msg.in_thread and await self.store.images.is_lumabot_thread(msg.team_id, msg.channel_id,
+                                                                                      msg.root)):
             return await self._edit_from_message(msg, text)
         if not text:
             return await self._once(msg, Reply(f"Tell me what to draw, e.g. `@lumabot a lighthouse at "
@@ -243,10 +244,10 @@ class Intake:
         if not msg.in_thread:
             if msg.is_dm:
                 return await self.on_mention(msg)
-            session = await self.sessions.running(msg.channel_id)
+            session = await self.sessions.running(msg.team_id, msg.channel_id)
             if session is None:
                 return None
-        elif not await self.store.images.is_lumabot_thread(msg.channel_id, msg.root):
+        elif not await self.store.images.is_lumabot_thread(msg.team_id, msg.channel_id, msg.root):
             return None
         try:
             await self.check_place(msg.team_id, msg.channel_id)
@@ -282,16 +283,16 @@ class Intake:
 
     async def _edit_from_message(self, msg: Message, text: str, *,
                                  session: Session | None = None) -> Reply | None:
-        session = session or await self.sessions.running(msg.channel_id)
+        session = session or await self.sessions.running(msg.team_id, msg.channel_id)
         images = msg.images
         refs: list[ImageSource] = []
         if images:
             if not text:
                 return await self._once(msg, Reply(ASK_WHAT_TO_CHANGE, where="thread", thread_ts=msg.root))
-            source = await self._source_for(images[0])
-            refs = [await self._source_for(f) for f in images[1:]]
+            source = await self._source_for(msg.team_id, images[0])
+            refs = [await self._source_for(msg.team_id, f) for f in images[1:]]
         else:
-            latest = await self.store.images.latest_in_thread(msg.channel_id, msg.root)
+            latest = await self.store.images.latest_in_thread(msg.team_id, msg.channel_id, msg.root)
             if latest is None:
                 return await self._once(msg, Reply(NO_IMAGE_IN_THREAD, thread_ts=msg.root))
             source = latest.as_source()
@@ -318,7 +319,7 @@ class Intake:
         await self.check_place(team_id, channel_id)
         if not text.strip():
             return EDIT_USAGE
-        latest = await self.store.images.latest_in_channel(channel_id)
+        latest = await self.store.images.latest_in_channel(team_id, channel_id)
         if latest is None:
             return NO_IMAGE_IN_CHANNEL
         try:
@@ -340,7 +341,7 @@ class Intake:
         if not images:
             return None
         return ShortcutTarget(channel_id=channel_id, thread_ts=thread_ts, response_url=response_url,
-                              source=await self._source_for(images[0]))
+                              source=await self._source_for(team_id, images[0]))
 
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
                                  text: str, model: str | None, dedupe_key: str) -> None:
@@ -391,7 +392,7 @@ class Intake:
         """Reroll (same prompt and parameters) or render again with uni-1-max, into the same
         thread. A double click or a retried action starts one job. Returns a message for the
         person when nothing starts."""
-        job = await self.store.jobs.get(job_id)
+        job = await self._job_of(team_id, job_id)
         if job is None or not job.root_ts:
             return "That image is no longer known to lumabot."
         if not await self.store.keys.claim(action_key, window=ACTION_WINDOW):
@@ -405,17 +406,17 @@ class Intake:
             return str(exc)
         return None
 
-    async def result_target(self, job_id: str) -> ShortcutTarget | None:
+    async def result_target(self, team_id: str, job_id: str) -> ShortcutTarget | None:
         """What the Edit button edits: that job's image, into its thread."""
-        job = await self.store.jobs.get(job_id)
+        job = await self._job_of(team_id, job_id)
         if job is None or not job.generation_id or job.deleted or not job.root_ts:
             return None
         return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts,
                               source=ImageSource(generation_id=job.generation_id))
 
-    async def delete(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
+    async def delete(self, job_id: str, *, team_id: str, user_id: str, is_admin: bool) -> str | None:
         """Delete a result: only the person who asked, or a workspace admin or owner."""
-        job = await self.store.jobs.get(job_id)
+        job = await self._job_of(team_id, job_id)
         if job is None or job.deleted:
             return None
         if job.user_id != user_id and not is_admin:
@@ -424,11 +425,11 @@ class Intake:
         await self.store.jobs.mark_deleted(job.id)
         return None
 
-    async def cancel(self, job_id: str, *, user_id: str, is_admin: bool) -> str | None:
+    async def cancel(self, job_id: str, *, team_id: str, user_id: str, is_admin: bool) -> str | None:
         """Cancel a job that waits for Luma (the requester, or a workspace admin): it leaves
         the line at once and nothing is spent. Returns a message for the person when it cannot
         be cancelled (already sent to Luma, or not theirs)."""
-        job = await self.store.jobs.get(job_id)
+        job = await self._job_of(team_id, job_id)
         if job is not None and job.cancelled_by:
             return None  # cancelled already (a double click): its status says so
         if job is None or job.state.finished:
@@ -461,9 +462,15 @@ class Intake:
         return await self.quotas.limits_text(team_id)
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _source_for(self, f: SlackFile) -> ImageSource:
+    async def _job_of(self, team_id: str, job_id: str) -> Job | None:
+        """A job of the workspace `team_id` (a button's job id): one of another workspace is
+        as if it did not exist."""
+        job = await self.store.jobs.get(job_id)
+        return job if job is not None and job.team_id == team_id else None
+
+    async def _source_for(self, team_id: str, f: SlackFile) -> ImageSource:
         """An image lumabot made is edited by generation id (no re-upload); others by file."""
-        known = await self.store.images.by_file(f.id)
+        known = await self.store.images.by_file(team_id, f.id)
         if known is not None and known.generation_id:
             return ImageSource(generation_id=known.generation_id)
         return ImageSource(slack_file=f)
@@ -471,13 +478,13 @@ class Intake:
     async def _remember_images(self, msg: Message) -> None:
         for f in msg.images:
             await self.store.images.record(KnownImage(
-                channel_id=msg.channel_id, thread_ts=msg.root, message_ts=msg.ts, origin="user",
+                team_id=msg.team_id, channel_id=msg.channel_id, thread_ts=msg.root, message_ts=msg.ts, origin="user",
                 slack_file_id=f.id, file=f, user_id=msg.user_id))
 
     async def _not_enabled(self, msg: Message, exc: NotEnabled) -> Reply | None:
         """Say where lumabot works, at most once per person per channel per hour (a busy
         channel is not spammed)."""
-        if await self.store.keys.claim(f"notice:{msg.channel_id}:{msg.user_id}", window=NOTICE_WINDOW):
+        if await self.store.keys.claim(f"notice:{msg.team_id}:{msg.channel_id}:{msg.user_id}", window=NOTICE_WINDOW):
             return Reply(str(exc), thread_ts=msg.thread_ts)
         return None
 

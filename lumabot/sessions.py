@@ -69,15 +69,15 @@ class Sessions:
             return await self.start(team_id=team_id, user_id=user_id, channel_id=channel_id,
                                     text=" ".join(args[1:]))
         if verb == "stop":
-            return await self.stop(channel_id=channel_id, user_id=user_id)
+            return await self.stop(team_id=team_id, channel_id=channel_id, user_id=user_id)
         if verb in ("", "status"):
-            return await self.status(channel_id)
+            return await self.status(team_id, channel_id)
         return ("Use `/luma session start [flags] [theme]`, `/luma session` (what is running) or "
                 "`/luma session stop`.")
 
     async def start(self, *, team_id: str, user_id: str, channel_id: str,
                     text: str) -> SessionAnswer | None:
-        running = await self.store.sessions.running(channel_id)
+        running = await self.store.sessions.running(team_id, channel_id)
         if running is not None:
             return AlreadyRunning(running)
         try:
@@ -88,7 +88,7 @@ class Sessions:
         session = Session(team_id=team_id, channel_id=channel_id, started_by=user_id,
                           flags=flags.model_dump(exclude_none=True), theme=theme.strip() or None)
         if not await self.store.sessions.create(session):
-            running = await self.store.sessions.running(channel_id)
+            running = await self.store.sessions.running(team_id, channel_id)
             return AlreadyRunning(running) if running else "A session is starting already."
         try:
             session.banner_ts = await self.notifier.post_session_banner(session, self.config)
@@ -104,8 +104,8 @@ class Sessions:
         log.info("session started", extra={"channel": channel_id})
         return None
 
-    async def status(self, channel_id: str) -> SessionAnswer:
-        session = await self.store.sessions.running(channel_id)
+    async def status(self, team_id: str, channel_id: str) -> SessionAnswer:
+        session = await self.store.sessions.running(team_id, channel_id)
         if session is None:
             return ("No creative session is running in this channel. Start one with "
                     "`/luma session start [flags] [theme]`, e.g. `/luma session start --ar 2:3 --max noir city`.")
@@ -114,16 +114,16 @@ class Sessions:
                               people=sorted({j.user_id for j in jobs}), spend=self._spend(jobs),
                               max_images=self.config.max_images)
 
-    async def stop(self, *, channel_id: str, user_id: str) -> str | None:
-        session = await self.store.sessions.running(channel_id)
+    async def stop(self, *, team_id: str, channel_id: str, user_id: str) -> str | None:
+        session = await self.store.sessions.running(team_id, channel_id)
         if session is None:
             return "No creative session is running in this channel."
         await self.end(session, f"stopped:{user_id}")
         return None
 
     # -- taking part ---------------------------------------------------------------------------
-    async def running(self, channel_id: str) -> Session | None:
-        return await self.store.sessions.running(channel_id)
+    async def running(self, team_id: str, channel_id: str) -> Session | None:
+        return await self.store.sessions.running(team_id, channel_id)
 
     async def full(self, session: Session) -> bool:
         """No more prompts: the session's accepted images reach the cap."""
@@ -134,11 +134,12 @@ class Sessions:
         session.last_prompt_at = time.time()
         await self.store.sessions.touch(session.id, session.last_prompt_at)
 
-    async def vote(self, *, channel_id: str, ts: str, user_id: str, reaction: str, on: bool) -> None:
+    async def vote(self, *, team_id: str, channel_id: str, ts: str, user_id: str, reaction: str,
+                   on: bool) -> None:
         """A star on a session image is a vote; removing it takes the vote back."""
         if reaction.split("::")[0] != self.config.vote_emoji:
             return
-        job = await self.store.jobs.for_message(channel_id, ts)
+        job = await self.store.jobs.for_message(team_id, channel_id, ts)
         if job is None or not job.session_id or job.state != JobState.DONE:
             return
         session = await self.store.sessions.get(job.session_id)

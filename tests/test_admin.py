@@ -243,8 +243,9 @@ async def test_retention_sweep_and_forget_keep_reports_right(start_bot, luma):
               state=JobState.DONE, settled=True, attempts=1, cost_usd=0.0404, created_at=old_at)
     await store.jobs.create(old)
     await store.sessions.save_thumbnail(old.id, b"thumb")
-    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
-                                        generation_id="g-old", slack_file_id="FOLD", created_at=old_at))
+    await store.images.record(KnownImage(team_id=team, channel_id="C1", thread_ts="1.0", origin="lumabot",
+                                         job_id=old.id, generation_id="g-old", slack_file_id="FOLD",
+                                         created_at=old_at))
     old_month = datetime.fromtimestamp(old_at, timezone.utc).strftime("%Y-%m")
     before = await admin(h, f"usage {old_month}")
     assert "<@U3>: 1 image · $0.04" in before
@@ -254,7 +255,7 @@ async def test_retention_sweep_and_forget_keep_reports_right(start_bot, luma):
     swept = await answered_later(h, "Retention sweep done")
     assert "1 job" in swept and "1 thumbnail" in swept and "1 image record" in swept
     assert await store.jobs.get(old.id) is None and await store.sessions.thumbnails([old.id]) == {}
-    assert await store.images.by_file("FOLD") is None
+    assert await store.images.by_file(team, "FOLD") is None
     assert await admin(h, f"usage {old_month}") == before  # the totals stay
     assert await store.jobs.get(one.id) is not None         # younger than 30 days
 

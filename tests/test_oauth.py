@@ -286,3 +286,48 @@ async def test_check_reports_oauth_mode_and_the_install_link(tmp_path, luma):
     text = (await run_checks(settings)).render()
     assert "OAuth mode" in text
     assert "https://lumabot.example.com/slack/install" in text and "Redirect URL" in text
+
+
+async def _answer(ws, timeout: float = 5.0) -> str:
+    """The private answer the person got through the request's response_url."""
+    until = time.monotonic() + timeout
+    while not ws.responses:
+        assert time.monotonic() < until, "no answer"
+        await asyncio.sleep(0.01)
+    return ws.responses[-1].text or ""
+
+
+async def test_nothing_crosses_between_workspaces_with_the_same_ids(org, luma, oauth_bot):
+    from lumabot.testing.fake_slack import block_actions_payload
+
+    app = await oauth_bot()
+    await app.install("T1")
+    await app.install("T2")
+    acme, globex = org.workspace("T1"), org.workspace("T2")
+    await imagine(app, "T1", "a red kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+    # /edit in Globex's C1 does not find Acme's image in Acme's C1.
+    response = await globex.post_command(app.events, "/edit", "make it night", user_id="U1", channel_id="C1")
+    assert "no image" in response.body.lower() or "couldn't find" in response.body.lower(), response.body
+    # A button carrying Acme's job id, clicked in Globex: as if the image did not exist.
+    for action in ("reroll", "max", "delete"):
+        globex.responses.clear()
+        payload = block_actions_payload(action, value=red.id, team_id="T2", user_id="U1", channel_id="C1",
+                                        message_ts=red.actions_ts, thread_ts=red.root_ts,
+                                        response_url=globex.new_response_url())
+        assert (await globex.post_interaction(app.events, payload)).status == 200
+        if action != "delete":
+            assert "no longer known" in await _answer(globex)
+    # A reply in Globex that names Acme's thread is not an edit of Acme's image.
+    await globex.user_posts(app.events, "make it night", channel="C1", user="U1", thread_ts=red.root_ts)
+    # A session in Acme's C1 makes no prompt of Globex's C1 messages.
+    response = await acme.post_command(app.events, "/luma", "session start", user_id="U1", channel_id="C1")
+    assert response.status == 200
+    await app.wait(lambda j: True)
+    await globex.user_posts(app.events, "a lighthouse", channel="C1", user="U1")
+    # Then a request Globex may make: the requests above were handled before it.
+    await imagine(app, "T2", "a blue kite")
+    await app.wait(lambda j: j.params.prompt == "a blue kite" and j.settled)
+    assert [b["prompt"] for b in luma.creates] == ["a red kite", "a blue kite"]
+    assert (await app.bot.store.jobs.get(red.id)).deleted is False
+    assert [f.deleted for f in acme.files] == [False]

@@ -70,7 +70,7 @@ async def test_start_banner_and_second_start_refused(harness):
 async def test_bad_session_flags_are_refused(harness):
     answer = await start(harness, "--style manga --ar 16:9 comics")
     assert "portrait" in answer
-    assert await harness.bot.store.sessions.running("C1") is None
+    assert await harness.bot.store.sessions.running("T0TEST", "C1") is None
 
 
 async def test_messages_become_prompts_with_session_defaults_and_theme(harness):
@@ -158,7 +158,7 @@ async def test_votes_status_stop_recap_and_contact_sheet(start_bot):
         expected = color_for_prompt(h.luma.generations[job.generation_id].body["prompt"])
         assert all(abs(a - b) <= 8 for a, b in zip(centre, expected)), (i, centre, expected)
     assert "is over" in h.slack.message("C1", banner(h).ts).text
-    assert await h.bot.store.sessions.running("C1") is None
+    assert await h.bot.store.sessions.running("T0TEST", "C1") is None
 
     # After the session, plain messages are plain messages again (a job would be recorded
     # before the ack, so once the post is answered, none is).
@@ -206,7 +206,7 @@ async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start
     # session is ended, with its recap, at start.
     store = open_store(h2.bot.settings.database_url)
     await store.open()
-    session = await store.sessions.running("C1")
+    session = await store.sessions.running("T0TEST", "C1")
     await store.sessions.touch(session.id, time.time() - 3601)
     await store.close()
     h3 = await start_bot()

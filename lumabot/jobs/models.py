@@ -70,6 +70,7 @@ class ImageSource(BaseModel):
 class KnownImage(BaseModel):
     """An image lumabot has seen: one it made, or one a person shared where it could see it."""
 
+    team_id: str                     # the installing workspace it was seen in
     channel_id: str
     thread_ts: str                   # the root of the thread that holds it
     message_ts: str | None = None

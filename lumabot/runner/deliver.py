@@ -59,6 +59,7 @@ class Deliverer:
                 job.actions_ts = await self.messages.find_posted(job, "actions")
             job.actions_ts = job.actions_ts or await self.notifier.post_actions(job)
         image = KnownImage(
+            team_id=job.team_id,
             channel_id=job.channel_id, thread_ts=job.root_ts or "", message_ts=share_ts, origin="lumabot",
             job_id=job.id, generation_id=job.generation_id, slack_file_id=job.slack_file_id,
             user_id=job.user_id)

@@ -210,7 +210,7 @@ async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], 
     await ack()
     kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
     if kind == "edit":
-        later(_edit_button(lb, client, respond, job_id, body["trigger_id"]), respond)
+        later(_edit_button(lb, client, respond, lb.team(body), job_id, body["trigger_id"]), respond)
     elif kind == "delete":
         later(_delete_button(lb, respond, job_id, lb.team(body), user_id), respond)
     else:
@@ -220,8 +220,8 @@ async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], 
         later(tell(respond, text))
 
 
-async def _edit_button(lb: Lumabot, client: Any, respond: Any, job_id: str, trigger_id: str) -> None:
-    target = await lb.intake.result_target(job_id)
+async def _edit_button(lb: Lumabot, client: Any, respond: Any, team_id: str, job_id: str, trigger_id: str) -> None:
+    target = await lb.intake.result_target(team_id, job_id)
     if target is None:
         await tell(respond, "That image can no longer be edited.")
         return
@@ -229,18 +229,18 @@ async def _edit_button(lb: Lumabot, client: Any, respond: Any, job_id: str, trig
 
 
 async def _delete_button(lb: Lumabot, respond: Any, job_id: str, team_id: str, user_id: str) -> None:
-    await tell(respond, await lb.intake.delete(job_id, user_id=user_id,
+    await tell(respond, await lb.intake.delete(job_id, team_id=team_id, user_id=user_id,
                                                is_admin=await lb.admins.is_admin(team_id, user_id)))
 
 
 async def cancel_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
     lb: Lumabot = context["lumabot"]
     await ack()
-    user_id = body["user"]["id"]
+    team_id, user_id = lb.team(body), body["user"]["id"]
 
     async def cancel() -> None:
-        await tell(respond, await lb.intake.cancel(action.get("value") or "", user_id=user_id,
-                                                   is_admin=await lb.admins.is_admin(lb.team(body), user_id)))
+        await tell(respond, await lb.intake.cancel(action.get("value") or "", team_id=team_id, user_id=user_id,
+                                                   is_admin=await lb.admins.is_admin(team_id, user_id)))
     later(cancel(), respond)
 
 
@@ -315,19 +315,19 @@ async def _say(client: Any, msg: Message, reply: Reply) -> None:
         log.warning("reply failed: %s", exc, extra={"channel": msg.channel_id})
 
 
-async def reaction_added(event: dict[str, Any], context: Any) -> None:
-    await _vote(context["lumabot"], event, on=True)
+async def reaction_added(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+    await _vote(context["lumabot"], event, body, on=True)
 
 
-async def reaction_removed(event: dict[str, Any], context: Any) -> None:
-    await _vote(context["lumabot"], event, on=False)
+async def reaction_removed(event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+    await _vote(context["lumabot"], event, body, on=False)
 
 
-async def _vote(lb: Lumabot, event: dict[str, Any], *, on: bool) -> None:
+async def _vote(lb: Lumabot, event: dict[str, Any], body: dict[str, Any], *, on: bool) -> None:
     item = event.get("item") or {}
     if item.get("type") == "message" and event.get("user"):
         await lb.intake.in_time(lambda: lb.intake.sessions.vote(
-            channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
+            team_id=lb.team(body), channel_id=item["channel"], ts=item["ts"], user_id=event["user"],
             reaction=event.get("reaction", ""), on=on))
 
 

@@ -19,14 +19,17 @@ def _latest(*where: sa.ColumnElement[bool]) -> sa.Select[tuple[object, ...]]:
     return sa.select(*IMAGE_SELECT).where(*where).order_by(images.c.id.desc()).limit(1)
 
 
-_IN_THREAD = _latest(images.c.channel_id == param("channel"), images.c.thread_ts == param("thread"))
-_IN_CHANNEL = _latest(images.c.channel_id == param("channel"))
-_BY_FILE = _latest(images.c.slack_file_id == param("file"), images.c.origin == "lumabot")
+# Every lookup is within one workspace (tenant): the same ids in another are other things.
+_IN_TEAM = images.c.team_id == param("team")
+_IN_THREAD = _latest(_IN_TEAM, images.c.channel_id == param("channel"), images.c.thread_ts == param("thread"))
+_IN_CHANNEL = _latest(_IN_TEAM, images.c.channel_id == param("channel"))
+_BY_FILE = _latest(_IN_TEAM, images.c.slack_file_id == param("file"), images.c.origin == "lumabot")
 _LUMABOT_THREAD = sa.union_all(
     sa.select(sa.literal(1)).select_from(jobs).where(
-        jobs.c.channel_id == param("channel"), jobs.c.status_ts == param("thread"), jobs.c.thread_ts.is_(None)),
+        jobs.c.team_id == param("team"), jobs.c.channel_id == param("channel"), jobs.c.status_ts == param("thread"),
+        jobs.c.thread_ts.is_(None)),
     sa.select(sa.literal(1)).select_from(images).where(
-        images.c.channel_id == param("channel"), images.c.thread_ts == param("thread"),
+        _IN_TEAM, images.c.channel_id == param("channel"), images.c.thread_ts == param("thread"),
         images.c.origin == "lumabot"),
 ).limit(1)
 
@@ -53,16 +56,16 @@ class ImageStore:
         row = await self.db.row(stmt, **params)
         return image_from_row(row) if row else None
 
-    async def latest_in_thread(self, channel_id: str, thread_ts: str) -> KnownImage | None:
-        return await self._one(_IN_THREAD, channel=channel_id, thread=thread_ts)
+    async def latest_in_thread(self, team_id: str, channel_id: str, thread_ts: str) -> KnownImage | None:
+        return await self._one(_IN_THREAD, team=team_id, channel=channel_id, thread=thread_ts)
 
-    async def latest_in_channel(self, channel_id: str) -> KnownImage | None:
-        return await self._one(_IN_CHANNEL, channel=channel_id)
+    async def latest_in_channel(self, team_id: str, channel_id: str) -> KnownImage | None:
+        return await self._one(_IN_CHANNEL, team=team_id, channel=channel_id)
 
-    async def by_file(self, slack_file_id: str) -> KnownImage | None:
+    async def by_file(self, team_id: str, slack_file_id: str) -> KnownImage | None:
         """The image lumabot made that was uploaded as this Slack file."""
-        return await self._one(_BY_FILE, file=slack_file_id)
+        return await self._one(_BY_FILE, team=team_id, file=slack_file_id)
 
-    async def is_lumabot_thread(self, channel_id: str, thread_ts: str) -> bool:
+    async def is_lumabot_thread(self, team_id: str, channel_id: str, thread_ts: str) -> bool:
         """A thread whose root is a lumabot status message, or that holds an image lumabot made."""
-        return await self.db.row(_LUMABOT_THREAD, channel=channel_id, thread=thread_ts) is not None
+        return await self.db.row(_LUMABOT_THREAD, team=team_id, channel=channel_id, thread=thread_ts) is not None

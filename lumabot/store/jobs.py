@@ -46,9 +46,10 @@ _LATENCIES = sa.select(jobs.c.model, jobs.c.type, jobs.c.completed_at - jobs.c.s
     jobs.c.state == "done", jobs.c.completed_at.is_not(None), jobs.c.submitted_at.is_not(None)).order_by(
     jobs.c.completed_at.desc()).limit(param("limit"))
 _FOR_MESSAGE = sa.select(*JOB_SELECT).where(
-    jobs.c.channel_id == param("channel"),
+    jobs.c.team_id == param("team"), jobs.c.channel_id == param("channel"),
     sa.or_(jobs.c.actions_ts == param("ts"), jobs.c.status_ts == param("ts"), jobs.c.id.in_(
-        sa.select(images.c.job_id).where(images.c.channel_id == param("channel"), images.c.message_ts == param("ts"),
+        sa.select(images.c.job_id).where(images.c.team_id == param("team"), images.c.channel_id == param("channel"),
+                                         images.c.message_ts == param("ts"),
                                          images.c.origin == "lumabot")))).limit(1)
 _RELEASE = sa.update(jobs).where(jobs.c.owner == param("replica"), schema.UNSETTLED).values(owner=None)
 _GONE = sa.delete(replicas).where(replicas.c.id == param("replica"))
@@ -242,9 +243,9 @@ class JobStore:
         newest first: what the poll planner learned, for a restart."""
         return [(r[0], r[1], float(r[2])) for r in await self.db.rows(_LATENCIES, limit=limit)]
 
-    async def for_message(self, channel_id: str, ts: str) -> Job | None:
+    async def for_message(self, team_id: str, channel_id: str, ts: str) -> Job | None:
         """The job whose image, buttons or status message is the message at `ts`."""
-        row = await self.db.row(_FOR_MESSAGE, channel=channel_id, ts=ts)
+        row = await self.db.row(_FOR_MESSAGE, team=team_id, channel=channel_id, ts=ts)
         return job_from_row(row) if row else None
 
     # -- replicas: ownership, heartbeats, takeover ----------------------------------------------

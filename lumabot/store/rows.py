@@ -25,7 +25,7 @@ SESSION_COLUMNS = ["id", "team_id", "channel_id", "started_by", "started_at", "f
                    "banner_ts", "last_prompt_at", "ended_at", "end_reason", "recap_file_id",
                    "recap_posted"]
 SESSION_SELECT = [schema.sessions.c[c] for c in SESSION_COLUMNS]
-IMAGE_COLUMNS = ["channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
+IMAGE_COLUMNS = ["team_id", "channel_id", "thread_ts", "message_ts", "origin", "job_id", "generation_id",
                  "slack_file_id", "file", "user_id", "created_at"]
 IMAGE_SELECT = [schema.images.c[c] for c in IMAGE_COLUMNS]
 

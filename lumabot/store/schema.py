@@ -66,7 +66,7 @@ sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql
 sa.Index("jobs_owner", jobs.c.owner, postgresql_where=UNSETTLED).ddl_if(dialect="postgresql")
 sa.Index("jobs_user_created", jobs.c.team_id, jobs.c.user_id, jobs.c.created_at)
 sa.Index("jobs_team_created", jobs.c.team_id, jobs.c.created_at)
-sa.Index("jobs_channel_status", jobs.c.channel_id, jobs.c.status_ts)
+sa.Index("jobs_channel_status", jobs.c.team_id, jobs.c.channel_id, jobs.c.status_ts)
 _IN_A_SESSION = jobs.c.session_id.is_not(None)
 sa.Index("jobs_session", jobs.c.session_id, sqlite_where=_IN_A_SESSION, postgresql_where=_IN_A_SESSION)
 
@@ -79,6 +79,7 @@ dedupe_keys = sa.Table(
 images = sa.Table(
     "images", metadata,
     sa.Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    sa.Column("team_id", _TEXT, nullable=False, server_default=""),   # the installing workspace
     sa.Column("channel_id", _TEXT, nullable=False),
     sa.Column("thread_ts", _TEXT, nullable=False),
     sa.Column("message_ts", _TEXT),
@@ -90,9 +91,10 @@ images = sa.Table(
     sa.Column("user_id", _TEXT),
     sa.Column("created_at", _FLOAT, nullable=False),
 )
-sa.Index("images_thread", images.c.channel_id, images.c.thread_ts, images.c.id)
-sa.Index("images_channel", images.c.channel_id, images.c.id)
-sa.Index("images_file", images.c.slack_file_id, images.c.channel_id, unique=True)
+# Every lookup names the workspace: the same channel id in two workspaces is two channels.
+sa.Index("images_thread", images.c.team_id, images.c.channel_id, images.c.thread_ts, images.c.id)
+sa.Index("images_channel", images.c.team_id, images.c.channel_id, images.c.id)
+sa.Index("images_file", images.c.team_id, images.c.slack_file_id, images.c.channel_id, unique=True)
 sa.Index("images_job", images.c.job_id).ddl_if(dialect="postgresql")
 
 sessions = sa.Table(
@@ -112,7 +114,8 @@ sessions = sa.Table(
     sa.Column("recap_posted", _BOOL, nullable=False, server_default=sa.false()),
 )
 _RUNNING = sessions.c.ended_at.is_(None)
-sa.Index("sessions_running", sessions.c.channel_id, unique=True, sqlite_where=_RUNNING, postgresql_where=_RUNNING)
+sa.Index("sessions_running", sessions.c.team_id, sessions.c.channel_id, unique=True, sqlite_where=_RUNNING,
+         postgresql_where=_RUNNING)
 
 votes = sa.Table(
     "votes", metadata,

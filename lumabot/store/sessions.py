@@ -21,7 +21,8 @@ _TOUCH = sa.update(sessions).where(sessions.c.id == param("id"), sessions.c.ende
 _END = sa.update(sessions).where(sessions.c.id == param("id"), sessions.c.ended_at.is_(None)).values(
     ended_at=param("at"), end_reason=param("reason"))
 _GET = sa.select(*SESSION_SELECT).where(sessions.c.id == param("id"))
-_RUNNING = sa.select(*SESSION_SELECT).where(sessions.c.channel_id == param("channel"), sessions.c.ended_at.is_(None))
+_RUNNING = sa.select(*SESSION_SELECT).where(sessions.c.team_id == param("team"), sessions.c.channel_id == param("channel"),
+                                            sessions.c.ended_at.is_(None))
 _UNFINISHED = sa.select(*SESSION_SELECT).where(sa.or_(sessions.c.ended_at.is_(None), sessions.c.recap_posted == sa.false()))
 _JOBS = sa.select(*JOB_SELECT).where(jobs.c.session_id == param("session")).order_by(jobs.c.created_at, jobs.c.id)
 _UNVOTE = sa.delete(votes).where(votes.c.job_id == param("job"), votes.c.user_id == param("user"))
@@ -74,8 +75,8 @@ class SessionStore:
         row = await self.db.row(_GET, id=session_id)
         return session_from_row(row) if row else None
 
-    async def running(self, channel_id: str) -> Session | None:
-        row = await self.db.row(_RUNNING, channel=channel_id)
+    async def running(self, team_id: str, channel_id: str) -> Session | None:
+        row = await self.db.row(_RUNNING, team=team_id, channel=channel_id)
         return session_from_row(row) if row else None
 
     async def unfinished(self) -> list[Session]:

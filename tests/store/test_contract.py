@@ -98,25 +98,36 @@ async def test_usage_counts_images_requests_and_charged_spend(store: Store):
 async def test_images_are_found_by_thread_channel_file_and_message(store: Store):
     made = job(state=JobState.DONE, status_ts="4.0")
     await store.jobs.create(made)
-    theirs = KnownImage(channel_id="C1", thread_ts="1.0", message_ts="1.5", origin="user",
+    theirs = KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", message_ts="1.5", origin="user",
                         slack_file_id="F1", file=SlackFile(id="F1", name="a.png"), user_id="U1",
                         created_at=1.0)
-    ours = KnownImage(channel_id="C1", thread_ts="1.0", message_ts="2.5", origin="lumabot", job_id=made.id,
+    ours = KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", message_ts="2.5", origin="lumabot",
+                      job_id=made.id,
                       generation_id="gen-1", slack_file_id="F2", created_at=2.0)
-    elsewhere = KnownImage(channel_id="C1", thread_ts="3.0", origin="user", slack_file_id="F3",
+    elsewhere = KnownImage(team_id="T1", channel_id="C1", thread_ts="3.0", origin="user", slack_file_id="F3",
                            created_at=3.0)
-    for image in (theirs, ours, elsewhere, theirs):  # recording twice is harmless
+    # Another workspace with the same channel id (and even the same file id): another channel.
+    other_team = KnownImage(team_id="T2", channel_id="C1", thread_ts="1.0", message_ts="9.5", origin="lumabot",
+                            job_id="other", generation_id="gen-9", slack_file_id="F2", created_at=9.0)
+    for image in (theirs, ours, elsewhere, theirs, other_team):  # recording twice is harmless
         await store.images.record(image)
-    assert (await store.images.latest_in_thread("C1", "1.0")).slack_file_id == "F2"
-    assert (await store.images.latest_in_channel("C1")).slack_file_id == "F3"
-    assert await store.images.latest_in_channel("C9") is None
-    assert (await store.images.by_file("F2")).generation_id == "gen-1"
-    assert await store.images.by_file("F1") is None  # only images lumabot made
-    assert await store.images.is_lumabot_thread("C1", "1.0")
-    assert not await store.images.is_lumabot_thread("C1", "3.0")
-    assert await store.images.is_lumabot_thread("C1", "4.0")  # the thread of a status message
-    assert (await store.jobs.for_message("C1", "2.5")).id == made.id
-    assert await store.jobs.for_message("C1", "7.7") is None
+    assert (await store.images.latest_in_thread("T1", "C1", "1.0")).slack_file_id == "F2"
+    assert (await store.images.latest_in_channel("T1", "C1")).slack_file_id == "F3"
+    assert await store.images.latest_in_channel("T1", "C9") is None
+    assert (await store.images.by_file("T1", "F2")).generation_id == "gen-1"
+    assert await store.images.by_file("T1", "F1") is None  # only images lumabot made
+    assert await store.images.is_lumabot_thread("T1", "C1", "1.0")
+    assert not await store.images.is_lumabot_thread("T1", "C1", "3.0")
+    assert await store.images.is_lumabot_thread("T1", "C1", "4.0")  # the thread of a status message
+    assert (await store.jobs.for_message("T1", "C1", "2.5")).id == made.id
+    assert await store.jobs.for_message("T1", "C1", "7.7") is None
+    # ...and nothing of T1's is found from T2, nor T2's from T1.
+    assert (await store.images.latest_in_thread("T2", "C1", "1.0")).generation_id == "gen-9"
+    assert (await store.images.by_file("T2", "F2")).generation_id == "gen-9"
+    assert (await store.images.latest_in_channel("T2", "C1")).generation_id == "gen-9"
+    assert not await store.images.is_lumabot_thread("T2", "C1", "4.0")
+    assert not await store.images.is_lumabot_thread("T3", "C1", "1.0")
+    assert await store.jobs.for_message("T2", "C1", "2.5") is None
 
 
 async def test_mark_deleted_touches_nothing_else(store: Store):
@@ -134,7 +145,14 @@ async def test_one_running_session_per_channel_and_its_life(store: Store):
                 theme="noir")
     assert await store.sessions.create(s)
     assert not await store.sessions.create(Session(team_id="T1", channel_id="C1", started_by="U2"))
-    assert (await store.sessions.running("C1")).id == s.id
+    assert (await store.sessions.running("T1", "C1")).id == s.id
+    # The same channel id in another workspace is another channel: a session of its own.
+    elsewhere = Session(team_id="T2", channel_id="C1", started_by="U1")
+    assert await store.sessions.create(elsewhere)
+    assert (await store.sessions.running("T2", "C1")).id == elsewhere.id
+    assert await store.sessions.end(elsewhere.id, 70.0, "idle")
+    elsewhere.ended_at, elsewhere.end_reason, elsewhere.recap_posted = 70.0, "idle", True
+    await store.sessions.save(elsewhere)
     s.banner_ts = "5.5"
     await store.sessions.save(s)
     assert (await store.sessions.get(s.id)).banner_ts == "5.5"
@@ -145,7 +163,7 @@ async def test_one_running_session_per_channel_and_its_life(store: Store):
     assert not await store.sessions.end(s.id, 90.0, "stopped:U1")  # only a running one ends
     ended = await store.sessions.get(s.id)
     assert (ended.ended_at, ended.end_reason) == (80.0, "idle")
-    assert await store.sessions.running("C1") is None
+    assert await store.sessions.running("T1", "C1") is None
     assert [o.id for o in await store.sessions.unfinished()] == [s.id]  # its recap is not posted yet
     ended.recap_posted = True
     await store.sessions.save(ended)
@@ -322,7 +340,7 @@ async def test_the_sweep_keeps_usage_totals_and_deletes_the_rest(store: Store):
     for j in (old, old_unsettled, new):
         await store.jobs.create(j)
     await store.sessions.save_thumbnail(old.id, b"png")
-    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
+    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
                                         generation_id="g", slack_file_id="F1", created_at=86400.0 * 3))
     before = await store.policy.usage("T1", 0, user_id="U1")
     removed = await store.policy.sweep(86400.0 * 5, period_cutoff=0)
@@ -345,7 +363,7 @@ async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymousl
     for j in (mine, theirs):
         await store.jobs.create(j)
     await store.sessions.save_thumbnail(mine.id, b"png")
-    await store.images.record(KnownImage(channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
+    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
                                         user_id="U7"))
     removed = await store.policy.forget("T1", "U7", "forgotten:abc")
     assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)

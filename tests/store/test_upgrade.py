@@ -94,6 +94,8 @@ def check_the_data(sync_conn) -> None:
     assert len(rows(sync_conn, "dedupe_keys", "key")) == 6
     images = rows(sync_conn, "images", "id")
     assert [(i[4], i[7]) for i in images] == [("lumabot", "F1"), ("user", "F9")]
+    # 0.1 served one workspace: every image is its (issue #23 scopes every lookup by workspace).
+    assert [r[0] for r in sync_conn.exec_driver_sql("SELECT team_id FROM images ORDER BY id")] == ["T1", "T1"]
     sessions = {r[0]: r for r in rows(sync_conn, "sessions", "id")}
     assert sessions["sess-1"][6] == "noir city" and sessions["sess-0"][11] == "F7"
     assert rows(sync_conn, "votes", "job_id")[0][:3] == ("job-edit", "U5", "sess-1")

@@ -29,7 +29,7 @@ async def test_a_job_goes_from_queued_to_its_image_in_the_thread(rig):
     assert len(rig.notifier.of("actions", job.id)) == 1
     # The status message changes only when what it shows changes: generating, then done.
     assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
-    image = await rig.store.images.by_file(upload.file_id)
+    image = await rig.store.images.by_file(job.team_id, upload.file_id)
     assert image is not None and image.generation_id == job.generation_id
 
 
