@@ -17,6 +17,7 @@ from .jobs.policy import Limits
 from .jobs.admission import Prices
 from .ports import SessionRules
 from .runner.record import RunnerConfig
+from .secrets import Sealer, parse_keys
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
 LUMA_BASE_URL_DEFAULT = "https://agents.lumalabs.ai/v1"
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     slack_authorize_url: str = _env("SLACK_AUTHORIZE_URL", SLACK_AUTHORIZE_URL_DEFAULT)
     # Token rotation: a bot token that expires within this many minutes is refreshed first.
     token_rotation_minutes: int = _env("LUMABOT_TOKEN_ROTATION_MINUTES", 120, ge=1, le=720)
+    # Fernet key(s), comma-separated (the first encrypts): bot tokens and Luma keys are
+    # encrypted in the database with it.
+    encryption_key: SecretStr | None = _env("LUMABOT_ENCRYPTION_KEY", None)
     # How long an "Add to Slack" link stays valid.
     install_link_seconds: int = _env("LUMABOT_INSTALL_LINK_SECONDS", 600, ge=60, le=86400)
     luma_api_key: SecretStr | None = _env("LUMA_AGENTS_API_KEY", None)
@@ -124,6 +128,13 @@ class Settings(BaseSettings):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value().strip():
+            parse_keys(v.get_secret_value())
+        return v if v is not None and v.get_secret_value().strip() else None
 
     @field_validator("luma_base_url")
     @classmethod
@@ -259,6 +270,11 @@ class Settings(BaseSettings):
         if self.slack_redirect_uri:
             return self.slack_redirect_uri
         return self.public_url.rstrip("/") + OAUTH_REDIRECT_PATH if self.public_url else None
+
+    def sealer(self) -> Sealer:
+        """What encrypts secrets at rest (nothing without LUMABOT_ENCRYPTION_KEY)."""
+        key = _secret(self.encryption_key)
+        return Sealer(parse_keys(key) if key else None)
 
     def client_secret(self) -> str:
         return _secret(self.slack_client_secret) or ""

@@ -17,6 +17,7 @@ import pytest
 from lumabot.app import LumaBot
 from lumabot.config import load_settings
 from lumabot.testing.fake_slack.oauth import FakeSlackOrg
+from lumabot.slack.workspaces import NotInstalled
 from lumabot.testing.store import job_ids
 
 from .conftest import FAST
@@ -331,3 +332,51 @@ async def test_nothing_crosses_between_workspaces_with_the_same_ids(org, luma, o
     assert [b["prompt"] for b in luma.creates] == ["a red kite", "a blue kite"]
     assert (await app.bot.store.jobs.get(red.id)).deleted is False
     assert [f.deleted for f in acme.files] == [False]
+
+
+async def test_tokens_are_encrypted_at_rest_with_the_encryption_key(org, luma, oauth_bot, tmp_path):
+    import sqlite3
+
+    from cryptography.fernet import Fernet
+
+    if os.environ.get("LUMABOT_TEST_STORE") == "postgresql":
+        pytest.skip("reads the SQLite file")
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=old)
+    await app.install("T1")
+    (token,) = org.tokens("T1")
+    with sqlite3.connect(tmp_path / "lumabot.db") as db:
+        stored = db.execute("SELECT bot_token FROM slack_bots UNION ALL SELECT bot_token FROM slack_installations").fetchall()
+    assert len(stored) == 2 and all(s[0].startswith("fernet:") and token not in s[0] for s in stored)
+    await app.bot.stop()
+    # A new key first, the old one kept: the stored tokens still open, lumabot works.
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=f"{new},{old}")
+    await imagine(app, "T1", "a red kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+    assert delivered(org.workspace("T1"), red) == [luma.output_bytes(red.generation_id)]
+
+
+def test_a_bad_encryption_key_is_a_configuration_error():
+    from lumabot.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_env_file=None, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
+                      LUMA_AGENTS_API_KEY="luma-api-x", LUMABOT_ENCRYPTION_KEY="not-a-key")
+    assert "LUMABOT_ENCRYPTION_KEY is invalid" in str(refused.value)
+    assert "Fernet.generate_key()" in str(refused.value) and "not-a-key" not in str(refused.value)
+
+
+async def test_a_key_that_opens_no_token_refuses_the_workspace_without_crashing(org, luma, oauth_bot):
+    from cryptography.fernet import Fernet
+
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=Fernet.generate_key().decode())
+    await app.install("T1")
+    await app.install("T2")
+    await app.bot.stop()
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=Fernet.generate_key().decode())   # the old key lost
+    response = await org.workspace("T1").post_command(app.events, "/imagine", "a red kite",
+                                                      user_id="U1", channel_id="C1")
+    assert response.status in (200, 401) and "a red kite" not in response.body
+    with pytest.raises(NotInstalled):
+        await app.bot.workspaces.get("T2")
+    assert await app.jobs() == [] and luma.creates == []

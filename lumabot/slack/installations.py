@@ -11,12 +11,14 @@ rotation). An uninstall deletes the workspace's tokens at once (`uninstalled`).
 
 from __future__ import annotations
 
+import copy
 import logging
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.oauth.installation_store import Bot
+from slack_sdk.oauth.installation_store import Bot, Installation
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.async_cacheable_installation_store import AsyncCacheableInstallationStore
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
@@ -24,10 +26,64 @@ from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..scopes import REQUIRED_BOT_SCOPES
+from ..secrets import Sealer
 from . import install_pages
 from ..config import INSTALL_PATH, OAUTH_REDIRECT_PATH, Settings
 
 log = logging.getLogger(__name__)
+
+
+_TOKENS = ("bot_token", "bot_refresh_token", "user_token", "user_refresh_token")
+T = TypeVar("T", Installation, Bot)
+
+
+class SealedInstallationStore(AsyncInstallationStore):
+    """An installation store whose tokens are encrypted in the database (LUMABOT_ENCRYPTION_KEY):
+    sealed on the way in, opened on the way out."""
+
+    def __init__(self, inner: AsyncInstallationStore, sealer: Sealer):
+        self.inner = inner
+        self.sealer = sealer
+
+    @property
+    def logger(self) -> logging.Logger:
+        return log
+
+    def _with(self, obj: T, change: Callable[[str | None], str | None]) -> T:
+        copied = copy.copy(obj)
+        for name in _TOKENS:
+            if hasattr(copied, name):
+                setattr(copied, name, change(getattr(copied, name)))
+        return copied
+
+    async def async_save(self, installation: Installation) -> None:
+        await self.inner.async_save(self._with(installation, self.sealer.seal))
+
+    async def async_save_bot(self, bot: Bot) -> None:
+        await self.inner.async_save_bot(self._with(bot, self.sealer.seal))
+
+    async def async_find_bot(self, *, enterprise_id: str | None, team_id: str | None,
+                             is_enterprise_install: bool | None = False) -> Bot | None:
+        bot = await self.inner.async_find_bot(enterprise_id=enterprise_id, team_id=team_id,
+                                              is_enterprise_install=is_enterprise_install)
+        return self._with(bot, self.sealer.open) if bot is not None else None
+
+    async def async_find_installation(self, *, enterprise_id: str | None, team_id: str | None,
+                                      user_id: str | None = None,
+                                      is_enterprise_install: bool | None = False) -> Installation | None:
+        found = await self.inner.async_find_installation(enterprise_id=enterprise_id, team_id=team_id,
+                                                         user_id=user_id, is_enterprise_install=is_enterprise_install)
+        return self._with(found, self.sealer.open) if found is not None else None
+
+    async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        await self.inner.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
+
+    async def async_delete_installation(self, *, enterprise_id: str | None, team_id: str | None,
+                                        user_id: str | None = None) -> None:
+        await self.inner.async_delete_installation(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id)
+
+    async def async_delete_all(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        await self.inner.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
 
 
 class Installations:
@@ -39,7 +95,8 @@ class Installations:
                                                      logger=log)
         self.states = AsyncSQLAlchemyOAuthStateStore(expiration_seconds=settings.install_link_seconds,
                                                      engine=None, logger=log)  # type: ignore[arg-type]
-        self.store = AsyncCacheableInstallationStore(self._sql)
+        # Tokens encrypted in the database (with LUMABOT_ENCRYPTION_KEY), plain in this cache.
+        self.store = AsyncCacheableInstallationStore(SealedInstallationStore(self._sql, settings.sealer()))
         self.rotator = AsyncTokenRotator(client_id=self.client_id, client_secret=settings.client_secret(),
                                          client=client)
         self.settings = AsyncOAuthSettings(

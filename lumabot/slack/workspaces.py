@@ -25,6 +25,7 @@ import aiohttp
 from slack_sdk.oauth.installation_store import Bot
 from slack_sdk.web.async_client import AsyncWebClient
 
+from ..secrets import SecretsLocked
 from .admins import Installation
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,11 @@ class InstalledWorkspaces:
             known = self._known.get(team_id)
             if known is not None and not _expiring(known):
                 return known
-            bot = await self.bots.bot(team_id)   # refreshed by the store when it is about to expire
+            try:
+                bot = await self.bots.bot(team_id)   # refreshed by the store when it is about to expire
+            except SecretsLocked as exc:
+                log.error("cannot read the workspace's bot token: %s", exc, extra={"team": team_id})
+                raise NotInstalled(team_id) from None
             if bot is None or not bot.bot_token:
                 self._known.pop(team_id, None)
                 raise NotInstalled(team_id)

@@ -223,8 +223,12 @@ sa.Index("luma_submissions_at", luma_submissions.c.account, luma_submissions.c.a
 # side, slack/installations.py, runs them on this database). The columns are theirs
 # (`SQLAlchemyInstallationStore.build_*_table`, `SQLAlchemyOAuthStateStore.build_oauth_states_table`),
 # declared here so that they join this metadata and this migration chain without the store
-# importing Slack's SDK; tests/store/test_slack_tables.py checks that they still match.
+# importing Slack's SDK; tests/store/test_slack_tables.py checks that they still match (the
+# token columns aside: wider here).
 _ID, _S32, _S200, _S1000, _TIME = sa.Integer(), sa.String(32), sa.String(200), sa.String(1000), sa.DateTime()
+# Tokens are TEXT rather than slack_sdk's VARCHAR(200): sealed (LUMABOT_ENCRYPTION_KEY), a
+# rotating token is longer than 200 characters.
+_SEALED = sa.Text()
 
 
 def _slack_columns(*middle: "sa.Column[Any]", tail: "tuple[sa.Column[Any], ...]" = (),
@@ -240,11 +244,11 @@ def _slack_columns(*middle: "sa.Column[Any]", tail: "tuple[sa.Column[Any], ...]"
         *middle,
         sa.Column("team_id", _S32),
         sa.Column("team_name", _S200),
-        sa.Column("bot_token", _S200),
+        sa.Column("bot_token", _SEALED),
         sa.Column("bot_id", _S32),
         sa.Column("bot_user_id", _S32),
         sa.Column("bot_scopes", _S1000),
-        sa.Column("bot_refresh_token", _S200),
+        sa.Column("bot_refresh_token", _SEALED),
         sa.Column("bot_token_expires_at", _TIME),
         *tail,
         sa.Column("is_enterprise_install", sa.Boolean(), default=False, nullable=False),
@@ -258,9 +262,9 @@ slack_installations = sa.Table(
     *_slack_columns(
         sa.Column("enterprise_url", _S200),
         tail=(sa.Column("user_id", _S32, nullable=False),
-              sa.Column("user_token", _S200),
+              sa.Column("user_token", _SEALED),
               sa.Column("user_scopes", _S1000),
-              sa.Column("user_refresh_token", _S200),
+              sa.Column("user_refresh_token", _SEALED),
               sa.Column("user_token_expires_at", _TIME),
               sa.Column("incoming_webhook_url", _S200),
               sa.Column("incoming_webhook_channel", _S200),

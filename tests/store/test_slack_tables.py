@@ -11,8 +11,12 @@ from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from lumabot.store import schema
 
 
+SEALED = {"bot_token", "bot_refresh_token", "user_token", "user_refresh_token"}  # TEXT here: encrypted
+
+
 def _shape(table: sa.Table) -> tuple:
-    columns = [(c.name, repr(c.type), c.nullable, c.primary_key) for c in table.columns]
+    columns = [(c.name, "token" if c.name in SEALED else repr(c.type), c.nullable, c.primary_key)
+               for c in table.columns]
     indexes = sorted((i.name, tuple(c.name for c in i.columns)) for i in table.indexes)
     return table.name, columns, indexes
 

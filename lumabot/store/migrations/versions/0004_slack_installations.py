@@ -31,11 +31,11 @@ def _bot_columns() -> list[sa.Column[Any]]:
 
 def _token_columns() -> list[sa.Column[Any]]:
     return [
-        sa.Column("bot_token", _S200),
+        sa.Column("bot_token", sa.Text()),
         sa.Column("bot_id", _S32),
         sa.Column("bot_user_id", _S32),
         sa.Column("bot_scopes", _S1000),
-        sa.Column("bot_refresh_token", _S200),
+        sa.Column("bot_refresh_token", sa.Text()),
         sa.Column("bot_token_expires_at", sa.DateTime()),
     ]
 
@@ -49,9 +49,9 @@ def upgrade() -> None:
         sa.Column("team_name", _S200),
         *_token_columns(),
         sa.Column("user_id", _S32, nullable=False),
-        sa.Column("user_token", _S200),
+        sa.Column("user_token", sa.Text()),
         sa.Column("user_scopes", _S1000),
-        sa.Column("user_refresh_token", _S200),
+        sa.Column("user_refresh_token", sa.Text()),
         sa.Column("user_token_expires_at", sa.DateTime()),
         sa.Column("incoming_webhook_url", _S200),
         sa.Column("incoming_webhook_channel", _S200),
