@@ -8,15 +8,29 @@ create until its generation is terminal at Luma. At most the concurrency, or the
 learned from a 429 "Too many concurrent jobs", is held; that ceiling is probed one higher after
 a probe period. Submissions are paced under the requests-per-minute allowance learned from
 Luma's X-RateLimit-* headers; after a 429 "Rate limit exceeded" nobody submits until the pause
-ends. Waiting jobs are served round-robin between people: the person served longest ago goes
-next, a person who starts waiting joins the back of the line of people (a retry, its front), and
-a person's own line is retries first (the latest first), then the rest in the order they came.
+ends. Waiting jobs are served round-robin between workspaces, then between the people of each:
+the workspace served longest ago goes next, and in it the person served longest ago; a workspace
+(a person) that starts waiting joins the back of the line of workspaces (of its people), a
+retry the front; a person's own line is retries first (the latest first), then the rest in the
+order they came. So one busy workspace cannot starve another, nor one person their colleagues.
+
+A waiting job is known by its line key, `workspace/person` (`line_key`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+
+def line_key(team_id: str, user_id: str) -> str:
+    """The line a job waits in: its person's, within its workspace's."""
+    return f"{team_id}/{user_id}"
+
+
+def team_of(key: str) -> str:
+    """The workspace of a line key (a key without one is a workspace of its own)."""
+    return key.split("/", 1)[0]
 
 
 def probe_period(rate_window: float) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.admission import Admission, AdmissionRules
+from ..jobs.slots import line_key
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
 from ..store import JobCancelled, JobLost, Store, StoreUnavailable
@@ -140,7 +141,7 @@ class Runner:
             count += len(batch)
             for job in batch:
                 if parks and job.state == JobState.QUEUED and job.status_ts and not job.cancelled_by:
-                    line.append((job.id, job.user_id, job.waiting_reason is not None))
+                    line.append((job.id, line_key(job.team_id, job.user_id), job.waiting_reason is not None))
                 else:
                     jobs.append(job)
             if len(batch) < want:
@@ -157,8 +158,8 @@ class Runner:
         for job in jobs:
             if job.state == JobState.GENERATING:
                 self.scheduler.hold(job.id)
-        for job_id, user_id, front in line:
-            self.scheduler.park(job_id, user_id, front=front, always=True)  # its task starts at its turn
+        for job_id, key, front in line:
+            self.scheduler.park(job_id, key, front=front, always=True)  # its task starts at its turn
         for job in jobs:
             self._start(job, resumed=True)
         if count:

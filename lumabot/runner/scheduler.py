@@ -3,9 +3,10 @@ ceiling, the requests-per-minute window, pauses after a 429, round-robin between
 its state in memory. Several replicas keep the same state in the database instead
 (shared_scheduler.py, store/slots.py).
 
-The line of people is an ordered dict (the person served longest ago first): a person who starts
-waiting joins at its back, a retry at its front, and a person let through goes to its back:
-the order jobs/slots.joins gives the database's line in numbers.
+The line is an ordered dict of workspaces (the one served longest ago first), each an ordered
+dict of its people (likewise): a workspace or a person who starts waiting joins at the back, a
+retry at the front, and one let through goes to the back: the order jobs/slots.joins gives the
+database's line in numbers. A job's line key (jobs/slots.line_key) says both.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Callable, Iterable, Protocol
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -54,24 +56,25 @@ class SlotScheduler(Protocol):
 
 
 probe_period = slots.probe_period
+T = TypeVar("T")
+
+
+def interleave(lines: Iterable[Iterable[T]]) -> Iterator[T]:
+    """The first of each line, then the second of each, and so on (lazily: costs what is
+    taken, plus one step per line)."""
+    its = deque(iter(line) for line in lines)
+    while its:
+        it = its.popleft()
+        for item in it:
+            yield item
+            its.append(it)
+            break
 
 
 def round_robin_front(queues: Iterable[Iterable[str]], limit: int) -> list[tuple[str, int]]:
-    """The first `limit` waiting jobs and their places in line (1 = next), from each person's
-    line of job ids in the order people take turns: the first of each line, then the second of
-    each, and so on. Costs what it returns (plus one step per person), not the whole line."""
-    lines = deque(iter(q) for q in queues)
-    out: list[tuple[str, int]] = []
-    while lines and len(out) < limit:
-        for _ in range(len(lines)):
-            if len(out) >= limit:
-                break
-            line = lines.popleft()
-            job_id = next(line, None)
-            if job_id is not None:
-                out.append((job_id, len(out) + 1))
-                lines.append(line)
-    return out
+    """The first `limit` waiting jobs and their places in line (1 = next), from each line of
+    job ids in the order the lines take turns."""
+    return [(job_id, n) for n, job_id in enumerate(islice(interleave(queues), limit), 1)]
 
 
 @dataclass(eq=False, slots=True)
@@ -92,7 +95,8 @@ class Scheduler:
         self.rate_limit: int | None = None
         self._recent: deque[float] = deque()  # when recent submissions were let through
         self._in_flight: set[str] = set()
-        self._queues: OrderedDict[str, deque[_Waiter]] = OrderedDict()  # user -> waiters, in turn order
+        # workspace -> person -> waiters, both in turn order
+        self._queues: OrderedDict[str, OrderedDict[str, deque[_Waiter]]] = OrderedDict()
         self._waiting = 0  # waiters in the queues (kept, not summed: it is read at every poll)
         self._parked: dict[str, _Waiter] = {}
         # Called with a parked job's id when its slot is granted (the runner starts its task).
@@ -208,7 +212,8 @@ class Scheduler:
 
     async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs and their places in line, in the round-robin order."""
-        return round_robin_front(((w.job_id for w in q) for q in self._queues.values()), limit)
+        return round_robin_front((interleave((w.job_id for w in q) for q in people.values())
+                                  for people in self._queues.values()), limit)
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
@@ -222,25 +227,35 @@ class Scheduler:
 
     # -- internals -----------------------------------------------------------------------------
     def _enqueue(self, waiter: _Waiter, front: bool) -> None:
-        queue = self._queues.get(waiter.user_key)
-        if queue is None:
-            queue = self._queues[waiter.user_key] = deque()
+        team = slots.team_of(waiter.user_key)
+        people = self._queues.get(team)
+        if people is None:
+            people = self._queues[team] = OrderedDict()
             if front:
-                self._queues.move_to_end(waiter.user_key, last=False)
+                self._queues.move_to_end(team, last=False)
+        queue = people.get(waiter.user_key)
+        if queue is None:
+            queue = people[waiter.user_key] = deque()
+            if front:
+                people.move_to_end(waiter.user_key, last=False)
         (queue.appendleft if front else queue.append)(waiter)
         self._waiting += 1
         self._dispatch()
 
     def _remove(self, waiter: _Waiter) -> None:
-        queue = self._queues.get(waiter.user_key)
-        if queue is not None:
+        team = slots.team_of(waiter.user_key)
+        people = self._queues.get(team)
+        queue = people.get(waiter.user_key) if people is not None else None
+        if people is not None and queue is not None:
             try:
                 queue.remove(waiter)
                 self._waiting -= 1
             except ValueError:
                 pass
             if not queue:
-                del self._queues[waiter.user_key]
+                del people[waiter.user_key]
+            if not people:
+                del self._queues[team]
 
     def _dispatch(self) -> None:
         if self._timer is not None:
@@ -253,14 +268,20 @@ class Scheduler:
                     self._timer = asyncio.get_running_loop().call_later(granted.wait, self._dispatch)
                     return
                 break
-            user_key, queue = next(iter(self._queues.items()))
+            team, people = next(iter(self._queues.items()))
+            user_key, queue = next(iter(people.items()))
             waiter = queue.popleft()
             self._waiting -= 1
-            # Round-robin: this user goes to the back of the line of users.
+            # Round-robin: this person goes to the back of their workspace's people, and the
+            # workspace to the back of the workspaces.
             if queue:
-                self._queues.move_to_end(user_key)
+                people.move_to_end(user_key)
             else:
-                del self._queues[user_key]
+                del people[user_key]
+            if people:
+                self._queues.move_to_end(team)
+            else:
+                del self._queues[team]
             if waiter.future is None:
                 if self._parked.pop(waiter.job_id, None) is None:
                     continue  # unparked meanwhile

@@ -11,6 +11,7 @@ from typing import Literal
 
 from ..jobs.identity import luma_user_id
 from ..jobs.models import GenerationParams, Job, JobState
+from ..jobs.slots import line_key
 from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from ..ports import InputError, InputFiles, LumaApi
 from .record import JobFailed, Parked, Recorder, Shutdown, log_context, rejected
@@ -35,16 +36,17 @@ class Submitter:
         the job must wait for a slot (`granted`: it was parked and its slot is now held)."""
         first_try = time.time()
         backoff = Backoff(self.config.retry_backoff)
+        line = line_key(job.team_id, job.user_id)   # its person's line, within its workspace's
         while True:
             if self.shutdown.stopping:
                 raise asyncio.CancelledError()
             front = job.waiting_reason is not None
             if granted:
                 granted = False
-            elif job.state == JobState.QUEUED and self.scheduler.park(job.id, job.user_id, front=front):
+            elif job.state == JobState.QUEUED and self.scheduler.park(job.id, line, front=front):
                 raise Parked()
             else:
-                await self.scheduler.acquire(job.id, job.user_id, front=front)
+                await self.scheduler.acquire(job.id, line, front=front)
             params = await self._prepare_inputs(job)
             if params is None:
                 self.scheduler.release(job.id)

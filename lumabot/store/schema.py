@@ -184,6 +184,7 @@ luma_waiting = sa.Table(
     sa.Column("job_id", _TEXT, primary_key=True),
     sa.Column("account", _TEXT, nullable=False),
     sa.Column("user_key", _TEXT, nullable=False),
+    sa.Column("team", _TEXT, nullable=False, server_default=""),   # the workspace of user_key
     sa.Column("front", _BOOL, nullable=False),
     sa.Column("seq", sa.BigInteger(), nullable=False),  # the account's turn counter when it joined
     sa.Column("replica", _TEXT),
@@ -194,10 +195,20 @@ IN_OWN_LINE = (luma_waiting.c.front.desc(),
 sa.Index("luma_waiting_line", luma_waiting.c.account, luma_waiting.c.user_key, luma_waiting.c.front.desc(),
          sa.text("(CASE WHEN front THEN -seq ELSE seq END)"))
 
+# Whose turn it is: the workspace served longest ago, then its person served longest ago.
 luma_turns = sa.Table(
     "luma_turns", metadata,
     sa.Column("account", _TEXT, primary_key=True),
     sa.Column("user_key", _TEXT, primary_key=True),
+    sa.Column("served", sa.BigInteger(), nullable=False),
+    sa.Column("team", _TEXT, nullable=False, server_default=""),
+)
+sa.Index("luma_turns_team", luma_turns.c.account, luma_turns.c.team, luma_turns.c.served)
+
+luma_team_turns = sa.Table(
+    "luma_team_turns", metadata,
+    sa.Column("account", _TEXT, primary_key=True),
+    sa.Column("team", _TEXT, primary_key=True),
     sa.Column("served", sa.BigInteger(), nullable=False),
 )
 

@@ -1,9 +1,9 @@
 """Luma's limits, held in the database for several replicas together (runner/shared_scheduler.py):
 the line of jobs waiting for a slot, the slots held, the requests-per-minute window, pauses after
-a 429, the learned concurrency ceiling and whose turn it is (round-robin between people). The
-rule is jobs/slots.py's, as for one process (runner/scheduler.py keeps the same state in memory):
-this store loads the state, asks the rule, and saves what it decided. Times are on the
-database's clock."""
+a 429, the learned concurrency ceiling and whose turn it is (round-robin between workspaces, then
+between the people of each). The rule is jobs/slots.py's, as for one process (runner/scheduler.py
+keeps the same state in memory): this store loads the state, asks the rule, and saves what it
+decided. Times are on the database's clock."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ..jobs import slots
 from ..jobs.slots import Ceiling
 from .dialects import now
 from .errors import JobLost
-from .schema import IN_OWN_LINE, jobs, luma_account, luma_slots, luma_submissions, luma_turns, luma_waiting
+from .schema import (IN_OWN_LINE, jobs, luma_account, luma_slots, luma_submissions, luma_team_turns, luma_turns,
+                     luma_waiting)
 from .sql import SLOTS_CHANGED, Database, Tx, param
 
 ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
@@ -40,7 +41,13 @@ _OLD_SUBMISSIONS = sa.delete(luma_submissions).where(luma_submissions.c.account 
                                                      luma_submissions.c.at <= param("before", sa.Float()))
 _IN_FLIGHT = sa.select(sa.func.count()).select_from(luma_slots).where(luma_slots.c.account == ACCOUNT)
 _RECENT = sa.select(luma_submissions.c.at).where(luma_submissions.c.account == ACCOUNT).order_by(luma_submissions.c.at)
-_NEXT_PERSON = sa.select(luma_turns.c.user_key).where(luma_turns.c.account == ACCOUNT).order_by(
+_TEAM_OTHERS_WAITING = sa.select(sa.literal(1)).where(
+    luma_waiting.c.account == ACCOUNT, luma_waiting.c.team == param("team"), luma_waiting.c.job_id != param("job")
+).limit(1)
+_NEXT_TEAM = sa.select(luma_team_turns.c.team).where(luma_team_turns.c.account == ACCOUNT).order_by(
+    luma_team_turns.c.served).limit(1)
+_NEXT_PERSON = sa.select(luma_turns.c.user_key).where(luma_turns.c.account == ACCOUNT,
+                                                      luma_turns.c.team == param("team")).order_by(
     luma_turns.c.served).limit(1)
 _NEXT_OF = sa.select(luma_waiting.c.job_id, luma_waiting.c.replica).where(
     luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user")).order_by(*IN_OWN_LINE).limit(1)
@@ -48,17 +55,22 @@ _LEAVE_LINE = sa.delete(luma_waiting).where(luma_waiting.c.job_id == param("job"
 _SUBMITTED = sa.insert(luma_submissions).values(account=ACCOUNT, at=now())
 _SERVED = sa.update(luma_turns).where(luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == param("user")).values(
     served=param("turn"))
+_TEAM_SERVED = sa.update(luma_team_turns).where(luma_team_turns.c.account == ACCOUNT,
+                                                luma_team_turns.c.team == param("team")).values(served=param("turn"))
 # A person whose line is empty leaves the turn order (coming back, they join at the back): the
 # next pick looks only at people with jobs waiting.
 _DONE_WAITING = sa.delete(luma_turns).where(
     luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == param("user"),
     ~sa.exists().where(luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user")))
+_TEAM_DONE_WAITING = sa.delete(luma_team_turns).where(
+    luma_team_turns.c.account == ACCOUNT, luma_team_turns.c.team == param("team"),
+    ~sa.exists().where(luma_waiting.c.account == ACCOUNT, luma_waiting.c.team == param("team")))
 _UNTOLD = sa.update(luma_slots).where(luma_slots.c.untold == param("replica")).values(untold=None).returning(
     luma_slots.c.job_id)
 _OWNED = sa.exists().where(jobs.c.id == param("job"), jobs.c.owner == param("replica"))
 _FREE = sa.delete(luma_slots).where(luma_slots.c.job_id == param("job"), _OWNED)
 _OUT_OF_LINE = sa.delete(luma_waiting).where(luma_waiting.c.job_id == param("job"), _OWNED).returning(
-    luma_waiting.c.user_key)
+    luma_waiting.c.user_key, luma_waiting.c.team)
 _PAUSE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(paused_until=sa.case(
     (luma_account.c.paused_until > now() + param("seconds", sa.Float()), luma_account.c.paused_until),
     else_=now() + param("seconds", sa.Float())))
@@ -70,14 +82,20 @@ _COUNTS = sa.select(sa.select(sa.func.count()).select_from(luma_waiting).where(
 
 
 def _front() -> sa.Select[tuple[str]]:
-    """The first `limit` jobs in line, in the order they will be let through: the first of each
-    person's line (people in turn order), then the second of each, and so on."""
+    """The first `limit` jobs in line, in the order they will be let through: each workspace's
+    own order (the first of each person's line, people in turn order, then the second of each,
+    and so on), and those interleaved, workspaces in turn order."""
     place = sa.func.row_number().over(partition_by=luma_waiting.c.user_key, order_by=IN_OWN_LINE).label("n")
-    lines = sa.select(luma_waiting.c.job_id, luma_waiting.c.user_key, place).where(
+    lines = sa.select(luma_waiting.c.job_id, luma_waiting.c.user_key, luma_waiting.c.team, place).where(
         luma_waiting.c.account == ACCOUNT).subquery("w")
-    return (sa.select(lines.c.job_id).select_from(lines.join(luma_turns, sa.and_(
-        luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == lines.c.user_key)))
-            .where(lines.c.n <= param("limit")).order_by(lines.c.n, luma_turns.c.served, luma_turns.c.user_key)
+    in_team = sa.func.row_number().over(partition_by=lines.c.team, order_by=(
+        lines.c.n, luma_turns.c.served, lines.c.user_key)).label("m")
+    teams = sa.select(lines.c.job_id, lines.c.team, in_team).select_from(lines.join(luma_turns, sa.and_(
+        luma_turns.c.account == ACCOUNT, luma_turns.c.user_key == lines.c.user_key))).where(
+        lines.c.n <= param("limit")).subquery("t")   # a job n-th in its person's line is at least n-th
+    return (sa.select(teams.c.job_id).select_from(teams.join(luma_team_turns, sa.and_(
+        luma_team_turns.c.account == ACCOUNT, luma_team_turns.c.team == teams.c.team)))
+            .where(teams.c.m <= param("limit")).order_by(teams.c.m, luma_team_turns.c.served, teams.c.team)
             .limit(param("limit")))
 
 
@@ -85,16 +103,22 @@ _FRONT = _front()
 
 
 @functools.cache
-def _upserts(insert: Any) -> tuple[Any, Any, Any, Any]:
-    """(join the turn order, wait in line, a grant, a slot held), in the dialect's INSERT."""
-    turn = insert(luma_turns).values(account=ACCOUNT, user_key=param("user"), served=param("served"))
+def _upserts(insert: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """(a person joins the turn order, a workspace joins it, wait in line, a grant, a slot held),
+    in the dialect's INSERT."""
+    turn = insert(luma_turns).values(account=ACCOUNT, user_key=param("user"), served=param("served"),
+                                     team=param("team"))
+    team_turn = insert(luma_team_turns).values(account=ACCOUNT, team=param("team"), served=param("served"))
     waiting = insert(luma_waiting).values(job_id=param("job"), account=ACCOUNT, user_key=param("user"),
-                                          front=param("front"), seq=param("seq"), replica=param("replica"))
+                                          team=param("team"), front=param("front"), seq=param("seq"),
+                                          replica=param("replica"))
     return (turn.on_conflict_do_update(index_elements=[luma_turns.c.account, luma_turns.c.user_key],
                                        set_={"served": turn.excluded.served}),
+            team_turn.on_conflict_do_update(index_elements=[luma_team_turns.c.account, luma_team_turns.c.team],
+                                            set_={"served": team_turn.excluded.served}),
             waiting.on_conflict_do_update(index_elements=[luma_waiting.c.job_id], set_={
                 "front": waiting.excluded.front, "user_key": waiting.excluded.user_key,
-                "replica": waiting.excluded.replica}),
+                "team": waiting.excluded.team, "replica": waiting.excluded.replica}),
             insert(luma_slots).values(job_id=param("job"), account=ACCOUNT, granted_at=now(),
                                       untold=param("replica")).on_conflict_do_nothing(),
             insert(luma_slots).values(job_id=param("job"), account=ACCOUNT, granted_at=now()).on_conflict_do_nothing())
@@ -103,21 +127,25 @@ def _upserts(insert: Any) -> tuple[Any, Any, Any, Any]:
 class SlotStore:
     def __init__(self, db: Database):
         self.db = db
-        self._join_turns, self._wait, self._grant, self._hold = _upserts(db.insert)
+        self._join_turns, self._team_joins, self._wait, self._grant, self._hold = _upserts(db.insert)
 
     async def enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:
         """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
-        person with nothing waiting goes to the back of the line of people (the front, for a
-        retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
+        workspace (a person) with nothing waiting goes to the back of the line of workspaces (of
+        its people; the front, for a retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
         job (fencing: a stale replica must not touch the slots of a job taken from it)."""
         async with self.db.write() as tx:
             if await tx.scalar(_OWNER, job=job_id) != replica_id:
                 raise JobLost(job_id)
             turn = int(await tx.scalar(_TURN))
             await tx.execute(_UNSLOT, job=job_id)
+            team, served = slots.team_of(user_key), slots.joins(turn, front=front)
+            if await tx.row(_TEAM_OTHERS_WAITING, team=team, job=job_id) is None:
+                await tx.execute(self._team_joins, team=team, served=served)
             if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id) is None:
-                await tx.execute(self._join_turns, user=user_key, served=slots.joins(turn, front=front))
-            await tx.execute(self._wait, job=job_id, user=user_key, front=front, seq=turn, replica=replica_id)
+                await tx.execute(self._join_turns, user=user_key, team=team, served=served)
+            await tx.execute(self._wait, job=job_id, user=user_key, team=team, front=front, seq=turn,
+                             replica=replica_id)
 
     async def dispatch(self, *, concurrency: int, rate_window: float, probe_period: float) -> tuple[list[str], float]:
         """Grant slots to the jobs whose turn it is, under every limit, for all replicas at
@@ -139,27 +167,32 @@ class SlotStore:
                                    paused_until=paused_until, now=clock, rate_window=rate_window)
             granted: list[str] = []
             while len(granted) < decision.count:
-                person = await tx.scalar(_NEXT_PERSON)
-                if person is None:
+                team = await tx.scalar(_NEXT_TEAM)
+                if team is None:
                     break
-                nxt = await tx.row(_NEXT_OF, user=person)
+                person = await tx.scalar(_NEXT_PERSON, team=team)
+                nxt = await tx.row(_NEXT_OF, user=person) if person is not None else None
                 if nxt is None:  # (a turn left behind: cannot happen, but must not stop the line)
-                    await tx.execute(_DONE_WAITING, user=person)
+                    if person is not None:
+                        await tx.execute(_DONE_WAITING, user=person)
+                    await tx.execute(_TEAM_DONE_WAITING, team=team)
                     continue
                 job_id, replica = nxt
-                await self._grant_one(tx, job_id, person, replica)
+                await self._grant_one(tx, job_id, team, person, replica)
                 granted.append(job_id)
             if granted:
                 await self.db.wake_replicas(tx, SLOTS_CHANGED)
             return granted, decision.wait if len(granted) == decision.count else 0.0
 
-    async def _grant_one(self, tx: Tx, job_id: str, user_key: str, replica: str | None) -> None:
+    async def _grant_one(self, tx: Tx, job_id: str, team: str, user_key: str, replica: str | None) -> None:
         turn = int(await tx.scalar(_TURN))
         await tx.execute(_LEAVE_LINE, job=job_id)
         await tx.execute(self._grant, job=job_id, replica=replica)
         await tx.execute(_SUBMITTED)
         await tx.execute(_SERVED, user=user_key, turn=turn)
+        await tx.execute(_TEAM_SERVED, team=team, turn=turn)
         await tx.execute(_DONE_WAITING, user=user_key)
+        await tx.execute(_TEAM_DONE_WAITING, team=team)
 
     async def granted_to(self, replica_id: str) -> list[str]:
         """The jobs of `replica_id` granted a slot since it last asked (each told once)."""
@@ -170,8 +203,9 @@ class SlotStore:
         """Free the job's slot (or its place in line), if `replica_id` still owns the job."""
         async with self.db.write() as tx:
             freed = await tx.execute(_FREE, job=job_id, replica=replica_id)
-            for (user_key,) in await tx.rows(_OUT_OF_LINE, job=job_id, replica=replica_id):
+            for user_key, team in await tx.rows(_OUT_OF_LINE, job=job_id, replica=replica_id):
                 await tx.execute(_DONE_WAITING, user=user_key)
+                await tx.execute(_TEAM_DONE_WAITING, team=team)
             if freed:
                 await self.db.wake_replicas(tx, SLOTS_CHANGED)
 

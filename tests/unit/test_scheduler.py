@@ -56,6 +56,31 @@ async def test_waiting_jobs_are_served_round_robin_across_people():
     await asyncio.gather(*tasks)
 
 
+async def test_workspaces_take_turns_then_their_people():
+    """A busy workspace (three people, many images) and a quiet one (one person): the quiet one
+    gets every other slot, and inside the busy one its people take turns."""
+    s = Scheduler(1, clock=Clock())
+    order, tasks = await granted(s, ("a1", "TA/alice"), ("a2", "TA/alice"), ("b1", "TA/bob"), ("c1", "TA/carol"),
+                                 ("b2", "TA/bob"), ("z1", "TZ/zoe"), ("z2", "TZ/zoe"), ("a3", "TA/alice"))
+    expected = ["a2", "z1", "b1", "z2", "c1", "a3", "b2"]
+    assert [job for job, _ in await s.front(10**6)] == expected
+    for _ in expected:
+        s.release(order[-1])
+        await asyncio.sleep(0)
+    assert order == ["a1", *expected]
+    await asyncio.gather(*tasks)
+
+
+async def test_the_same_person_id_in_two_workspaces_is_two_people():
+    s = Scheduler(1, clock=Clock())
+    order, tasks = await granted(s, ("t1 a", "T1/U1"), ("t1 b", "T1/U1"), ("t2 a", "T2/U1"), ("t1 c", "T1/U1"))
+    assert [job for job, _ in await s.front(10)] == ["t1 b", "t2 a", "t1 c"]   # not both of T1's U1 first
+    for _ in range(3):
+        s.release(order[-1])
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+
+
 async def test_a_retried_job_goes_to_the_front_of_the_line():
     s = Scheduler(1, clock=Clock())
     order, tasks = await granted(s, ("a", "U1"), ("b", "U2"))

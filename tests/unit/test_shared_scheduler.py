@@ -97,6 +97,29 @@ async def test_people_are_served_in_turn_across_replicas(pair):
     assert await a.store.db.rows(sa.select(luma_turns.c.user_key)) == []
 
 
+async def test_workspaces_take_turns_then_their_people_across_replicas(pair):
+    """As the in-process scheduler: a busy workspace does not starve a quiet one."""
+    from lumabot.store.schema import luma_team_turns
+
+    a, b = await pair(1), await pair(1)
+    holders = Holders()
+    holders.start(a, "a1", "TA/alice")
+    await eventually(lambda: holders.granted == ["a1"])
+    for replica, job, key in [(a, "a2", "TA/alice"), (b, "b1", "TA/bob"), (a, "c1", "TA/carol"),
+                              (b, "b2", "TA/bob"), (a, "z1", "TZ/zoe"), (b, "z2", "TZ/zoe"), (a, "a3", "TA/alice")]:
+        holders.start(replica, job, key)
+        await eventually(lambda: _waiting(a, job))
+    expected = ["a2", "z1", "b1", "z2", "c1", "a3", "b2"]
+    assert [job for job, _ in await a.front(10**6)] == expected
+    for n in range(2, 9):
+        last = holders.granted[-1]
+        for s in (a, b):
+            s.release(last)
+        await eventually(lambda: len(holders.granted) == n)
+    assert holders.granted == ["a1", *expected]
+    assert await a.store.db.rows(sa.select(luma_team_turns.c.team)) == []
+
+
 async def test_the_requests_per_minute_window_holds_across_replicas(pair):
     # A window far longer than the test: what holds the line back is the allowance, not time.
     a, b = await pair(10, rate_window=600.0), await pair(10, rate_window=600.0)
