@@ -67,7 +67,8 @@ class LumaBot:
         if settings.oauth_mode:
             self.installations = Installations(settings, self.slack)
             self.workspaces = InstalledWorkspaces(self.installations,
-                                                  web_client(settings.slack_api_url, self._slack_session))
+                                                  web_client(settings.slack_api_url, self._slack_session),
+                                                  self.store.tenants)
         else:
             self.workspaces = OneWorkspace(self.slack)
         self.metrics = Metrics()
@@ -109,7 +110,8 @@ class LumaBot:
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
                                    self.admins)
         listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin,
-                                                        home_team=self.home_team, uninstalled=self._uninstalled))
+                                                        home_team=self.home_team, uninstalled=self._uninstalled,
+                                                        seen=self._seen if self.installations else None))
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))
         self.ready = False
@@ -181,20 +183,34 @@ class LumaBot:
         OAuth mode: none (each request names its own)."""
         return self.workspaces.team_id if isinstance(self.workspaces, OneWorkspace) else ""
 
-    async def _uninstalled(self, team_id: str, enterprise_id: str | None, event: dict[str, Any]) -> None:
-        """app_uninstalled, or tokens_revoked for the bot: in OAuth mode its tokens are deleted at
-        once, and the workspace's jobs that wait for Luma are cancelled (nothing more is sent to
-        Luma for it); later requests from it are refused by Bolt's authorize."""
-        if self.installations is None or not team_id:
+    async def _seen(self, team_id: str, enterprise_id: str | None) -> None:
+        assert isinstance(self.workspaces, InstalledWorkspaces)
+        await self.workspaces.seen(team_id, enterprise_id)
+
+    async def _uninstalled(self, team_id: str, enterprise_id: str | None, org_wide: bool,
+                           event: dict[str, Any]) -> None:
+        """app_uninstalled, or tokens_revoked for the bot: in OAuth mode the installation's
+        tokens are deleted at once (an org-wide one: for every workspace of the organisation),
+        and its workspaces' jobs that wait for Luma are cancelled (nothing more is sent to Luma
+        for them); later requests from them are refused by Bolt's authorize."""
+        if self.installations is None or not (team_id or org_wide):
             return  # single-token mode: the operator replaces SLACK_BOT_TOKEN
         if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
             return  # user tokens only: lumabot keeps none
-        await self.installations.uninstalled(team_id, enterprise_id)
         assert isinstance(self.workspaces, InstalledWorkspaces)
-        self.workspaces.forget(team_id)
-        cancelled = await self.intake.workspace_gone(team_id)
-        log.info("lumabot was uninstalled from a workspace: its tokens are deleted, %d waiting job%s cancelled",
-                 cancelled, "" if cancelled == 1 else "s", extra={"team": team_id})
+        if org_wide and enterprise_id:
+            await self.installations.uninstalled(None, enterprise_id)
+            gone = await self.workspaces.of_enterprise(enterprise_id)
+        else:
+            await self.installations.uninstalled(team_id, enterprise_id)
+            gone = [team_id]
+        cancelled = 0
+        for team in gone:
+            self.workspaces.forget(team)
+            cancelled += await self.intake.workspace_gone(team)
+        log.info("lumabot was uninstalled from %d workspace%s: tokens deleted, %d waiting job%s cancelled",
+                 len(gone), "" if len(gone) == 1 else "s", cancelled, "" if cancelled == 1 else "s",
+                 extra={"team": team_id, "enterprise": enterprise_id})
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         self.runner.collect_metrics()

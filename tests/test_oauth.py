@@ -49,14 +49,14 @@ class OAuthBot:
             async with http.get(self.base + path, headers=headers, allow_redirects=False) as resp:
                 return resp.status, await resp.text(), {k: v for k, v in resp.headers.items()}
 
-    async def install(self, team_id: str, *, user_id: str = "U1") -> str:
+    async def install(self, team_id: str, *, user_id: str = "U1", org_wide: bool = False) -> str:
         """A person clicks "Add to Slack", approves in `team_id`, and Slack sends them back:
         the success page's text."""
         status, page, headers = await self.get("/slack/install")
         assert status == 200, page
         authorize = _authorize_link(page)
         cookie = headers["Set-Cookie"].split(";")[0]      # the browser keeps the state cookie
-        back = await self.org.approve(authorize, team_id, user_id=user_id)
+        back = await self.org.approve(authorize, team_id, user_id=user_id, org_wide=org_wide)
         assert back.startswith(REDIRECT)
         status, page, _ = await self.get("/slack/oauth_redirect?" + urlsplit(back).query, cookie)
         assert status == 200, page
@@ -90,14 +90,17 @@ def _authorize_link(page: str) -> str:
 async def oauth_bot(org, luma, tmp_path, request):
     started: list[LumaBot] = []
 
-    async def start(**extra: str) -> OAuthBot:
-        database = {"LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path / 'lumabot.db'}"}
-        if os.environ.get("LUMABOT_TEST_STORE") == "postgresql":
-            database["LUMABOT_DATABASE_URL"] = await request.getfixturevalue("pg_cluster").new_database()
+    database = {"LUMABOT_DATABASE_URL": f"sqlite:///{tmp_path / 'lumabot.db'}"}
+    if os.environ.get("LUMABOT_TEST_STORE") == "postgresql":
+        database["LUMABOT_DATABASE_URL"] = await request.getfixturevalue("pg_cluster").new_database()
+
+    async def start(slack: FakeSlackOrg | None = None, **extra: str) -> OAuthBot:
+        """lumabot in OAuth mode (the same database at every start of one test)."""
+        slack = slack or org
         env = {
-            "SLACK_CLIENT_ID": org.client_id, "SLACK_CLIENT_SECRET": org.client_secret,
-            "SLACK_SIGNING_SECRET": org.signing_secret, "SLACK_API_URL": org.api_url,
-            "SLACK_AUTHORIZE_URL": org.authorize_url, "SLACK_REDIRECT_URI": REDIRECT,
+            "SLACK_CLIENT_ID": slack.client_id, "SLACK_CLIENT_SECRET": slack.client_secret,
+            "SLACK_SIGNING_SECRET": slack.signing_secret, "SLACK_API_URL": slack.api_url,
+            "SLACK_AUTHORIZE_URL": slack.authorize_url, "SLACK_REDIRECT_URI": REDIRECT,
             "LUMA_AGENTS_API_KEY": luma.api_key, "LUMA_BASE_URL": luma.base_url,
             "LUMABOT_HOST": "127.0.0.1", **FAST, **database, **extra,
         }
@@ -105,7 +108,7 @@ async def oauth_bot(org, luma, tmp_path, request):
         port = await bot.serve_http(host="127.0.0.1", port=0)
         await bot.start()
         started.append(bot)
-        return OAuthBot(bot, port, org)
+        return OAuthBot(bot, port, slack)
 
     yield start
     for bot in started:
@@ -380,3 +383,60 @@ async def test_a_key_that_opens_no_token_refuses_the_workspace_without_crashing(
     with pytest.raises(NotInstalled):
         await app.bot.workspaces.get("T2")
     assert await app.jobs() == [] and luma.creates == []
+
+
+async def test_an_org_wide_install_serves_every_workspace_of_the_organisation(luma, oauth_bot):
+    """Enterprise Grid: installed once for organisation E1, lumabot serves its workspaces T1 and
+    T2 (requests carry both enterprise_id and team_id); after a restart too; an org-wide
+    uninstall removes it from both."""
+    from lumabot.testing.fake_slack import app_uninstalled_event
+
+    org = FakeSlackOrg()
+    grid = org.add_workspace("T1", name="Acme Sales", enterprise_id="E1")
+    await org.start()
+    try:
+        app = await oauth_bot(slack=org)
+        page = await app.install("T1", org_wide=True)
+        assert "lumabot is installed in <b>Org E1</b>" in page
+        bot = await app.bot.installations.bot("T2", "E1")
+        assert bot is not None and bot.is_enterprise_install and bot.team_id is None
+        await grid.post_command(app.events, "/imagine", "a red kite", user_id="U1", channel_id="C1")
+        await grid.post_command(app.events, "/imagine", "a blue kite", user_id="U7", channel_id="C2", team_id="T2")
+        red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+        blue = await app.wait(lambda j: j.params.prompt == "a blue kite" and j.settled)
+        assert (red.team_id, blue.team_id) == ("T1", "T2")
+        assert [f.content for f in grid.files_in_thread("C2", blue.root_ts)] == [luma.output_bytes(blue.generation_id)]
+        assert await app.bot.store.tenants.in_enterprise("E1") == ["T1", "T2"]
+        await app.bot.stop()
+
+        # After a restart the organisation of each workspace is known: T2's client is found
+        # before T2 sends anything.
+        app = await oauth_bot(slack=org)
+        workspace = await app.bot.workspaces.get("T2")
+        assert workspace.installation.enterprise_install and workspace.installation.enterprise_id == "E1"
+
+        org.uninstall("T1")
+        response = await grid.post_event(app.events, app_uninstalled_event())
+        assert response.status == 200
+        await app.wait(lambda j: True)
+        for team in ("T1", "T2"):
+            with pytest.raises(NotInstalled):
+                await app.bot.workspaces.get(team)
+        assert await app.bot.installations.bot("T2", "E1") is None
+    finally:
+        await org.stop()
+
+
+async def test_a_workspace_install_on_enterprise_grid_is_found_by_its_organisation(luma, oauth_bot):
+    org = FakeSlackOrg()
+    ws = org.add_workspace("T3", name="Initech", enterprise_id="E2")
+    await org.start()
+    try:
+        app = await oauth_bot(slack=org)
+        await app.install("T3")
+        await ws.post_command(app.events, "/imagine", "a green kite", user_id="U1", channel_id="C1")
+        job = await app.wait(lambda j: j.params.prompt == "a green kite" and j.settled)
+        assert [f.content for f in ws.files_in_thread("C1", job.root_ts)] == [luma.output_bytes(job.generation_id)]
+        assert await app.bot.store.tenants.enterprise_of("T3") == "E2"
+    finally:
+        await org.stop()

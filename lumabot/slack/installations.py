@@ -129,10 +129,14 @@ class Installations:
         self._sql.engine = engine
         self.states.engine = engine
 
-    async def bot(self, team_id: str) -> Bot | None:
-        """The workspace's bot, its token refreshed first when it expires within
-        LUMABOT_TOKEN_ROTATION_MINUTES; None if lumabot is not installed there."""
-        bot = await self.store.async_find_bot(enterprise_id=None, team_id=team_id)
+    async def bot(self, team_id: str, enterprise_id: str | None = None) -> Bot | None:
+        """The workspace's bot, as Bolt finds it: the workspace's own installation, else (on
+        Enterprise Grid) its organisation's org-wide one; its token refreshed first when it
+        expires within LUMABOT_TOKEN_ROTATION_MINUTES. None if lumabot is not installed there."""
+        bot = await self.store.async_find_bot(enterprise_id=enterprise_id, team_id=team_id)
+        if bot is None and enterprise_id is not None:
+            bot = await self.store.async_find_bot(enterprise_id=enterprise_id, team_id=None,
+                                                  is_enterprise_install=True)
         if bot is None or bot.bot_refresh_token is None:
             return bot
         refreshed = await self.rotator.perform_bot_token_rotation(
@@ -143,7 +147,8 @@ class Installations:
         log.info("refreshed the bot token of a workspace (token rotation)", extra={"team": team_id})
         return refreshed
 
-    async def uninstalled(self, team_id: str, enterprise_id: str | None = None) -> None:
-        """Delete the workspace's installation and tokens (app_uninstalled, tokens_revoked)."""
+    async def uninstalled(self, team_id: str | None, enterprise_id: str | None = None) -> None:
+        """Delete the installation and its tokens (app_uninstalled, tokens_revoked): a
+        workspace's, or with `team_id` None an organisation's org-wide one."""
         await self.store.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
 

@@ -58,8 +58,10 @@ class Lumabot:
     admins: Admins
     admin: AdminCommands
     home_team: Callable[[], str] = lambda: ""   # single-token mode: the token's workspace
-    # lumabot was uninstalled from a workspace (its team id, enterprise id, the event)
-    uninstalled: Callable[[str, str | None, dict[str, Any]], Awaitable[None]] | None = None
+    # lumabot was uninstalled from a workspace (its team id, enterprise id, org-wide?, the event)
+    uninstalled: Callable[[str, str | None, bool, dict[str, Any]], Awaitable[None]] | None = None
+    # OAuth mode: a request from a workspace (team id, Enterprise Grid organisation)
+    seen: Callable[[str, str | None], Awaitable[None]] | None = None
 
     def team(self, body: dict[str, Any]) -> str:
         """The workspace that installed lumabot (its limits apply, whoever asks)."""
@@ -335,8 +337,8 @@ async def uninstalled(event: dict[str, Any], body: dict[str, Any], context: Any)
     """app_uninstalled / tokens_revoked: the workspace's tokens go, its waiting jobs are cancelled."""
     lb: Lumabot = context["lumabot"]
     if lb.uninstalled is not None:
-        enterprise = body.get("enterprise_id") or context.get("enterprise_id")
-        await lb.uninstalled(lb.team(body), enterprise, event)
+        enterprise = context.get("enterprise_id") or body.get("enterprise_id")
+        await lb.uninstalled(lb.team(body), enterprise, bool(context.get("is_enterprise_install")), event)
 
 
 async def ignore() -> None:
@@ -366,8 +368,11 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
 
 def register(app: AsyncApp, lumabot: Lumabot) -> None:
     """Attach every listener of the table to `app`, with what they share."""
-    async def provide(context: Any, next: Callable[[], Awaitable[None]]) -> None:
+    async def provide(context: Any, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
         context["lumabot"] = lumabot
+        if lumabot.seen is not None and context.get("enterprise_id"):
+            # On Enterprise Grid: remember the workspace's organisation (once), for its jobs.
+            await lumabot.seen(lumabot.team(body), context.get("enterprise_id"))
         await next()
 
     app.middleware(provide)

@@ -95,17 +95,42 @@ class OneWorkspace:
 class BotStore(Protocol):
     """What InstalledWorkspaces needs of the installations (slack/installations.py)."""
 
-    async def bot(self, team_id: str) -> Bot | None: ...
+    async def bot(self, team_id: str, enterprise_id: str | None = None) -> Bot | None: ...
+
+
+class Organisations(Protocol):
+    """Which Enterprise Grid organisation each workspace belongs to (store/tenants.py)."""
+
+    async def remember(self, team_id: str, enterprise_id: str | None) -> None: ...
+    async def enterprise_of(self, team_id: str) -> str | None: ...
+    async def in_enterprise(self, enterprise_id: str) -> list[str]: ...
 
 
 class InstalledWorkspaces:
-    """The workspaces that installed lumabot with "Add to Slack" (OAuth mode)."""
+    """The workspaces that installed lumabot with "Add to Slack" (OAuth mode). On Enterprise
+    Grid a workspace is served by its own installation or by its organisation's org-wide one:
+    the organisation of each workspace is learned from its requests (`seen`) and kept."""
 
-    def __init__(self, bots: BotStore, client: ClientFactory):
+    def __init__(self, bots: BotStore, client: ClientFactory, orgs: Organisations):
         self.bots = bots
+        self.orgs = orgs
         self._client = client
         self._known: dict[str, Workspace] = {}
+        self._org_of: dict[str, str | None] = {}   # team -> organisation, as remembered
         self._locks: dict[str, asyncio.Lock] = {}
+
+    async def seen(self, team_id: str, enterprise_id: str | None) -> None:
+        """A request from workspace `team_id` of organisation `enterprise_id`: remembered
+        (written once) so that its jobs find its installation later, after a restart too."""
+        if not team_id or self._org_of.get(team_id, "?") == enterprise_id:
+            return
+        await self.orgs.remember(team_id, enterprise_id)
+        self._org_of[team_id] = enterprise_id
+
+    async def _enterprise(self, team_id: str) -> str | None:
+        if team_id not in self._org_of:
+            self._org_of[team_id] = await self.orgs.enterprise_of(team_id)
+        return self._org_of[team_id]
 
     async def get(self, team_id: str) -> Workspace:
         known = self._known.get(team_id)
@@ -115,8 +140,9 @@ class InstalledWorkspaces:
             known = self._known.get(team_id)
             if known is not None and not _expiring(known):
                 return known
+            enterprise = await self._enterprise(team_id)
             try:
-                bot = await self.bots.bot(team_id)   # refreshed by the store when it is about to expire
+                bot = await self.bots.bot(team_id, enterprise)   # refreshed when it is about to expire
             except SecretsLocked as exc:
                 log.error("cannot read the workspace's bot token: %s", exc, extra={"team": team_id})
                 raise NotInstalled(team_id) from None
@@ -130,7 +156,7 @@ class InstalledWorkspaces:
                 return known
             workspace = Workspace(
                 client=self._client(bot.bot_token),
-                installation=Installation(bot.team_id or team_id, bot.enterprise_id or None,
+                installation=Installation(bot.team_id or team_id, bot.enterprise_id or enterprise,
                                           bool(bot.is_enterprise_install)),
                 bot_user_id=bot.bot_user_id, scopes=frozenset(bot.bot_scopes or ()) or None,
                 expires_at=_expiry(bot))
@@ -141,6 +167,10 @@ class InstalledWorkspaces:
     def forget(self, team_id: str) -> None:
         """The workspace uninstalled lumabot (or revoked its token): never use its client again."""
         self._known.pop(team_id, None)
+
+    async def of_enterprise(self, enterprise_id: str) -> list[str]:
+        """The workspaces of an organisation lumabot has served."""
+        return await self.orgs.in_enterprise(enterprise_id)
 
 
 # A token is refreshed this long before it expires, at the latest (the store refreshes earlier:

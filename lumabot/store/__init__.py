@@ -9,7 +9,8 @@ The store is narrow stores by concern, each small enough to read in one sitting:
 - `policy`: each workspace's policy, its usage, reports, the export, retention and forgetting;
 - `sessions`: creative sessions, votes and thumbnails;
 - `slots`: Luma's limits shared by several replicas;
-- `keys`: dedupe keys and leases.
+- `keys`: dedupe keys and leases;
+- `tenants`: the workspaces served and their Enterprise Grid organisation.
 
 `open_store(url)` gives them all on one database."""
 
@@ -24,6 +25,7 @@ from .policy import PolicyStore
 from .sessions import SessionStore
 from .slots import SlotStore
 from .sql import Database
+from .tenants import TenantStore
 
 
 class Store:
@@ -37,6 +39,7 @@ class Store:
         self.policy = PolicyStore(db)
         self.sessions = SessionStore(db)
         self.slots = SlotStore(db)
+        self.tenants = TenantStore(db)
 
     @property
     def shared(self) -> bool:
@@ -75,4 +78,4 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
 
 
 __all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PolicyStore", "SessionStore",
-           "SlotStore", "Store", "StoreUnavailable", "open_store", "schema_status"]
+           "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

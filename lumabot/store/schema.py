@@ -168,6 +168,17 @@ usage_days = sa.Table(
     sa.Column("spend", _FLOAT, nullable=False),
 )
 
+# The workspaces lumabot has served, and the Enterprise Grid organisation of each (OAuth mode:
+# a workspace's bot is found by its organisation's installation when lumabot was installed
+# org-wide, or in a Grid workspace).
+tenants = sa.Table(
+    "tenants", metadata,
+    sa.Column("team_id", _TEXT, primary_key=True),
+    sa.Column("enterprise_id", _TEXT),
+    sa.Column("seen_at", _FLOAT, nullable=False),
+)
+sa.Index("tenants_enterprise", tenants.c.enterprise_id)
+
 # -- Luma's limits, shared by every replica (runner/shared_scheduler.py) ----------------------
 luma_account = sa.Table(
     "luma_account", metadata,

@@ -19,6 +19,12 @@ records and ids, which may overlap between workspaces: `C1` and `U1` in both):
   an expired token answers ``token_expired``, an unknown one ``invalid_auth``.
 - `uninstall(team_id)` revokes the workspace's tokens, as Slack does before it sends
   ``app_uninstalled``.
+- Enterprise Grid: a workspace added with `enterprise_id` is one of that organisation's; its
+  payloads carry ``enterprise_id``. `approve(..., org_wide=True)` installs lumabot for the whole
+  organisation: ``oauth.v2.access`` answers ``team: null`` and ``is_enterprise_install: true``,
+  and the one token works for every workspace of it. The organisation's Slack is played by the
+  fake of the workspace that approved (channels are the organisation's, as on Grid): requests
+  from its other workspaces are sent through it with their `team_id`.
 
 `advance(seconds)` moves the fake's clock (token expiry) forward.
 """
@@ -48,6 +54,7 @@ class _Code:
     scopes: list[str]
     issued: float
     used: bool = False
+    org_wide: bool = False
 
 
 @dataclass
@@ -138,13 +145,14 @@ class FakeSlackOrg:
 
     # -- the person on the authorize page -------------------------------------------------------
     async def approve(self, authorize_url: str, team_id: str, *, user_id: str = "U1",
-                      cancel: bool = False) -> str:
+                      cancel: bool = False, org_wide: bool = False) -> str:
         """A person opens the app's authorize link and approves (or cancels) in workspace
         `team_id`; returns where Slack sends their browser (the app's redirect URI with
         ``code`` and ``state``)."""
         assert self._session is not None, "start the fake first"
         url = authorize_url + ("&" if "?" in authorize_url else "?") + urlencode(
-            {"fake_team": team_id, "fake_user": user_id, "fake_cancel": "1" if cancel else ""})
+            {"fake_team": team_id, "fake_user": user_id, "fake_cancel": "1" if cancel else "",
+             "fake_org": "1" if org_wide else ""})
         async with self._session.get(url, allow_redirects=False) as resp:
             if resp.status != 302:
                 raise AssertionError(f"authorize page answered {resp.status}: {await resp.text()}")
@@ -166,7 +174,8 @@ class FakeSlackOrg:
             target = {"error": "access_denied", "state": q.get("state", "")}
         else:
             code = f"{int(self.now())}.{secrets.token_hex(12)}"
-            self._codes[code] = _Code(team_id, user_id, redirect, scopes, self.now())
+            self._codes[code] = _Code(team_id, user_id, redirect, scopes, self.now(),
+                                      org_wide=bool(q.get("fake_org")) and bool(self.enterprises.get(team_id)))
             target = {"code": code, "state": q.get("state", "")}
         raise web.HTTPFound(redirect + ("&" if "?" in redirect else "?") + urlencode(target))
 
@@ -201,15 +210,16 @@ class FakeSlackOrg:
         ws = self.workspaces[code.team_id]
         ws.scopes = list(code.scopes)
         enterprise = self.enterprises.get(code.team_id)
+        ws.enterprise_install = code.org_wide
         return {
             "ok": True, "app_id": self.app_id,
             "authed_user": {"id": code.user_id},
             "scope": ",".join(code.scopes), "token_type": "bot",
             **self._issue(code.team_id),
             "bot_user_id": ws.bot_user_id,
-            "team": {"id": ws.team_id, "name": ws.team_name},
+            "team": None if code.org_wide else {"id": ws.team_id, "name": ws.team_name},
             "enterprise": {"id": enterprise, "name": f"Org {enterprise}"} if enterprise else None,
-            "is_enterprise_install": False,
+            "is_enterprise_install": code.org_wide,
         }
 
     def _issue(self, team_id: str) -> dict[str, Any]:

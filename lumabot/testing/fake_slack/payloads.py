@@ -61,6 +61,7 @@ def slash_command_payload(
     api_app_id: str = "A0TEST",
     token: str = "verification-token",
     enterprise_id: str | None = None,
+    enterprise_install: bool = False,
     encoded: bool = False,
 ) -> dict[str, str]:
     """Form fields of a slash command as Slack sends them (an empty response_url is filled in by
@@ -81,7 +82,7 @@ def slash_command_payload(
         "command": command,
         "text": text,
         "api_app_id": api_app_id,
-        "is_enterprise_install": "false",
+        "is_enterprise_install": "true" if enterprise_install else "false",
         "response_url": response_url or "",
         "trigger_id": trigger_id or new_trigger_id(),
     }
@@ -100,12 +101,14 @@ def event_callback(
     event_time: int | None = None,
     token: str = "verification-token",
     enterprise_id: str | None = None,
+    enterprise_install: bool = False,
     is_ext_shared_channel: bool = False,
     installed_team_id: str | None = None,
 ) -> dict:
     """The full Events API envelope around `event`. In a Slack Connect channel `team_id` can
     be the other organisation's: `installed_team_id` is then the installing workspace, which
-    only `authorizations` names."""
+    only `authorizations` names. Installed org-wide on Enterprise Grid (`enterprise_install`),
+    the authorization names the organisation and no workspace."""
     return {
         "token": token,
         "team_id": team_id,
@@ -119,10 +122,10 @@ def event_callback(
         "authorizations": [
             {
                 "enterprise_id": enterprise_id,
-                "team_id": installed_team_id or team_id,
+                "team_id": None if enterprise_install else installed_team_id or team_id,
                 "user_id": bot_user_id,
                 "is_bot": True,
-                "is_enterprise_install": False,
+                "is_enterprise_install": enterprise_install,
             }
         ],
         "is_ext_shared_channel": is_ext_shared_channel,

@@ -105,7 +105,10 @@ class SlackPeer:
     def _team(self) -> dict[str, Any]:
         if self.fake is None:
             return {}
-        return {"team_id": self.fake.team_id}
+        team: dict[str, Any] = {"team_id": self.fake.team_id}
+        if self.fake.enterprise_id:   # a workspace of an Enterprise Grid organisation
+            team.update(enterprise_id=self.fake.enterprise_id, enterprise_install=self.fake.enterprise_install)
+        return team
 
     async def post_command(
         self,
