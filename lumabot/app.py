@@ -105,7 +105,7 @@ class LumaBot:
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
                              self.admins, self.alerts, ack_budget=settings.ack_budget)
-        self.retention = Retention(self.store, self.quotas, self.home_team)
+        self.retention = Retention(self.store, self.quotas)
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
                                    self.admins)

@@ -440,3 +440,44 @@ async def test_a_workspace_install_on_enterprise_grid_is_found_by_its_organisati
         assert await app.bot.store.tenants.enterprise_of("T3") == "E2"
     finally:
         await org.stop()
+
+
+async def test_each_workspace_keeps_its_own_history_and_can_forget_all_of_it(org, luma, oauth_bot):
+    """Retention and forgetting per workspace: Acme's admin keeps history 1 day and then deletes
+    everything of Acme; Globex's history (same ids) stays."""
+    app = await oauth_bot()
+    await app.install("T1")
+    await app.install("T2")
+    acme, globex = org.workspace("T1"), org.workspace("T2")
+    acme.set_user("U9", is_admin=True)
+    for team in ("T1", "T2"):
+        await imagine(app, team, f"a kite in {team}")
+    for team in ("T1", "T2"):
+        await app.wait(lambda j: j.params.prompt == f"a kite in {team}" and j.settled)
+    store = app.bot.store
+    # Both images were made "10 days ago" (as far as the sweep can tell).
+    for job in await app.jobs():
+        job.created_at -= 10 * 86400
+        await store.jobs.save(job)
+
+    async def admin(ws, text: str) -> str:
+        ws.responses.clear()
+        response = await ws.post_command(app.events, "/luma", f"admin {text}", user_id="U9", channel_id="C1")
+        assert response.status == 200
+        return response.body
+
+    assert "Done: history kept 1 day" in await admin(acme, "retention 1")
+    assert "Retention sweep done" in await _answer(acme)
+    assert [j.team_id for j in await app.jobs()] == ["T2"]   # Globex keeps its 90 days
+    # Not an admin in Globex: the same user id there is somebody else.
+    assert "admin" in (await admin(globex, "forget-workspace confirm")).lower()
+    assert [j.team_id for j in await app.jobs()] == ["T2"]
+
+    await imagine(app, "T1", "another kite")
+    await app.wait(lambda j: j.params.prompt == "another kite" and j.settled)
+    assert "cannot be undone" in await admin(acme, "forget-workspace")
+    assert len(await app.jobs()) == 2   # asked, not done
+    await admin(acme, "forget-workspace confirm")
+    assert "Deleted everything lumabot kept about this workspace" in await _answer(acme)
+    assert [j.team_id for j in await app.jobs()] == ["T2"]
+    assert (await store.policy.usage("T1", 0)).images == 0 and (await store.policy.usage("T2", 0)).images == 1

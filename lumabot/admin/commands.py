@@ -40,6 +40,8 @@ ADMIN_HELP = "\n".join([
     "• `/luma admin retention 30`: keep history this many days (a daily sweep deletes older prompts, "
     "thumbnails and image lineage; usage totals stay)",
     "• `/luma admin forget @person`: delete that person's prompts, history and thumbnails now",
+    "• `/luma admin forget-workspace confirm`: delete everything lumabot keeps about this workspace "
+    "(before removing lumabot from it)",
     "• `/luma admin log`: the last 20 changes",
     "Admins who change the policy get a DM when the workspace reaches 80 % and 100 % of a budget.",
 ])
@@ -48,6 +50,12 @@ STAYS_IN_SLACK = ("What lumabot posted in Slack stays there (its status messages
                   "image files are named after them): lumabot's database no longer has them, but Slack "
                   "keeps its messages under the workspace's own retention. Delete those in Slack (the "
                   "Delete button under an image, or Slack's tools) if they must go too.")
+FORGET_WORKSPACE_ASK = ("This deletes everything lumabot keeps about this workspace, at once and for "
+                        "everyone: every prompt, image record, session, vote and thumbnail, the usage "
+                        "totals, the policy and its log. It cannot be undone. Type "
+                        "`/luma admin forget-workspace confirm` to go ahead, then remove lumabot from the "
+                        "workspace. (Without it, a workspace that removes lumabot keeps its history only for "
+                        "its retention period.)")
 _CHANNEL = re.compile(r"^#([CG][A-Z0-9]+)$")
 _USER = re.compile(r"^@([UW][A-Z0-9]+)$")
 _AMOUNT = re.compile(r"^\$?(\d{1,9}(?:\.\d{1,2})?)$")
@@ -130,6 +138,8 @@ class AdminCommands:
                 return AdminAnswer(await self._log(team_id))
             if verb == "forget" and len(rest) == 1:
                 return self._forget(team_id, user_id, _user(rest[0]))
+            if verb == "forget-workspace":
+                return self._forget_workspace(team_id, confirmed=[w.lower() for w in rest] == ["confirm"])
             change = self._change(verb, rest)
         except PromptError as exc:
             return AdminAnswer(str(exc))
@@ -141,7 +151,7 @@ class AdminCommands:
         log.info("admin policy change by %s: %s", user_id, what)
         answer = AdminAnswer(f"Done: {what}. It applies at once, everywhere.")
         if verb == "retention":
-            answer.later = self._sweep
+            answer.later = lambda: self._sweep(team_id)
         return answer
 
     # -- policy changes --------------------------------------------------------------------------
@@ -246,8 +256,23 @@ class AdminCommands:
 
         return AdminAnswer(f"Forgetting {user_ref(user_id)}…", later=forget)
 
-    async def _sweep(self) -> str:
-        removed = await self.retention.sweep()
+    def _forget_workspace(self, team_id: str, *, confirmed: bool) -> AdminAnswer:
+        if not confirmed:
+            return AdminAnswer(FORGET_WORKSPACE_ASK)
+
+        async def forget() -> str:
+            outcome = await self.retention.forget_workspace(team_id)
+            if isinstance(outcome, int):
+                return (f"{outcome} image{'s are' if outcome != 1 else ' is'} still waiting or being made in this "
+                        "workspace: nothing was deleted. Try again once they are done (or cancel them).")
+            return (f"Deleted everything lumabot kept about this workspace: {removed_text(outcome)}, its usage "
+                    "totals, policy and log. To finish, remove lumabot from the workspace (its tokens are "
+                    f"deleted then). {STAYS_IN_SLACK}")
+
+        return AdminAnswer("Forgetting this workspace…", later=forget)
+
+    async def _sweep(self, team_id: str) -> str:
+        removed = await self.retention.sweep(team_id)
         return f"Retention sweep done: deleted {removed_text(removed)} older than the retention period."
 
 

@@ -1,6 +1,8 @@
 """Retention: a daily sweep deletes prompts, parameters, thumbnails, image lineage and dedupe
 keys older than the retention period, keeping only what usage reports need (daily totals per
-person, channel, model and type); `forget` does the same for one person at once.
+person, channel, model and type); `forget` does the same for one person at once. Each workspace
+is swept with its own period (`/luma admin retention`, else LUMABOT_RETENTION_DAYS): a workspace
+that uninstalled lumabot goes the same way, or at once with `forget_workspace`.
 
 Every replica runs the loop; a dated dedupe key makes one of them sweep each day."""
 
@@ -48,22 +50,31 @@ def anonymous_id(team_id: str, user_id: str) -> str:
 
 
 class Retention:
-    def __init__(self, store: Store, quotas: Quotas, team_id: Callable[[], str], *,
+    def __init__(self, store: Store, quotas: Quotas, *,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.store = store
         self.quotas = quotas
-        self.team_id = team_id     # the installing workspace, whose policy sets the period
         self._clock = clock
         self._sleep = sleep
         self._task: asyncio.Task | None = None
 
-    async def sweep(self) -> Removed:
-        """Delete what is older than the retention period, now."""
-        days = (await self.quotas.rules_in_force(self.team_id())).retention_days
+    async def sweep(self, team_id: str | None = None) -> Removed:
+        """Delete what is older than the retention period, now: of one workspace, or of every
+        workspace (each with its own period) and the dedupe keys."""
         now = self._clock()
-        removed = await self.store.policy.sweep(now - days * DAY, period_cutoff=now - max(PERIOD_KEYS_KEPT, days * DAY))
-        log.info("retention sweep (%d days): removed %s", days, removed_text(removed))
+        teams = [team_id] if team_id is not None else await self.store.policy.teams()
+        removed, shortest = Removed(), self.quotas.limits.retention_days
+        for team in teams:
+            days = (await self.quotas.rules_in_force(team)).retention_days
+            shortest = min(shortest, days)
+            removed = removed + await self.store.policy.sweep(team, now - days * DAY)
+        if team_id is None:
+            keys = await self.store.policy.sweep_keys(now - shortest * DAY,
+                                                      period_cutoff=now - max(PERIOD_KEYS_KEPT, shortest * DAY))
+            removed = removed + Removed(dedupe_keys=keys)
+        log.info("retention sweep of %d workspace%s: removed %s", len(teams), "" if len(teams) == 1 else "s",
+                 removed_text(removed))
         return removed
 
     async def sweep_if_due(self) -> Removed | None:
@@ -72,6 +83,16 @@ class Retention:
         if not await self.store.keys.claim(f"period:sweep:{day}"):
             return None
         return await self.sweep()
+
+    async def forget_workspace(self, team_id: str) -> Removed | int:
+        """Delete everything lumabot keeps about the workspace, now; or (nothing deleted) the
+        number of its images still waiting or being made."""
+        unsettled = await self.store.policy.unsettled(team_id)
+        if unsettled:
+            return unsettled
+        removed = await self.store.policy.forget_workspace(team_id)
+        log.info("forgot a workspace: removed %s", removed_text(removed), extra={"team": team_id})
+        return removed
 
     async def forget(self, team_id: str, user_id: str) -> Removed:
         removed = await self.store.policy.forget(team_id, user_id, anonymous_id(team_id, user_id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,6 @@ class Removed:
     @property
     def total(self) -> int:
         return self.jobs + self.images + self.thumbnails + self.sessions + self.votes + self.dedupe_keys
+
+    def __add__(self, other: "Removed") -> "Removed":
+        return Removed(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})

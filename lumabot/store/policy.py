@@ -16,7 +16,8 @@ from ..jobs.policy import Policy, PolicyChange
 from ..jobs.usage import JobRecord, Removed, UsageLine
 from . import schema
 from .dialects import utc_day
-from .schema import dedupe_keys, images, jobs, policies, policy_log, sessions, thumbnails, usage_days, votes
+from .schema import (dedupe_keys, images, jobs, policies, policy_log, sessions, tenants, thumbnails, usage_days,
+                     votes)
 from .sql import Database, Tx, one_of, param
 
 _TEXT = sa.Text()
@@ -112,19 +113,38 @@ _RECORDS = (sa.select(jobs.c.id, jobs.c.created_at, jobs.c.user_id, jobs.c.chann
                    jobs.c.created_at >= param("start", sa.Float()))
             .order_by(jobs.c.created_at, jobs.c.id).limit(param("limit")))
 
-_OLD = sa.and_(jobs.c.settled, jobs.c.created_at < param("cutoff", sa.Float()))
+# A sweep is per workspace: each keeps its history as long as its own policy says.
+_OLD = sa.and_(jobs.c.team_id == param("team"), jobs.c.settled, jobs.c.created_at < param("cutoff", sa.Float()))
 _OLD_IDS = sa.select(jobs.c.id).where(_OLD)
-_ENDED = sa.and_(sessions.c.ended_at.is_not(None), sessions.c.ended_at < param("cutoff", sa.Float()),
-                 sessions.c.recap_posted)
+_ENDED = sa.and_(sessions.c.team_id == param("team"), sessions.c.ended_at.is_not(None),
+                 sessions.c.ended_at < param("cutoff", sa.Float()), sessions.c.recap_posted)
 _SWEEP = (
     sa.delete(thumbnails).where(thumbnails.c.job_id.in_(_OLD_IDS)),
     sa.delete(votes).where(sa.or_(votes.c.job_id.in_(_OLD_IDS), votes.c.session_id.in_(sa.select(sessions.c.id).where(_ENDED)))),
     sa.delete(jobs).where(_OLD),
-    sa.delete(images).where(images.c.created_at < param("cutoff", sa.Float())),
+    sa.delete(images).where(images.c.team_id == param("team"), images.c.created_at < param("cutoff", sa.Float())),
     sa.delete(sessions).where(_ENDED),
-    sa.delete(dedupe_keys).where(dedupe_keys.c.created_at < param("cutoff", sa.Float()), sa.or_(
-        dedupe_keys.c.key.not_like("period:%"), dedupe_keys.c.created_at < param("period", sa.Float()))),
 )
+_SWEEP_KEYS = sa.delete(dedupe_keys).where(dedupe_keys.c.created_at < param("cutoff", sa.Float()), sa.or_(
+    dedupe_keys.c.key.not_like("period:%"), dedupe_keys.c.created_at < param("period", sa.Float())))
+_TEAMS = sa.union(sa.select(jobs.c.team_id), sa.select(images.c.team_id), sa.select(sessions.c.team_id))
+# Everything of one workspace (forget-workspace): its rows, its policy, its usage totals.
+_OF_TEAM_JOBS = sa.select(jobs.c.id).where(jobs.c.team_id == param("team"))
+_FORGET_WORKSPACE = (
+    sa.delete(thumbnails).where(thumbnails.c.job_id.in_(_OF_TEAM_JOBS)),
+    sa.delete(votes).where(sa.or_(votes.c.job_id.in_(_OF_TEAM_JOBS), votes.c.session_id.in_(
+        sa.select(sessions.c.id).where(sessions.c.team_id == param("team"))))),
+    sa.delete(jobs).where(jobs.c.team_id == param("team")),
+    sa.delete(images).where(images.c.team_id == param("team")),
+    sa.delete(sessions).where(sessions.c.team_id == param("team")),
+    sa.delete(dedupe_keys).where(dedupe_keys.c.key.like(sa.literal("%:") + param("team", _TEXT) + sa.literal(":%"))),
+    sa.delete(usage_days).where(usage_days.c.team_id == param("team")),
+    sa.delete(policies).where(policies.c.team_id == param("team")),
+    sa.delete(policy_log).where(policy_log.c.team_id == param("team")),
+    sa.delete(tenants).where(tenants.c.team_id == param("team")),
+)
+_UNSETTLED_IN_TEAM = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.team_id == param("team"),
+                                                                      jobs.c.settled == sa.false())
 
 
 @functools.cache
@@ -187,16 +207,41 @@ class PolicyStore:
                 for r in rows]
 
     # -- retention ------------------------------------------------------------------------------
-    async def sweep(self, cutoff: float, *, period_cutoff: float) -> Removed:
-        """Delete what is older than `cutoff`: settled jobs (their usage kept as daily totals),
-        their thumbnails and votes, images, ended sessions, and dedupe keys (those starting with
-        `period:` live until `period_cutoff`). What went, per table. One sweep or forget at a
-        time (each sees what the one before it deleted: no job is counted twice)."""
+    async def teams(self) -> list[str]:
+        """The workspaces that have history to sweep."""
+        return sorted(str(r[0]) for r in await self.db.rows(_TEAMS))
+
+    async def sweep(self, team_id: str, cutoff: float) -> Removed:
+        """Delete the workspace's history older than `cutoff`: settled jobs (their usage kept as
+        daily totals), their thumbnails and votes, images, ended sessions. What went, per table.
+        One sweep or forget at a time (each sees what the one before it deleted: no job is
+        counted twice)."""
         async with self.db.write() as tx:
             await self.db.one_at_a_time(tx, "roll-up")
-            await tx.execute(_roll_up_old(self.db.insert), cutoff=cutoff)
-            thumbnails_, votes_, jobs_, images_, sessions_, keys = [
-                await tx.execute(stmt, cutoff=cutoff, period=period_cutoff) for stmt in _SWEEP]
+            await tx.execute(_roll_up_old(self.db.insert), cutoff=cutoff, team=team_id)
+            thumbnails_, votes_, jobs_, images_, sessions_ = [
+                await tx.execute(stmt, cutoff=cutoff, team=team_id) for stmt in _SWEEP]
+        return Removed(jobs=jobs_, images=images_, thumbnails=thumbnails_, sessions=sessions_, votes=votes_)
+
+    async def sweep_keys(self, cutoff: float, *, period_cutoff: float) -> int:
+        """Delete dedupe keys older than `cutoff` (those starting with `period:` live until
+        `period_cutoff`)."""
+        async with self.db.write() as tx:
+            return await tx.execute(_SWEEP_KEYS, cutoff=cutoff, period=period_cutoff)
+
+    async def unsettled(self, team_id: str) -> int:
+        """The workspace's jobs still waiting or being made."""
+        return int(await self.db.scalar(_UNSETTLED_IN_TEAM, team=team_id) or 0)
+
+    async def forget_workspace(self, team_id: str) -> Removed:
+        """Delete everything lumabot keeps about a workspace: its jobs, images, sessions, votes,
+        thumbnails, dedupe keys, usage totals, policy and its log. Then the database makes sure
+        the text is gone from its files."""
+        async with self.db.write() as tx:
+            await self.db.one_at_a_time(tx, "roll-up")
+            counts = [await tx.execute(stmt, team=team_id) for stmt in _FORGET_WORKSPACE]
+        await self.db.forgotten()
+        thumbnails_, votes_, jobs_, images_, sessions_, keys = counts[:6]
         return Removed(jobs=jobs_, images=images_, thumbnails=thumbnails_, sessions=sessions_, votes=votes_,
                        dedupe_keys=keys)
 

@@ -340,18 +340,23 @@ async def test_the_sweep_keeps_usage_totals_and_deletes_the_rest(store: Store):
     for j in (old, old_unsettled, new):
         await store.jobs.create(j)
     await store.sessions.save_thumbnail(old.id, b"png")
-    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="lumabot", job_id=old.id,
-                                        generation_id="g", slack_file_id="F1", created_at=86400.0 * 3))
+    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="lumabot",
+                                         job_id=old.id, generation_id="g", slack_file_id="F1",
+                                         created_at=86400.0 * 3))
     before = await store.policy.usage("T1", 0, user_id="U1")
-    removed = await store.policy.sweep(86400.0 * 5, period_cutoff=0)
+    elsewhere = _done(job(team_id="T2", user_id="U1", created_at=86400.0 * 3 + 10))   # another workspace's
+    await store.jobs.create(elsewhere)
+    removed = await store.policy.sweep("T1", 86400.0 * 5)
     assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
+    assert await store.jobs.get(elsewhere.id) is not None   # kept: its workspace has its own period
+    assert await store.policy.teams() == ["T1", "T2"]
     assert await store.jobs.get(old.id) is None and await store.jobs.get(old_unsettled.id) is not None
     assert await store.sessions.thumbnails([old.id]) == {}
     after = await store.policy.usage("T1", 0, user_id="U1")
     assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (2, 0.08)
     lines = await store.policy.usage_lines("T1", 0, 86400.0 * 30)
     assert sum(u.images for u in lines) == 2
-    again = await store.policy.sweep(86400.0 * 5, period_cutoff=0)
+    again = await store.policy.sweep("T1", 86400.0 * 5)
     assert again.jobs == 0 and (await store.policy.usage("T1", 0)).images == 2  # counted once
 
 
@@ -363,14 +368,40 @@ async def test_forget_removes_a_persons_history_and_keeps_their_spend_anonymousl
     for j in (mine, theirs):
         await store.jobs.create(j)
     await store.sessions.save_thumbnail(mine.id, b"png")
-    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="user", slack_file_id="F7",
-                                        user_id="U7"))
+    await store.images.record(KnownImage(team_id="T1", channel_id="C1", thread_ts="1.0", origin="user",
+                                         slack_file_id="F7", user_id="U7"))
     removed = await store.policy.forget("T1", "U7", "forgotten:abc")
     assert (removed.jobs, removed.thumbnails, removed.images) == (1, 1, 1)
     assert await store.jobs.get(mine.id) is None and await store.jobs.get(theirs.id) is not None
     assert (await store.policy.usage("T1", 0, user_id="U7")).images == 0
     assert (await store.policy.usage("T1", 0, user_id="forgotten:abc")).images == 1
     assert round((await store.policy.usage("T1", 0)).spend, 4) == 0.08
+
+
+async def test_forgetting_a_workspace_deletes_all_of_it_and_nothing_of_another(store: Store):
+    from lumabot.jobs.models import KnownImage
+
+    for team in ("T1", "T2"):
+        done = _done(job(team_id=team, user_id="U1", cost_usd=0.04, created_at=1000.0))
+        await store.jobs.create(done)
+        await store.sessions.save_thumbnail(done.id, b"png")
+        await store.images.record(KnownImage(team_id=team, channel_id="C1", thread_ts="1.0", origin="lumabot",
+                                             job_id=done.id, slack_file_id="F1"))
+        await store.policy.update(team, lambda p: p.model_copy(update={"retention_days": 7}), by="UADMIN",
+                                  change="history kept 7 days")
+        await store.tenants.remember(team, "E9")
+        assert await store.keys.claim(f"msg:{team}:C1:1.0")
+    await store.jobs.create(job(team_id="T1", created_at=2000.0))   # still waiting
+    assert await store.policy.unsettled("T1") == 1
+    removed = await store.policy.forget_workspace("T1")
+    assert (removed.jobs, removed.images, removed.thumbnails, removed.dedupe_keys) == (2, 1, 1, 1)
+    assert await store.policy.teams() == ["T2"]
+    assert (await store.policy.usage("T1", 0)).images == 0 and await store.policy.log("T1", limit=10) == []
+    assert (await store.policy.get("T1")).retention_days is None
+    assert await store.tenants.in_enterprise("E9") == ["T2"] and await store.tenants.enterprise_of("T1") is None
+    assert (await store.policy.usage("T2", 0)).images == 1 and len(await store.policy.log("T2", limit=10)) == 1
+    assert (await store.policy.get("T2")).retention_days == 7
+    assert not await store.keys.claim("msg:T2:C1:1.0")   # T2's keys kept
 
 
 async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
@@ -391,9 +422,9 @@ async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):
     for j in jobs:
         await store.jobs.create(j)
     before = await store.policy.usage("T1", 0)
-    await asyncio.gather(*(store.policy.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)),
+    await asyncio.gather(*(store.policy.sweep("T1", 86400.0 * 5) for _ in range(8)),
                          store.policy.forget("T1", "U1", "forgotten:x"),
-                         *(store.policy.sweep(86400.0 * 5, period_cutoff=0) for _ in range(8)))
+                         *(store.policy.sweep("T1", 86400.0 * 5) for _ in range(8)))
     after = await store.policy.usage("T1", 0)
     assert (after.images, round(after.spend, 4)) == (before.images, round(before.spend, 4)) == (40, 1.6)
     lines = await store.policy.usage_lines("T1", 0, 86400.0 * 30)

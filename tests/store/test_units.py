@@ -96,7 +96,7 @@ async def test_the_daily_sweep_runs_once_a_day_whichever_replica_asks(store):
 
     now = [100 * 86400.0]
     quotas = Quotas(store, Prices(0.04, 0.04, 0.1, 0.1, 0.0), Limits(5, None, None, retention_days=30))
-    replicas = [Retention(store, quotas, lambda: "T1", clock=lambda: now[0]) for _ in range(2)]
+    replicas = [Retention(store, quotas, clock=lambda: now[0]) for _ in range(2)]
     old = job(created_at=now[0] - 31 * 86400, state=JobState.DONE, settled=True)
     await store.jobs.create(old)
     first = await replicas[0].sweep_if_due()
