@@ -135,8 +135,7 @@ class LumaBot:
         except SlackApiError as exc:
             raise StartupError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')})") from None
         if self.installations is not None:
-            assert self.store.db.engine is not None
-            self.installations.open(self.store.db.engine)
+            self.installations.open(self.store.db.library_engine())
             log.info("OAuth mode: workspaces add lumabot at %s", self.installations.install_url)
         await self.runner.resume()
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet

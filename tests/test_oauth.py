@@ -481,3 +481,24 @@ async def test_each_workspace_keeps_its_own_history_and_can_forget_all_of_it(org
     assert "Deleted everything lumabot kept about this workspace" in await _answer(acme)
     assert [j.team_id for j in await app.jobs()] == ["T2"]
     assert (await store.policy.usage("T1", 0)).images == 0 and (await store.policy.usage("T2", 0)).images == 1
+
+
+async def test_an_install_waits_for_a_long_write_instead_of_failing(org, oauth_bot):
+    """slack_sdk's stores share the database with lumabot's own writes: on SQLite an install that
+    meets a write held longer than SQLite's busy timeout (1 s) waits for it, as lumabot's own
+    units of work do, rather than answering 500 ("database is locked")."""
+    app = await oauth_bot()
+    if app.bot.store.db.name != "sqlite":
+        pytest.skip("SQLite's single writer")
+    held = asyncio.Event()
+
+    async def long_write() -> None:
+        async with app.bot.store.db.write():
+            held.set()
+            await asyncio.sleep(1.3)   # the situation under test: a lock held past the busy timeout
+
+    writer = asyncio.create_task(long_write())
+    await held.wait()
+    page = await app.install("T1")
+    await writer
+    assert "lumabot is installed" in page

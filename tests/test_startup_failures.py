@@ -93,23 +93,39 @@ async def test_in_socket_mode_too_and_healthcheck_finds_the_metrics_port(tmp_pat
 
 
 async def test_healthcheck_follows_healthz_wherever_it_is_served(tmp_path, slack, luma):
+    from aiohttp import web
+
+    # PORT is held by a server that always answers 503: a healthcheck that probed PORT would fail
+    # (and no other process can take the port meanwhile).
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": False}, status=503)
+
+    unhealthy = web.Application()
+    unhealthy.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(unhealthy)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = str(runner.addresses[0][1])
     metrics = str(free_port())
-    env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=metrics)
+    env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=metrics, PORT=port)
     env.pop("SLACK_SIGNING_SECRET")
-    check = await _start(env, tmp_path, "healthcheck")
-    await asyncio.wait_for(check.communicate(), 30)
-    assert check.returncode == 1  # nothing runs yet
-    proc = await _start(env, tmp_path)
     try:
-        for _ in range(400):
-            if await _healthz(metrics) == 200:
-                break
-            await asyncio.sleep(0.05)
         check = await _start(env, tmp_path, "healthcheck")
         await asyncio.wait_for(check.communicate(), 30)
-        assert check.returncode == 0  # it probes LUMABOT_METRICS_PORT in Socket Mode, not PORT
-        assert await _healthz(env["PORT"]) is None
+        assert check.returncode == 1  # nothing runs yet
+        proc = await _start(env, tmp_path)
+        try:
+            for _ in range(400):
+                if await _healthz(metrics) == 200:
+                    break
+                await asyncio.sleep(0.05)
+            check = await _start(env, tmp_path, "healthcheck")
+            await asyncio.wait_for(check.communicate(), 30)
+            assert check.returncode == 0  # it probes LUMABOT_METRICS_PORT in Socket Mode, not PORT
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0
+        await runner.cleanup()

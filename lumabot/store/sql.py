@@ -142,6 +142,12 @@ class Database(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    def library_engine(self) -> AsyncEngine:
+        """The engine for libraries that run their own statements on this database (slack_sdk's
+        installation and OAuth state stores): they must not fail for a moment's lock."""
+        assert self.engine is not None, "store is not open"
+        return self.engine
+
     @abstractmethod
     def write(self) -> AbstractAsyncContextManager[Tx]:
         """One write transaction: committed when the block ends, rolled back if it raises."""

@@ -18,9 +18,9 @@ from typing import Any, AsyncIterator, Iterable
 import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 from sqlalchemy.sql import ClauseElement
 
 from .. import migrate
@@ -105,6 +105,7 @@ class SQLiteDatabase(Database):
         self._reads: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._statements: Statements | None = None
+        self._library: AsyncEngine | None = None
 
     # -- connections ---------------------------------------------------------------------------
     async def _connect(self) -> aiosqlite.Connection:
@@ -151,7 +152,25 @@ class SQLiteDatabase(Database):
         self._db = (await self._writer.get_raw_connection()).driver_connection
         self._reads = (await self._reader.get_raw_connection()).driver_connection
 
+    def library_engine(self) -> AsyncEngine:
+        """One connection of its own (their writes take turns) that waits for the store's
+        writer as long as a unit of work would."""
+        if self._library is None:
+            async def connect() -> aiosqlite.Connection:
+                db = await self._connect()
+                await db.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT * 1000)}")
+                return db
+
+            self._library = create_async_engine("sqlite+aiosqlite://", async_creator=connect,
+                                                poolclass=AsyncAdaptedQueuePool, pool_size=1,
+                                                max_overflow=0, pool_timeout=WRITER_WAIT)
+            event.listen(self._library.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return self._library
+
     async def close(self) -> None:
+        if self._library is not None:
+            await self._library.dispose()
+            self._library = None
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()

@@ -15,8 +15,9 @@ records and ids, which may overlap between workspaces: `C1` and `U1` in both):
   a new pair (the refresh token is single use: Slack's documented behaviour after a refresh).
   Errors: ``invalid_client_id``, ``bad_client_secret``, ``invalid_code``, ``code_already_used``,
   ``bad_redirect_uri``, ``invalid_refresh_token``, ``invalid_grant_type``.
-- ``/api/<method>`` with a token: forwarded, as it came, to the workspace the token belongs to;
-  an expired token answers ``token_expired``, an unknown one ``invalid_auth``.
+- ``/api/<method>`` with a token: answered by the workspace the token belongs to (the request
+  handed to its fake as it came); an expired token answers ``token_expired``, an unknown one
+  ``invalid_auth``.
 - `uninstall(team_id)` revokes the workspace's tokens, as Slack does before it sends
   ``app_uninstalled``.
 - Enterprise Grid: a workspace added with `enterprise_id` is one of that organisation's; its
@@ -36,14 +37,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 import aiohttp
 from aiohttp import web
 
 from .server import FakeSlack
-
-FORWARDED_HEADERS = ("Authorization", "Content-Type")
 
 
 @dataclass
@@ -261,7 +260,7 @@ class FakeSlackOrg:
                 return None, "token_revoked"
         return None, "invalid_auth"
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         raw = await request.read()
         params = _params(request, raw)
@@ -276,14 +275,7 @@ class FakeSlackOrg:
         ws, error = self._owner(token)
         if ws is None:
             return web.json_response({"ok": False, "error": error})
-        assert self._session is not None
-        headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        async with self._session.request(request.method, ws.api_url + method + _query(request),
-                                         data=raw or None, headers=headers) as resp:
-            body = await resp.read()
-            passed = {k: v for k, v in resp.headers.items()
-                      if k.lower() in ("content-type", "retry-after", "x-oauth-scopes")}
-            return web.Response(status=resp.status, body=body, headers=passed)
+        return await ws._handle_api(request)   # the workspace answers (the body is read once, kept)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -340,6 +332,3 @@ def _params(request: web.Request, raw: bytes) -> dict[str, str]:
     return params
 
 
-def _query(request: web.Request) -> str:
-    split = urlsplit(str(request.rel_url))
-    return f"?{split.query}" if split.query else ""
