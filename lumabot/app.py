@@ -111,7 +111,8 @@ class LumaBot:
                                    self.admins)
         listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin,
                                                         home_team=self.home_team, uninstalled=self._uninstalled,
-                                                        seen=self._seen if self.installations else None))
+                                                        seen=self._seen if self.installations else None,
+                                                        names_workspace=self.installations is not None))
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))
         self.ready = False

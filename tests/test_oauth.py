@@ -191,6 +191,15 @@ async def test_two_workspaces_with_the_same_ids_each_get_their_own_images(org, l
     assert all(f.content != by_prompt["a red kite"] for f in globex.files)
     assert "a red kite" in acme.message("C1", red.status_ts).text
     assert globex.message("C1", red.status_ts) is None or "a red kite" not in globex.message("C1", red.status_ts).text
+    # Usage and the App Home name the workspace they are about (the person may be in both).
+    response = await globex.post_command(app.events, "/luma", "usage", user_id="U1", channel_id="C1")
+    assert response.body and "In *Globex*" in response.json()["text"]
+    from lumabot.testing.fake_slack import app_home_opened_event
+
+    await acme.post_event(app.events, app_home_opened_event("U1"))
+    home = await acme.wait_for(lambda: next((v for v in acme.views if v.method == "views.publish"), None))
+    headers = [b["text"]["text"] for b in home.view["blocks"] if b["type"] == "header"]
+    assert "Usage and limits in Acme" in headers
 
 
 async def test_uninstalling_one_workspace_cancels_its_waiting_jobs_and_leaves_the_other_alone(org, luma, oauth_bot):

@@ -60,14 +60,22 @@ T = TypeVar("T")
 
 
 def interleave(lines: Iterable[Iterable[T]]) -> Iterator[T]:
-    """The first of each line, then the second of each, and so on (lazily: costs what is
-    taken, plus one step per line)."""
-    its = deque(iter(line) for line in lines)
-    while its:
-        it = its.popleft()
+    """The first of each line, then the second of each, and so on. Lazily: a line is started
+    only when its first turn comes, so taking n items costs about n steps, however many lines
+    there are (a thousand workspaces of fifty people each: the front of the line is a few
+    hundred steps, not fifty thousand)."""
+    started: deque[Iterator[T]] = deque()
+    for line in lines:          # the first round, one line at a time
+        it = iter(line)
         for item in it:
             yield item
-            its.append(it)
+            started.append(it)
+            break
+    while started:              # the later rounds
+        it = started.popleft()
+        for item in it:
+            yield item
+            started.append(it)
             break
 
 

@@ -163,9 +163,10 @@ def _when(ts: float) -> str:
            f"{datetime.fromtimestamp(ts, timezone.utc):%Y-%m-%d %H:%M} UTC>"
 
 
-def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str | None = None) -> dict:
+def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str | None = None,
+              workspace: str | None = None) -> dict:
     """App Home: for admins the admin section first; then the person's latest generations,
-    their usage and limits, a short how-to (< 100 blocks)."""
+    their usage and limits (in `workspace`, when named), a short how-to (< 100 blocks)."""
     blocks: list[dict] = []
     if admin is not None:
         blocks += [{"type": "header", "text": _plain("Admin")},
@@ -187,7 +188,7 @@ def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str 
                        "text": f"{_when(job.created_at)} in <#{job.channel_id}>{where}"}]})
     blocks += [
         {"type": "divider"},
-        {"type": "header", "text": _plain("Usage and limits")},
+        {"type": "header", "text": _plain(f"Usage and limits in {workspace}" if workspace else "Usage and limits")},
         {"type": "section", "text": {"type": "mrkdwn", "text": usage}},
         {"type": "divider"},
         {"type": "header", "text": _plain("How to")},

@@ -34,7 +34,7 @@ from slack_sdk.errors import SlackApiError
 from ..admin import AdminCommands
 from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, ShortcutTarget
 from ..jobs.flags import PromptError
-from ..jobs.text import clip
+from ..jobs.text import clip, escape_mrkdwn
 from ..store import StoreUnavailable
 from . import blocks
 from .admins import Admins
@@ -62,6 +62,11 @@ class Lumabot:
     uninstalled: Callable[[str, str | None, bool, dict[str, Any]], Awaitable[None]] | None = None
     # OAuth mode: a request from a workspace (team id, Enterprise Grid organisation)
     seen: Callable[[str, str | None], Awaitable[None]] | None = None
+    # Answers name the workspace they are about (OAuth mode: a person may be in several)
+    names_workspace: bool = False
+
+    async def workspace_name(self, team_id: str) -> str | None:
+        return await self.slack.team_name(team_id) if self.names_workspace else None
 
     def team(self, body: dict[str, Any]) -> str:
         """The workspace that installed lumabot (its limits apply, whoever asks)."""
@@ -157,7 +162,9 @@ async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], respond:
                 later(_answer_later(work, respond), respond)
             return reply.text
         if verb == "usage":
-            return await lb.intake.usage(lb.team(body), command["user_id"])
+            text = await lb.intake.usage(lb.team(body), command["user_id"])
+            name = await lb.workspace_name(lb.team(body))
+            return f"In *{escape_mrkdwn(name)}*:\n{text}" if name else text
         if verb == "session":
             answer_ = await lb.intake.session_command(team_id=lb.team(body), user_id=command["user_id"],
                                                       channel_id=command["channel_id"], args=words[1:])
@@ -280,7 +287,8 @@ async def _publish_home(lb: Lumabot, client: Any, team_id: str, user_id: str) ->
              if (link := blocks.permalink(team_url, j.channel_id, j.status_ts, j.thread_ts))}
     admin = await lb.admins.is_admin(team_id, user_id)
     section = await lb.admin.reports.home_section(team_id) if admin else None
-    await client.views_publish(user_id=user_id, view=blocks.home_view(jobs, links, usage, admin=section))
+    await client.views_publish(user_id=user_id, view=blocks.home_view(
+        jobs, links, usage, admin=section, workspace=await lb.workspace_name(team_id)))
 
 
 async def mention(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:

@@ -386,6 +386,13 @@ class SlackNotifier:
         except NotInstalled:
             return None
 
+    async def team_name(self, team_id: str) -> str | None:
+        """The workspace's name, as Slack gave it."""
+        try:
+            return (await self.workspaces.get(team_id)).name
+        except NotInstalled:
+            return None
+
     async def _complete(self, client: AsyncWebClient, file_id: str, title: str, channel: str, thread_ts: str | None,
                         initial_comment: str | None, deadline: float | None) -> bool:
         """Complete an upload. True if the file is (or is about to be) in the thread; False if

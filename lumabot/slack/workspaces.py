@@ -44,6 +44,7 @@ class Workspace:
     client: AsyncWebClient
     installation: Installation
     bot_user_id: str | None = None
+    name: str | None = None                    # the workspace's (or organisation's) name
     url: str | None = None                     # https://<workspace>.slack.com/, for links
     scopes: frozenset[str] | None = None       # the bot token's scopes (None: Slack did not say)
     expires_at: float | None = None            # when the bot token expires (token rotation)
@@ -81,6 +82,7 @@ class OneWorkspace:
         w.installation = Installation(auth.get("team_id"), auth.get("enterprise_id") or None,
                                       bool(auth.get("is_enterprise_install")))
         w.url = auth.get("url")
+        w.name = auth.get("team")
         w.scopes = scopes_of(auth.headers)
         return dict(auth.data) if isinstance(auth.data, dict) else {}
 
@@ -159,7 +161,7 @@ class InstalledWorkspaces:
                 installation=Installation(bot.team_id or team_id, bot.enterprise_id or enterprise,
                                           bool(bot.is_enterprise_install)),
                 bot_user_id=bot.bot_user_id, scopes=frozenset(bot.bot_scopes or ()) or None,
-                expires_at=_expiry(bot))
+                name=bot.team_name or bot.enterprise_name, expires_at=_expiry(bot))
             workspace.url = await _team_url(workspace.client)
             self._known[team_id] = workspace
             return workspace

@@ -191,3 +191,24 @@ async def test_the_line_reporter_looks_only_at_the_front():
     assert await reporter.report_once() == 4
     assert asked == [LOOK_AHEAD]
     assert [jobs[f"j{i}"].queue_position for i in range(5)] == [1, 2, 3, 4, None]  # front first
+
+
+def test_the_front_of_a_line_of_many_workspaces_starts_only_the_lines_it_reaches():
+    """A thousand workspaces of fifty people: the first places cost the lines they reach, not
+    fifty thousand (the place-in-line reporter asks every few seconds)."""
+    from lumabot.runner.scheduler import interleave, round_robin_front
+
+    pulled: list[str] = []   # every line taken from its workspace's list of people, or workspace
+
+    def people(team: int):
+        for user in range(50):
+            pulled.append(f"{team}/{user}")
+            yield iter([f"job {team}/{user}"])
+
+    def teams():
+        for team in range(1000):
+            pulled.append(str(team))
+            yield interleave(people(team))
+
+    assert round_robin_front(teams(), 3) == [("job 0/0", 1), ("job 1/0", 2), ("job 2/0", 3)]
+    assert len(pulled) <= 8

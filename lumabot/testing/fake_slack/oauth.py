@@ -100,6 +100,7 @@ class FakeSlackOrg:
         self._offset = 0.0
         self._codes: dict[str, _Code] = {}
         self._grants: dict[str, _Grant] = {}
+        self._token_team: dict[str, str] = {}   # every bot token issued -> its workspace
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -129,6 +130,7 @@ class FakeSlackOrg:
             ws = self.workspaces[team_id]
             for token in grant.tokens:
                 ws.revoke_token(token)
+                self._token_team.pop(token, None)
 
     def tokens(self, team_id: str) -> list[str]:
         """The bot tokens issued for the workspace, oldest first."""
@@ -228,10 +230,12 @@ class FakeSlackOrg:
             token = f"xoxb-{team_id}-{secrets.token_hex(12)}"
             grant.tokens[token] = None
             ws._bot_tokens.add(token)
+            self._token_team[token] = team_id
             return {"access_token": token}
         token = f"xoxe.xoxb-1-{team_id}-{secrets.token_hex(12)}"
         refresh = f"xoxe-1-{team_id}-{secrets.token_hex(12)}"
         grant.tokens[token] = self.now() + self.token_lifetime
+        self._token_team[token] = team_id
         grant.refresh_tokens.add(refresh)
         ws._bot_tokens.add(token)
         return {"access_token": token, "refresh_token": refresh, "expires_in": int(self.token_lifetime)}
@@ -249,12 +253,13 @@ class FakeSlackOrg:
     # -- every other method: to the token's workspace ------------------------------------------
     def _owner(self, token: str) -> tuple[FakeSlack | None, str | None]:
         """The workspace a token belongs to, and the error to answer instead (if any)."""
-        for grant in self._grants.values():
-            if token in grant.tokens:
-                expires = grant.tokens[token]
-                if expires is not None and self.now() >= expires:
-                    return None, "token_expired"
-                return self.workspaces[grant.team_id], None
+        team = self._token_team.get(token)
+        grant = self._grants.get(team) if team is not None else None
+        if grant is not None and token in grant.tokens:
+            expires = grant.tokens[token]
+            if expires is not None and self.now() >= expires:
+                return None, "token_expired"
+            return self.workspaces[grant.team_id], None
         for ws in self.workspaces.values():
             if token in ws.revoked_tokens:
                 return None, "token_revoked"
