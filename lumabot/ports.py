@@ -111,10 +111,23 @@ class Notifier(Protocol):
         """What went wrong, to the requester only; False if no way worked."""
         ...
 
-    async def upload_image(self, job: Job, output: Output, remember_file: RememberFile, *,
-                           deadline: float | None = None) -> None:
-        """The image into the job's thread, exactly once: `remember_file(file_id)` records the
-        file durably before it is shared. DeliveryError."""
+    # The image into the job's thread, exactly once: the runner records the file's id
+    # (job.slack_file_id) between reserving it and sending the bytes; after a crash,
+    # `image_uploaded` says whether that file reached the thread.
+    async def image_uploaded(self, job: Job, *, deadline: float | None = None) -> bool:
+        """Whether the upload recorded on the job (`job.slack_file_id`) is in its thread or on
+        its way there (completed now if its bytes were sent); False if it never will be:
+        upload anew. DeliveryError."""
+        ...
+
+    async def reserve_upload(self, job: Job, output: Output) -> str:
+        """Room at Slack for the job's image: the new file's id, to record before the bytes go.
+        DeliveryError."""
+        ...
+
+    async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
+        """The image's bytes into the file reserved as `job.slack_file_id`, then the upload
+        completed into the job's thread. DeliveryError."""
         ...
 
     async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:

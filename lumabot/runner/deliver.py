@@ -79,8 +79,7 @@ class Deliverer:
                 if not uploading:  # a shutdown lets an upload in progress finish
                     await critical.enter_async_context(self.shutdown.critical(job.id))
                     uploading = True
-                await self.notifier.upload_image(job, output, lambda fid: self._remember_file(job, fid),
-                                                 deadline=give_up)
+                await self._upload_once(job, output, give_up)
                 return output
             except OutputExpired:
                 # Presigned URLs expire after an hour; every GET of the generation mints a new one.
@@ -119,6 +118,12 @@ class Deliverer:
             raise LumaUnavailable(f"generation is {gen.state} without output")
         return gen.output_url
 
-    async def _remember_file(self, job: Job, file_id: str) -> None:
-        job.slack_file_id = file_id
+    async def _upload_once(self, job: Job, output: Output, deadline: float) -> None:
+        """The image into the thread exactly once: a file recorded by an earlier try (or before
+        a crash) that reached the thread is not uploaded again; a new file's id is recorded
+        durably before its bytes go."""
+        if job.slack_file_id and await self.notifier.image_uploaded(job, deadline=deadline):
+            return
+        job.slack_file_id = await self.notifier.reserve_upload(job, output)
         await self.record.save(job)
+        await self.notifier.send_upload(job, output, deadline=deadline)

@@ -9,7 +9,8 @@ Uploads follow Slack's upload v2 flow (files.getUploadURLExternal, POST the byte
 files.completeUploadExternal with channel_id and thread_ts). The steps are run one by one
 rather than through `files_upload_v2` so that the file id is recorded before the upload is
 completed: after a crash, `files.info` tells whether that file already reached the thread,
-and the image is never posted twice.
+and the image is never posted twice. For an image the runner records it itself, between
+`reserve_upload` and `send_upload` (nothing here calls back into the runner).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class SlackNotifier:
         self.metrics = metrics
         self._transfers = transfers or asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
         self._names: dict[tuple[str, str], str] = {}
+        self._upload_urls: dict[str, str] = {}   # file id -> where its bytes go (reserve_upload)
 
     async def _client(self, team_id: str) -> AsyncWebClient:
         """The client of the workspace `team_id`; lumabot no longer installed there is final."""
@@ -314,17 +316,43 @@ class SlackNotifier:
                                remember_file=remember, initial_comment=comment)
 
     # -- files -------------------------------------------------------------------------------
-    async def upload_image(self, job: Job, output: Output,
-                           remember_file: RememberFile, *, deadline: float | None = None) -> None:
-        """Upload `output` into the job's thread, exactly once across retries and restarts.
+    async def image_uploaded(self, job: Job, *, deadline: float | None = None) -> bool:
+        """Did the upload recorded on the job (`job.slack_file_id`) reach its thread, or is it
+        on its way? An upload whose bytes were sent is completed now; False: it never will be."""
+        assert job.slack_file_id
+        self._upload_urls.pop(job.slack_file_id, None)   # a reserved upload not sent: never will be
+        client = await self._client(job.team_id)
+        try:
+            return (await self._completed(client, job.slack_file_id, job.channel_id, deadline)
+                    or await self._complete(client, job.slack_file_id, blocks.alt_text(job.params.prompt),
+                                            job.channel_id, job.root_ts, None, deadline))
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise self._error("files.completeUploadExternal", exc) from None
 
-        `remember_file(file_id)` must durably record the Slack file id before it is shared.
-        """
-        await self.upload_file(
-            job.team_id, channel=job.channel_id, thread_ts=job.root_ts, content=output.content,
-            filename=blocks.image_filename(job.params.prompt, output.ext),
-            title=blocks.alt_text(job.params.prompt), known_file_id=job.slack_file_id,
-            remember_file=remember_file, deadline=deadline)
+    async def reserve_upload(self, job: Job, output: Output) -> str:
+        """files.getUploadURLExternal for the image: its file id (the upload URL is kept here
+        until `send_upload`)."""
+        client = await self._client(job.team_id)
+        try:
+            step1 = await client.files_getUploadURLExternal(
+                filename=blocks.image_filename(job.params.prompt, output.ext), length=len(output.content),
+                alt_txt=blocks.alt_text(job.params.prompt))
+        except Exception as exc:
+            raise self._error("files.getUploadURLExternal", exc) from None
+        self._upload_urls[step1["file_id"]] = step1["upload_url"]
+        return str(step1["file_id"])
+
+    async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
+        """The bytes to the upload URL reserved for `job.slack_file_id`, then
+        files.completeUploadExternal into the job's thread."""
+        url = self._upload_urls.pop(job.slack_file_id or "", None)
+        if url is None:   # reserved by a process that is gone: the runner reserves anew
+            raise DeliveryError("the upload was reserved by another process", transient=True)
+        await self._send(job.team_id, url, job.slack_file_id or "", output.content, channel=job.channel_id,
+                         thread_ts=job.root_ts, title=blocks.alt_text(job.params.prompt), initial_comment=None,
+                         deadline=deadline)
 
     async def upload_file(self, team_id: str, *, channel: str, thread_ts: str | None, content: bytes | Path, filename: str,
                           title: str, known_file_id: str | None,
@@ -349,6 +377,20 @@ class SlackNotifier:
                 filename=filename, length=length, alt_txt=title)
             file_id, upload_url = step1["file_id"], step1["upload_url"]
             await remember_file(file_id)
+        except (DeliveryError, OutputExpired):
+            raise
+        except Exception as exc:
+            raise self._error("files.getUploadURLExternal", exc) from None
+        await self._send(team_id, upload_url, file_id, content, channel=channel, thread_ts=thread_ts, title=title,
+                         initial_comment=initial_comment, deadline=deadline)
+
+    async def _send(self, team_id: str, upload_url: str, file_id: str, content: bytes | Path, *, channel: str,
+                    thread_ts: str | None, title: str, initial_comment: str | None,
+                    deadline: float | None) -> None:
+        """POST the bytes to the upload URL, then complete the upload into the channel or thread."""
+        client = await self._client(team_id)
+        length = len(content) if isinstance(content, bytes) else content.stat().st_size
+        try:
             async with self._transfers:
                 body = content if isinstance(content, bytes) else _chunks(content)
                 r = await self.http.post(upload_url, content=body,

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 from collections import deque
 from pathlib import Path
+from typing import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..jobs.models import GenerationParams, Job, Session
@@ -59,6 +60,9 @@ class MemoryNotifier:
         self._faults: dict[str, deque[DeliveryError]] = {}
         self._ts = itertools.count(1)
         self.share_wait = 0.0  # files.info shows the share only after this many seconds
+        self._reserved: dict[str, str] = {}   # file id -> the job it was reserved for
+        # The file id the store has for a job (set by the rig): was it recorded before the bytes?
+        self.recorded_file_id: Callable[[str], Awaitable[str | None]] | None = None
 
     def fail(self, method: str, error: DeliveryError, times: int = 1) -> None:
         self._faults.setdefault(method, deque()).extend([error] * times)
@@ -96,13 +100,21 @@ class MemoryNotifier:
         self._post("private", job.id, job.channel_id, job.failure_code or "")
         return True
 
-    async def upload_image(self, job: Job, output: Output, remember_file: RememberFile, *,
-                           deadline: float | None = None) -> None:
-        self._maybe_fail("upload_image")
+    async def image_uploaded(self, job: Job, *, deadline: float | None = None) -> bool:
+        return any(u.file_id == job.slack_file_id for u in self.uploads)
+
+    async def reserve_upload(self, job: Job, output: Output) -> str:
         file_id = f"F{next(self._ts)}"
-        await remember_file(file_id)
-        self.uploads.append(Upload(job.id, file_id, output.content,
-                                   remembered_before_share=job.slack_file_id == file_id))
+        self._reserved[file_id] = job.id
+        return file_id
+
+    async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
+        self._maybe_fail("upload_image")
+        file_id = job.slack_file_id or ""
+        if self._reserved.pop(file_id, None) != job.id:
+            raise DeliveryError("no upload reserved for this file", transient=True)
+        recorded = await self.recorded_file_id(job.id) if self.recorded_file_id is not None else None
+        self.uploads.append(Upload(job.id, file_id, output.content, remembered_before_share=recorded == file_id))
 
     async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         return f"share-{file_id}"

@@ -83,6 +83,12 @@ async def make_rig(tmp_path):
         metrics = Metrics()
         runner = Runner(store=store, scheduler=scheduler, config=config, metrics=metrics, **parts)
         rig = Rig(runner=runner, store=store, scheduler=scheduler, metrics=metrics, **parts)
+
+        async def recorded_file_id(job_id: str) -> str | None:
+            job = await store.jobs.get(job_id)
+            return job.slack_file_id if job is not None else None
+
+        parts["notifier"].recorded_file_id = recorded_file_id
         made.append(rig)
         return rig
 
