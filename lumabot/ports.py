@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 from .jobs.models import GenerationParams, Job, Session
 from .luma.client import Generation, RateInfo
 
 # The messages lumabot posts for a job, each tagged so that it is found again after a crash.
 PostKind = Literal["status", "failure", "actions"]
-RememberFile = Callable[[str], Awaitable[None]]
 
 
 class DeliveryError(Exception):
@@ -146,9 +145,15 @@ class Notifier(Protocol):
         """Announce a session in its channel; the banner's ts. DeliveryError."""
         ...
 
-    async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
-        """The recap (with its contact sheet, exactly once), and the banner marked ended.
-        DeliveryError."""
+    async def reserve_recap_upload(self, recap: SessionRecap) -> str:
+        """Room at Slack for the recap's contact sheet: the file id, to record (as the session's
+        `recap_file_id`) before its bytes go. DeliveryError."""
+        ...
+
+    async def post_session_recap(self, recap: SessionRecap) -> bool:
+        """The recap, with its contact sheet in the file reserved as `session.recap_file_id`
+        (exactly once), and the banner marked ended; False if that file never reached Slack
+        (reserve another). DeliveryError."""
         ...
 
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:

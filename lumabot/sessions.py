@@ -190,23 +190,30 @@ class Sessions:
         thumbs = await self.store.sessions.thumbnails([j.id for j in done])
         sheet_parts = [thumbs[j.id] for j in done if j.id in thumbs]
 
-        async def remember(file_id: str) -> None:
-            session.recap_file_id = file_id
-            await self.store.sessions.save(session)
-
         try:
             sheet = await asyncio.to_thread(contact_sheet, sheet_parts) if sheet_parts else None
             recap = SessionRecap(session=session, rules=self.config, images=len(done),
                                  people=sorted({j.user_id for j in jobs if j.state != JobState.FAILED}),
                                  top=[(j, votes[j.id]) for j in ranked], spend=self._spend(jobs),
                                  contact_sheet=sheet)
-            await self.notifier.post_session_recap(recap, remember)
+            for _ in range(2):   # a contact sheet reserved before a crash and never sent: once more
+                if sheet is not None and session.recap_file_id is None:
+                    # Recorded before its bytes go: after a crash, it is finished, not sent twice.
+                    session.recap_file_id = await self.notifier.reserve_recap_upload(recap)
+                    await self.store.sessions.save(session)
+                if await self.notifier.post_session_recap(recap):
+                    break
+                session.recap_file_id = None
+            else:
+                raise DeliveryError("the contact sheet did not reach Slack", transient=True)
         except DeliveryError as err:
             log.error("could not post the session recap: %s", err, extra={"channel": session.channel_id})
             if err.transient:
-                return  # tried again at the next idle check or start
+                await self.store.keys.release(f"recap:{session.id}")
+                return  # tried again at the next idle check or start (by any replica)
         except Exception as exc:
             log.error("could not post the session recap: %s", exc, extra={"channel": session.channel_id})
+            await self.store.keys.release(f"recap:{session.id}")
             return
         session.recap_posted = True
         await self.store.sessions.save(session)

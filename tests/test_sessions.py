@@ -214,3 +214,37 @@ async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start
     recap = sheet_file(h3)[0].initial_comment
     assert "no prompt for" in recap and "2 images" in recap and "2 people" in recap
     assert "before the restart" in recap and "(1 vote)" in recap
+
+
+async def test_a_contact_sheet_reserved_but_never_sent_is_posted_once_at_the_next_try(start_bot, slack):
+    """The recap's file id is recorded before its bytes go; when they never arrived (the upload
+    failed, or the process stopped in between), the next try reserves another file and the
+    channel gets exactly one contact sheet."""
+    h = await start_bot()
+    await start(h, "postcards")
+    await post(h, "a red barn", user="U1")
+    await settled_session_jobs(h, 1)
+    slack.fail_upload_next(500, count=100)   # every try of the sheet's bytes fails, for now
+    status, body = await h.command("session stop", command="/luma", user_id="U1")
+    assert status == 200 and not body
+
+    async def ended_with_a_reserved_sheet():
+        found = [s for s in await h.bot.store.sessions.unfinished() if s.ended_at and s.recap_file_id]
+        return found[0] if found else None
+
+    until = time.monotonic() + 5
+    while (session := await ended_with_a_reserved_sheet()) is None:
+        assert time.monotonic() < until, "no sheet reserved"
+        await asyncio.sleep(0.01)
+    assert not session.recap_posted and sheet_file(h) == []
+    await h.bot.stop()
+
+    slack._upload_faults.clear()
+    h2 = await start_bot()   # the recap is tried again at start
+    await slack.wait_for(lambda: len(sheet_file(h2)) == 1, timeout=5)
+    until = time.monotonic() + 5
+    while not (again := await h2.bot.store.sessions.get(session.id)).recap_posted:
+        assert time.monotonic() < until, "recap not recorded as posted"
+        await asyncio.sleep(0.01)
+    (sheet,) = sheet_file(h2)
+    assert again.recap_file_id == sheet.id != session.recap_file_id   # a new file, once

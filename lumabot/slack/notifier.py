@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..jobs.failures import POLICY_MESSAGES
 from ..jobs.models import Job, Session
 from ..jobs.text import clip
-from ..ports import DeliveryError, Output, OutputExpired, PostKind, RememberFile, SessionRecap, SessionRules
+from ..ports import DeliveryError, Output, OutputExpired, PostKind, SessionRecap, SessionRules
 from ..metrics import Metrics
 from . import blocks
 from .workspaces import NotInstalled, Workspaces
@@ -47,6 +47,8 @@ _TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_un
 _NO_ACCESS_ERRORS = {"not_in_channel", "channel_not_found", "cannot_dm_bot"}
 # What the workspace's settings forbid: final, explained to the person (jobs/failures.py).
 POLICY_ERRORS = frozenset(POLICY_MESSAGES)
+
+RECAP_FILENAME, RECAP_TITLE = "creative-session-contact-sheet.png", "Contact sheet of the session"
 
 # Message metadata on everything lumabot posts for a job, so that after a crash the message is
 # found again (conversations.history / .replies) instead of being posted twice.
@@ -270,9 +272,17 @@ class SlackNotifier:
     async def post_session_banner(self, session: Session, rules: SessionRules) -> str:
         return await self.post_message(session.team_id, session.channel_id, blocks.session_banner(session, rules))
 
-    async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
-        """The recap, with the contact sheet when there is one (uploaded exactly once), then the
-        banner marked ended. Participants are named, not mentioned: a recap notifies nobody."""
+    async def reserve_recap_upload(self, recap: SessionRecap) -> str:
+        """Room at Slack for the recap's contact sheet: the file id, to record before its bytes go."""
+        assert recap.contact_sheet is not None
+        return await self._reserve(recap.session.team_id, filename=RECAP_FILENAME, length=len(recap.contact_sheet),
+                                   title=RECAP_TITLE)
+
+    async def post_session_recap(self, recap: SessionRecap) -> bool:
+        """The recap, with its contact sheet in the file reserved as `session.recap_file_id`
+        (exactly once: a file that reached the channel is not sent again), then the banner
+        marked ended. False if that file never reached Slack (reserve another). Participants are
+        named, not mentioned: a recap notifies nobody."""
         session = recap.session
         names = await self.display_names(session.team_id, recap.people + [job.user_id for job, _ in recap.top])
         team_url = await self.team_url(session.team_id)
@@ -280,17 +290,21 @@ class SlackNotifier:
                 blocks.permalink(team_url, job.channel_id, job.status_ts, job.thread_ts),
                 names[job.user_id], votes) for job, votes in recap.top]
         text = blocks.session_recap(recap, people=[names[u] for u in recap.people], top=top)
-        if recap.contact_sheet:
-            await self.upload_file(
-                session.team_id, channel=session.channel_id, thread_ts=None, content=recap.contact_sheet,
-                filename="creative-session-contact-sheet.png", title="Contact sheet of the session",
-                known_file_id=session.recap_file_id, remember_file=remember_file,
-                initial_comment=text)
+        if recap.contact_sheet and session.recap_file_id:
+            file_id = session.recap_file_id
+            url = self._upload_urls.pop(file_id, None)
+            if url is not None:
+                await self._send(session.team_id, url, file_id, recap.contact_sheet, channel=session.channel_id,
+                                 thread_ts=None, title=RECAP_TITLE, initial_comment=text, deadline=None)
+            elif not await self._finish(session.team_id, file_id, channel=session.channel_id, thread_ts=None,
+                                        title=RECAP_TITLE, initial_comment=text, deadline=None):
+                return False
         else:
             await self.post_message(session.team_id, session.channel_id, text)
         if session.banner_ts:
             await self.update_message(session.team_id, session.channel_id, session.banner_ts,
                                       blocks.session_ended_banner(session))
+        return True
 
     # -- direct messages (budget alerts, exports) --------------------------------------------
     async def _dm_channel(self, team_id: str, user_id: str) -> str:
@@ -307,13 +321,12 @@ class SlackNotifier:
 
     async def send_file_dm(self, team_id: str, user_id: str, filename: str, content: bytes | Path,
                            comment: str) -> None:
-        async def remember(_file_id: str) -> None:
-            return None  # a report: uploading it again after a failure is harmless
-
-        await self.upload_file(team_id, channel=await self._dm_channel(team_id, user_id), thread_ts=None,
-                               content=content,
-                               filename=filename, title=filename, known_file_id=None,
-                               remember_file=remember, initial_comment=comment)
+        """A report: uploaded again after a failure, harmlessly (no file id is recorded)."""
+        channel = await self._dm_channel(team_id, user_id)
+        length = len(content) if isinstance(content, bytes) else content.stat().st_size
+        file_id = await self._reserve(team_id, filename=filename, length=length, title=filename)
+        await self._send(team_id, self._upload_urls.pop(file_id), file_id, content, channel=channel, thread_ts=None,
+                         title=filename, initial_comment=comment, deadline=None)
 
     # -- files -------------------------------------------------------------------------------
     async def image_uploaded(self, job: Job, *, deadline: float | None = None) -> bool:
@@ -321,28 +334,14 @@ class SlackNotifier:
         on its way? An upload whose bytes were sent is completed now; False: it never will be."""
         assert job.slack_file_id
         self._upload_urls.pop(job.slack_file_id, None)   # a reserved upload not sent: never will be
-        client = await self._client(job.team_id)
-        try:
-            return (await self._completed(client, job.slack_file_id, job.channel_id, deadline)
-                    or await self._complete(client, job.slack_file_id, blocks.alt_text(job.params.prompt),
-                                            job.channel_id, job.root_ts, None, deadline))
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            raise self._error("files.completeUploadExternal", exc) from None
+        return await self._finish(job.team_id, job.slack_file_id, channel=job.channel_id, thread_ts=job.root_ts,
+                                  title=blocks.alt_text(job.params.prompt), initial_comment=None, deadline=deadline)
 
     async def reserve_upload(self, job: Job, output: Output) -> str:
         """files.getUploadURLExternal for the image: its file id (the upload URL is kept here
         until `send_upload`)."""
-        client = await self._client(job.team_id)
-        try:
-            step1 = await client.files_getUploadURLExternal(
-                filename=blocks.image_filename(job.params.prompt, output.ext), length=len(output.content),
-                alt_txt=blocks.alt_text(job.params.prompt))
-        except Exception as exc:
-            raise self._error("files.getUploadURLExternal", exc) from None
-        self._upload_urls[step1["file_id"]] = step1["upload_url"]
-        return str(step1["file_id"])
+        return await self._reserve(job.team_id, filename=blocks.image_filename(job.params.prompt, output.ext),
+                                   length=len(output.content), title=blocks.alt_text(job.params.prompt))
 
     async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
         """The bytes to the upload URL reserved for `job.slack_file_id`, then
@@ -354,35 +353,32 @@ class SlackNotifier:
                          thread_ts=job.root_ts, title=blocks.alt_text(job.params.prompt), initial_comment=None,
                          deadline=deadline)
 
-    async def upload_file(self, team_id: str, *, channel: str, thread_ts: str | None, content: bytes | Path, filename: str,
-                          title: str, known_file_id: str | None,
-                          remember_file: RememberFile,
-                          initial_comment: str | None = None, deadline: float | None = None) -> None:
-        """Upload v2, one step at a time, exactly once: `known_file_id` is the file id recorded
-        by an earlier try (if any); `remember_file` records a new one before it is shared.
-
-        Slack shares a completed upload asynchronously, so a completion that took effect (even
-        one that answered an error) is waited for with files.info, until `deadline` (a Unix
-        time), rather than uploaded again."""
+    # Upload v2, one step at a time: reserve (the file id, recorded by the caller), send the
+    # bytes and complete; an upload recorded by an earlier try is finished, not sent again.
+    # Slack shares a completed upload asynchronously, so a completion that took effect (even one
+    # that answered an error) is waited for with files.info, until `deadline` (a Unix time).
+    async def _reserve(self, team_id: str, *, filename: str, length: int, title: str) -> str:
+        """files.getUploadURLExternal: the new file's id (its upload URL is kept for `_send`)."""
         client = await self._client(team_id)
         try:
-            if known_file_id:
-                if await self._completed(client, known_file_id, channel, deadline):
-                    return
-                if await self._complete(client, known_file_id, title, channel, thread_ts, initial_comment,
-                                        deadline):
-                    return
-            length = len(content) if isinstance(content, bytes) else content.stat().st_size
-            step1 = await client.files_getUploadURLExternal(
-                filename=filename, length=length, alt_txt=title)
-            file_id, upload_url = step1["file_id"], step1["upload_url"]
-            await remember_file(file_id)
-        except (DeliveryError, OutputExpired):
-            raise
+            step1 = await client.files_getUploadURLExternal(filename=filename, length=length, alt_txt=title)
         except Exception as exc:
             raise self._error("files.getUploadURLExternal", exc) from None
-        await self._send(team_id, upload_url, file_id, content, channel=channel, thread_ts=thread_ts, title=title,
-                         initial_comment=initial_comment, deadline=deadline)
+        self._upload_urls[step1["file_id"]] = step1["upload_url"]
+        return str(step1["file_id"])
+
+    async def _finish(self, team_id: str, file_id: str, *, channel: str, thread_ts: str | None, title: str,
+                      initial_comment: str | None, deadline: float | None) -> bool:
+        """An upload recorded earlier: True if it reached the channel or thread (or is on its
+        way: completed now if its bytes were sent); False if it never will."""
+        client = await self._client(team_id)
+        try:
+            return (await self._completed(client, file_id, channel, deadline)
+                    or await self._complete(client, file_id, title, channel, thread_ts, initial_comment, deadline))
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise self._error("files.completeUploadExternal", exc) from None
 
     async def _send(self, team_id: str, upload_url: str, file_id: str, content: bytes | Path, *, channel: str,
                     thread_ts: str | None, title: str, initial_comment: str | None,

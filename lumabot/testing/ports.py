@@ -22,7 +22,6 @@ from ..ports import (
     Output,
     OutputExpired,
     PostKind,
-    RememberFile,
     SessionRecap,
     SessionRules,
 )
@@ -130,12 +129,14 @@ class MemoryNotifier:
         self._maybe_fail("post_session_banner")
         return self._post("banner", None, session.channel_id)
 
-    async def post_session_recap(self, recap: SessionRecap, remember_file: RememberFile) -> None:
+    async def reserve_recap_upload(self, recap: SessionRecap) -> str:
+        return f"F{next(self._ts)}"
+
+    async def post_session_recap(self, recap: SessionRecap) -> bool:
         self._maybe_fail("post_session_recap")
-        if recap.contact_sheet:
-            await remember_file(f"F{next(self._ts)}")
         self.recaps.append(recap)
         self._post("recap", None, recap.session.channel_id)
+        return True
 
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         self._maybe_fail("send_dm")
