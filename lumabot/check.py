@@ -21,7 +21,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
-from .store import StoreUnavailable, schema_status
+from .secrets import PREFIX as SEALED_PREFIX
+from .secrets import SecretsLocked
+from .store import StoreUnavailable, open_store, schema_status
 from .store.migrate import known_revisions
 
 from .scopes import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES  # noqa: F401 (tests import them from here)
@@ -186,7 +188,7 @@ async def _slack_checks(settings: Settings) -> list[Check]:
         install = redirect.removesuffix(OAUTH_REDIRECT_PATH) + INSTALL_PATH
         return [Check(True, f"Slack: OAuth mode; people add lumabot to a workspace at {install} "
                             f"(Slack sends them back to {redirect}: it must be a Redirect URL in the app's "
-                            "OAuth & Permissions)")]
+                            "OAuth & Permissions)"), await _installations_check(settings)]
     where = "" if settings.slack_api_url == SLACK_API_URL_DEFAULT else f" via {_safe_url(settings.slack_api_url)}"
     async with aiohttp.ClientSession() as session:
         client = slack_web_client(settings, session)
@@ -212,6 +214,31 @@ async def _slack_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+
+
+async def _installations_check(settings: Settings) -> Check:
+    """OAuth mode: how many workspaces installed lumabot, and whether LUMABOT_ENCRYPTION_KEY
+    opens their stored tokens (read without changing anything: only a database already at this
+    lumabot's schema is opened)."""
+    try:
+        version, latest = await schema_status(settings.database_url)
+    except StoreUnavailable:
+        return Check(None, "installations: not checked (the database cannot be reached)")
+    if version != latest:
+        return Check(None, "installations: none yet (the database is set up at the first start)")
+    store = open_store(settings.database_url)
+    try:
+        await store.open()
+        count, sample = await store.tenants.installations()
+    finally:
+        await store.close()
+    try:
+        settings.sealer().open(sample)
+    except SecretsLocked as exc:
+        return Check(False, f"installations: {count} installed, but {exc}")
+    sealed = " (tokens encrypted)" if sample and sample.startswith(SEALED_PREFIX) else ""
+    plural = "s" if count != 1 else ""
+    return Check(True, f"installations: {count} workspace{plural} or organisation{plural} installed{sealed}")
 
 
 def _scopes_check(header: str | None) -> Check:

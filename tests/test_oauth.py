@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from lumabot.app import LumaBot
 from lumabot.config import load_settings
@@ -299,6 +300,24 @@ async def test_check_reports_oauth_mode_and_the_install_link(tmp_path, luma):
     text = (await run_checks(settings)).render()
     assert "OAuth mode" in text
     assert "https://lumabot.example.com/slack/install" in text and "Redirect URL" in text
+    assert "installations: none yet" in text
+
+
+async def test_check_counts_the_installations_and_tries_the_encryption_key(org, oauth_bot):
+    from cryptography.fernet import Fernet
+
+    from lumabot.check import run_checks
+
+    key = Fernet.generate_key().decode()
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=key)
+    await app.install("T1")
+    await app.install("T2")
+    text = (await run_checks(app.bot.settings)).render()
+    assert "installations: 2 workspaces or organisations installed (tokens encrypted)" in text
+    other = app.bot.settings.model_copy(update={"encryption_key": SecretStr(Fernet.generate_key().decode())})
+    report = await run_checks(other)
+    assert report.problems == 1 and "none of the keys in LUMABOT_ENCRYPTION_KEY opens the stored tokens" in report.render()
+    assert key not in report.render()
 
 
 async def _answer(ws, timeout: float = 5.0) -> str:

@@ -8,9 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .schema import tenants
+from .schema import slack_bots, tenants
 from .sql import Database, param
 
+_INSTALLED = sa.select(slack_bots.c.enterprise_id, slack_bots.c.team_id, slack_bots.c.bot_token).where(
+    slack_bots.c.bot_token.is_not(None)).order_by(slack_bots.c.installed_at.desc())
 _ORG_OF = sa.select(tenants.c.enterprise_id).where(tenants.c.team_id == param("team"))
 _IN_ORG = sa.select(tenants.c.team_id).where(tenants.c.enterprise_id == param("enterprise")).order_by(
     tenants.c.team_id)
@@ -39,6 +41,12 @@ class TenantStore:
         """The workspace's organisation (None: not on Grid, or never seen)."""
         row = await self.db.row(_ORG_OF, team=team_id)
         return str(row[0]) if row and row[0] else None
+
+    async def installations(self) -> tuple[int, str | None]:
+        """OAuth mode: (how many workspaces or organisations have lumabot's bot installed, the
+        stored token of the latest, as stored: sealed or not)."""
+        rows = await self.db.rows(_INSTALLED)
+        return len({(r[0], r[1]) for r in rows}), (str(rows[0][2]) if rows else None)
 
     async def in_enterprise(self, enterprise_id: str) -> list[str]:
         """The workspaces of an organisation lumabot has served."""
