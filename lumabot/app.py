@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 SHUTDOWN_GRACE = 10.0  # seconds uploads in progress get to finish on SIGTERM (at least)
+INSTALLATIONS_CACHED = 60.0  # several replicas: the longest an installation stays cached here
 
 
 class StartupError(Exception):
@@ -65,7 +66,7 @@ class LumaBot:
         self.workspaces: OneWorkspace | InstalledWorkspaces
         self.installations: Installations | None = None
         if settings.oauth_mode:
-            self.installations = Installations(settings, self.slack)
+            self.installations = Installations(settings, self.slack, changed=self.store.tenants.installations_changed)
             self.workspaces = InstalledWorkspaces(self.installations,
                                                   web_client(settings.slack_api_url, self._slack_session),
                                                   self.store.tenants)
@@ -116,6 +117,7 @@ class LumaBot:
         self._verifier = (None if settings.socket_mode
                           else SignatureVerifier(settings.signing_secret()))
         self.ready = False
+        self._following: asyncio.Future[None] | None = None   # several replicas, OAuth mode
         self._runner: web.AppRunner | None = None
         self._socket_handler: Any = None  # AsyncSocketModeHandler, imported when used
 
@@ -142,6 +144,8 @@ class LumaBot:
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
         self.sessions.start_guard()
         self.retention.start()  # the daily sweep
+        if self.installations is not None and self.store.shared:
+            self._following = asyncio.ensure_future(self._follow_installations())
         self.runner.start_line_reporter()
         self.metrics.start_loop_monitor()
         self.ready = True
@@ -151,6 +155,9 @@ class LumaBot:
         """Stop. With `drain`, creates and uploads in progress get that many seconds to finish;
         every other job stays in the store for the next start."""
         self.ready = False
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
         self.sessions.stop_guard()
@@ -182,6 +189,18 @@ class LumaBot:
         """Single-token mode: the bot token's workspace (the installing one of every request).
         OAuth mode: none (each request names its own)."""
         return self.workspaces.team_id if isinstance(self.workspaces, OneWorkspace) else ""
+
+    async def _follow_installations(self) -> None:
+        """Several replicas: an installation another replica saved, rotated or deleted is read
+        again here (its NOTIFY; at most INSTALLATIONS_CACHED seconds late if one is lost)."""
+        assert self.installations is not None and isinstance(self.workspaces, InstalledWorkspaces)
+        while True:
+            try:
+                await self.store.tenants.wait_for_installations(INSTALLATIONS_CACHED)
+            except StoreUnavailable:
+                pass
+            self.installations.forget_cached()
+            self.workspaces.forget_all()
 
     async def _seen(self, team_id: str, enterprise_id: str | None) -> None:
         assert isinstance(self.workspaces, InstalledWorkspaces)

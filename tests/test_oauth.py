@@ -530,3 +530,25 @@ async def test_an_install_waits_for_a_long_write_instead_of_failing(org, oauth_b
     page = await app.install("T1")
     await writer
     assert "lumabot is installed" in page
+
+
+async def test_another_replica_forgets_an_uninstalled_workspace_at_once(org, oauth_bot, pg_cluster):
+    """Several replicas (PostgreSQL): the installation one replica deleted is dropped from the
+    others' caches by its NOTIFY, not when their cache would have expired."""
+    from lumabot.testing.fake_slack import app_uninstalled_event
+
+    url = await pg_cluster.new_database()
+    a = await oauth_bot(LUMABOT_DATABASE_URL=url, LUMABOT_REPLICA_ID="a")
+    b = await oauth_bot(LUMABOT_DATABASE_URL=url, LUMABOT_REPLICA_ID="b")
+    await a.install("T1")
+    assert (await b.bot.workspaces.get("T1")).token == org.tokens("T1")[0]   # b has it cached now
+    org.uninstall("T1")
+    assert (await org.workspace("T1").post_event(a.events, app_uninstalled_event())).status == 200
+    until = time.monotonic() + 10   # (the cache itself would keep it for a minute)
+    while True:
+        try:
+            await b.bot.workspaces.get("T1")
+        except NotInstalled:
+            break
+        assert time.monotonic() < until, "replica b still serves the uninstalled workspace"
+        await asyncio.sleep(0.02)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -39,11 +39,21 @@ T = TypeVar("T", Installation, Bot)
 
 class SealedInstallationStore(AsyncInstallationStore):
     """An installation store whose tokens are encrypted in the database (LUMABOT_ENCRYPTION_KEY):
-    sealed on the way in, opened on the way out."""
+    sealed on the way in, opened on the way out. Every save and delete is announced
+    (`changed`: the other replicas drop their caches)."""
 
-    def __init__(self, inner: AsyncInstallationStore, sealer: Sealer):
+    def __init__(self, inner: AsyncInstallationStore, sealer: Sealer,
+                 changed: Callable[[], Awaitable[None]] | None = None):
         self.inner = inner
         self.sealer = sealer
+        self.changed = changed
+
+    async def _announce(self) -> None:
+        if self.changed is not None:
+            try:
+                await self.changed()
+            except Exception as exc:   # the others' caches expire by themselves meanwhile
+                log.warning("could not tell the other replicas of an installation change: %s", exc)
 
     @property
     def logger(self) -> logging.Logger:
@@ -58,9 +68,11 @@ class SealedInstallationStore(AsyncInstallationStore):
 
     async def async_save(self, installation: Installation) -> None:
         await self.inner.async_save(self._with(installation, self.sealer.seal))
+        await self._announce()
 
     async def async_save_bot(self, bot: Bot) -> None:
         await self.inner.async_save_bot(self._with(bot, self.sealer.seal))
+        await self._announce()
 
     async def async_find_bot(self, *, enterprise_id: str | None, team_id: str | None,
                              is_enterprise_install: bool | None = False) -> Bot | None:
@@ -77,17 +89,21 @@ class SealedInstallationStore(AsyncInstallationStore):
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         await self.inner.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
+        await self._announce()
 
     async def async_delete_installation(self, *, enterprise_id: str | None, team_id: str | None,
                                         user_id: str | None = None) -> None:
         await self.inner.async_delete_installation(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id)
+        await self._announce()
 
     async def async_delete_all(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         await self.inner.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)
+        await self._announce()
 
 
 class Installations:
-    def __init__(self, settings: Settings, client: AsyncWebClient):
+    def __init__(self, settings: Settings, client: AsyncWebClient,
+                 changed: Callable[[], Awaitable[None]] | None = None):
         self.client_id = settings.slack_client_id or ""
         self.rotation_minutes = settings.token_rotation_minutes
         # The engine is the store's, known once the store is open (`open`).
@@ -96,7 +112,7 @@ class Installations:
         self.states = AsyncSQLAlchemyOAuthStateStore(expiration_seconds=settings.install_link_seconds,
                                                      engine=None, logger=log)  # type: ignore[arg-type]
         # Tokens encrypted in the database (with LUMABOT_ENCRYPTION_KEY), plain in this cache.
-        self.store = AsyncCacheableInstallationStore(SealedInstallationStore(self._sql, settings.sealer()))
+        self.store = AsyncCacheableInstallationStore(SealedInstallationStore(self._sql, settings.sealer(), changed))
         self.rotator = AsyncTokenRotator(client_id=self.client_id, client_secret=settings.client_secret(),
                                          client=client)
         self.settings = AsyncOAuthSettings(
@@ -146,6 +162,13 @@ class Installations:
         await self.store.async_save_bot(refreshed)
         log.info("refreshed the bot token of a workspace (token rotation)", extra={"team": team_id})
         return refreshed
+
+    def forget_cached(self) -> None:
+        """Drop every installation and authorization cached here (another replica changed one):
+        they are read again from the database when next needed."""
+        self.store.cached_bots.clear()
+        self.store.cached_installations.clear()
+        self.authorize.authorize_result_cache.clear()
 
     async def uninstalled(self, team_id: str | None, enterprise_id: str | None = None) -> None:
         """Delete the installation and its tokens (app_uninstalled, tokens_revoked): a

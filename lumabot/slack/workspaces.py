@@ -170,6 +170,10 @@ class InstalledWorkspaces:
         """The workspace uninstalled lumabot (or revoked its token): never use its client again."""
         self._known.pop(team_id, None)
 
+    def forget_all(self) -> None:
+        """Look every workspace's bot up again when next needed (another replica changed one)."""
+        self._known.clear()
+
     async def of_enterprise(self, enterprise_id: str) -> list[str]:
         """The workspaces of an organisation lumabot has served."""
         return await self.orgs.in_enterprise(enterprise_id)

@@ -33,7 +33,8 @@ Row = Sequence[Any]
 # What replicas wake each other about (PostgreSQL NOTIFY channels).
 JOBS_RELEASED = "lumabot_jobs"    # a replica handed jobs back, or stopped
 SLOTS_CHANGED = "lumabot_slots"   # Luma slots were granted or freed
-CHANNELS = (JOBS_RELEASED, SLOTS_CHANGED)
+INSTALLATIONS_CHANGED = "lumabot_installations"   # OAuth mode: installed, uninstalled, rotated
+CHANNELS = (JOBS_RELEASED, SLOTS_CHANGED, INSTALLATIONS_CHANGED)
 
 
 class Duplicate(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .schema import slack_bots, tenants
-from .sql import Database, param
+from .sql import INSTALLATIONS_CHANGED, Database, param
 
 _INSTALLED = sa.select(slack_bots.c.enterprise_id, slack_bots.c.team_id, slack_bots.c.bot_token).where(
     slack_bots.c.bot_token.is_not(None)).order_by(slack_bots.c.installed_at.desc())
@@ -41,6 +41,17 @@ class TenantStore:
         """The workspace's organisation (None: not on Grid, or never seen)."""
         row = await self.db.row(_ORG_OF, team=team_id)
         return str(row[0]) if row and row[0] else None
+
+    async def installations_changed(self) -> None:
+        """A workspace's installation was saved or deleted: the other replicas drop what they
+        cached of installations (`wait_for_installations`)."""
+        if self.db.shared:
+            async with self.db.write() as tx:
+                await self.db.wake_replicas(tx, INSTALLATIONS_CHANGED)
+
+    async def wait_for_installations(self, timeout: float) -> None:
+        """Return when another replica changed an installation, or after `timeout` seconds."""
+        await self.db.wait_for_notice(INSTALLATIONS_CHANGED, timeout)
 
     async def installations(self) -> tuple[int, str | None]:
         """OAuth mode: (how many workspaces or organisations have lumabot's bot installed, the
