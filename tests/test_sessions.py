@@ -232,19 +232,17 @@ async def test_a_contact_sheet_reserved_but_never_sent_is_posted_once_at_the_nex
         found = [s for s in await h.bot.store.sessions.unfinished() if s.ended_at and s.recap_file_id]
         return found[0] if found else None
 
-    until = time.monotonic() + 5
-    while (session := await ended_with_a_reserved_sheet()) is None:
-        assert time.monotonic() < until, "no sheet reserved"
-        await asyncio.sleep(0.01)
+    session = await slack.wait_for(ended_with_a_reserved_sheet, message="no sheet reserved")
     assert not session.recap_posted and sheet_file(h) == []
     await h.bot.stop()
 
     slack._upload_faults.clear()
     h2 = await start_bot()   # the recap is tried again at start
     await slack.wait_for(lambda: len(sheet_file(h2)) == 1, timeout=5)
-    until = time.monotonic() + 5
-    while not (again := await h2.bot.store.sessions.get(session.id)).recap_posted:
-        assert time.monotonic() < until, "recap not recorded as posted"
-        await asyncio.sleep(0.01)
+    async def posted():
+        found = await h2.bot.store.sessions.get(session.id)
+        return found if found is not None and found.recap_posted else None
+
+    again = await slack.wait_for(posted, message="recap not recorded as posted")
     (sheet,) = sheet_file(h2)
     assert again.recap_file_id == sheet.id != session.recap_file_id   # a new file, once

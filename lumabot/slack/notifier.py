@@ -32,7 +32,7 @@ from ..jobs.text import clip
 from ..ports import DeliveryError, Output, OutputExpired, PostKind, SessionRecap, SessionRules
 from ..metrics import Metrics
 from . import blocks
-from .workspaces import NotInstalled, Workspaces
+from .workspaces import NotInstalled, Workspace, Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,18 @@ class SlackNotifier:
             raise DeliveryError("lumabot is no longer installed in that workspace", transient=False,
                                 no_access=True) from None
 
+    async def _installed(self, team_id: str) -> Workspace | None:
+        """The workspace `team_id`, or None where lumabot is no longer installed."""
+        try:
+            return await self.workspaces.get(team_id)
+        except NotInstalled:
+            return None
+
     async def reads_messages_in(self, team_id: str, channel_id: str) -> bool:
         """Does lumabot get the messages of this conversation? Not in channels when it was
         installed with manifest.minimal.yml (no channels:history / groups:history)."""
-        try:
-            return (await self.workspaces.get(team_id)).reads_messages_in(channel_id)
-        except NotInstalled:
-            return False
+        workspace = await self._installed(team_id)
+        return workspace is not None and workspace.reads_messages_in(channel_id)
 
     # -- messages ------------------------------------------------------------------------------
     async def post_status(self, job: Job) -> str:
@@ -419,17 +424,13 @@ class SlackNotifier:
 
     async def team_url(self, team_id: str) -> str | None:
         """The workspace's address (https://<workspace>.slack.com/), for links."""
-        try:
-            return (await self.workspaces.get(team_id)).url
-        except NotInstalled:
-            return None
+        workspace = await self._installed(team_id)
+        return workspace.url if workspace is not None else None
 
     async def team_name(self, team_id: str) -> str | None:
         """The workspace's name, as Slack gave it."""
-        try:
-            return (await self.workspaces.get(team_id)).name
-        except NotInstalled:
-            return None
+        workspace = await self._installed(team_id)
+        return workspace.name if workspace is not None else None
 
     async def _complete(self, client: AsyncWebClient, file_id: str, title: str, channel: str, thread_ts: str | None,
                         initial_comment: str | None, deadline: float | None) -> bool:
