@@ -58,6 +58,8 @@ async def test_forget_removes_the_text_everywhere_in_the_database(start_bot):
     assert _total(after) == _total(before).replace("4 images", "5 images").replace("$0.16", "$0.20")
     assert "<@U7>" not in after and "a forgotten person" in after
     if not h.bot.store.shared:  # SQLite: search the whole database file and its WAL
+        # The running job's row goes before its checkpoint does: wait for the checkpoint.
+        await h.slack.wait_for(lambda: RUNNING.encode() not in database_bytes(h))
         data = database_bytes(h)
         for text in (SECRET, THEME, RUNNING):
             assert text.encode() not in data, text

@@ -39,6 +39,7 @@ WRITER_WAIT = 30.0
 # Pages of a new database (an existing one keeps its own): a job's rows are far smaller, and
 # every commit appends each page it touched to the WAL in full.
 PAGE_SIZE = 1024
+CHECKPOINT_ATTEMPTS = 10  # a forget's checkpoint waits this many times for readers to move on
 
 
 @compiles(now, "sqlite")
@@ -234,11 +235,19 @@ class SQLiteDatabase(Database):
         """Copy the WAL into the database and truncate it: the deleted text is then in neither
         file. A reader in the middle of a query may make it wait or skip; the next automatic
         checkpoint then does it."""
-        async with self._lock:
-            try:
-                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                log.warning("WAL checkpoint after a forget failed: %s", exc)
+        for attempt in range(CHECKPOINT_ATTEMPTS):
+            async with self._lock:
+                try:
+                    async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                        busy = (await cursor.fetchone() or (1,))[0]
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint after a forget failed: %s", exc)
+                    return
+            if not busy:
+                return
+            await asyncio.sleep(0.05 * (attempt + 1))  # a reader still holds an old snapshot
+        log.warning("WAL checkpoint after a forget did not complete (readers kept it busy); "
+                    "the next automatic checkpoint will")
 
 
 async def peek_revision(path: str | Path) -> str | None:
