@@ -145,6 +145,7 @@ class LumaBot:
         self.sessions.start_guard()
         self.retention.start()  # the daily sweep
         if self.installations is not None and self.store.shared:
+            await self.store.db.listen()  # an uninstall on another replica from now on is heard
             self._following = asyncio.ensure_future(self._follow_installations())
         self.runner.start_line_reporter()
         self.metrics.start_loop_monitor()

@@ -176,6 +176,10 @@ class Database(ABC):
     async def wait_for_notice(self, channel: str, timeout: float) -> None:
         """Return when another replica woke `channel`, or after `timeout` seconds."""
 
+    async def listen(self) -> None:
+        """From now on, notices of the other replicas are not missed (they wake the next
+        `wait_for_notice`); nothing where there are no other replicas."""
+
     async def forgotten(self) -> None:
         """After a forget: what the database must do so the deleted text is gone from its files."""
 

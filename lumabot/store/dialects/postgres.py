@@ -190,6 +190,9 @@ class PostgresDatabase(Database):
     async def wake_replicas(self, tx: Tx, channel: str) -> None:
         await tx.execute(text(f"NOTIFY {channel}"))
 
+    async def listen(self) -> None:
+        await self._listen()
+
     async def wait_for_notice(self, channel: str, timeout: float) -> None:
         event = self._notices[channel]
         await self._listen()
