@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # Capacity, fairness and limits (all limits optional).
     luma_rate_window: float = _env("LUMABOT_LUMA_RATE_WINDOW", 60.0, gt=0)
     max_queued_per_user: int = _env("LUMABOT_MAX_QUEUED_PER_USER", 5, ge=1)
+    # Images one request may make (`--n`, permutations); `/luma admin batch N` overrides it.
+    max_images_per_request: int = _env("LUMABOT_MAX_IMAGES_PER_REQUEST", 4, ge=1, le=10)
     user_daily_images: int | None = _env("LUMABOT_USER_DAILY_IMAGES", None, ge=1)
     daily_budget_usd: float | None = _env("LUMABOT_DAILY_BUDGET_USD", None, gt=0)
     monthly_budget_usd: float | None = _env("LUMABOT_MONTHLY_BUDGET_USD", None, gt=0)
@@ -248,7 +250,8 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(max_queued_per_user=self.max_queued_per_user,
                       user_daily_images=self.user_daily_images, daily_budget_usd=self.daily_budget_usd,
-                      monthly_budget_usd=self.monthly_budget_usd, retention_days=self.retention_days)
+                      monthly_budget_usd=self.monthly_budget_usd, retention_days=self.retention_days,
+                      max_images_per_request=self.max_images_per_request)
 
     def session_rules(self) -> SessionRules:
         return SessionRules(idle_minutes=self.session_idle_minutes, max_images=self.session_max_images,

@@ -28,7 +28,9 @@ from .jobs.flags import (
     parse_prompt,
 )
 from .jobs.forgetting import with_style_direction
-from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, KnownImage, Session, SlackFile
+from .jobs.policy import Rules
+from .jobs.requests import request_texts
+from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Session, SlackFile
 from .admin import BudgetAlerts
 from .jobs.admission import NotEnabled, not_enabled_text
 from .quotas import Quotas
@@ -163,27 +165,32 @@ class Intake:
         withdrawn, never started: runner/deadline.py)."""
         return await before_ack(work, self.ack_budget)
 
-    async def check_place(self, team_id: str, channel_id: str) -> None:
+    async def check_place(self, team_id: str, channel_id: str) -> Rules:
         """Raise NotEnabled where the workspace's policy keeps lumabot from working (a channel
         outside the allow-list, or DMs when they are off). The store checks again, atomically,
-        when it admits a job; this early check spares the person a form or a download."""
+        when it admits a job; this early check spares the person a form or a download. The
+        rules in force, otherwise."""
         rules = await self.quotas.rules_in_force(team_id)
         if rules.place_refusal(channel_id) is not None:
             raise NotEnabled(not_enabled_text(channel_id, rules))
+        return rules
 
-    async def _start(self, job: Job, dedupe_key: str | None = None) -> None:
-        """Price the job and hand it to the runner, which records it if the policy and the
-        limits allow (decided atomically by the store); raises LimitReached or NotEnabled, or
-        StoreUnavailable when the database cannot record it within INTAKE_BUDGET seconds."""
+    async def _start(self, jobs: Job | list[Job], dedupe_key: str | None = None) -> None:
+        """Price the request's jobs (one, or the images of a batch) and hand them to the
+        runner, which records them if the policy and the limits allow all of them (decided
+        atomically by the store); raises LimitReached or NotEnabled, or StoreUnavailable when
+        the database cannot record them within INTAKE_BUDGET seconds."""
+        jobs = [jobs] if isinstance(jobs, Job) else jobs
+        job = jobs[0]
         is_admin = None
-        if job.params.model == "uni-1-max":
+        if any(j.params.model == "uni-1-max" for j in jobs):
             # Asked only when the policy keeps uni-1-max for admins (the store decides with
             # the policy it reads; a policy changed meanwhile counts the person as no admin).
             if (await self.quotas.rules_in_force(job.team_id)).max_model == "admins":
                 is_admin = await self.admins.is_admin(job.team_id, job.user_id)
-        rules = self.quotas.admission(job, is_admin=is_admin)
+        rules = [self.quotas.admission(j, is_admin=is_admin) for j in jobs][0]
         try:
-            admission = await retry(lambda: self.runner.submit(job, dedupe_key=dedupe_key, rules=rules),
+            admission = await retry(lambda: self.runner.submit(jobs, dedupe_key=dedupe_key, rules=rules),
                                     transient=lambda e: isinstance(e, StoreUnavailable),
                                     backoff=0.1, until=time.monotonic() + INTAKE_BUDGET,
                                     clock=time.monotonic)
@@ -193,19 +200,28 @@ class Intake:
         if admission.status != "duplicate":
             self.alerts.after(job, admission)
         if admission.status == "refused":
-            raise self.quotas.refusal(admission, job)
+            raise self.quotas.refusal(admission, job, cost=sum(j.cost_usd for j in jobs))
+
+    @staticmethod
+    def _request(jobs: list[Job], typed: str) -> list[Job]:
+        """The jobs of one request: several share the first one's id as their batch."""
+        for i, job in enumerate(jobs):
+            job.typed = typed
+            if len(jobs) > 1:
+                job.batch_id, job.batch_index, job.batch_size = jobs[0].id, i, len(jobs)
+        return jobs
 
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
                       response_url: str | None = None, thread_ts: str | None = None,
                       dedupe_key: str | None = None, defaults: Flags | None = None) -> None:
-        """Start a text-to-image job; raises PromptError for bad input (NotEnabled where
-        lumabot does not work)."""
-        await self.check_place(team_id, channel_id)
-        params = imagine_params(text, defaults=defaults)
-        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
-                  response_url=response_url, params=params)
-        await self._start(job, dedupe_key)
+        """Start the text-to-image jobs of a request (`--n`, permutations: several); raises
+        PromptError for bad input (NotEnabled where lumabot does not work)."""
+        rules = await self.check_place(team_id, channel_id)
+        jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
+                    response_url=response_url, params=imagine_params(t, defaults=defaults))
+                for t in request_texts(text, limit=rules.per_request, defaults=defaults)]
+        await self._start(self._request(jobs, text), dedupe_key)
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
@@ -269,13 +285,16 @@ class Intake:
             return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
                                                thread_ts=msg.ts))
         try:
-            prompt, flags = parse_prompt(text)
-            if prompt.strip() and session.theme:
-                prompt = with_style_direction(prompt, session.theme)
-            params = build_params(prompt, flags, defaults=Flags(**session.flags))
-            job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                      thread_ts=msg.ts, params=params, session_id=session.id)
-            await self._start(job, msg.key)
+            defaults = Flags(**session.flags)
+            jobs = []
+            for one in request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults):
+                prompt, flags = parse_prompt(one)
+                if prompt.strip() and session.theme:
+                    prompt = with_style_direction(prompt, session.theme)
+                jobs.append(Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                                thread_ts=msg.ts, params=build_params(prompt, flags, defaults=defaults),
+                                session_id=session.id))
+            await self._start(self._request(jobs, text), msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.ts))
         await self.sessions.touch(session)
@@ -300,11 +319,12 @@ class Intake:
             return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
                                                thread_ts=msg.root))
         try:
-            params = edit_params(text, source, refs=refs,
-                                 defaults=Flags(**session.flags) if session else None)
-            job = Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                      thread_ts=msg.root, params=params, session_id=session.id if session else None)
-            await self._start(job, msg.key)
+            defaults = Flags(**session.flags) if session else None
+            jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.root,
+                        params=edit_params(one, source, refs=refs, defaults=defaults),
+                        session_id=session.id if session else None)
+                    for one in request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)]
+            await self._start(self._request(jobs, text), msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
         if session is not None:
@@ -316,17 +336,17 @@ class Intake:
                            response_url: str | None) -> str | None:
         """`/edit`: edit the most recent image lumabot knows of in the channel. Returns the
         ephemeral answer, or None when the edit started."""
-        await self.check_place(team_id, channel_id)
+        rules = await self.check_place(team_id, channel_id)
         if not text.strip():
             return EDIT_USAGE
         latest = await self.store.images.latest_in_channel(team_id, channel_id)
         if latest is None:
             return NO_IMAGE_IN_CHANNEL
         try:
-            params = edit_params(text, latest.as_source())
-            job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id,
-                      thread_ts=latest.thread_ts, response_url=response_url, params=params)
-            await self._start(job)
+            jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=latest.thread_ts,
+                        response_url=response_url, params=edit_params(one, latest.as_source()))
+                    for one in request_texts(text, limit=rules.per_request)]
+            await self._start(self._request(jobs, text))
         except PromptError as exc:
             return str(exc)
         return None
@@ -346,10 +366,10 @@ class Intake:
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
                                  text: str, model: str | None, dedupe_key: str) -> None:
         """Submit the modal's edit; raises PromptError for bad input (shown on the field)."""
-        params = edit_params(text, target.source, model=model)
-        job = Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id,
-                  thread_ts=target.thread_ts, response_url=target.response_url, params=params)
-        await self._start(job, dedupe_key)
+        jobs = [Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id, thread_ts=target.thread_ts,
+                    response_url=target.response_url, params=edit_params(one, target.source, model=model))
+                for one in request_texts(text, limit=await self._per_request(team_id))]
+        await self._start(self._request(jobs, text), dedupe_key)
 
     async def usage(self, team_id: str, user_id: str) -> str:
         """`/luma usage`."""
@@ -369,7 +389,8 @@ class Intake:
     # -- /imagine's form -----------------------------------------------------------------------
     async def imagine_from_form(self, *, team_id: str, user_id: str, channel_id: str, prompt: str,
                                 aspect_ratio: str | None, model: str | None, output_format: str | None,
-                                refs: list[SlackFile], response_url: str | None, dedupe_key: str) -> None:
+                                refs: list[SlackFile], response_url: str | None, dedupe_key: str,
+                                n: int | None = None) -> None:
         """Submit the `/imagine` form: choices in the form are defaults, flags typed in the
         prompt win. Raises PromptError with the field it is about."""
         files = [f for f in refs if f.id]
@@ -378,13 +399,14 @@ class Intake:
         not_images = [f.name or f.id for f in files if not f.maybe_image]
         if not_images:
             raise PromptError(f"{', '.join(not_images)} is not an image.", field="refs")
-        text, typed = parse_prompt(prompt)
-        chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format)
-        params = build_params(text, typed, defaults=chosen,
-                              refs=[ImageSource(slack_file=f) for f in files])
-        job = Job(team_id=team_id, user_id=user_id, channel_id=channel_id,
-                  response_url=response_url, params=params)
-        await self._start(job, dedupe_key)
+        chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format, n=n)
+        jobs = []
+        for one in request_texts(prompt, limit=await self._per_request(team_id), defaults=chosen):
+            text, typed = parse_prompt(one)
+            jobs.append(Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,
+                            params=build_params(text, typed, defaults=chosen,
+                                                refs=[ImageSource(slack_file=f) for f in files])))
+        await self._start(self._request(jobs, prompt), dedupe_key)
 
     # -- the buttons under an image ------------------------------------------------------------
     async def rerun(self, job_id: str, *, team_id: str, user_id: str, max_model: bool,
@@ -430,6 +452,8 @@ class Intake:
         the line at once and nothing is spent. Returns a message for the person when it cannot
         be cancelled (already sent to Luma, or not theirs)."""
         job = await self._job_of(team_id, job_id)
+        if job is not None and job.in_batch:
+            return await self._cancel_batch(job, user_id=user_id, is_admin=is_admin)
         if job is not None and job.cancelled_by:
             return None  # cancelled already (a double click): its status says so
         if job is None or job.state.finished:
@@ -443,6 +467,21 @@ class Intake:
             return ALREADY_SENT  # the create won the race
         self.runner.cancel(job_id, user_id)
         return None
+
+    async def _cancel_batch(self, job: Job, *, user_id: str, is_admin: bool) -> str | None:
+        """Cancel the images of a batch that still wait for Luma (those sent go on)."""
+        if job.user_id != user_id and not is_admin:
+            return ONLY_REQUESTER_CANCEL
+        batch = await self.store.jobs.batch(job.batch_id or job.id)
+        waiting = [j for j in batch if j.state == JobState.QUEUED and not j.settled]
+        if not waiting:
+            return None if any(j.cancelled_by for j in batch) else NOT_WAITING
+        cancelled = 0
+        for j in waiting:
+            if j.cancelled_by or await self.store.jobs.request_cancel(j.id, user_id):
+                self.runner.cancel(j.id, j.cancelled_by or user_id)
+                cancelled += 1
+        return None if cancelled else ALREADY_SENT
 
     async def workspace_gone(self, team_id: str) -> int:
         """lumabot was uninstalled from the workspace: its jobs that wait for Luma are
@@ -462,6 +501,10 @@ class Intake:
         return await self.quotas.limits_text(team_id)
 
     # -- helpers -------------------------------------------------------------------------------
+    async def _per_request(self, team_id: str) -> int:
+        """How many images one request may make in the workspace (the store checks again)."""
+        return (await self.quotas.rules_in_force(team_id)).per_request
+
     async def _job_of(self, team_id: str, job_id: str) -> Job | None:
         """A job of the workspace `team_id` (a button's job id): one of another workspace is
         as if it did not exist."""

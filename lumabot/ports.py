@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from .jobs.batches import BatchProgress
 from .jobs.models import GenerationParams, Job, Session
 from .luma.client import Generation, RateInfo
 
@@ -94,8 +95,9 @@ class Notifier(Protocol):
         """Post the job's status message (the thread root); its ts. DeliveryError."""
         ...
 
-    async def update_status(self, job: Job) -> None:
-        """Show the job's current state on its status message (best effort)."""
+    async def update_status(self, job: Job, batch: BatchProgress | None = None) -> None:
+        """Show the job's current state on its status message (best effort); for a job of a
+        batch, where the whole `batch` stands."""
         ...
 
     async def find_posted(self, job: Job, kind: PostKind) -> str | None:

@@ -46,9 +46,10 @@ class Quotas:
         return AdmissionRules(limits=self.limits, day_start=day_start(now), month_start=month_start(now),
                               is_admin=is_admin)
 
-    def refusal(self, admission: Admission, job: Job) -> PromptError:
-        """What the person is told when the policy or a limit refuses their request."""
-        return refusal_error(admission, job, self.limits, self._clock())
+    def refusal(self, admission: Admission, job: Job, *, cost: float | None = None) -> PromptError:
+        """What the person is told when the policy or a limit refuses their request (`job`,
+        its first image; `cost`, of them all)."""
+        return refusal_error(admission, job, self.limits, self._clock(), cost=cost)
 
     async def limits_text(self, team_id: str) -> str:
         """The limits in force, for `/luma help`."""

@@ -104,3 +104,28 @@ async def test_an_upload_shared_late_after_a_crash_is_not_uploaded_again(tmp_pat
     assert job.state == JobState.DONE
     assert slack.count_calls("files.getUploadURLExternal") == 1
     assert len([f for f in slack.files_in_thread("C1", job.status_ts) if f.shared]) == 1
+
+
+@pytest.mark.parametrize("held", ["chat.postMessage", "files.completeUploadExternal"])
+async def test_a_crash_mid_batch_delivers_each_image_exactly_once(tmp_path, slack, luma, held):
+    """Issue #24: kill -9 once the batch's status message is posted but not recorded, or once
+    its first image reached the thread but was not recorded; after a restart the request still
+    has one status message and each of its images is in the thread once."""
+    env = bot_env(tmp_path, slack, luma)
+    db_path = tmp_path / "lumabot.db"
+    bot = BotProcess(env, tmp_path)
+    await bot.start()
+    try:
+        slack.hold(held, after_effect=True)
+        status, body, *_ = await slack.post_command(bot.url, "/imagine", "a phoenix --n 3")
+        assert status == 200 and not body, body
+        await _kill_while_held(bot, slack, held)
+    finally:
+        await bot.stop()
+
+    jobs = await _run_until_settled(env, tmp_path, db_path)
+    assert len(jobs) == 3 and all(j.state == JobState.DONE for j in jobs)
+    (top,) = [m for m in slack.top_level("C1") if "a phoenix" in (m.text or "")]
+    assert {j.status_ts for j in jobs} == {top.ts} and "All 3 images done" in top.text
+    files = slack.files_in_thread("C1", top.ts)
+    assert sorted(f.content for f in files) == sorted(luma.output_bytes(j.generation_id) for j in jobs)

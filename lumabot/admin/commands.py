@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from ..jobs.flags import PromptError
+from ..jobs.models import MAX_IMAGES_PER_REQUEST
 from ..jobs.policy import MaxAccess, Policy
 from ..jobs.text import channel_ref, money, user_ref
 from ..ports import AdminDirectory
@@ -32,6 +33,8 @@ ADMIN_HELP = "\n".join([
     "where lumabot works (default: every channel it is in)",
     "• `/luma admin dms on|off`: direct messages with lumabot",
     "• `/luma admin max everyone|admins|nobody`: who may use uni-1-max",
+    f"• `/luma admin batch N`: at most N images per request (`--n`, permutations; 1-{MAX_IMAGES_PER_REQUEST})",
+    "• `/luma admin web on|off`: web search for references (`--web`)",
     "• `/luma admin budget month 200` · `budget day 20` · `budget channel #c 50` (a month) · "
     "`budget month|day|channel #c off` · `budget off` (all): estimated US dollars, UTC days and months",
     "• `/luma admin limit @person 100` · `limit @person default`: one person's images a day",
@@ -176,6 +179,12 @@ class AdminCommands:
             n = _count(words[1], "a number of images a day", 0, MAX_DAILY_IMAGES)
             return (f"daily image limit of {user_ref(who)}: {n}",
                     lambda p: _set(p, user_limits={**p.user_limits, who: n}))
+        if verb == "batch" and len(words) == 1:
+            n = _count(words[0], "a number of images per request", 1, MAX_IMAGES_PER_REQUEST)
+            return f"at most {n} image{'s' if n != 1 else ''} per request", lambda p: _set(p, per_request=n)
+        if verb == "web" and words in (["on"], ["off"]):
+            on = words[0] == "on"
+            return f"web search (`--web`) {'on' if on else 'off'}", lambda p: _set(p, web=on)
         if verb == "retention" and len(words) == 1:
             days = _count(words[0], "a number of days", 1, MAX_RETENTION_DAYS)
             return f"history kept {days} day{'s' if days != 1 else ''}", lambda p: _set(p, retention_days=days)

@@ -141,7 +141,8 @@ class Reports:
         people += [f"{user_ref(u)} {n}" for u, n in sorted(rules.user_limits.items())]
         return [
             f"Works {where}; direct messages {'on' if rules.dms else 'off'}",
-            f"uni-1-max: {rules.max_model}",
+            f"uni-1-max: {rules.max_model}; web search: {'on' if rules.web else 'off'}; "
+            f"at most {rules.per_request} images per request",
             "Budgets: " + ("; ".join(budgets) if budgets else f"none (this month so far: {money(month_spend)})"),
             "Per person: " + "; ".join(people) + f"; at most {rules.max_waiting} waiting in line",
             f"Retention: {rules.retention_days} days",

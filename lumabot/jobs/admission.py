@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, Sequence
 
 from .flags import PromptError
 from .models import GenerationParams, Job
@@ -87,9 +87,10 @@ class AdmissionRules:
     month_start: float
     is_admin: bool | None = None   # looked up only when the policy reserves uni-1-max for admins
 
-    def early(self, rules: Rules, job: Job) -> Refusal | None:
-        """What refuses a job before anything is counted: the place, then the model."""
-        return rules.place_refusal(job.channel_id) or rules.model_refusal(job.params.model, self.is_admin)
+    def early(self, rules: Rules, jobs: Sequence[Job]) -> Refusal | None:
+        """What refuses a request before anything is counted: the place, the model, web
+        search, the number of images."""
+        return rules.request_refusal(jobs, self.is_admin)
 
     def needed(self, rules: Rules, job: Job) -> Needed:
         return Needed(
@@ -99,9 +100,12 @@ class AdmissionRules:
             channel_month=(Window(self.month_start, channel_id=job.channel_id)
                            if rules.channel_budget(job.channel_id) is not None else None))
 
-    def decide(self, rules: Rules, job: Job, counts: AdmissionCounts) -> "Admission":
-        refusal = rules.refusal(job, counts, self.is_admin)
-        return Admission.refused(refusal, counts, rules) if refusal else Admission.created(counts, rules)
+    def decide(self, rules: Rules, jobs: Sequence[Job], counts: AdmissionCounts) -> "Admission":
+        """All the request's images, or none (then how many would have fit)."""
+        refusal = rules.refusal(jobs, counts, self.is_admin)
+        if refusal is None:
+            return Admission.created(counts, rules)
+        return Admission.refused(refusal, counts, rules, asked=len(jobs), fits=rules.fitting(jobs, counts))
 
 
 def admission_counts(waiting: int, needed: Needed, usage: dict[Window, Usage]) -> AdmissionCounts:
@@ -122,6 +126,8 @@ class Admission:
     refusal: Refusal | None = None
     counts: AdmissionCounts | None = None
     rules: Rules | None = None     # the policy in force when it was decided
+    asked: int = 1                 # images the request makes
+    fits: int = 0                  # of them, how many the limits would have let through
 
     @classmethod
     def created(cls, counts: AdmissionCounts | None = None, rules: Rules | None = None) -> "Admission":
@@ -132,8 +138,9 @@ class Admission:
         return cls("duplicate")
 
     @classmethod
-    def refused(cls, refusal: Refusal, counts: AdmissionCounts, rules: Rules | None = None) -> "Admission":
-        return cls("refused", refusal, counts, rules)
+    def refused(cls, refusal: Refusal, counts: AdmissionCounts, rules: Rules | None = None, *,
+                asked: int = 1, fits: int = 0) -> "Admission":
+        return cls("refused", refusal, counts, rules, asked, fits)
 
 
 def day_start(now: float) -> float:
@@ -172,8 +179,21 @@ def not_enabled_text(channel_id: str, rules: Rules) -> str:
     return f"lumabot is not enabled {where}; {works}. Ask a workspace admin if you need it here."
 
 
-def refusal_error(admission: Admission, job: Job, limits: Limits, now: float) -> PromptError:
-    """What the person is told when the policy or a limit refuses their request."""
+def refusal_error(admission: Admission, job: Job, limits: Limits, now: float, *, cost: float | None = None) -> PromptError:
+    """What the person is told when the policy or a limit refuses their request (`job`, the
+    first of its images; `cost`, of them all)."""
+    error = _refusal_error(admission, job, limits, now, job.cost_usd if cost is None else cost)
+    if admission.asked > 1 and admission.refusal in COUNTED_REFUSALS:
+        fits = f"{admission.fits} would fit now" if admission.fits else "none of them fits now"
+        return type(error)(f"{error} This request makes {admission.asked} images and is made whole or not at "
+                           f"all: {fits}. Nothing was started.", field=error.field)
+    return error
+
+
+COUNTED_REFUSALS = frozenset({"waiting", "daily_images", "daily_budget", "monthly_budget", "channel_budget"})
+
+
+def _refusal_error(admission: Admission, job: Job, limits: Limits, now: float, total: float) -> PromptError:
     rules = admission.rules or Policy().resolve(limits)
     counts = admission.counts or AdmissionCounts()
     refusal = admission.refusal
@@ -183,14 +203,24 @@ def refusal_error(admission: Admission, job: Job, limits: Limits, now: float) ->
         who = "workspace admins" if rules.max_model == "admins" else "nobody"
         return LimitReached(f"In this workspace uni-1-max is for {who}. Leave out `--max` to "
                             "use uni-1.")
+    if refusal == "web":
+        return LimitReached("Web search is turned off in this workspace. Leave out `--web`.")
+    if refusal == "per_request":
+        return LimitReached(f"That request would make {admission.asked} images; one request may make at most "
+                            f"{rules.per_request} here. Nothing was started: try a smaller `--n` or fewer options.",
+                            field="n")
     if refusal == "waiting":
         return LimitReached(f"You already have {counts.waiting} images waiting in line (the limit "
                             f"is {rules.max_waiting}). Wait for one of them to start, then try again.")
     if refusal == "daily_images":
         limit = (f"your own daily limit of {rules.user_limits[job.user_id]} images" if job.user_id in rules.user_limits
                  else f"the daily limit of {rules.default_daily_images} images per person")
+        left = (rules.daily_images(job.user_id) or 0) - counts.requested_today
+        if admission.asked > 1 and left > 0:
+            return LimitReached(f"That would go over {limit} ({left} left today). It resets {resets(now)}.")
         return LimitReached(f"You have reached {limit}. It resets {resets(now)}.")
-    cost = f"this image would cost about {money(job.cost_usd)}"
+    cost = (f"this request would cost about {money(total)}" if admission.asked > 1
+            else f"this image would cost about {money(total)}")
     if refusal == "daily_budget":
         return LimitReached(
             f"The workspace has reached its daily Luma budget of {money(rules.day_budget or 0)} "

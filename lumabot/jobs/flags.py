@@ -17,6 +17,7 @@ from .models import (
     ASPECT_RATIOS,
     FORMATS,
     MAX_EDIT_REFS,
+    MAX_IMAGES_PER_REQUEST,
     MAX_PROMPT_CHARS,
     MODELS,
     PORTRAIT_RATIOS,
@@ -43,6 +44,8 @@ class Flags(BaseModel):
     model: str | None = None
     output_format: str | None = None
     style: str | None = None
+    n: int | None = None            # images of the request (`--n 4`)
+    web: bool | None = None         # Luma's web_search (`--web`)
 
     def over(self, defaults: "Flags | None") -> "Flags":
         """These flags, with `defaults` filling what is not given."""
@@ -62,6 +65,10 @@ class Flags(BaseModel):
             out.append(f"--format {self.output_format}")
         if self.style:
             out.append(f"--style {self.style}")
+        if self.n and self.n > 1:
+            out.append(f"--n {self.n}")
+        if self.web:
+            out.append("--web")
         return " ".join(out)
 
 
@@ -72,12 +79,14 @@ def _one_of(values: Iterable[str]) -> str:
 FLAG_HELP = (
     f"`--ar W:H` (one of {_one_of(ASPECT_RATIOS)}), `--model uni-1|uni-1-max` (or `--max`), "
     "`--format png|jpeg`, `--style manga` (portrait ratios only: "
-    f"{_one_of(sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index))})"
+    f"{_one_of(sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index))}), `--n 1-{MAX_IMAGES_PER_REQUEST}` "
+    "(several images), `--web` (let the model look references up on the web)"
 )
 
 # Flags that take a value, and their aliases.
-_VALUE_FLAGS = {"ar": "ar", "aspect": "ar", "model": "model", "format": "format", "style": "style"}
-_BARE_FLAGS = {"max"}
+_VALUE_FLAGS = {"ar": "ar", "aspect": "ar", "model": "model", "format": "format", "style": "style",
+                "n": "n", "number": "n"}
+_BARE_FLAGS = {"max": ("model", "uni-1-max"), "web": ("web", "on")}
 
 # Slack clients may turn "--" into an en or em dash (smart punctuation): accept those too.
 _FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)(?:=(.*))?$")
@@ -102,7 +111,8 @@ def parse_prompt(text: str) -> tuple[str, Flags]:
         if name in _BARE_FLAGS:
             if inline is not None:
                 raise PromptError(f"`--{name}` takes no value.")
-            values["model"] = "uni-1-max"
+            key, value = _BARE_FLAGS[name]
+            values[key] = value
             i += 1
             continue
         if name not in _VALUE_FLAGS:
@@ -128,6 +138,7 @@ def _value_hint(key: str) -> str:
         "model": f"Valid models: {_one_of(MODELS)}.",
         "format": f"Valid formats: {_one_of(FORMATS)}.",
         "style": f"Valid styles: {_one_of(STYLES)}.",
+        "n": f"How many images, 1 to {MAX_IMAGES_PER_REQUEST}, e.g. `--n 4`.",
     }[key]
 
 
@@ -155,6 +166,13 @@ def _validate_flags(values: dict[str, str]) -> Flags:
         if style not in STYLES:
             raise PromptError(f"Unknown style `{shown(values['style'], 100)}`. {_value_hint('style')}")
         flags.style = style
+    if "n" in values:
+        n = values["n"]
+        if not n.isdigit() or not 1 <= int(n) <= MAX_IMAGES_PER_REQUEST:
+            raise PromptError(f"`--n {shown(n, 20)}` is not a number of images. {_value_hint('n')}", field="n")
+        flags.n = int(n)
+    if "web" in values:
+        flags.web = True
     return flags
 
 
@@ -188,6 +206,7 @@ def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None,
         style=f.style if f.style and f.style != "auto" else None,
         output_format=f.output_format,
         image_refs=list(refs or []),
+        web_search=bool(f.web),
     )
 
 
@@ -222,4 +241,5 @@ def edit_params(text: str, source: ImageSource, *, refs: list[ImageSource] | Non
         output_format=f.output_format,
         source=source,
         image_refs=list(refs or [])[:MAX_EDIT_REFS],
+        web_search=bool(f.web),
     )

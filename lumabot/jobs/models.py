@@ -15,6 +15,8 @@ MODELS: tuple[str, ...] = ("uni-1", "uni-1-max")
 FORMATS: tuple[str, ...] = ("png", "jpeg")
 STYLES: tuple[str, ...] = ("auto", "manga")
 MAX_PROMPT_CHARS = 6000
+# Images one request may make (`--n`, permutations): the most an admin may allow.
+MAX_IMAGES_PER_REQUEST = 10
 
 # How many times a generation may be submitted for one job when Luma fails it with a
 # retryable failure code (the first try plus one retry).
@@ -99,6 +101,13 @@ class GenerationParams(BaseModel):
     output_format: str | None = None
     source: ImageSource | None = None
     image_refs: list[ImageSource] = Field(default_factory=list)
+    web_search: bool = False         # the model may look references up on the web (slower)
+
+    @property
+    def latency_class(self) -> tuple[str, str]:
+        """Generations that take alike (the poll planner learns each class apart): the model,
+        and the type, with web search apart (it looks references up first: slower)."""
+        return (self.model, f"{self.type}+web" if self.web_search else self.type)
 
     def describe(self) -> str:
         """A one-line summary of the parameters, as a user would type them."""
@@ -109,6 +118,8 @@ class GenerationParams(BaseModel):
             parts.append(self.style)
         if self.output_format:
             parts.append(self.output_format)
+        if self.web_search:
+            parts.append("web")
         if self.type == "image_edit":
             parts.insert(0, "edit")
         return " · ".join(parts)
@@ -154,6 +165,21 @@ class Job(BaseModel):
     cancelled_by: str | None = None       # who cancelled it while it waited (requester or admin)
     owner: str | None = None              # the replica running the job (None: nobody yet)
     epoch: int = 0                        # bumped at every takeover: writes of older owners fail
+    # Several images from one request (`--n`, permutations): one job each, sharing the first
+    # one's status message. `batch_id` is the first job's id (None: a request of one image).
+    batch_id: str | None = None
+    batch_index: int = 0
+    batch_size: int = 1
+    typed: str | None = None              # the request as the person typed it (flags and all)
+
+    @property
+    def in_batch(self) -> bool:
+        return self.batch_id is not None and self.batch_size > 1
+
+    @property
+    def leads(self) -> bool:
+        """Posts the status message: a job of its own, or the first of its batch."""
+        return self.batch_id is None or self.batch_id == self.id
 
     @property
     def charged(self) -> bool:

@@ -9,15 +9,15 @@ admission from what the store counted in the admitting transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, Field
 
 from .models import Job
 
 MaxAccess = Literal["everyone", "admins", "nobody"]
-Refusal = Literal["channel", "dms", "max_model", "waiting", "daily_images", "daily_budget",
-                  "monthly_budget", "channel_budget"]
+Refusal = Literal["channel", "dms", "max_model", "web", "per_request", "waiting", "daily_images",
+                  "daily_budget", "monthly_budget", "channel_budget"]
 PLACE_REFUSALS: frozenset[str] = frozenset({"channel", "dms"})
 
 
@@ -30,6 +30,7 @@ class Limits:
     daily_budget_usd: float | None
     monthly_budget_usd: float | None = None
     retention_days: int = 90
+    max_images_per_request: int = 4
 
 
 class Policy(BaseModel):
@@ -44,6 +45,8 @@ class Policy(BaseModel):
     channel_budgets: dict[str, float] = Field(default_factory=dict)  # per channel per month
     user_limits: dict[str, int] = Field(default_factory=dict)        # images per person per day
     retention_days: int | None = None
+    per_request: int | None = None             # images one request may make (`--n`, permutations)
+    web: bool = True                           # Luma's web search (`--web`)
 
     def resolve(self, limits: Limits) -> "Rules":
         given = self.model_fields_set
@@ -54,7 +57,9 @@ class Policy(BaseModel):
             day_budget=self.day_budget if "day_budget" in given else limits.daily_budget_usd,
             channel_budgets=dict(self.channel_budgets), user_limits=dict(self.user_limits),
             default_daily_images=limits.user_daily_images, max_waiting=limits.max_queued_per_user,
-            retention_days=self.retention_days if self.retention_days is not None else limits.retention_days)
+            retention_days=self.retention_days if self.retention_days is not None else limits.retention_days,
+            per_request=self.per_request if self.per_request is not None else limits.max_images_per_request,
+            web=self.web)
 
 
 def is_dm(channel_id: str) -> bool:
@@ -76,6 +81,8 @@ class Rules:
     default_daily_images: int | None
     max_waiting: int
     retention_days: int
+    per_request: int = 4
+    web: bool = True
 
     def daily_images(self, user_id: str) -> int | None:
         """A person's images per day (their own limit, else everyone's)."""
@@ -100,25 +107,47 @@ class Rules:
             return None
         return "max_model"
 
-    def refusal(self, job: Job, counts: "AdmissionCounts", is_admin: bool | None) -> Refusal | None:
-        """Admission, in order: place, model, then the limits counted in the transaction."""
-        refusal = self.place_refusal(job.channel_id) or self.model_refusal(job.params.model, is_admin)
-        if refusal is not None:
-            return refusal
-        if counts.waiting >= self.max_waiting:
+    def request_refusal(self, jobs: Sequence[Job], is_admin: bool | None) -> Refusal | None:
+        """What refuses a request before anything is counted: the place, the model, web
+        search, and how many images it makes."""
+        first = jobs[0]
+        refusal = self.place_refusal(first.channel_id)
+        for job in jobs:
+            refusal = refusal or self.model_refusal(job.params.model, is_admin)
+            if refusal is None and job.params.web_search and not self.web:
+                refusal = "web"
+        if refusal is None and len(jobs) > self.per_request:
+            refusal = "per_request"
+        return refusal
+
+    def refusal(self, jobs: Sequence[Job], counts: "AdmissionCounts", is_admin: bool | None) -> Refusal | None:
+        """Admission of a request (all its images or none), in order: place, model, then the
+        limits counted in the transaction."""
+        refusal = self.request_refusal(jobs, is_admin)
+        return refusal if refusal is not None else self.limit_refusal(jobs, counts)
+
+    def limit_refusal(self, jobs: Sequence[Job], counts: "AdmissionCounts") -> Refusal | None:
+        """Which counted limit the images of `jobs` would go over, if any."""
+        if not jobs:
+            return None
+        n, cost, person = len(jobs), sum(job.cost_usd for job in jobs), jobs[0]
+        if counts.waiting + n > self.max_waiting:
             return "waiting"
-        daily = self.daily_images(job.user_id)
-        if daily is not None and counts.requested_today >= daily:
+        daily = self.daily_images(person.user_id)
+        if daily is not None and counts.requested_today + n > daily:
             return "daily_images"
-        cost = job.cost_usd
         if self.day_budget is not None and counts.committed_today + cost > self.day_budget + 1e-9:
             return "daily_budget"
         if self.month_budget is not None and counts.committed_month + cost > self.month_budget + 1e-9:
             return "monthly_budget"
-        channel = self.channel_budget(job.channel_id)
+        channel = self.channel_budget(person.channel_id)
         if channel is not None and counts.committed_channel + cost > channel + 1e-9:
             return "channel_budget"
         return None
+
+    def fitting(self, jobs: Sequence[Job], counts: "AdmissionCounts") -> int:
+        """How many of the request's images the counted limits would let through."""
+        return next(k for k in range(len(jobs), -1, -1) if self.limit_refusal(jobs[:k], counts) is None)
 
 
 @dataclass(frozen=True)

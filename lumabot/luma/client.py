@@ -155,6 +155,8 @@ def create_body(params: GenerationParams, user_id: str) -> dict[str, Any]:
         body["source"] = _image_ref(params.source)
     if params.image_refs:
         body["image_ref"] = [_image_ref(r) for r in params.image_refs]
+    if params.web_search:
+        body["web_search"] = True
     return body
 
 

@@ -8,7 +8,6 @@ import logging
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job
-from ..ports import Notifier
 from .scheduler import SlotScheduler
 
 log = logging.getLogger("lumabot.runner")
@@ -17,11 +16,12 @@ LOOK_AHEAD = 2000  # places in line looked at per tick
 
 
 class LineReporter:
-    def __init__(self, scheduler: SlotScheduler, notifier: Notifier, live_job: Callable[[str], Job | None],
+    def __init__(self, scheduler: SlotScheduler, show: Callable[[Job], Awaitable[None]],
+                 live_job: Callable[[str], Job | None],
                  *, interval: float, per_tick: int,
                  load: Callable[[str], Awaitable[Job | None]] | None = None):
         self.scheduler = scheduler
-        self.notifier = notifier
+        self.show = show          # updates a job's status message (runner/status.py)
         self.live_job = live_job
         self.load = load          # a waiting job without a live object (parked), from the store
         self.interval = interval
@@ -63,7 +63,7 @@ class LineReporter:
                     continue
                 self._shown[job_id] = place
             job.queue_position = place
-            await self.notifier.update_status(job)
+            await self.show(job)
             updated += 1
         return updated
 

@@ -3,6 +3,7 @@ finding its messages again after a crash (through the Notifier port)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Awaitable, Callable, TypeVar
@@ -22,6 +23,7 @@ class Messages:
         self.notifier = record.notifier
         self.config = record.config
         self.shutdown = shutdown
+        self._announced: dict[str, asyncio.Event] = {}  # batch id -> set when its status is posted
 
     async def retrying(self, job: Job, call: Callable[[], Awaitable[T]]) -> T:
         """A Slack call, transient errors retried with backoff (the SDK already retried a few
@@ -33,7 +35,10 @@ class Messages:
 
     async def announce(self, job: Job, resumed: bool) -> None:
         """Post the status message (the thread root); without it the job cannot go on, and
-        nothing is sent to Luma. After a crash, the message posted before it is found again."""
+        nothing is sent to Luma. After a crash, the message posted before it is found again.
+        A batch has one, posted by its first job; the others wait for it."""
+        if not job.leads:
+            return await self._follow(job)
         ts = await self.find_posted(job, "status") if resumed else None
         try:
             ts = ts or await self.retrying(job, lambda: self.notifier.post_status(job))
@@ -41,6 +46,29 @@ class Messages:
             raise self.failure(job, err, "the status message") from None
         job.status_ts = ts
         await self.record.save(job)
+        if job.in_batch:
+            self._announced.pop(job.id, asyncio.Event()).set()
+
+    async def _follow(self, job: Job) -> None:
+        """A later image of a batch: its status message is the first image's, once posted (by
+        this process, or another replica: then seen within a second). If the first image
+        failed before it could post one, this one fails the same way, quietly."""
+        assert job.batch_id is not None
+        while True:
+            lead = await self.record.durably(job, lambda: self.record.store.jobs.get(job.batch_id or ""))
+            if lead is not None and lead.status_ts:
+                job.status_ts = lead.status_ts
+                await self.record.save(job)
+                return
+            if lead is None or lead.state.finished:
+                self._announced.pop(job.batch_id, None)
+                raise JobFailed(lead.failure_code if lead and lead.failure_code else "delivery_failed",
+                                lead.failure_detail if lead else None, quiet=True)
+            event = self._announced.setdefault(job.batch_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
 
     def failure(self, job: Job, err: DeliveryError, what: str) -> JobFailed:
         """The failure of a final Slack error, logged as loudly as it deserves."""
@@ -62,20 +90,22 @@ class Messages:
             log.warning("could not look for an earlier %s message: %s", kind, err, extra=log_context(job))
             return None
 
-    async def settle(self, job: Job, resumed: bool = False, *, image: KnownImage | None = None) -> None:
+    async def settle(self, job: Job, resumed: bool = False, *, image: KnownImage | None = None,
+                     tell: bool = True) -> None:
         """Tell the person the outcome, then record that they were told (with a delivered
         `image`, in the same write as the outcome: a crash before it delivers again, exactly
-        once, and tells them then)."""
+        once, and tells them then). `tell` False: they know already (a quiet failure)."""
         if job.settled:
             return
         if self.shutdown.stopping:  # no more Slack calls: the next start tells them,
             if image is None:       # but what was delivered is recorded
                 return
         else:
-            if job.state == JobState.FAILED and not (resumed and await self.find_posted(job, "failure")):
+            if (tell and job.state == JobState.FAILED
+                    and not (resumed and await self.find_posted(job, "failure"))):
                 await self._tell_failure(job)
-            await self.notifier.update_status(job)
             job.settled = True
+            await self.record.status.show(job)
         await self.record.durably(job, lambda: self.record.store.jobs.save(job, image=image))
         self.record.metrics.jobs_finished.labels(job.state.value).inc()
 

@@ -41,7 +41,7 @@ class Poller:
 
     async def _until_done(self, job: Job) -> str | None:
         assert job.generation_id and job.submitted_at and job.deadline
-        key, sent = (job.params.model, job.params.type), job.submitted_at
+        key, sent = job.params.latency_class, job.submitted_at
         last_age: float | None = None  # the age of the last poll (after a restart: unknown)
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=self.scheduler.waiting > 0)
         backoff = Backoff(self.config.retry_backoff)

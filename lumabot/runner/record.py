@@ -15,6 +15,7 @@ from ..metrics import Metrics
 from ..ports import Notifier
 from ..store import Store, StoreUnavailable
 from .retry import retry
+from .status import StatusBoard
 
 log = logging.getLogger("lumabot.runner")
 T = TypeVar("T")
@@ -47,12 +48,14 @@ class Parked(Exception):
 
 
 class JobFailed(Exception):
-    """The job ends failed with this failure code (jobs/failures.py) and optional detail."""
+    """The job ends failed with this failure code (jobs/failures.py) and optional detail;
+    `quiet`: the person was told already (the first image of its batch failed the same way)."""
 
-    def __init__(self, code: str, detail: str | None = None):
+    def __init__(self, code: str, detail: str | None = None, *, quiet: bool = False):
         super().__init__(code)
         self.code = code
         self.detail = detail
+        self.quiet = quiet
 
 
 def log_context(job: Job) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class Recorder:
         self.notifier = notifier
         self.metrics = metrics
         self.config = config
+        self.status = StatusBoard(store, notifier)
 
     async def durably(self, job: Job, write: Callable[[], Awaitable[T]]) -> T:
         """Run a store write until it succeeds: a locked or full database delays the job, it
@@ -123,7 +127,7 @@ class Recorder:
             setattr(job, k, v)
         await self.save(job)
         if announce and job.shown_status() != before:
-            await self.notifier.update_status(job)
+            await self.status.show(job)
 
 
 def rejected(job: Job, error: LumaRejected) -> JobFailed:

@@ -64,7 +64,7 @@ class Runner:
         self.submit_step = Submitter(self.record, scheduler, inputs, luma, self.shutdown)
         self.poll_step = Poller(self.record, scheduler, luma, self.polls)
         self.deliver_step = Deliverer(self.record, self.messages, outputs, luma, self.shutdown)
-        self.lines = LineReporter(scheduler, notifier, self._live_job,
+        self.lines = LineReporter(scheduler, self.record.status.show, self._live_job,
                                   interval=config.queue_update_interval,
                                   per_tick=config.queue_updates_per_tick, load=self.store.jobs.get)
         # A job waiting for a slot is parked there: no task, no live job, until its turn.
@@ -87,18 +87,22 @@ class Runner:
         return len(self._tasks) + self.scheduler.parked
 
     # -- entry points --------------------------------------------------------------------------
-    async def submit(self, job: Job, *, dedupe_key: str | None = None,
+    async def submit(self, jobs: Job | list[Job], *, dedupe_key: str | None = None,
                      rules: AdmissionRules | None = None) -> Admission:
-        """Record a new job (durably, admission decided in the same transaction) and start it.
-        Nothing starts for a duplicate dedupe key (a retried Slack event) or a refusal."""
-        job.owner, job.epoch = self.replica_id, 0
-        admission = await self.store.jobs.create(job, dedupe_key=dedupe_key, rules=rules)
+        """Record a request's new jobs (durably, admission decided in the same transaction,
+        for all of them or none) and start them. Nothing starts for a duplicate dedupe key (a
+        retried Slack event) or a refusal."""
+        jobs = [jobs] if isinstance(jobs, Job) else jobs
+        for job in jobs:
+            job.owner, job.epoch = self.replica_id, 0
+        admission = await self.store.jobs.create(jobs, dedupe_key=dedupe_key, rules=rules)
         if admission.status == "created":
             request = deadline.current()
             if request is not None and not request.accept():  # recorded after "try again"
-                self._in_background(self._withdraw(job, dedupe_key))
+                self._in_background(self._withdraw(jobs, dedupe_key))
                 raise StoreUnavailable("recorded after the person was asked to try again")
-            self._start(job)
+            for job in jobs:
+                self._start(job)
         elif admission.status == "duplicate":
             log.info("duplicate request ignored", extra={"dedupe_key": dedupe_key})
         return admission
@@ -110,8 +114,8 @@ class Runner:
         await self.store.jobs.heartbeat(self.replica_id)
         # What the poll planner learned before the restart: the resumed generations are then
         # polled likeliest-finished first.
-        for model, type_, seconds in await self.store.jobs.recent_latencies(self.polls.window):
-            self.polls.record((model, type_), seconds)
+        for key, seconds in await self.store.jobs.recent_latencies(self.polls.window):
+            self.polls.record(key, seconds)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
         # Every one of them, batch after batch (an unshared store has no lease loop to take the
@@ -151,7 +155,7 @@ class Runner:
 
         def likeliest_done_first(job: Job) -> tuple[bool, float]:
             generating = job.state == JobState.GENERATING and job.submitted_at is not None
-            return (not generating, -self.polls.chance((job.params.model, job.params.type), None,
+            return (not generating, -self.polls.chance(job.params.latency_class, None,
                                                        now - (job.submitted_at or now)))
 
         jobs.sort(key=likeliest_done_first)
@@ -287,11 +291,12 @@ class Runner:
         elif not self._start(job, granted=True):
             self.scheduler.release(job_id)
 
-    async def _withdraw(self, job: Job, dedupe_key: str | None) -> None:
-        """A job the database recorded after its person was told to try again: deleted (with
-        its dedupe key), never started. Retried until the database answers."""
+    async def _withdraw(self, jobs: list[Job], dedupe_key: str | None) -> None:
+        """A request the database recorded after its person was told to try again: its jobs
+        deleted (with its dedupe key), never started. Retried until the database answers."""
+        job = jobs[0]
         try:
-            await self.record.durably(job, lambda: self.store.jobs.withdraw(job.id, dedupe_key))
+            await self.record.durably(job, lambda: self.store.jobs.withdraw([j.id for j in jobs], dedupe_key))
         except asyncio.CancelledError:
             log.warning("stopped before a late-recorded job was withdrawn; it runs at the next start",
                         extra=log_context(job))
@@ -329,6 +334,7 @@ class Runner:
             await self._settle_cancel(job, by)
 
     async def _run_steps(self, job: Job, resumed: bool, granted: bool = False) -> None:
+        tell = True
         try:
             if resumed and job.state == JobState.SUBMITTING:
                 self._resend_after_crash(job)
@@ -347,6 +353,7 @@ class Runner:
             return  # a new task takes over when its slot is granted
         except JobFailed as f:
             await self._record_failure(job, f.code, f.detail)
+            tell = not f.quiet
         except JobCancelled as c:
             await self._record_cancel(job, str(c.args[0]))
         except (asyncio.CancelledError, JobLost):
@@ -356,7 +363,7 @@ class Runner:
             await self._record_failure(job, "internal", None)
         finally:
             self.scheduler.release(job.id)
-        await self.messages.settle(job, resumed)
+        await self.messages.settle(job, resumed, tell=tell)
 
     def _resend_after_crash(self, job: Job) -> None:
         """A create was in flight when lumabot died: Luma may or may not have the generation,

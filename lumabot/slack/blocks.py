@@ -7,6 +7,7 @@ import time
 
 from datetime import datetime, timezone
 
+from ..jobs.batches import BatchProgress
 from ..jobs.failures import failure_message
 from ..jobs.flags import FLAG_HELP, Flags
 from ..jobs.models import ASPECT_RATIOS, Job, JobState, Session
@@ -55,8 +56,10 @@ def _verb(job: Job) -> str:
     return "an edit" if job.params.type == "image_edit" else "an image"
 
 
-def status_text(job: Job) -> str:
+def status_text(job: Job, batch: BatchProgress | None = None) -> str:
     """Plain-text fallback (notifications, screen readers): who, what, and the state."""
+    if job.in_batch:
+        return batch_status_text(job, batch or BatchProgress.new(job))
     state = re.sub(r"^:[a-z_]+: ", "", status_line(job))
     prompt = shown(job.params.prompt, 200)
     return f"<@{job.user_id}> asked for {_verb(job)}: {prompt} ({job.params.describe()}) · {state}"
@@ -65,8 +68,62 @@ def status_text(job: Job) -> str:
 CANCEL_ACTION = "cancel"
 
 
-def status_blocks(job: Job) -> list[dict]:
-    """The status message; while the job waits for Luma (nothing sent yet), a Cancel button."""
+def _duration(start: float, end: float) -> str:
+    secs = max(0, round(end - start))
+    return f"{secs} s" if secs < 60 else f"{secs // 60} min {secs % 60:02d} s"
+
+
+def batch_status_line(p: BatchProgress) -> str:
+    """Where the images of a request stand, as a user reads it."""
+    if p.finished:
+        took = _duration(p.started_at, p.finished_at or p.started_at)
+        if p.done == p.size:
+            return f":white_check_mark: All {p.size} images done in {took}"
+        if p.cancelled == p.size:
+            return f":no_entry_sign: Cancelled by <@{p.cancelled_by}>" if p.cancelled_by else ":no_entry_sign: Cancelled"
+        if not p.done and not p.cancelled:
+            return f":x: Failed after {took}: see the thread"
+        rest = [f"{p.failed} failed" if p.failed else "", f"{p.cancelled} cancelled" if p.cancelled else ""]
+        return f":white_check_mark: {p.done} of {p.size} done in {took} · " + ", ".join(r for r in rest if r) + (
+            ": see the thread" if p.failed else "")
+    place = f" · #{p.place} in line" if p.place else ""
+    if p.under_way:
+        failed = f" · {p.failed} failed" if p.failed else ""
+        return f":art: Generating… {p.done} of {p.size} done{failed}"
+    if p.capacity:
+        return f":hourglass: {p.size} images queued: waiting for capacity at Luma{place}"
+    return f":hourglass_flowing_sand: {p.size} images queued{place}"
+
+
+def _batch_blocks(job: Job, p: BatchProgress) -> list[dict]:
+    """The one status message of a batch: the request, where its images stand, and when they
+    are all finished, every image together."""
+    typed = job.typed or job.params.prompt
+    blocks_: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _quote(typed)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<@{job.user_id}> · {p.size} images"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": batch_status_line(p)}]},
+    ]
+    for i, file_id in enumerate(p.files):
+        blocks_.append({"type": "image", "slack_file": {"id": file_id},
+                        "alt_text": alt_text(f"{i + 1} of {len(p.files)}: {job.params.prompt}")})
+    if p.waiting and not p.finished:  # (the Cancel button: only while some image waits)
+        blocks_.append({"type": "actions", "block_id": "waiting", "elements": [
+            _button("Cancel the waiting images" if p.done or p.generating else "Cancel", CANCEL_ACTION,
+                    job.batch_id or job.id)]})
+    return blocks_
+
+
+def batch_status_text(job: Job, p: BatchProgress) -> str:
+    state = re.sub(r"^:[a-z_]+: ", "", batch_status_line(p))
+    return f"<@{job.user_id}> asked for {p.size} images: {shown(job.typed or job.params.prompt, 200)} · {state}"
+
+
+def status_blocks(job: Job, batch: BatchProgress | None = None) -> list[dict]:
+    """The status message; while the job waits for Luma (nothing sent yet), a Cancel button.
+    A batch's shows all its images (`batch`; as just admitted when not given)."""
+    if job.in_batch:
+        return _batch_blocks(job, batch or BatchProgress.new(job))
     blocks_: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _quote(job.params.prompt)}},
         {"type": "context", "elements": [
@@ -134,9 +191,13 @@ def _select(action_id: str, values: list[tuple[str, str]], initial: str | None =
     return element
 
 
-def imagine_modal(private_metadata: str) -> dict:
-    """`/imagine` with no text: a form for the prompt and every option."""
+def imagine_modal(private_metadata: str, *, per_request: int = 1) -> dict:
+    """`/imagine` with no text: a form for the prompt and every option (up to `per_request`
+    images of it)."""
     ratios = [(r, f"{r} · {RATIO_SHAPES[r]}") for r in ASPECT_RATIOS]
+    several = [{"type": "input", "block_id": "n", "label": _plain("Number of images"),
+                "element": _select("n", [(str(k), str(k)) for k in range(1, per_request + 1)], initial="1")}
+               ] if per_request > 1 else []
     return _modal("Imagine with Luma", callback_id=IMAGINE_MODAL_ID, submit="Imagine",
                   private_metadata=private_metadata, blocks_=[
             {"type": "input", "block_id": "prompt", "label": _plain("What do you want to see?"),
@@ -147,6 +208,7 @@ def imagine_modal(private_metadata: str) -> dict:
             {"type": "input", "block_id": "model", "label": _plain("Model"),
              "element": _select("model", [("uni-1", "uni-1"), ("uni-1-max", "uni-1-max (best, pricier)")],
                                 initial="uni-1")},
+            *several,
             {"type": "input", "block_id": "format", "label": _plain("Format"), "optional": True,
              "element": _select("format", [("png", "PNG"), ("jpeg", "JPEG")], placeholder="Let the model choose")},
             {"type": "input", "block_id": "refs", "label": _plain("Reference images"), "optional": True,
@@ -222,6 +284,9 @@ def full_help(limits: str) -> str:
         "usage, export, retention.",
         f"*Flags* (anywhere in the text): {FLAG_HELP}. `--ar` does not apply to edits: they keep the "
         "image's shape.",
+        "*Several images:* `--n 4` makes four of the request under one status message; "
+        "`a {red, blue} kite` makes one per option (groups multiply; `\\{` is a literal brace). A "
+        "request is admitted whole or not at all.",
         "*Editing* (slash commands do not work in threads, so):",
         "• reply in a lumabot thread with what to change: it edits the newest image there; replies chain;",
         "• attach images to a reply: the first is edited, up to 8 more are references;",

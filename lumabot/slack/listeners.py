@@ -135,10 +135,11 @@ async def imagine(ack: Any, command: dict[str, Any], body: dict[str, Any], clien
             text=text, response_url=command.get("response_url")))
         await ack()
         return
-    await lb.intake.in_time(lambda: lb.intake.check_place(lb.team(body), command["channel_id"]))
+    rules = await lb.intake.in_time(lambda: lb.intake.check_place(lb.team(body), command["channel_id"]))
     await ack()  # the form, where lumabot works
     meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
-    later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta), respond))
+    later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta, per_request=rules.per_request),
+                     respond))
 
 
 async def edit(ack: Any, command: dict[str, Any], body: dict[str, Any], context: Any) -> None:
@@ -195,7 +196,8 @@ async def imagine_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]
         prompt=values.get("prompt", {}).get("prompt", {}).get("value") or "",
         aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
         refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or [] if f.get("id")],
-        response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}"))
+        response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}",
+        n=int(chosen("n") or 1)))
     await ack()
 
 

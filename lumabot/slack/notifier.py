@@ -26,6 +26,7 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from ..jobs.batches import BatchProgress
 from ..jobs.failures import POLICY_MESSAGES
 from ..jobs.models import Job, Session
 from ..jobs.text import clip
@@ -150,13 +151,13 @@ class SlackNotifier:
                 return message.get("ts")
         return None
 
-    async def update_status(self, job: Job) -> None:
+    async def update_status(self, job: Job, batch: BatchProgress | None = None) -> None:
         if not job.status_ts:
             return
         try:
             client = await self._client(job.team_id)
             await client.chat_update(channel=job.channel_id, ts=job.status_ts,
-                                     text=blocks.status_text(job), blocks=blocks.status_blocks(job))
+                                     text=blocks.status_text(job, batch), blocks=blocks.status_blocks(job, batch))
         except Exception as exc:
             err = self._error("chat.update", exc)
             # A lost status update is cosmetic; the thread still gets the outcome.

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
 from ..jobs.admission import Admission, AdmissionRules, admission_counts
 from ..jobs.forgetting import settle_action
-from ..jobs.models import Job, KnownImage
+from ..jobs.models import GenerationParams, Job, KnownImage
 from ..jobs.policy import Policy
 from . import schema
 from .dialects import now
@@ -42,7 +42,7 @@ _CANCELLED = sa.select(jobs.c.id, jobs.c.cancelled_by).where(
 _DELETED = sa.update(jobs).where(jobs.c.id == param("id")).values(deleted=True)
 _RECENT = sa.select(*JOB_SELECT).where(jobs.c.team_id == param("team"), jobs.c.user_id == param("user")).order_by(
     jobs.c.created_at.desc(), jobs.c.id.desc()).limit(param("limit"))
-_LATENCIES = sa.select(jobs.c.model, jobs.c.type, jobs.c.completed_at - jobs.c.submitted_at).where(
+_LATENCIES = sa.select(jobs.c.params, jobs.c.completed_at - jobs.c.submitted_at).where(
     jobs.c.state == "done", jobs.c.completed_at.is_not(None), jobs.c.submitted_at.is_not(None)).order_by(
     jobs.c.completed_at.desc()).limit(param("limit"))
 _FOR_MESSAGE = sa.select(*JOB_SELECT).where(
@@ -51,6 +51,7 @@ _FOR_MESSAGE = sa.select(*JOB_SELECT).where(
         sa.select(images.c.job_id).where(images.c.team_id == param("team"), images.c.channel_id == param("channel"),
                                          images.c.message_ts == param("ts"),
                                          images.c.origin == "lumabot")))).limit(1)
+_BATCH = sa.select(*JOB_SELECT).where(jobs.c.batch_id == param("batch")).order_by(jobs.c.batch_index)
 _RELEASE = sa.update(jobs).where(jobs.c.owner == param("replica"), schema.UNSETTLED).values(owner=None)
 _GONE = sa.delete(replicas).where(replicas.c.id == param("replica"))
 
@@ -100,49 +101,60 @@ class JobStore:
         self._new_key, self._heartbeat = _upserts(db.insert)
 
     # -- a new job ------------------------------------------------------------------------------
-    async def create(self, job: Job, *, dedupe_key: str | None = None,
+    async def create(self, jobs: Job | Sequence[Job], *, dedupe_key: str | None = None,
                      rules: AdmissionRules | None = None) -> Admission:
-        """Insert a new job, deciding admission in the same transaction: a duplicate dedupe key
-        (a Slack event id, an action id), or a refusal of `rules` under the workspace's policy,
-        creates nothing; parallel requests cannot overshoot a limit."""
-        row = job_row(job)
+        """Insert a request's new jobs (one, or the images of a batch), deciding admission in
+        the same transaction, for all of them or none: a duplicate dedupe key (a Slack event
+        id, an action id), or a refusal of `rules` under the workspace's policy, creates
+        nothing; parallel requests cannot overshoot a limit."""
+        jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
+        rows = [job_row(job) for job in jobs]
         async with self.db.write() as tx:
             if dedupe_key is not None and not await tx.execute(self._new_key, key=dedupe_key, now=time.time()):
                 return Admission.duplicate()
             admission = Admission.created()
             if rules is not None:
-                admission = await self._admit(tx, job, rules)
+                admission = await self._admit(tx, jobs, rules)
                 if admission.status == "refused":
                     if dedupe_key is not None:
                         await tx.execute(_DROP_KEY, key=dedupe_key)
                     return admission
-            await tx.execute(_INSERT, **row)
-        self._written.remember(row)
+            await tx.executemany(_INSERT, rows)
+        for row in rows:
+            self._written.remember(row)
         return admission
 
-    async def _admit(self, tx: Tx, job: Job, rules: AdmissionRules) -> Admission:
+    async def _admit(self, tx: Tx, jobs: list[Job], rules: AdmissionRules) -> Admission:
         """The decision (jobs/admission.py), from the policy and the counts read here; one
         admission at a time per workspace, each counting what the ones before it recorded."""
+        job = jobs[0]
         await self.db.one_at_a_time(tx, f"admit:{job.team_id}")
         data = await tx.scalar(POLICY_OF, team=job.team_id)
         in_force = (Policy.model_validate_json(data) if data else Policy()).resolve(rules.limits)
-        early = rules.early(in_force, job)
+        early = rules.early(in_force, jobs)
         if early is not None:
-            return Admission.refused(early, admission_counts(0, rules.needed(in_force, job), {}), in_force)
+            return Admission.refused(early, admission_counts(0, rules.needed(in_force, job), {}), in_force,
+                                     asked=len(jobs))
         needed = rules.needed(in_force, job)
         windows = [w for w in (needed.mine_today, needed.today, needed.month, needed.channel_month) if w is not None]
         usage = {w: await usage_in(tx, job.team_id, w) for w in windows}
         waiting = int(await tx.scalar(_WAITING, team=job.team_id, user=job.user_id))
-        return rules.decide(in_force, job, admission_counts(waiting, needed, usage))
+        return rules.decide(in_force, jobs, admission_counts(waiting, needed, usage))
 
-    async def withdraw(self, job_id: str, dedupe_key: str | None) -> None:
-        """Delete a job that was recorded but never started (its person was told to try again),
-        and its dedupe key; nothing if it has started."""
+    async def withdraw(self, job_ids: Sequence[str], dedupe_key: str | None) -> None:
+        """Delete the jobs of a request that was recorded but never started (its person was
+        told to try again), and its dedupe key; nothing of a job that has started."""
         async with self.db.write() as tx:
-            await tx.execute(_WITHDRAW, id=job_id)
+            for job_id in job_ids:
+                await tx.execute(_WITHDRAW, id=job_id)
             if dedupe_key is not None:
                 await tx.execute(_DROP_KEY, key=dedupe_key)
-        self._written.forget(job_id)
+        for job_id in job_ids:
+            self._written.forget(job_id)
+
+    async def batch(self, batch_id: str) -> list[Job]:
+        """The jobs of one request's batch, in order."""
+        return [job_from_row(r) for r in await self.db.rows(_BATCH, batch=batch_id)]
 
     # -- the runner's writes --------------------------------------------------------------------
     def _update(self, columns: tuple[str, ...], settling: bool) -> sa.Update:
@@ -238,10 +250,11 @@ class JobStore:
         """A person's latest jobs, newest first."""
         return [job_from_row(r) for r in await self.db.rows(_RECENT, team=team_id, user=user_id, limit=limit)]
 
-    async def recent_latencies(self, limit: int) -> list[tuple[str, str, float]]:
-        """(model, type, seconds from sent to seen completed) of the latest delivered jobs,
+    async def recent_latencies(self, limit: int) -> list[tuple[tuple[str, str], float]]:
+        """(latency class, seconds from sent to seen completed) of the latest delivered jobs,
         newest first: what the poll planner learned, for a restart."""
-        return [(r[0], r[1], float(r[2])) for r in await self.db.rows(_LATENCIES, limit=limit)]
+        return [(GenerationParams.model_validate_json(r[0]).latency_class, float(r[1]))
+                for r in await self.db.rows(_LATENCIES, limit=limit)]
 
     async def for_message(self, team_id: str, channel_id: str, ts: str) -> Job | None:
         """The job whose image, buttons or status message is the message at `ts`."""

@@ -16,7 +16,7 @@ JOB_COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends", "owner", "epoch", "cancelled_by",
+    "blind_resends", "owner", "epoch", "cancelled_by", "batch_id", "batch_index", "batch_size", "typed",
 ]
 # Written from the job for the usage queries: one definition of each (the job's own).
 DERIVED = ["model", "type", "charged"]

@@ -58,6 +58,11 @@ jobs = sa.Table(
     sa.Column("model", _TEXT, nullable=False, server_default="uni-1"),
     sa.Column("type", _TEXT, nullable=False, server_default="image"),
     sa.Column("charged", _BOOL, nullable=False, server_default=sa.false()),
+    # Several images from one request (jobs/models.py): the first job's id, the image's place.
+    sa.Column("batch_id", _TEXT),
+    sa.Column("batch_index", _INT, nullable=False, server_default="0"),
+    sa.Column("batch_size", _INT, nullable=False, server_default="1"),
+    sa.Column("typed", _TEXT),
 )
 UNSETTLED = jobs.c.settled == sa.false()
 sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)
@@ -69,6 +74,8 @@ sa.Index("jobs_team_created", jobs.c.team_id, jobs.c.created_at)
 sa.Index("jobs_channel_status", jobs.c.team_id, jobs.c.channel_id, jobs.c.status_ts)
 _IN_A_SESSION = jobs.c.session_id.is_not(None)
 sa.Index("jobs_session", jobs.c.session_id, sqlite_where=_IN_A_SESSION, postgresql_where=_IN_A_SESSION)
+_IN_A_BATCH = jobs.c.batch_id.is_not(None)
+sa.Index("jobs_batch", jobs.c.batch_id, sqlite_where=_IN_A_BATCH, postgresql_where=_IN_A_BATCH)
 
 dedupe_keys = sa.Table(
     "dedupe_keys", metadata,

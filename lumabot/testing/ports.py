@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ..jobs.batches import BatchProgress
 from ..jobs.models import GenerationParams, Job, Session
 from ..luma.client import Generation, LumaError, RateInfo
 from ..ports import (
@@ -53,6 +54,7 @@ class MemoryNotifier:
         self.dms: list[tuple[str, str]] = []
         self.dm_files: list[tuple[str, str, bytes, str]] = []
         self.status_updates: list[tuple[str, tuple[str, str | None, int | None]]] = []
+        self.batch_updates: list[tuple[str, BatchProgress]] = []
         self.uploads: list[Upload] = []
         self.deleted: list[str] = []
         self.recaps: list[SessionRecap] = []
@@ -83,8 +85,10 @@ class MemoryNotifier:
         self._maybe_fail("post_status")
         return self._post("status", job.id, job.channel_id)
 
-    async def update_status(self, job: Job) -> None:
+    async def update_status(self, job: Job, batch: BatchProgress | None = None) -> None:
         self.status_updates.append((job.id, job.shown_status()))
+        if batch is not None:
+            self.batch_updates.append((job.batch_id or job.id, batch))
 
     async def find_posted(self, job: Job, kind: PostKind) -> str | None:
         self._maybe_fail("find_posted")

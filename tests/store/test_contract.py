@@ -405,14 +405,16 @@ async def test_forgetting_a_workspace_deletes_all_of_it_and_nothing_of_another(s
 
 
 async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
-    for i, (model, kind, state) in enumerate([("uni-1", "image", JobState.DONE), ("uni-1-max", "image_edit", JobState.DONE),
-                                              ("uni-1", "image", JobState.FAILED)]):
-        j = job(params=GenerationParams(prompt="p", model=model, type=kind), state=state, settled=True)
+    for i, (model, kind, web, state) in enumerate([
+            ("uni-1", "image", False, JobState.DONE), ("uni-1-max", "image_edit", False, JobState.DONE),
+            ("uni-1", "image", False, JobState.FAILED), ("uni-1", "image", True, JobState.DONE)]):
+        j = job(params=GenerationParams(prompt="p", model=model, type=kind, web_search=web), state=state, settled=True)
         j.submitted_at, j.completed_at = 100.0, 100.0 + 10 * (i + 1)
         await store.jobs.create(j)
     await store.jobs.create(job())  # never sent
-    assert await store.jobs.recent_latencies(10) == [("uni-1-max", "image_edit", 20.0), ("uni-1", "image", 10.0)]
-    assert await store.jobs.recent_latencies(1) == [("uni-1-max", "image_edit", 20.0)]
+    assert await store.jobs.recent_latencies(10) == [(("uni-1", "image+web"), 40.0), (("uni-1-max", "image_edit"), 20.0),
+                                                     (("uni-1", "image"), 10.0)]
+    assert await store.jobs.recent_latencies(1) == [(("uni-1", "image+web"), 40.0)]
 
 
 async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):

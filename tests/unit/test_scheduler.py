@@ -187,7 +187,7 @@ async def test_the_line_reporter_looks_only_at_the_front():
             return [(f"j{i}", i + 1) for i in range(min(limit, 10))]
 
     notifier = MemoryNotifier()
-    reporter = LineReporter(Line(), notifier, jobs.get, interval=1.0, per_tick=4)  # type: ignore[arg-type]
+    reporter = LineReporter(Line(), notifier.update_status, jobs.get, interval=1.0, per_tick=4)  # type: ignore[arg-type]
     assert await reporter.report_once() == 4
     assert asked == [LOOK_AHEAD]
     assert [jobs[f"j{i}"].queue_position for i in range(5)] == [1, 2, 3, 4, None]  # front first

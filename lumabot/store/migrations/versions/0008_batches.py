@@ -1,0 +1,26 @@
+"""Several images from one request (issue #24): each image a job, the jobs of a request sharing
+the first one's id as their batch; and the request as the person typed it.
+
+Revision ID: 0008
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("jobs", sa.Column("batch_id", sa.Text()))
+    op.add_column("jobs", sa.Column("batch_index", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("jobs", sa.Column("batch_size", sa.Integer(), nullable=False, server_default="1"))
+    op.add_column("jobs", sa.Column("typed", sa.Text()))
+    in_a_batch = sa.text("batch_id IS NOT NULL")
+    op.create_index("jobs_batch", "jobs", ["batch_id"], sqlite_where=in_a_batch, postgresql_where=in_a_batch)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("lumabot's migrations are additive; restore a backup to go back")
