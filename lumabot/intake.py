@@ -24,13 +24,15 @@ from .jobs.flags import (
     PromptError,
     build_params,
     edit_params,
+    flag_sources,
     imagine_params,
     parse_prompt,
+    variation_params,
 )
 from .jobs.forgetting import with_style_direction
 from .jobs.policy import Rules
 from .jobs.requests import request_texts
-from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Session, SlackFile
+from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Origin, Session, SlackFile
 from .admin import BudgetAlerts
 from .jobs.admission import NotEnabled, not_enabled_text
 from .quotas import Quotas
@@ -144,6 +146,8 @@ class ShortcutTarget(BaseModel):
     thread_ts: str
     source: ImageSource
     response_url: str | None = None
+    message_ts: str | None = None       # the message that holds the image
+    parent_job_id: str | None = None    # the lumabot job that made it
 
 
 class Intake:
@@ -203,10 +207,14 @@ class Intake:
             raise self.quotas.refusal(admission, job, cost=sum(j.cost_usd for j in jobs))
 
     @staticmethod
-    def _request(jobs: list[Job], typed: str) -> list[Job]:
-        """The jobs of one request: several share the first one's id as their batch."""
-        for i, job in enumerate(jobs):
-            job.typed = typed
+    def _request(jobs: list[Job], texts: list[str], *, typed: str, via: str, parent_job_id: str | None = None,
+                 parent_ts: str | None = None, **defaults: Flags | None) -> list[Job]:
+        """The jobs of one request (`texts`: each one's text, as expanded), with where they
+        came from (`defaults`: the flags each named layer gave); several share the first
+        one's id as their batch."""
+        for i, (job, one) in enumerate(zip(jobs, texts)):
+            job.origin = Origin(typed=typed, via=via, flags=flag_sources(one, **defaults),
+                                parent_job_id=parent_job_id, parent_ts=parent_ts)
             if len(jobs) > 1:
                 job.batch_id, job.batch_index, job.batch_size = jobs[0].id, i, len(jobs)
         return jobs
@@ -214,14 +222,14 @@ class Intake:
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
                       response_url: str | None = None, thread_ts: str | None = None,
-                      dedupe_key: str | None = None, defaults: Flags | None = None) -> None:
+                      dedupe_key: str | None = None, via: str = "imagine") -> None:
         """Start the text-to-image jobs of a request (`--n`, permutations: several); raises
         PromptError for bad input (NotEnabled where lumabot does not work)."""
         rules = await self.check_place(team_id, channel_id)
+        texts = request_texts(text, limit=rules.per_request)
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
-                    response_url=response_url, params=imagine_params(t, defaults=defaults))
-                for t in request_texts(text, limit=rules.per_request, defaults=defaults)]
-        await self._start(self._request(jobs, text), dedupe_key)
+                    response_url=response_url, params=imagine_params(t)) for t in texts]
+        await self._start(self._request(jobs, texts, typed=text, via=via), dedupe_key)
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
@@ -240,7 +248,7 @@ class Intake:
                                                f"dusk --ar 16:9`. {EDIT_USAGE}", thread_ts=msg.root))
         try:
             await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                               text=text, thread_ts=msg.root, dedupe_key=msg.key)
+                               text=text, thread_ts=msg.root, dedupe_key=msg.key, via="mention")
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
         return None
@@ -287,14 +295,15 @@ class Intake:
         try:
             defaults = Flags(**session.flags)
             jobs = []
-            for one in request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults):
+            texts = request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)
+            for one in texts:
                 prompt, flags = parse_prompt(one)
                 if prompt.strip() and session.theme:
                     prompt = with_style_direction(prompt, session.theme)
                 jobs.append(Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
                                 thread_ts=msg.ts, params=build_params(prompt, flags, defaults=defaults),
                                 session_id=session.id))
-            await self._start(self._request(jobs, text), msg.key)
+            await self._start(self._request(jobs, texts, typed=text, via="session", session=defaults), msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.ts))
         await self.sessions.touch(session)
@@ -305,26 +314,32 @@ class Intake:
         session = session or await self.sessions.running(msg.team_id, msg.channel_id)
         images = msg.images
         refs: list[ImageSource] = []
+        parent_ts: str | None
         if images:
             if not text:
                 return await self._once(msg, Reply(ASK_WHAT_TO_CHANGE, where="thread", thread_ts=msg.root))
             source = await self._source_for(msg.team_id, images[0])
             refs = [await self._source_for(msg.team_id, f) for f in images[1:]]
+            known = await self.store.images.by_file(msg.team_id, images[0].id)
+            parent_job_id, parent_ts = known.job_id if known else None, msg.ts
         else:
             latest = await self.store.images.latest_in_thread(msg.team_id, msg.channel_id, msg.root)
             if latest is None:
                 return await self._once(msg, Reply(NO_IMAGE_IN_THREAD, thread_ts=msg.root))
             source = latest.as_source()
+            parent_job_id, parent_ts = latest.job_id, latest.message_ts
         if session is not None and await self.sessions.full(session):
             return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
                                                thread_ts=msg.root))
         try:
             defaults = Flags(**session.flags) if session else None
+            texts = request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)
             jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.root,
                         params=edit_params(one, source, refs=refs, defaults=defaults),
-                        session_id=session.id if session else None)
-                    for one in request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)]
-            await self._start(self._request(jobs, text), msg.key)
+                        session_id=session.id if session else None) for one in texts]
+            await self._start(self._request(jobs, texts, typed=text, via="reply" if msg.in_thread else "mention",
+                                            parent_job_id=parent_job_id, parent_ts=parent_ts, session=defaults),
+                              msg.key)
         except PromptError as exc:
             return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
         if session is not None:
@@ -343,33 +358,38 @@ class Intake:
         if latest is None:
             return NO_IMAGE_IN_CHANNEL
         try:
+            texts = request_texts(text, limit=rules.per_request)
             jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=latest.thread_ts,
-                        response_url=response_url, params=edit_params(one, latest.as_source()))
-                    for one in request_texts(text, limit=rules.per_request)]
-            await self._start(self._request(jobs, text))
+                        response_url=response_url, params=edit_params(one, latest.as_source())) for one in texts]
+            await self._start(self._request(jobs, texts, typed=text, via="edit", parent_job_id=latest.job_id,
+                                            parent_ts=latest.message_ts))
         except PromptError as exc:
             return str(exc)
         return None
 
     # -- the "Edit with Luma" shortcut ---------------------------------------------------------
     async def shortcut_target(self, team_id: str, channel_id: str, thread_ts: str, files: list[SlackFile],
-                              response_url: str | None = None) -> ShortcutTarget | None:
+                              response_url: str | None = None, message_ts: str | None = None) -> ShortcutTarget | None:
         """The image of the message a shortcut was used on (`files`, its thread `thread_ts`),
         or None if it has none; NotEnabled where lumabot does not work."""
         await self.check_place(team_id, channel_id)
         images = [f for f in files if f.maybe_image]
         if not images:
             return None
+        known = await self.store.images.by_file(team_id, images[0].id)
         return ShortcutTarget(channel_id=channel_id, thread_ts=thread_ts, response_url=response_url,
-                              source=await self._source_for(team_id, images[0]))
+                              source=await self._source_for(team_id, images[0]), message_ts=message_ts,
+                              parent_job_id=known.job_id if known else None)
 
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
                                  text: str, model: str | None, dedupe_key: str) -> None:
         """Submit the modal's edit; raises PromptError for bad input (shown on the field)."""
+        texts = request_texts(text, limit=await self._per_request(team_id))
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id, thread_ts=target.thread_ts,
                     response_url=target.response_url, params=edit_params(one, target.source, model=model))
-                for one in request_texts(text, limit=await self._per_request(team_id))]
-        await self._start(self._request(jobs, text), dedupe_key)
+                for one in texts]
+        await self._start(self._request(jobs, texts, typed=text, via="shortcut", parent_job_id=target.parent_job_id,
+                                        parent_ts=target.message_ts, form=Flags(model=model)), dedupe_key)
 
     async def usage(self, team_id: str, user_id: str) -> str:
         """`/luma usage`."""
@@ -401,27 +421,35 @@ class Intake:
             raise PromptError(f"{', '.join(not_images)} is not an image.", field="refs")
         chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format, n=n)
         jobs = []
-        for one in request_texts(prompt, limit=await self._per_request(team_id), defaults=chosen):
+        texts = request_texts(prompt, limit=await self._per_request(team_id), defaults=chosen)
+        for one in texts:
             text, typed = parse_prompt(one)
             jobs.append(Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,
                             params=build_params(text, typed, defaults=chosen,
                                                 refs=[ImageSource(slack_file=f) for f in files])))
-        await self._start(self._request(jobs, prompt), dedupe_key)
+        await self._start(self._request(jobs, texts, typed=prompt, via="form", form=chosen), dedupe_key)
 
     # -- the buttons under an image ------------------------------------------------------------
-    async def rerun(self, job_id: str, *, team_id: str, user_id: str, max_model: bool,
+    async def rerun(self, job_id: str, *, team_id: str, user_id: str, how: Literal["reroll", "max", "vary"],
                     action_key: str) -> str | None:
-        """Reroll (same prompt and parameters) or render again with uni-1-max, into the same
-        thread. A double click or a retried action starts one job. Returns a message for the
+        """Reroll (same prompt and parameters), render again with uni-1-max, or Vary (a close
+        variation: an edit of the image itself), into the same thread, against the clicker's
+        limits. A double click or a retried action starts one job. Returns a message for the
         person when nothing starts."""
         job = await self._job_of(team_id, job_id)
         if job is None or not job.root_ts:
             return "That image is no longer known to lumabot."
+        if how == "vary" and (not job.generation_id or job.deleted):
+            return "That image can no longer be varied."
         if not await self.store.keys.claim(action_key, window=ACTION_WINDOW):
             return None
-        params = job.params.model_copy(update={"model": "uni-1-max"} if max_model else {})
-        again = Job(team_id=team_id, user_id=user_id, channel_id=job.channel_id,
-                    thread_ts=job.root_ts, params=params)
+        if how == "vary":
+            params = variation_params(job.params, ImageSource(generation_id=job.generation_id))
+        else:
+            params = job.params.model_copy(update={"model": "uni-1-max"} if how == "max" else {})
+        again = Job(team_id=team_id, user_id=user_id, channel_id=job.channel_id, thread_ts=job.root_ts,
+                    params=params, origin=Origin(via=how, flags=job.origin.flags,
+                                                 parent_job_id=job.id, parent_ts=await self._image_ts(job)))
         try:
             await self._start(again)
         except PromptError as exc:
@@ -433,8 +461,17 @@ class Intake:
         job = await self._job_of(team_id, job_id)
         if job is None or not job.generation_id or job.deleted or not job.root_ts:
             return None
-        return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts,
-                              source=ImageSource(generation_id=job.generation_id))
+        return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts, parent_job_id=job.id,
+                              message_ts=await self._image_ts(job), source=ImageSource(generation_id=job.generation_id))
+
+    async def provenance(self, team_id: str, job_id: str) -> tuple[Job, Job | None] | None:
+        """A job of the workspace and the lumabot job whose image it was made from (if any),
+        for its Info; None if the job is unknown there."""
+        job = await self._job_of(team_id, job_id)
+        if job is None:
+            return None
+        parent = await self._job_of(team_id, job.origin.parent_job_id) if job.origin.parent_job_id else None
+        return job, parent
 
     async def delete(self, job_id: str, *, team_id: str, user_id: str, is_admin: bool) -> str | None:
         """Delete a result: only the person who asked, or a workspace admin or owner."""
@@ -510,6 +547,11 @@ class Intake:
         as if it did not exist."""
         job = await self.store.jobs.get(job_id)
         return job if job is not None and job.team_id == team_id else None
+
+    async def _image_ts(self, job: Job) -> str | None:
+        """The message that shows the job's image (its file share; else its buttons)."""
+        image = await self.store.images.by_file(job.team_id, job.slack_file_id) if job.slack_file_id else None
+        return (image.message_ts if image is not None else None) or job.actions_ts
 
     async def _source_for(self, team_id: str, f: SlackFile) -> ImageSource:
         """An image lumabot made is edited by generation id (no re-upload); others by file."""

@@ -56,7 +56,7 @@ async def test_delivered_image_has_buttons_under_it(harness):
     thread = h.slack.thread("C1", job.status_ts)
     kinds = ["file" if getattr(item, "kind", "") == "file" else "message" for item in thread]
     assert kinds[-2:] == ["file", "message"]  # the buttons come right after the image
-    assert set(buttons(h, job)) == {"reroll", "edit", "max", "delete"}
+    assert set(buttons(h, job)) == {"reroll", "vary", "edit", "max", "info", "delete"}
 
 
 async def test_reroll_makes_a_new_image_in_the_same_thread(harness):

@@ -72,6 +72,18 @@ class Flags(BaseModel):
         return " ".join(out)
 
 
+def flag_sources(text: str, **defaults: Flags | None) -> dict[str, str]:
+    """Where each flag in force for `text` came from: `typed`, or the name of the defaults
+    that gave it (the first given wins, as in `Flags.over`)."""
+    typed = parse_prompt(text)[1]
+    sources = {k: "typed" for k, v in typed.model_dump().items() if v is not None}
+    for name, layer in defaults.items():
+        for k, v in (layer.model_dump() if layer is not None else {}).items():
+            if v is not None:
+                sources.setdefault(k, name)
+    return sources
+
+
 def _one_of(values: Iterable[str]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
@@ -243,3 +255,16 @@ def edit_params(text: str, source: ImageSource, *, refs: list[ImageSource] | Non
         image_refs=list(refs or [])[:MAX_EDIT_REFS],
         web_search=bool(f.web),
     )
+
+
+VARY = ("A close variation of this image: keep its composition, subject, palette and style; vary the "
+        "small details.")
+
+
+def variation_params(made: GenerationParams, source: ImageSource) -> GenerationParams:
+    """Vary: an edit of an image (by `source`, no re-upload) asking for a close variation that
+    keeps its composition, with the same model, style and format as the image was made with."""
+    hint = f" It showed: {made.prompt}"
+    prompt = VARY + (hint if len(VARY) + len(hint) <= MAX_PROMPT_CHARS else "")
+    return GenerationParams(prompt=prompt, type="image_edit", model=made.model, style=made.style,
+                            output_format=made.output_format, source=source)

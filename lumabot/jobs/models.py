@@ -125,6 +125,16 @@ class GenerationParams(BaseModel):
         return " · ".join(parts)
 
 
+class Origin(BaseModel):
+    """Where a job came from, as its Info (provenance) tells it."""
+
+    typed: str | None = None          # the request as the person typed it (flags and all)
+    via: str | None = None            # imagine, form, mention, reply, edit, shortcut, session, reroll, vary, max
+    flags: dict[str, str] = Field(default_factory=dict)  # a parameter -> where its value came from
+    parent_job_id: str | None = None  # the lumabot image it was made from (an edit, a variation)
+    parent_ts: str | None = None      # the message that holds the image it was made from
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -170,7 +180,7 @@ class Job(BaseModel):
     batch_id: str | None = None
     batch_index: int = 0
     batch_size: int = 1
-    typed: str | None = None              # the request as the person typed it (flags and all)
+    origin: Origin = Field(default_factory=Origin)   # where it came from (its Info)
 
     @property
     def in_batch(self) -> bool:

@@ -13,7 +13,7 @@ from ..jobs.flags import FLAG_HELP, Flags
 from ..jobs.models import ASPECT_RATIOS, Job, JobState, Session
 from ..ports import SessionRecap, SessionRules
 from ..sessions import AlreadyRunning, SessionAnswer
-from ..jobs.text import MESSAGE_LIMIT, clip, shown
+from ..jobs.text import MESSAGE_LIMIT, clip, money, shown
 
 SECTION_LIMIT = 3000
 ALT_TEXT_LIMIT = 1000
@@ -98,7 +98,7 @@ def batch_status_line(p: BatchProgress) -> str:
 def _batch_blocks(job: Job, p: BatchProgress) -> list[dict]:
     """The one status message of a batch: the request, where its images stand, and when they
     are all finished, every image together."""
-    typed = job.typed or job.params.prompt
+    typed = job.origin.typed or job.params.prompt
     blocks_: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _quote(typed)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<@{job.user_id}> · {p.size} images"}]},
@@ -116,7 +116,7 @@ def _batch_blocks(job: Job, p: BatchProgress) -> list[dict]:
 
 def batch_status_text(job: Job, p: BatchProgress) -> str:
     state = re.sub(r"^:[a-z_]+: ", "", batch_status_line(p))
-    return f"<@{job.user_id}> asked for {p.size} images: {shown(job.typed or job.params.prompt, 200)} · {state}"
+    return f"<@{job.user_id}> asked for {p.size} images: {shown(job.origin.typed or job.params.prompt, 200)} · {state}"
 
 
 def status_blocks(job: Job, batch: BatchProgress | None = None) -> list[dict]:
@@ -159,7 +159,7 @@ RATIO_SHAPES = {
     "1:3": "very tall",
 }
 IMAGINE_MODAL_ID = "imagine_modal"
-RESULT_ACTIONS = ("reroll", "edit", "max", "delete")
+RESULT_ACTIONS = ("reroll", "vary", "edit", "max", "info", "delete")
 
 
 def _button(text: str, action_id: str, value: str, **extra) -> dict:
@@ -168,16 +168,70 @@ def _button(text: str, action_id: str, value: str, **extra) -> dict:
 
 def result_actions(job: Job) -> list[dict]:
     """The buttons under a delivered image."""
-    buttons = [_button("Reroll", "reroll", job.id), _button("Edit", "edit", job.id)]
+    buttons = [_button("Reroll", "reroll", job.id), _button("Vary", "vary", job.id), _button("Edit", "edit", job.id)]
     if job.params.model != "uni-1-max":
         buttons.append(_button("uni-1-max", "max", job.id))
+    buttons.append(_button("Info", "info", job.id))
     buttons.append(_button("Delete", "delete", job.id, style="danger", confirm={
         "title": _plain("Delete this image?"), "text": _plain("The image and these buttons are removed."),
         "confirm": _plain("Delete"), "deny": _plain("Keep it")}))
     return [{"type": "actions", "block_id": "result", "elements": buttons}]
 
 
-RESULT_ACTIONS_TEXT = "Reroll, edit, render with uni-1-max, or delete this image"
+RESULT_ACTIONS_TEXT = "Reroll, vary, edit, render with uni-1-max, see how it was made, or delete this image"
+
+
+VIA = {"imagine": "`/imagine`", "form": "the `/imagine` form", "mention": "a mention of @lumabot",
+       "reply": "a reply in the image's thread", "edit": "`/edit`", "shortcut": "*Edit with Luma*",
+       "session": "a creative session", "reroll": "*Reroll*", "vary": "*Vary*", "max": "*uni-1-max*"}
+SOURCES = {"typed": "typed", "session": "the session's default", "form": "chosen in the form"}
+_PARAMETERS = (("model", "Model"), ("aspect_ratio", "Aspect ratio"), ("style", "Style"),
+               ("output_format", "Format"), ("web_search", "Web search"))
+_FLAG_OF = {"model": "model", "aspect_ratio": "aspect_ratio", "style": "style", "output_format": "output_format",
+            "web_search": "web"}
+
+
+def provenance_text(job: Job) -> str:
+    return f"How this image was made: {shown(job.params.prompt, 200)} ({job.params.describe()})"
+
+
+def provenance_blocks(job: Job, *, parent_link: str | None) -> list[dict]:
+    """Info under an image, for the clicker only: the prompt as typed and as sent, every
+    parameter and where it came from, references, what it was made from, cost, timing, and
+    Luma's generation id."""
+    p, o = job.params, job.origin
+    lines = [f"*Asked by* <@{job.user_id}> {_when(job.created_at)} with {VIA.get(o.via or '', 'lumabot')}"]
+    if o.typed and o.typed.strip() != p.prompt:
+        lines.append(f"*Typed:* {shown(o.typed, 1000)}")
+    for name, label in _PARAMETERS:
+        value = getattr(p, name)
+        if name == "web_search":
+            value = "on" if value else None
+        if value is None and name != "model":
+            continue
+        source = SOURCES.get(o.flags.get(_FLAG_OF[name], ""), "default")
+        if name == "aspect_ratio" and source == "default" and p.style == "manga":
+            source = "manga's page shape"
+        lines.append(f"*{label}:* {value} ({source})")
+    if job.in_batch:
+        lines.append(f"*Request:* image {job.batch_index + 1} of {job.batch_size}"
+                     f" ({SOURCES.get(o.flags.get('n', ''), 'permutations')})")
+    if p.image_refs:
+        lines.append(f"*References:* {len(p.image_refs)} image{'s' if len(p.image_refs) != 1 else ''}")
+    if p.type == "image_edit":
+        made_from = f"<{parent_link}|this image>" if parent_link else "an image"
+        lines.append(f"*Made from:* {made_from} ({'a variation' if o.via == 'vary' else 'an edit'})")
+    cost = money(job.cost_usd) if job.charged or not job.state.finished else f"{money(0)} (not charged)"
+    lines.append(f"*Estimated cost:* {cost}")
+    if job.finished_at:
+        took = f"*Took:* {_duration(job.created_at, job.finished_at)}"
+        if job.submitted_at and job.completed_at:
+            took += f" (at Luma {_duration(job.submitted_at, job.completed_at)})"
+        lines.append(took)
+    if job.generation_id:
+        lines.append(f"*Luma generation:* `{job.generation_id}`")
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": "*How this image was made*\n" + _quote(p.prompt)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_LIMIT)}}]
 
 
 def _select(action_id: str, values: list[tuple[str, str]], initial: str | None = None,
@@ -292,7 +346,8 @@ def full_help(limits: str) -> str:
         "• attach images to a reply: the first is edited, up to 8 more are references;",
         "• mention @lumabot with an image attached, anywhere: it edits that image in that thread;",
         "• the message shortcut *Edit with Luma* on any message with an image;",
-        "• the buttons under each image: Reroll, Edit, uni-1-max, Delete (the requester or an admin);",
+        "• the buttons under each image: Reroll, Vary (a close variation), Edit, uni-1-max, Info (how it "
+        "was made, privately), Delete (the requester or an admin);",
         "• *Cancel* on a status message while the image waits for Luma (nothing is spent).",
         f"*Limits:* {limits}",
     ])

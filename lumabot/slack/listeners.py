@@ -216,17 +216,20 @@ async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], c
 # -- buttons -------------------------------------------------------------------------------------
 async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any,
                         context: Any) -> None:
-    """Reroll, uni-1-max, Edit and Delete under an image."""
+    """Reroll, Vary, Edit, uni-1-max, Info and Delete under an image."""
     lb: Lumabot = context["lumabot"]
     await ack()
     kind, job_id, user_id = action["action_id"], action.get("value") or "", body["user"]["id"]
     if kind == "edit":
         later(_edit_button(lb, client, respond, lb.team(body), job_id, body["trigger_id"]), respond)
+    elif kind == "info":
+        later(_info_button(lb, respond, lb.team(body), job_id), respond)
     elif kind == "delete":
         later(_delete_button(lb, respond, job_id, lb.team(body), user_id), respond)
     else:
+        how: Any = kind
         text = await lb.intake.in_time(lambda: lb.intake.rerun(
-            job_id, team_id=lb.team(body), user_id=user_id, max_model=kind == "max",
+            job_id, team_id=lb.team(body), user_id=user_id, how=how,
             action_key=f"action:{kind}:{job_id}:{user_id}"))
         later(tell(respond, text))
 
@@ -237,6 +240,22 @@ async def _edit_button(lb: Lumabot, client: Any, respond: Any, team_id: str, job
         await tell(respond, "That image can no longer be edited.")
         return
     await open_modal(client, trigger_id, blocks.edit_modal(target.model_dump_json(exclude_none=True)), respond)
+
+
+async def _info_button(lb: Lumabot, respond: Any, team_id: str, job_id: str) -> None:
+    """How the image was made, to the clicker only."""
+    info = await lb.intake.provenance(team_id, job_id)
+    if info is None:
+        await tell(respond, "That image is no longer known to lumabot.")
+        return
+    job, parent = info
+    team_url = await lb.slack.team_url(team_id)
+    parent_link = None
+    if job.origin.parent_job_id or job.origin.parent_ts:
+        ts = job.origin.parent_ts or (parent.actions_ts or parent.status_ts if parent else None)
+        parent_link = blocks.permalink(team_url, job.channel_id, ts, job.root_ts)
+    await respond(response_type="ephemeral", replace_original=False, text=blocks.provenance_text(job),
+                  blocks=blocks.provenance_blocks(job, parent_link=parent_link))
 
 
 async def _delete_button(lb: Lumabot, respond: Any, job_id: str, team_id: str, user_id: str) -> None:
@@ -265,7 +284,7 @@ async def edit_shortcut(ack: Any, shortcut: dict[str, Any], body: dict[str, Any]
         target = await lb.intake.in_time(lambda: lb.intake.shortcut_target(
             lb.team(body), shortcut["channel"]["id"], message.get("thread_ts") or message.get("ts") or "",
             [slack_file(f) for f in message.get("files") or [] if f.get("id")],
-            response_url=shortcut.get("response_url")))
+            response_url=shortcut.get("response_url"), message_ts=message.get("ts")))
     except PromptError as exc:  # lumabot is not enabled in that channel: said in the form
         later(open_modal(client, shortcut["trigger_id"], blocks.no_image_modal(str(exc)), respond))
         return

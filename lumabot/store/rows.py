@@ -7,7 +7,7 @@ import json
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Session, SlackFile
+from ..jobs.models import GenerationParams, Job, JobState, KnownImage, Origin, Session, SlackFile
 from . import schema
 
 # The job's own fields, in the order job_from_row reads them.
@@ -16,7 +16,7 @@ JOB_COLUMNS = [
     "status_ts", "generation_id", "attempts", "submit_tries", "waiting_reason", "failure_code",
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
-    "blind_resends", "owner", "epoch", "cancelled_by", "batch_id", "batch_index", "batch_size", "typed",
+    "blind_resends", "owner", "epoch", "cancelled_by", "batch_id", "batch_index", "batch_size", "origin",
 ]
 # Written from the job for the usage queries: one definition of each (the job's own).
 DERIVED = ["model", "type", "charged"]
@@ -73,6 +73,7 @@ def job_row(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json")
     row = {c: data[c] for c in JOB_COLUMNS}
     row["params"] = job.params.model_dump_json(exclude_none=True)
+    row["origin"] = job.origin.model_dump_json(exclude_none=True, exclude_defaults=True)
     row["model"], row["type"], row["charged"] = job.params.model, job.params.type, job.charged
     return row
 
@@ -80,6 +81,7 @@ def job_row(job: Job) -> dict[str, Any]:
 def job_from_row(row: Sequence[Any]) -> Job:
     data = dict(zip(JOB_COLUMNS, row))
     data["params"] = GenerationParams.model_validate_json(data["params"])
+    data["origin"] = Origin.model_validate_json(data["origin"]) if data["origin"] else Origin()
     data["state"] = JobState(data["state"])
     return Job(**data)
 

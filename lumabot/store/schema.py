@@ -62,7 +62,7 @@ jobs = sa.Table(
     sa.Column("batch_id", _TEXT),
     sa.Column("batch_index", _INT, nullable=False, server_default="0"),
     sa.Column("batch_size", _INT, nullable=False, server_default="1"),
-    sa.Column("typed", _TEXT),
+    sa.Column("origin", _TEXT),  # where it came from, for its Info (jobs/models.py Origin, JSON)
 )
 UNSETTLED = jobs.c.settled == sa.false()
 sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)

@@ -1,5 +1,6 @@
 """Several images from one request (issue #24): each image a job, the jobs of a request sharing
-the first one's id as their batch; and the request as the person typed it.
+the first one's id as their batch; and where each job came from (its Info: the request as typed,
+where each flag came from, the image it was made from).
 
 Revision ID: 0008
 """
@@ -17,7 +18,7 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("batch_id", sa.Text()))
     op.add_column("jobs", sa.Column("batch_index", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("jobs", sa.Column("batch_size", sa.Integer(), nullable=False, server_default="1"))
-    op.add_column("jobs", sa.Column("typed", sa.Text()))
+    op.add_column("jobs", sa.Column("origin", sa.Text()))
     in_a_batch = sa.text("batch_id IS NOT NULL")
     op.create_index("jobs_batch", "jobs", ["batch_id"], sqlite_where=in_a_batch, postgresql_where=in_a_batch)
 
