@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # Capacity, fairness and limits (all limits optional).
     luma_rate_window: float = _env("LUMABOT_LUMA_RATE_WINDOW", 60.0, gt=0)
     max_queued_per_user: int = _env("LUMABOT_MAX_QUEUED_PER_USER", 5, ge=1)
+    # A request estimated above this many US dollars waits for its person to confirm (unset: never).
+    confirm_above_usd: float | None = _env("LUMABOT_CONFIRM_ABOVE_USD", 0.50, ge=0)
     # Images one request may make (`--n`, permutations); `/luma admin batch N` overrides it.
     max_images_per_request: int = _env("LUMABOT_MAX_IMAGES_PER_REQUEST", 4, ge=1, le=10)
     user_daily_images: int | None = _env("LUMABOT_USER_DAILY_IMAGES", None, ge=1)
@@ -166,8 +168,9 @@ class Settings(BaseSettings):
             raise ValueError("must be text or json")
         return v
 
-    @field_validator("user_daily_images", "daily_budget_usd", "monthly_budget_usd", "metrics_port", "replica_id",
-                     "slack_client_id", "slack_redirect_uri", "public_url", mode="before")
+    @field_validator("user_daily_images", "daily_budget_usd", "monthly_budget_usd", "confirm_above_usd",
+                     "metrics_port", "replica_id", "slack_client_id", "slack_redirect_uri", "public_url",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip() in ("", "none", "off") else v
@@ -251,7 +254,8 @@ class Settings(BaseSettings):
         return Limits(max_queued_per_user=self.max_queued_per_user,
                       user_daily_images=self.user_daily_images, daily_budget_usd=self.daily_budget_usd,
                       monthly_budget_usd=self.monthly_budget_usd, retention_days=self.retention_days,
-                      max_images_per_request=self.max_images_per_request)
+                      max_images_per_request=self.max_images_per_request,
+                      confirm_above_usd=self.confirm_above_usd)
 
     def session_rules(self) -> SessionRules:
         return SessionRules(idle_minutes=self.session_idle_minutes, max_images=self.session_max_images,

@@ -32,9 +32,10 @@ from .jobs.flags import (
 from .jobs.forgetting import with_style_direction
 from .jobs.policy import Rules
 from .jobs.requests import request_texts
-from .jobs.models import MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Origin, Session, SlackFile
+from .jobs.models import (MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Origin, Session, SlackFile,
+                          new_job_id)
 from .admin import BudgetAlerts
-from .jobs.admission import NotEnabled, not_enabled_text
+from .jobs.admission import NeedsConfirmation, NotEnabled, not_enabled_text
 from .quotas import Quotas
 from .ports import AdminDirectory, Notifier
 from .runner import Runner
@@ -77,6 +78,8 @@ NO_MESSAGES_FOR_SESSIONS = (
     "`/imagine`, `/edit`, mentions of @lumabot (in threads too) and the buttons work as usual; a "
     "workspace admin can reinstall lumabot from manifest.yml to turn sessions on.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
+CONFIRM_WINDOW = 3600.0  # a request held for its cost may be confirmed this long
+PREVIEW_GONE = "That request was made or cancelled already, or its preview expired (after an hour)."
 NOTICE_WINDOW = 3600.0  # "not enabled here": at most once per person per channel in this many seconds
 
 NO_IMAGE_IN_MESSAGE = (
@@ -137,6 +140,12 @@ class Reply:
     text: str
     where: Literal["ephemeral", "thread"] = "ephemeral"
     thread_ts: str | None = None
+    confirm: NeedsConfirmation | None = None   # a cost preview: *Make it* / *Cancel* under the text
+
+
+def _refusal(exc: PromptError, thread_ts: str | None) -> Reply:
+    """A private answer to a message whose request did not start (or waits for a confirmation)."""
+    return Reply(str(exc), thread_ts=thread_ts, confirm=exc if isinstance(exc, NeedsConfirmation) else None)
 
 
 class ShortcutTarget(BaseModel):
@@ -179,7 +188,7 @@ class Intake:
             raise NotEnabled(not_enabled_text(channel_id, rules))
         return rules
 
-    async def _start(self, jobs: Job | list[Job], dedupe_key: str | None = None) -> None:
+    async def _start(self, jobs: Job | list[Job], dedupe_key: str | None = None, *, confirmed: bool = False) -> None:
         """Price the request's jobs (one, or the images of a batch) and hand them to the
         runner, which records them if the policy and the limits allow all of them (decided
         atomically by the store); raises LimitReached or NotEnabled, or StoreUnavailable when
@@ -193,6 +202,12 @@ class Intake:
             if (await self.quotas.rules_in_force(job.team_id)).max_model == "admins":
                 is_admin = await self.admins.is_admin(job.team_id, job.user_id)
         rules = [self.quotas.admission(j, is_admin=is_admin) for j in jobs][0]
+        total, threshold = sum(j.cost_usd for j in jobs), self.quotas.limits.confirm_above_usd
+        if not confirmed and threshold is not None and total > threshold + 1e-9:
+            request_id = new_job_id()
+            if await self.store.pending.hold(request_id, jobs, dedupe_key=dedupe_key, keep=CONFIRM_WINDOW):
+                raise NeedsConfirmation(request_id, jobs, total, threshold)
+            return  # a retried Slack event: its preview went out already
         try:
             admission = await retry(lambda: self.runner.submit(jobs, dedupe_key=dedupe_key, rules=rules),
                                     transient=lambda e: isinstance(e, StoreUnavailable),
@@ -205,6 +220,26 @@ class Intake:
             self.alerts.after(job, admission)
         if admission.status == "refused":
             raise self.quotas.refusal(admission, job, cost=sum(j.cost_usd for j in jobs))
+
+    async def confirm(self, request_id: str, *, team_id: str, user_id: str, action_key: str) -> str | None:
+        """Make a request held for its cost (its person clicked *Make it*), admitted now under
+        the limits in force now; a double click makes it once. Raises LimitReached or
+        NotEnabled; returns a message when there is nothing to make."""
+        if not await self.store.keys.claim(action_key, window=ACTION_WINDOW):
+            return None
+        jobs = await self.store.pending.take(request_id, team_id=team_id, user_id=user_id, keep=CONFIRM_WINDOW)
+        if jobs is None:
+            return PREVIEW_GONE
+        now = time.time()
+        for job in jobs:
+            job.created_at = now
+        await self._start(jobs, f"confirm:{team_id}:{request_id}", confirmed=True)
+        return None
+
+    async def cancel_held(self, request_id: str, *, team_id: str, user_id: str) -> str:
+        """*Cancel* on a cost preview: the held request is dropped."""
+        jobs = await self.store.pending.take(request_id, team_id=team_id, user_id=user_id, keep=CONFIRM_WINDOW)
+        return "Cancelled: nothing was made or counted." if jobs else PREVIEW_GONE
 
     @staticmethod
     def _request(jobs: list[Job], texts: list[str], *, typed: str, via: str, parent_job_id: str | None = None,
@@ -250,7 +285,7 @@ class Intake:
             await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
                                text=text, thread_ts=msg.root, dedupe_key=msg.key, via="mention")
         except PromptError as exc:
-            return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
+            return await self._once(msg, _refusal(exc, msg.root))
         return None
 
     # -- messages ------------------------------------------------------------------------------
@@ -305,7 +340,7 @@ class Intake:
                                 session_id=session.id))
             await self._start(self._request(jobs, texts, typed=text, via="session", session=defaults), msg.key)
         except PromptError as exc:
-            return await self._once(msg, Reply(str(exc), thread_ts=msg.ts))
+            return await self._once(msg, _refusal(exc, msg.ts))
         await self.sessions.touch(session)
         return None
 
@@ -341,7 +376,7 @@ class Intake:
                                             parent_job_id=parent_job_id, parent_ts=parent_ts, session=defaults),
                               msg.key)
         except PromptError as exc:
-            return await self._once(msg, Reply(str(exc), thread_ts=msg.root))
+            return await self._once(msg, _refusal(exc, msg.root))
         if session is not None:
             await self.sessions.touch(session)
         return None
@@ -363,6 +398,8 @@ class Intake:
                         response_url=response_url, params=edit_params(one, latest.as_source())) for one in texts]
             await self._start(self._request(jobs, texts, typed=text, via="edit", parent_job_id=latest.job_id,
                                             parent_ts=latest.message_ts))
+        except NeedsConfirmation:
+            raise  # answered with its buttons
         except PromptError as exc:
             return str(exc)
         return None
@@ -452,6 +489,8 @@ class Intake:
                                                  parent_job_id=job.id, parent_ts=await self._image_ts(job)))
         try:
             await self._start(again)
+        except NeedsConfirmation:
+            raise  # answered with its buttons
         except PromptError as exc:
             return str(exc)
         return None

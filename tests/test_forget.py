@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from lumabot.jobs.forgetting import REMOVED
 from lumabot.jobs.models import JobState
 from lumabot.testing.fake_luma import Outcome
@@ -89,3 +91,14 @@ async def test_a_cancelled_job_of_a_forgotten_person_is_forgotten_as_it_settles(
     h.luma.release_all()
     assert (await h.finished(first.id)).state == JobState.DONE
     assert [c["prompt"] for c in h.luma.creates] == ["holding the slot"]
+
+
+async def test_a_request_held_for_its_cost_is_forgotten_too(start_bot):
+    h = await start(start_bot, LUMABOT_CONFIRM_ABOVE_USD="0.01")
+    status, body = await h.command(f"{SECRET} --n 2", user_id="U7")
+    assert status == 200 and "Nothing has been sent or counted yet" in body
+    await admin(h, "forget <@U7|seven>")
+    await answered_later(h, "Forgot <@U7>")
+    if not h.bot.store.shared:
+        await h.slack.wait_for(lambda: SECRET.encode() not in database_bytes(h))
+    assert await h.bot.store.db.scalar(sa.text("SELECT count(*) FROM pending_requests")) == 0

@@ -15,7 +15,7 @@ from .policy import PLACE_REFUSALS, AdmissionCounts, Limits, Policy, Refusal, Ru
 from .text import channel_ref, money
 
 __all__ = ["Admission", "AdmissionCounts", "AdmissionRules", "LimitReached", "Limits", "Needed",
-           "NotEnabled", "Prices", "Refusal", "Usage", "Window", "day_start", "month_start", "refusal_error"]
+           "NeedsConfirmation", "NotEnabled", "Prices", "Refusal", "Usage", "Window", "day_start", "month_start", "refusal_error"]
 
 
 class LimitReached(PromptError):
@@ -24,6 +24,20 @@ class LimitReached(PromptError):
 
 class NotEnabled(PromptError):
     """lumabot is not enabled where the person asked (the channel allow-list, or DMs off)."""
+
+
+class NeedsConfirmation(PromptError):
+    """The request is estimated above the preview threshold: it is held (nothing sent or
+    counted) until its person confirms `request_id` or cancels it."""
+
+    def __init__(self, request_id: str, jobs: Sequence[Job], total: float, threshold: float):
+        first = jobs[0]
+        what = f"{len(jobs)} images" if len(jobs) > 1 else "1 image"
+        super().__init__(f"This request would make {what} ({first.params.describe()}) for about {money(total)}, "
+                         f"more than {money(threshold)}. Nothing has been sent or counted yet: make it, or cancel.")
+        self.request_id = request_id
+        self.count = len(jobs)
+        self.total = total
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class Limits:
     monthly_budget_usd: float | None = None
     retention_days: int = 90
     max_images_per_request: int = 4
+    confirm_above_usd: float | None = 0.50   # a request estimated above it waits for a confirmation
 
 
 class Policy(BaseModel):

@@ -7,6 +7,7 @@ import time
 
 from datetime import datetime, timezone
 
+from ..jobs.admission import NeedsConfirmation
 from ..jobs.batches import BatchProgress
 from ..jobs.failures import failure_message
 from ..jobs.flags import FLAG_HELP, Flags
@@ -353,6 +354,28 @@ def full_help(limits: str) -> str:
     ])
 
 EDIT_MODAL_ID = "edit_image_modal"
+CONFIRM_ACTION, DROP_ACTION, CONFIRM_MODAL_ID = "confirm_request", "drop_request", "confirm_request_modal"
+
+
+def confirm_blocks(preview: NeedsConfirmation) -> list[dict]:
+    """A cost preview: what the request makes and costs, and *Make it* / *Cancel*."""
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": f":moneybag: {preview}"}},
+            {"type": "actions", "block_id": "preview", "elements": [
+                _button("Make it", CONFIRM_ACTION, preview.request_id, style="primary"),
+                _button("Cancel", DROP_ACTION, preview.request_id)]}]
+
+
+def confirm_modal(preview: NeedsConfirmation) -> dict:
+    """The cost preview of a form's request, in place of the form: submit makes it."""
+    return _modal("Confirm the cost", callback_id=CONFIRM_MODAL_ID, submit="Make it",
+                  private_metadata=preview.request_id,
+                  blocks_=[{"type": "section", "text": {"type": "mrkdwn", "text": f":moneybag: {preview}"}}])
+
+
+def notice_modal(title: str, text: str) -> dict:
+    """A form replaced by a sentence (why its request did not start)."""
+    return _modal(title, callback_id="notice", private_metadata="",
+                  blocks_=[{"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}])
 
 
 def _plain(text: str) -> dict:

@@ -33,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 
 from ..admin import AdminCommands
 from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, ShortcutTarget
+from ..jobs.admission import NeedsConfirmation
 from ..jobs.flags import PromptError
 from ..jobs.text import clip, escape_mrkdwn
 from ..store import StoreUnavailable
@@ -228,9 +229,14 @@ async def result_button(ack: Any, body: dict[str, Any], action: dict[str, Any], 
         later(_delete_button(lb, respond, job_id, lb.team(body), user_id), respond)
     else:
         how: Any = kind
-        text = await lb.intake.in_time(lambda: lb.intake.rerun(
-            job_id, team_id=lb.team(body), user_id=user_id, how=how,
-            action_key=f"action:{kind}:{job_id}:{user_id}"))
+        try:
+            text = await lb.intake.in_time(lambda: lb.intake.rerun(
+                job_id, team_id=lb.team(body), user_id=user_id, how=how,
+                action_key=f"action:{kind}:{job_id}:{user_id}"))
+        except NeedsConfirmation as preview:
+            later(respond(text=clip(str(preview)), blocks=blocks.confirm_blocks(preview),
+                          response_type="ephemeral", replace_original=False))
+            return
         later(tell(respond, text))
 
 
@@ -261,6 +267,39 @@ async def _info_button(lb: Lumabot, respond: Any, team_id: str, job_id: str) -> 
 async def _delete_button(lb: Lumabot, respond: Any, job_id: str, team_id: str, user_id: str) -> None:
     await tell(respond, await lb.intake.delete(job_id, team_id=team_id, user_id=user_id,
                                                is_admin=await lb.admins.is_admin(team_id, user_id)))
+
+
+async def confirm_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
+    """*Make it* / *Cancel* under a cost preview: the preview is replaced by what happened."""
+    lb: Lumabot = context["lumabot"]
+    await ack()
+    team_id, user_id, request_id = lb.team(body), body["user"]["id"], action.get("value") or ""
+    if action["action_id"] == blocks.DROP_ACTION:
+        text: str | None = await lb.intake.in_time(lambda: lb.intake.cancel_held(
+            request_id, team_id=team_id, user_id=user_id))
+    else:
+        try:
+            text = await lb.intake.in_time(lambda: lb.intake.confirm(
+                request_id, team_id=team_id, user_id=user_id, action_key=f"action:confirm:{request_id}:{user_id}"))
+        except PromptError as exc:
+            text = str(exc)
+    later(respond(text=clip(text or "Making it: the images will land in the thread."), response_type="ephemeral",
+                  replace_original=True))
+
+
+async def confirm_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    """*Make it* on the cost preview that replaced a form."""
+    lb: Lumabot = context["lumabot"]
+    user_id, request_id = body["user"]["id"], view.get("private_metadata") or ""
+    try:
+        text = await lb.intake.in_time(lambda: lb.intake.confirm(
+            request_id, team_id=lb.team(body), user_id=user_id, action_key=f"action:confirm:{request_id}:{user_id}"))
+    except PromptError as exc:
+        text = str(exc)
+    if text:
+        await ack(response_action="update", view=blocks.notice_modal("Nothing was made", text))
+    else:
+        await ack()
 
 
 async def cancel_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
@@ -341,7 +380,8 @@ async def _say(client: Any, msg: Message, reply: Reply) -> None:
             await client.chat_postMessage(channel=msg.channel_id, thread_ts=reply.thread_ts, text=text)
         else:
             await client.chat_postEphemeral(channel=msg.channel_id, user=msg.user_id, text=text,
-                                            thread_ts=reply.thread_ts)
+                                            thread_ts=reply.thread_ts,
+                                            blocks=blocks.confirm_blocks(reply.confirm) if reply.confirm else None)
     except Exception as exc:  # a reply is best effort
         log.warning("reply failed: %s", exc, extra={"channel": msg.channel_id})
 
@@ -384,6 +424,8 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
     ("view", blocks.EDIT_MODAL_ID, edit_submitted),
     ("action", re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"), result_button),
     ("action", blocks.CANCEL_ACTION, cancel_button),
+    ("action", re.compile(f"^({blocks.CONFIRM_ACTION}|{blocks.DROP_ACTION})$"), confirm_button),
+    ("view", blocks.CONFIRM_MODAL_ID, confirm_submitted),
     ("shortcut", "edit_image", edit_shortcut),
     ("event", "app_home_opened", home),
     ("event", "app_mention", mention),
@@ -421,6 +463,10 @@ async def on_error(error: Exception, request: Any) -> BoltResponse:
       Slack expects, so Slack does not retry a request lumabot cannot use."""
     body = getattr(request, "body", None)
     kind = payload_kind(body)
+    if isinstance(error, NeedsConfirmation) and isinstance(body, dict):
+        if body.get("type") == "view_submission":   # the form becomes its cost preview
+            return _json({"response_action": "update", "view": blocks.confirm_modal(error)})
+        return _json({"response_type": "ephemeral", "text": clip(str(error)), "blocks": blocks.confirm_blocks(error)})
     if isinstance(error, (PromptError, StoreUnavailable)) and isinstance(body, dict):
         text = str(error) if isinstance(error, PromptError) else TRY_AGAIN
         if isinstance(error, StoreUnavailable):

@@ -10,6 +10,7 @@ The store is narrow stores by concern, each small enough to read in one sitting:
 - `sessions`: creative sessions, votes and thumbnails;
 - `slots`: Luma's limits shared by several replicas;
 - `keys`: dedupe keys and leases;
+- `pending`: requests held until their person confirms their cost;
 - `tenants`: the workspaces served and their Enterprise Grid organisation.
 
 `open_store(url)` gives them all on one database."""
@@ -21,6 +22,7 @@ from .errors import JobCancelled, JobLost, StoreUnavailable
 from .images import ImageStore
 from .jobs import JobStore
 from .keys import KeyStore
+from .pending import PendingStore
 from .policy import PolicyStore
 from .sessions import SessionStore
 from .slots import SlotStore
@@ -40,6 +42,7 @@ class Store:
         self.sessions = SessionStore(db)
         self.slots = SlotStore(db)
         self.tenants = TenantStore(db)
+        self.pending = PendingStore(db)
 
     @property
     def shared(self) -> bool:
@@ -77,5 +80,6 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
     return await pg_peek_revision(database_url), migrate.head()
 
 
-__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PolicyStore", "SessionStore",
+__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore",
+           "SessionStore",
            "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

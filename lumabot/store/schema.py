@@ -77,6 +77,18 @@ sa.Index("jobs_session", jobs.c.session_id, sqlite_where=_IN_A_SESSION, postgres
 _IN_A_BATCH = jobs.c.batch_id.is_not(None)
 sa.Index("jobs_batch", jobs.c.batch_id, sqlite_where=_IN_A_BATCH, postgresql_where=_IN_A_BATCH)
 
+# Requests over the confirmation threshold, held until their person confirms or cancels
+# (jobs/admission.py; nothing of them is counted or sent before).
+pending_requests = sa.Table(
+    "pending_requests", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("user_id", _TEXT, nullable=False),
+    sa.Column("created_at", _FLOAT, nullable=False),
+    sa.Column("jobs", _TEXT, nullable=False),   # the request's jobs, as JSON
+)
+sa.Index("pending_requests_person", pending_requests.c.team_id, pending_requests.c.user_id)
+
 dedupe_keys = sa.Table(
     "dedupe_keys", metadata,
     sa.Column("key", _TEXT, primary_key=True),

@@ -1,6 +1,7 @@
 """Several images from one request (issue #24): each image a job, the jobs of a request sharing
 the first one's id as their batch; and where each job came from (its Info: the request as typed,
-where each flag came from, the image it was made from).
+where each flag came from, the image it was made from); requests held for their person's
+confirmation (a cost preview).
 
 Revision ID: 0008
 """
@@ -19,6 +20,15 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("batch_index", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("jobs", sa.Column("batch_size", sa.Integer(), nullable=False, server_default="1"))
     op.add_column("jobs", sa.Column("origin", sa.Text()))
+    op.create_table(
+        "pending_requests",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("team_id", sa.Text(), nullable=False),
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.Float(precision=53), nullable=False),
+        sa.Column("jobs", sa.Text(), nullable=False),
+    )
+    op.create_index("pending_requests_person", "pending_requests", ["team_id", "user_id"])
     in_a_batch = sa.text("batch_id IS NOT NULL")
     op.create_index("jobs_batch", "jobs", ["batch_id"], sqlite_where=in_a_batch, postgresql_where=in_a_batch)
 
