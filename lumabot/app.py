@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from .admin import AdminCommands, BudgetAlerts, Exports, Reports, Retention
 from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, Settings
 from .intake import Intake
+from .presets import Presets
 from .quotas import Quotas
 from .luma.client import LumaClient
 from .luma.output import LumaOutputs
@@ -104,8 +105,9 @@ class LumaBot:
         self.runner.on_delivered.append(self.sessions.on_delivered)
         self.admins = Admins(self.workspaces, settings.admin_ids())
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)
+        self.presets = Presets(self.store, self.inputs, self.admins)
         self.intake = Intake(self.store, self.runner, self.quotas, self.sessions, self.notifier,
-                             self.admins, self.alerts, ack_budget=settings.ack_budget)
+                             self.admins, self.alerts, presets=self.presets, ack_budget=settings.ack_budget)
         self.retention = Retention(self.store, self.quotas)
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),

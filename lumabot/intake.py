@@ -25,15 +25,17 @@ from .jobs.flags import (
     build_params,
     edit_params,
     flag_sources,
-    imagine_params,
     parse_prompt,
     variation_params,
+    with_direction,
 )
 from .jobs.forgetting import with_style_direction
 from .jobs.policy import Rules
-from .jobs.requests import request_texts
-from .jobs.models import (MAX_EDIT_REFS, ImageSource, Job, JobState, KnownImage, Origin, Session, SlackFile,
-                          new_job_id)
+from .jobs.presets import InForce, check_refs
+from .jobs.requests import first_combination, request_texts
+from .presets import Presets
+from .jobs.models import (MAX_EDIT_REFS, GenerationParams, ImageSource, Job, JobState, KnownImage, Origin, Session,
+                          SlackFile, new_job_id)
 from .admin import BudgetAlerts
 from .jobs.admission import NeedsConfirmation, NotEnabled, not_enabled_text
 from .quotas import Quotas
@@ -143,6 +145,11 @@ class Reply:
     confirm: NeedsConfirmation | None = None   # a cost preview: *Make it* / *Cancel* under the text
 
 
+def preset_refs(force: InForce) -> list[ImageSource]:
+    """The references the preset in force adds (read from the store when the job is sent)."""
+    return [ImageSource(preset_ref=ref) for ref in force.refs]
+
+
 def _refusal(exc: PromptError, thread_ts: str | None) -> Reply:
     """A private answer to a message whose request did not start (or waits for a confirmation)."""
     return Reply(str(exc), thread_ts=thread_ts, confirm=exc if isinstance(exc, NeedsConfirmation) else None)
@@ -161,7 +168,7 @@ class ShortcutTarget(BaseModel):
 
 class Intake:
     def __init__(self, store: Store, runner: Runner, quotas: Quotas, sessions: Sessions,
-                 notifier: Notifier, admins: AdminDirectory, alerts: BudgetAlerts, *,
+                 notifier: Notifier, admins: AdminDirectory, alerts: BudgetAlerts, *, presets: Presets,
                  ack_budget: float = ACK_BUDGET):
         self.ack_budget = ack_budget
         self.store = store
@@ -171,6 +178,7 @@ class Intake:
         self.notifier = notifier
         self.admins = admins
         self.alerts = alerts
+        self.presets = presets
 
     async def in_time(self, work: Callable[[], Awaitable[T]]) -> T:
         """Work that must be done before the request is acknowledged: within the ack budget, or
@@ -242,17 +250,37 @@ class Intake:
         return "Cancelled: nothing was made or counted." if jobs else PREVIEW_GONE
 
     @staticmethod
-    def _request(jobs: list[Job], texts: list[str], *, typed: str, via: str, parent_job_id: str | None = None,
-                 parent_ts: str | None = None, **defaults: Flags | None) -> list[Job]:
+    def _request(jobs: list[Job], texts: list[str], force: InForce, *, typed: str, via: str,
+                 parent_job_id: str | None = None, parent_ts: str | None = None) -> list[Job]:
         """The jobs of one request (`texts`: each one's text, as expanded), with where they
-        came from (`defaults`: the flags each named layer gave); several share the first
-        one's id as their batch."""
+        came from (`force`: what the defaults and presets gave); several share the first one's
+        id as their batch."""
         for i, (job, one) in enumerate(zip(jobs, texts)):
-            job.origin = Origin(typed=typed, via=via, flags=flag_sources(one, **defaults),
+            job.origin = Origin(typed=typed, via=via, flags=flag_sources(one, **force.sources), preset=force.preset,
                                 parent_job_id=parent_job_id, parent_ts=parent_ts)
             if len(jobs) > 1:
                 job.batch_id, job.batch_index, job.batch_size = jobs[0].id, i, len(jobs)
         return jobs
+
+    async def _plan(self, team_id: str, user_id: str, channel_id: str, text: str, *, rules: Rules | None = None,
+                    session: Flags | None = None, form: Flags | None = None, edit: bool = False,
+                    own_refs: int = 0) -> tuple[list[str], InForce]:
+        """The text of each image a request makes, and what its presets and defaults put in
+        force (PromptError for an unknown preset, too many references or images)."""
+        rules = rules or await self.quotas.rules_in_force(team_id)
+        typed = parse_prompt(first_combination(text))[1]
+        force = await self.presets.in_force(team_id, user_id, channel_id, typed, rules, session=session, form=form)
+        check_refs(own_refs, len(force.refs), edit=edit)
+        return request_texts(text, limit=rules.per_request, defaults=force.defaults), force
+
+    @staticmethod
+    def _imagine_params(text: str, force: InForce, *, refs: list[ImageSource] | None = None,
+                        theme: str | None = None) -> GenerationParams:
+        prompt, typed = parse_prompt(text)
+        prompt = with_direction(prompt, force.style)
+        if theme:
+            prompt = with_style_direction(prompt, theme) if prompt.strip() else prompt
+        return build_params(prompt, typed, defaults=force.defaults, refs=(refs or []) + preset_refs(force))
 
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
@@ -261,10 +289,10 @@ class Intake:
         """Start the text-to-image jobs of a request (`--n`, permutations: several); raises
         PromptError for bad input (NotEnabled where lumabot does not work)."""
         rules = await self.check_place(team_id, channel_id)
-        texts = request_texts(text, limit=rules.per_request)
+        texts, force = await self._plan(team_id, user_id, channel_id, text, rules=rules)
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
-                    response_url=response_url, params=imagine_params(t)) for t in texts]
-        await self._start(self._request(jobs, texts, typed=text, via=via), dedupe_key)
+                    response_url=response_url, params=self._imagine_params(t, force)) for t in texts]
+        await self._start(self._request(jobs, texts, force, typed=text, via=via), dedupe_key)
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
@@ -328,17 +356,12 @@ class Intake:
             return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
                                                thread_ts=msg.ts))
         try:
-            defaults = Flags(**session.flags)
-            jobs = []
-            texts = request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)
-            for one in texts:
-                prompt, flags = parse_prompt(one)
-                if prompt.strip() and session.theme:
-                    prompt = with_style_direction(prompt, session.theme)
-                jobs.append(Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                                thread_ts=msg.ts, params=build_params(prompt, flags, defaults=defaults),
-                                session_id=session.id))
-            await self._start(self._request(jobs, texts, typed=text, via="session", session=defaults), msg.key)
+            texts, force = await self._plan(msg.team_id, msg.user_id, msg.channel_id, text,
+                                            session=Flags(**session.flags))
+            jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.ts,
+                        params=self._imagine_params(one, force, theme=session.theme), session_id=session.id)
+                    for one in texts]
+            await self._start(self._request(jobs, texts, force, typed=text, via="session"), msg.key)
         except PromptError as exc:
             return await self._once(msg, _refusal(exc, msg.ts))
         await self.sessions.touch(session)
@@ -367,14 +390,14 @@ class Intake:
             return await self._once(msg, Reply(SESSION_FULL.format(n=self.sessions.config.max_images),
                                                thread_ts=msg.root))
         try:
-            defaults = Flags(**session.flags) if session else None
-            texts = request_texts(text, limit=await self._per_request(msg.team_id), defaults=defaults)
+            texts, force = await self._plan(msg.team_id, msg.user_id, msg.channel_id, text, edit=True,
+                                            session=Flags(**session.flags) if session else None, own_refs=len(refs))
             jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.root,
-                        params=edit_params(one, source, refs=refs, defaults=defaults),
+                        params=edit_params(one, source, refs=refs + preset_refs(force), defaults=force.defaults,
+                                           style=force.style),
                         session_id=session.id if session else None) for one in texts]
-            await self._start(self._request(jobs, texts, typed=text, via="reply" if msg.in_thread else "mention",
-                                            parent_job_id=parent_job_id, parent_ts=parent_ts, session=defaults),
-                              msg.key)
+            await self._start(self._request(jobs, texts, force, typed=text, via="reply" if msg.in_thread else "mention",
+                                            parent_job_id=parent_job_id, parent_ts=parent_ts), msg.key)
         except PromptError as exc:
             return await self._once(msg, _refusal(exc, msg.root))
         if session is not None:
@@ -393,10 +416,13 @@ class Intake:
         if latest is None:
             return NO_IMAGE_IN_CHANNEL
         try:
-            texts = request_texts(text, limit=rules.per_request)
+            texts, force = await self._plan(team_id, user_id, channel_id, text, rules=rules, edit=True)
             jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=latest.thread_ts,
-                        response_url=response_url, params=edit_params(one, latest.as_source())) for one in texts]
-            await self._start(self._request(jobs, texts, typed=text, via="edit", parent_job_id=latest.job_id,
+                        response_url=response_url,
+                        params=edit_params(one, latest.as_source(), refs=preset_refs(force), defaults=force.defaults,
+                                           style=force.style))
+                    for one in texts]
+            await self._start(self._request(jobs, texts, force, typed=text, via="edit", parent_job_id=latest.job_id,
                                             parent_ts=latest.message_ts))
         except NeedsConfirmation:
             raise  # answered with its buttons
@@ -421,12 +447,14 @@ class Intake:
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
                                  text: str, model: str | None, dedupe_key: str) -> None:
         """Submit the modal's edit; raises PromptError for bad input (shown on the field)."""
-        texts = request_texts(text, limit=await self._per_request(team_id))
+        texts, force = await self._plan(team_id, user_id, target.channel_id, text, edit=True, form=Flags(model=model))
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=target.channel_id, thread_ts=target.thread_ts,
-                    response_url=target.response_url, params=edit_params(one, target.source, model=model))
+                    response_url=target.response_url,
+                    params=edit_params(one, target.source, refs=preset_refs(force), defaults=force.defaults,
+                                       style=force.style))
                 for one in texts]
-        await self._start(self._request(jobs, texts, typed=text, via="shortcut", parent_job_id=target.parent_job_id,
-                                        parent_ts=target.message_ts, form=Flags(model=model)), dedupe_key)
+        await self._start(self._request(jobs, texts, force, typed=text, via="shortcut",
+                                        parent_job_id=target.parent_job_id, parent_ts=target.message_ts), dedupe_key)
 
     async def usage(self, team_id: str, user_id: str) -> str:
         """`/luma usage`."""
@@ -447,7 +475,7 @@ class Intake:
     async def imagine_from_form(self, *, team_id: str, user_id: str, channel_id: str, prompt: str,
                                 aspect_ratio: str | None, model: str | None, output_format: str | None,
                                 refs: list[SlackFile], response_url: str | None, dedupe_key: str,
-                                n: int | None = None) -> None:
+                                n: int | None = None, preset: str | None = None) -> None:
         """Submit the `/imagine` form: choices in the form are defaults, flags typed in the
         prompt win. Raises PromptError with the field it is about."""
         files = [f for f in refs if f.id]
@@ -456,15 +484,12 @@ class Intake:
         not_images = [f.name or f.id for f in files if not f.maybe_image]
         if not_images:
             raise PromptError(f"{', '.join(not_images)} is not an image.", field="refs")
-        chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format, n=n)
-        jobs = []
-        texts = request_texts(prompt, limit=await self._per_request(team_id), defaults=chosen)
-        for one in texts:
-            text, typed = parse_prompt(one)
-            jobs.append(Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,
-                            params=build_params(text, typed, defaults=chosen,
-                                                refs=[ImageSource(slack_file=f) for f in files])))
-        await self._start(self._request(jobs, texts, typed=prompt, via="form", form=chosen), dedupe_key)
+        chosen = Flags(aspect_ratio=aspect_ratio, model=model, output_format=output_format, n=n, preset=preset)
+        texts, force = await self._plan(team_id, user_id, channel_id, prompt, form=chosen, own_refs=len(files))
+        own = [ImageSource(slack_file=f) for f in files]
+        jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,
+                    params=self._imagine_params(one, force, refs=own)) for one in texts]
+        await self._start(self._request(jobs, texts, force, typed=prompt, via="form"), dedupe_key)
 
     # -- the buttons under an image ------------------------------------------------------------
     async def rerun(self, job_id: str, *, team_id: str, user_id: str, how: Literal["reroll", "max", "vary"],
@@ -577,10 +602,6 @@ class Intake:
         return await self.quotas.limits_text(team_id)
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _per_request(self, team_id: str) -> int:
-        """How many images one request may make in the workspace (the store checks again)."""
-        return (await self.quotas.rules_in_force(team_id)).per_request
-
     async def _job_of(self, team_id: str, job_id: str) -> Job | None:
         """A job of the workspace `team_id` (a button's job id): one of another workspace is
         as if it did not exist."""

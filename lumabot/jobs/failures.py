@@ -64,6 +64,8 @@ FAILURE_MESSAGES: dict[str, str] = {
     "not_an_image": "That file is not an image lumabot can read. Try a PNG, JPEG, WebP or GIF.",
     "image_bomb": "That image has far too many pixels to process safely. Please share a smaller one.",
     "image_unreadable": "That image seems to be damaged: lumabot could not read it.",
+    "preset_deleted": "The preset this image used was deleted (or changed) before the image was made, "
+                      "and its reference images went with it. Please ask again.",
 }
 
 # Slack errors that mean the workspace's settings forbid what lumabot tried (final: retrying

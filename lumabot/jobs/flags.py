@@ -46,6 +46,7 @@ class Flags(BaseModel):
     style: str | None = None
     n: int | None = None            # images of the request (`--n 4`)
     web: bool | None = None         # Luma's web_search (`--web`)
+    preset: str | None = None       # `--preset NAME` (`none`: no default preset either)
 
     def over(self, defaults: "Flags | None") -> "Flags":
         """These flags, with `defaults` filling what is not given."""
@@ -69,6 +70,8 @@ class Flags(BaseModel):
             out.append(f"--n {self.n}")
         if self.web:
             out.append("--web")
+        if self.preset:
+            out.append(f"--preset {self.preset}")
         return " ".join(out)
 
 
@@ -92,12 +95,13 @@ FLAG_HELP = (
     f"`--ar W:H` (one of {_one_of(ASPECT_RATIOS)}), `--model uni-1|uni-1-max` (or `--max`), "
     "`--format png|jpeg`, `--style manga` (portrait ratios only: "
     f"{_one_of(sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index))}), `--n 1-{MAX_IMAGES_PER_REQUEST}` "
-    "(several images), `--web` (let the model look references up on the web)"
+    "(several images), `--web` (let the model look references up on the web), `--preset NAME` (or "
+    "`--p NAME`; `none`: no default preset)"
 )
 
 # Flags that take a value, and their aliases.
 _VALUE_FLAGS = {"ar": "ar", "aspect": "ar", "model": "model", "format": "format", "style": "style",
-                "n": "n", "number": "n"}
+                "n": "n", "number": "n", "preset": "preset", "p": "preset"}
 _BARE_FLAGS = {"max": ("model", "uni-1-max"), "web": ("web", "on")}
 
 # Slack clients may turn "--" into an en or em dash (smart punctuation): accept those too.
@@ -151,6 +155,7 @@ def _value_hint(key: str) -> str:
         "format": f"Valid formats: {_one_of(FORMATS)}.",
         "style": f"Valid styles: {_one_of(STYLES)}.",
         "n": f"How many images, 1 to {MAX_IMAGES_PER_REQUEST}, e.g. `--n 4`.",
+        "preset": "A preset's name (`/luma preset list`), or `none`.",
     }[key]
 
 
@@ -185,6 +190,8 @@ def _validate_flags(values: dict[str, str]) -> Flags:
         flags.n = int(n)
     if "web" in values:
         flags.web = True
+    if "preset" in values:
+        flags.preset = values["preset"].lower()
     return flags
 
 
@@ -192,6 +199,14 @@ def _check_length(prompt: str) -> None:
     if len(prompt) > MAX_PROMPT_CHARS:
         raise PromptError(f"The prompt is {len(prompt):,} characters long; Luma accepts at most "
                           f"{MAX_PROMPT_CHARS:,}. Please shorten it.")
+
+
+STYLE_DIRECTION = ". Style direction: "
+
+
+def with_direction(prompt: str, style: str | None) -> str:
+    """A prompt with a style direction (a session's theme, a preset's style) after it."""
+    return f"{prompt.strip()}{STYLE_DIRECTION}{style}" if style and prompt.strip() else prompt
 
 
 def build_params(prompt: str, flags: Flags, *, defaults: Flags | None = None,
@@ -232,7 +247,7 @@ EDIT_HINT = "Say what to change, e.g. `make it night` or `turn it into a waterco
 
 
 def edit_params(text: str, source: ImageSource, *, refs: list[ImageSource] | None = None,
-                defaults: Flags | None = None, model: str | None = None) -> GenerationParams:
+                defaults: Flags | None = None, model: str | None = None, style: str | None = None) -> GenerationParams:
     """Parameters of an edit of `source` from an instruction and its flags.
 
     The result keeps the source's shape, so an explicit `--ar` is refused rather than silently
@@ -246,7 +261,7 @@ def edit_params(text: str, source: ImageSource, *, refs: list[ImageSource] | Non
                           "Use `/imagine` for a new image in another shape.")
     f = flags.over(defaults)
     return GenerationParams(
-        prompt=prompt.strip(),
+        prompt=with_direction(prompt.strip(), style),
         type="image_edit",
         model=flags.model or model or f.model or "uni-1",  # typed flag > chosen model > default
         style=f.style if f.style and f.style != "auto" else None,

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
+from .flags import STYLE_DIRECTION as _STYLE
 from .models import GenerationParams
 
 REMOVED = "[removed at an admin's request]"
-_STYLE = ". Style direction: "
 
 
 def with_style_direction(prompt: str, theme: str) -> str:

@@ -61,12 +61,14 @@ class SlackFile(BaseModel):
 
 class ImageSource(BaseModel):
     """An input image for Luma. Sent as exactly one of generation_id or data+media_type; a
-    `slack_file` is downloaded and normalised into data+media_type just before submitting."""
+    `slack_file` is downloaded and normalised into data+media_type just before submitting, a
+    `preset_ref` (a preset's reference image: its id and position) read from the store."""
 
     generation_id: str | None = None
     data: str | None = None          # base64
     media_type: str | None = None
     slack_file: SlackFile | None = None
+    preset_ref: tuple[str, int] | None = None
 
 
 class KnownImage(BaseModel):
@@ -133,6 +135,7 @@ class Origin(BaseModel):
     flags: dict[str, str] = Field(default_factory=dict)  # a parameter -> where its value came from
     parent_job_id: str | None = None  # the lumabot image it was made from (an edit, a variation)
     parent_ts: str | None = None      # the message that holds the image it was made from
+    preset: str | None = None         # the preset in force
 
 
 def new_job_id() -> str:

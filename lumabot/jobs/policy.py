@@ -8,7 +8,7 @@ admission from what the store counted in the admitting transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from pydantic import BaseModel, Field
@@ -48,6 +48,8 @@ class Policy(BaseModel):
     retention_days: int | None = None
     per_request: int | None = None             # images one request may make (`--n`, permutations)
     web: bool = True                           # Luma's web search (`--web`)
+    default_preset: str | None = None          # a workspace preset every request starts from
+    channel_presets: dict[str, str] = Field(default_factory=dict)  # channel -> its default preset
 
     def resolve(self, limits: Limits) -> "Rules":
         given = self.model_fields_set
@@ -60,7 +62,7 @@ class Policy(BaseModel):
             default_daily_images=limits.user_daily_images, max_waiting=limits.max_queued_per_user,
             retention_days=self.retention_days if self.retention_days is not None else limits.retention_days,
             per_request=self.per_request if self.per_request is not None else limits.max_images_per_request,
-            web=self.web)
+            web=self.web, default_preset=self.default_preset, channel_presets=dict(self.channel_presets))
 
 
 def is_dm(channel_id: str) -> bool:
@@ -84,6 +86,12 @@ class Rules:
     retention_days: int
     per_request: int = 4
     web: bool = True
+    default_preset: str | None = None
+    channel_presets: dict[str, str] = field(default_factory=dict)
+
+    def preset_of(self, channel_id: str) -> tuple[str | None, str | None]:
+        """(the channel's default preset, the workspace's)."""
+        return self.channel_presets.get(channel_id), self.default_preset
 
     def daily_images(self, user_id: str) -> int | None:
         """A person's images per day (their own limit, else everyone's)."""

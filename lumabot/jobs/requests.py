@@ -116,6 +116,11 @@ def _first_options(text: str) -> str:
     return "".join(out)
 
 
+def first_combination(text: str) -> str:
+    """The first text `text` expands to (what its flags are read from before expanding)."""
+    return expand(_first_options(text))[0]
+
+
 def request_texts(text: str, *, limit: int, defaults: Flags | None = None) -> list[str]:
     """The text of each image the request makes (its flags included): every combination,
     each as many times as its `--n` (typed, or from `defaults`). TooMany beyond `limit`; a

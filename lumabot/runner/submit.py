@@ -10,10 +10,11 @@ import time
 from typing import Literal
 
 from ..jobs.identity import luma_user_id
-from ..jobs.models import GenerationParams, Job, JobState
+from ..jobs.models import GenerationParams, ImageSource, Job, JobState
 from ..jobs.slots import line_key
 from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from ..ports import InputError, InputFiles, LumaApi
+from ..store import StoreUnavailable
 from .record import JobFailed, Parked, Recorder, Shutdown, log_context, rejected
 from .retry import Backoff
 from .scheduler import SlotScheduler
@@ -65,12 +66,29 @@ class Submitter:
         before the create and dropped after it (image bytes are never stored or kept while a
         job waits). None when a transient problem says to try again later."""
         try:
-            return await self.inputs.materialize(job.params, team_id=job.team_id)
+            return await self.inputs.materialize(await self._preset_refs(job.params), team_id=job.team_id)
         except InputError as err:
             log.info("input image problem: %s", err.code, extra=log_context(job))
             if not err.transient:
                 raise JobFailed(err.code, err.detail) from None
             return None
+
+    async def _preset_refs(self, params: GenerationParams) -> GenerationParams:
+        """A preset's reference images, read from the store (InputError if the preset is gone)."""
+        if not any(r.preset_ref for r in params.image_refs):
+            return params
+        refs = []
+        for ref in params.image_refs:
+            if ref.preset_ref is not None:
+                try:
+                    found = await self.record.store.presets.reference(*ref.preset_ref)
+                except StoreUnavailable:
+                    raise InputError("preset_deleted", transient=True) from None  # tried again later
+                if found is None:
+                    raise InputError("preset_deleted")
+                ref = ImageSource(media_type=found[0], data=found[1])
+            refs.append(ref)
+        return params.model_copy(update={"image_refs": refs})
 
     async def _create(self, job: Job, params: GenerationParams, *,
                       give_up: float) -> Literal["created", "rate_limited", "unavailable"]:

@@ -210,13 +210,14 @@ def provenance_blocks(job: Job, *, parent_link: str | None) -> list[dict]:
             value = "on" if value else None
         if value is None and name != "model":
             continue
-        source = SOURCES.get(o.flags.get(_FLAG_OF[name], ""), "default")
+        given = o.flags.get(_FLAG_OF[name])
+        source = SOURCES.get(given, given) if given else "default"
         if name == "aspect_ratio" and source == "default" and p.style == "manga":
             source = "manga's page shape"
         lines.append(f"*{label}:* {value} ({source})")
     if job.in_batch:
         lines.append(f"*Request:* image {job.batch_index + 1} of {job.batch_size}"
-                     f" ({SOURCES.get(o.flags.get('n', ''), 'permutations')})")
+                     f" ({SOURCES.get(o.flags.get('n', ''), o.flags.get('n') or 'permutations')})")
     if p.image_refs:
         lines.append(f"*References:* {len(p.image_refs)} image{'s' if len(p.image_refs) != 1 else ''}")
     if p.type == "image_edit":
@@ -246,13 +247,17 @@ def _select(action_id: str, values: list[tuple[str, str]], initial: str | None =
     return element
 
 
-def imagine_modal(private_metadata: str, *, per_request: int = 1) -> dict:
+def imagine_modal(private_metadata: str, *, per_request: int = 1, presets: list[str] | None = None) -> dict:
     """`/imagine` with no text: a form for the prompt and every option (up to `per_request`
-    images of it)."""
+    images of it; one of the `presets` the person may use)."""
     ratios = [(r, f"{r} · {RATIO_SHAPES[r]}") for r in ASPECT_RATIOS]
-    several = [{"type": "input", "block_id": "n", "label": _plain("Number of images"),
+    several: list[dict] = [{"type": "input", "block_id": "n", "label": _plain("Number of images"),
                 "element": _select("n", [(str(k), str(k)) for k in range(1, per_request + 1)], initial="1")}
                ] if per_request > 1 else []
+    if presets:
+        several.append({"type": "input", "block_id": "preset", "label": _plain("Preset"), "optional": True,
+                        "element": _select("preset", [(p, p) for p in presets[:99]] + [("none", "none (no default)")],
+                                           placeholder="The channel's or workspace's default")})
     return _modal("Imagine with Luma", callback_id=IMAGINE_MODAL_ID, submit="Imagine",
                   private_metadata=private_metadata, blocks_=[
             {"type": "input", "block_id": "prompt", "label": _plain("What do you want to see?"),
@@ -281,7 +286,7 @@ def _when(ts: float) -> str:
 
 
 def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str | None = None,
-              workspace: str | None = None) -> dict:
+              workspace: str | None = None, presets: list[tuple[str, str, bool]] | None = None) -> dict:
     """App Home: for admins the admin section first; then the person's latest generations,
     their usage and limits (in `workspace`, when named), a short how-to (< 100 blocks)."""
     blocks: list[dict] = []
@@ -303,6 +308,10 @@ def home_view(jobs: list[Job], links: dict[str, str], usage: str, *, admin: str 
                        "text": f"*{shown(job.params.prompt, 200)}*\n{job.params.describe()} · {state}"}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
                        "text": f"{_when(job.created_at)} in <#{job.channel_id}>{where}"}]})
+    if presets:
+        lines = [f"• `{name}`{' (workspace)' if shared else ''}: {what}" for name, what, shared in presets[:30]]
+        blocks += [{"type": "divider"}, {"type": "header", "text": _plain("Presets you can use")},
+                   {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), SECTION_LIMIT)}}]
     blocks += [
         {"type": "divider"},
         {"type": "header", "text": _plain(f"Usage and limits in {workspace}" if workspace else "Usage and limits")},
@@ -334,6 +343,8 @@ def full_help(limits: str) -> str:
         "• `/luma usage`: your images and estimated spend, the workspace's, and the limits.",
         "• `/luma session start [flags] [theme]`, `/luma session`, `/luma session stop`: a creative "
         "session in which every message in the channel becomes a prompt.",
+        "• `/luma preset save NAME [flags] [style]`, `/luma preset` (a form with reference images), "
+        "`/luma preset list|show|delete`: presets; use one with `--preset NAME`.",
         "• `/luma help`: this message.",
         "• `/luma admin`: for workspace admins: where lumabot works, uni-1-max, budgets, limits, "
         "usage, export, retention.",
@@ -354,6 +365,32 @@ def full_help(limits: str) -> str:
     ])
 
 EDIT_MODAL_ID = "edit_image_modal"
+PRESET_MODAL_ID = "preset_modal"
+
+
+def preset_modal(private_metadata: str) -> dict:
+    """`/luma preset`: a form for a preset: name, flags, style, reference images, who uses it."""
+    return _modal("Save a preset", callback_id=PRESET_MODAL_ID, submit="Save", private_metadata=private_metadata,
+                  blocks_=[
+        {"type": "input", "block_id": "name", "label": _plain("Name"),
+         "element": {"type": "plain_text_input", "action_id": "name", "max_length": 40,
+                     "placeholder": _plain("noir")}},
+        {"type": "input", "block_id": "flags", "label": _plain("Flags"), "optional": True,
+         "element": {"type": "plain_text_input", "action_id": "flags", "max_length": 200,
+                     "placeholder": _plain("--ar 2:3 --max --n 2")}},
+        {"type": "input", "block_id": "style", "label": _plain("Style"), "optional": True,
+         "element": {"type": "plain_text_input", "action_id": "style", "multiline": True, "max_length": 1000,
+                     "placeholder": _plain("film noir, high contrast, rain-soaked streets")}},
+        {"type": "input", "block_id": "refs", "label": _plain("Reference images"), "optional": True,
+         "element": {"type": "file_input", "action_id": "refs", "max_files": 8,
+                     "filetypes": ["png", "jpg", "jpeg", "webp", "gif"]}},
+        {"type": "input", "block_id": "scope", "label": _plain("Who may use it"),
+         "element": _select("scope", [("personal", "Only me"), ("workspace", "Everyone (workspace admins)")],
+                            initial="personal")},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+            "Use it with `--preset NAME`. Typed flags win over the preset; its style is added to every "
+            "prompt as a direction and its reference images are sent with it."}]},
+    ])
 CONFIRM_ACTION, DROP_ACTION, CONFIRM_MODAL_ID = "confirm_request", "drop_request", "confirm_request_modal"
 
 

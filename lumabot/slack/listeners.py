@@ -36,6 +36,7 @@ from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, Sho
 from ..jobs.admission import NeedsConfirmation
 from ..jobs.flags import PromptError
 from ..jobs.text import clip, escape_mrkdwn
+from ..presets import PresetForm, describe
 from ..store import StoreUnavailable
 from . import blocks
 from .admins import Admins
@@ -139,8 +140,12 @@ async def imagine(ack: Any, command: dict[str, Any], body: dict[str, Any], clien
     rules = await lb.intake.in_time(lambda: lb.intake.check_place(lb.team(body), command["channel_id"]))
     await ack()  # the form, where lumabot works
     meta = json.dumps({"channel_id": command["channel_id"], "response_url": command.get("response_url")})
-    later(open_modal(client, command["trigger_id"], blocks.imagine_modal(meta, per_request=rules.per_request),
-                     respond))
+
+    async def form() -> None:
+        presets = [p.name for p in await lb.intake.presets.usable(lb.team(body), command["user_id"])]
+        await open_modal(client, command["trigger_id"],
+                         blocks.imagine_modal(meta, per_request=rules.per_request, presets=presets), respond)
+    later(form(), respond)
 
 
 async def edit(ack: Any, command: dict[str, Any], body: dict[str, Any], context: Any) -> None:
@@ -150,13 +155,22 @@ async def edit(ack: Any, command: dict[str, Any], body: dict[str, Any], context:
         text=typed_text(command.get("text")), response_url=command.get("response_url"))))
 
 
-async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], respond: Any, context: Any) -> None:
-    """`/luma admin|usage|session|help`."""
+async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], client: Any, respond: Any,
+               context: Any) -> None:
+    """`/luma admin|usage|session|preset|help`."""
     lb: Lumabot = context["lumabot"]
     words = typed_text(command.get("text")).split()
     verb = words[0].lower() if words else ""
+    if verb == "preset" and len(words) == 1:  # the preset form
+        await ack()
+        meta = json.dumps({"channel_id": command["channel_id"]})
+        later(open_modal(client, command["trigger_id"], blocks.preset_modal(meta), respond))
+        return
 
     async def answer_of() -> str | None:
+        if verb == "preset":
+            return await lb.intake.presets.command(team_id=lb.team(body), user_id=command["user_id"],
+                                            channel_id=command["channel_id"], args=words[1:])
         if verb == "admin":
             reply = await lb.admin.run(lb.team(body), command["user_id"], command_words(command.get("text"))[1:])
             if reply.later is not None:
@@ -198,8 +212,34 @@ async def imagine_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]
         aspect_ratio=chosen("aspect_ratio"), model=chosen("model"), output_format=chosen("format"),
         refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or [] if f.get("id")],
         response_url=meta.get("response_url"), dedupe_key=f"view:{view['id']}",
-        n=int(chosen("n") or 1)))
+        n=int(chosen("n") or 1), preset=chosen("preset")))
     await ack()
+
+
+async def preset_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    """The preset form: checked before the ack (errors on their fields); its reference images
+    are downloaded after it, and the person told in their DM with lumabot."""
+    lb: Lumabot = context["lumabot"]
+    values = view["state"]["values"]
+
+    def text(block: str) -> str:
+        return values.get(block, {}).get(block, {}).get("value") or ""
+
+    scope = (values.get("scope", {}).get("scope", {}).get("selected_option") or {}).get("value")
+    form = PresetForm(name=text("name"), flags=text("flags"), style=text("style"), workspace=scope == "workspace",
+                      refs=[slack_file(f) for f in values.get("refs", {}).get("refs", {}).get("files") or []
+                            if f.get("id")])
+    team_id, user_id = lb.team(body), body["user"]["id"]
+    await lb.intake.in_time(lambda: lb.intake.presets.check(team_id, user_id, form))
+    await ack()
+
+    async def save() -> None:
+        try:
+            told = await lb.intake.presets.save(team_id, user_id, form)
+        except PromptError as exc:
+            told = str(exc)
+        await lb.slack.send_dm(team_id, user_id, told)
+    later(save())
 
 
 async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
@@ -347,8 +387,9 @@ async def _publish_home(lb: Lumabot, client: Any, team_id: str, user_id: str) ->
              if (link := blocks.permalink(team_url, j.channel_id, j.status_ts, j.thread_ts))}
     admin = await lb.admins.is_admin(team_id, user_id)
     section = await lb.admin.reports.home_section(team_id) if admin else None
+    presets = [(p.name, describe(p), p.workspace) for p in await lb.intake.presets.usable(team_id, user_id)]
     await client.views_publish(user_id=user_id, view=blocks.home_view(
-        jobs, links, usage, admin=section, workspace=await lb.workspace_name(team_id)))
+        jobs, links, usage, admin=section, workspace=await lb.workspace_name(team_id), presets=presets))
 
 
 async def mention(event: dict[str, Any], body: dict[str, Any], client: Any, context: Any) -> None:
@@ -422,6 +463,7 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
     ("command", "/luma", luma),
     ("view", blocks.IMAGINE_MODAL_ID, imagine_submitted),
     ("view", blocks.EDIT_MODAL_ID, edit_submitted),
+    ("view", blocks.PRESET_MODAL_ID, preset_submitted),
     ("action", re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"), result_button),
     ("action", blocks.CANCEL_ACTION, cancel_button),
     ("action", re.compile(f"^({blocks.CONFIRM_ACTION}|{blocks.DROP_ACTION})$"), confirm_button),

@@ -11,6 +11,7 @@ The store is narrow stores by concern, each small enough to read in one sitting:
 - `slots`: Luma's limits shared by several replicas;
 - `keys`: dedupe keys and leases;
 - `pending`: requests held until their person confirms their cost;
+- `presets`: presets and their reference images;
 - `tenants`: the workspaces served and their Enterprise Grid organisation.
 
 `open_store(url)` gives them all on one database."""
@@ -23,6 +24,7 @@ from .images import ImageStore
 from .jobs import JobStore
 from .keys import KeyStore
 from .pending import PendingStore
+from .presets import PresetStore
 from .policy import PolicyStore
 from .sessions import SessionStore
 from .slots import SlotStore
@@ -43,6 +45,7 @@ class Store:
         self.slots = SlotStore(db)
         self.tenants = TenantStore(db)
         self.pending = PendingStore(db)
+        self.presets = PresetStore(db)
 
     @property
     def shared(self) -> bool:
@@ -80,6 +83,6 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
     return await pg_peek_revision(database_url), migrate.head()
 
 
-__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore",
+__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore", "PresetStore",
            "SessionStore",
            "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

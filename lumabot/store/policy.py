@@ -16,8 +16,8 @@ from ..jobs.policy import Policy, PolicyChange
 from ..jobs.usage import JobRecord, Removed, UsageLine
 from . import schema
 from .dialects import utc_day
-from .schema import (dedupe_keys, images, jobs, pending_requests, policies, policy_log, sessions, tenants,
-                     thumbnails, usage_days, votes)
+from .schema import (dedupe_keys, images, jobs, pending_requests, policies, policy_log, preset_refs, presets,
+                     sessions, tenants, thumbnails, usage_days, votes)
 from .sql import Database, Tx, one_of, param
 
 _TEXT = sa.Text()
@@ -143,6 +143,8 @@ _FORGET_WORKSPACE = (
     sa.delete(policy_log).where(policy_log.c.team_id == param("team")),
     sa.delete(tenants).where(tenants.c.team_id == param("team")),
     sa.delete(pending_requests).where(pending_requests.c.team_id == param("team")),
+    sa.delete(preset_refs).where(preset_refs.c.preset_id.in_(sa.select(presets.c.id).where(presets.c.team_id == param("team")))),
+    sa.delete(presets).where(presets.c.team_id == param("team")),
 )
 _UNSETTLED_IN_TEAM = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.team_id == param("team"),
                                                                       jobs.c.settled == sa.false())
@@ -282,6 +284,11 @@ class PolicyStore:
                 started_by=param("anonymous", _TEXT), theme=None), anonymous=anonymous_id, **who)
             await tx.execute(sa.delete(pending_requests).where(
                 pending_requests.c.team_id == param("team"), pending_requests.c.user_id == param("user")), **who)
+            mine_presets = sa.select(presets.c.id).where(presets.c.team_id == param("team"),
+                                                         presets.c.owner_id == param("user"))
+            await tx.execute(sa.delete(preset_refs).where(preset_refs.c.preset_id.in_(mine_presets)), **who)
+            await tx.execute(sa.delete(presets).where(presets.c.team_id == param("team"),
+                                                      presets.c.owner_id == param("user")), **who)
             keys = await tx.execute(sa.delete(dedupe_keys).where(sa.or_(
                 dedupe_keys.c.key.like(sa.literal("%:") + param("user", _TEXT)),
                 dedupe_keys.c.key.like(sa.literal("%:") + param("user", _TEXT) + sa.literal(":%")))), **who)

@@ -77,6 +77,29 @@ sa.Index("jobs_session", jobs.c.session_id, sqlite_where=_IN_A_SESSION, postgres
 _IN_A_BATCH = jobs.c.batch_id.is_not(None)
 sa.Index("jobs_batch", jobs.c.batch_id, sqlite_where=_IN_A_BATCH, postgresql_where=_IN_A_BATCH)
 
+# Presets (jobs/presets.py): a person's own (owner_id) or the workspace's (owner_id ''), each
+# name once per owner; their reference images, normalised, kept with them.
+presets = sa.Table(
+    "presets", metadata,
+    sa.Column("id", _TEXT, primary_key=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("owner_id", _TEXT, nullable=False),
+    sa.Column("name", _TEXT, nullable=False),
+    sa.Column("flags", _TEXT, nullable=False),
+    sa.Column("style", _TEXT),
+    sa.Column("refs", _INT, nullable=False, server_default="0"),
+    sa.Column("created_by", _TEXT, nullable=False),
+    sa.Column("created_at", _FLOAT, nullable=False),
+)
+sa.Index("presets_name", presets.c.team_id, presets.c.owner_id, presets.c.name, unique=True)
+preset_refs = sa.Table(
+    "preset_refs", metadata,
+    sa.Column("preset_id", _TEXT, primary_key=True),
+    sa.Column("position", _INT, primary_key=True),
+    sa.Column("media_type", _TEXT, nullable=False),
+    sa.Column("data", _TEXT, nullable=False),   # base64
+)
+
 # Requests over the confirmation threshold, held until their person confirms or cancels
 # (jobs/admission.py; nothing of them is counted or sent before).
 pending_requests = sa.Table(

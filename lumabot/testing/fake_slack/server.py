@@ -458,6 +458,10 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
         items.sort(key=lambda x: x.seq)
         return items
 
+    def delete_user_file(self, file_id: str) -> None:
+        """A person deletes a file they shared: it can no longer be read or downloaded."""
+        del self._user_files[file_id]
+
     def files_in_thread(self, channel: str, thread_ts: str) -> list[UploadedFile]:
         return [
             f for f in self.files if f.shared and channel in f.channels and f.thread_ts == thread_ts
