@@ -106,11 +106,11 @@ async def test_an_upload_shared_late_after_a_crash_is_not_uploaded_again(tmp_pat
     assert len([f for f in slack.files_in_thread("C1", job.status_ts) if f.shared]) == 1
 
 
-@pytest.mark.parametrize("held", ["chat.postMessage", "files.completeUploadExternal"])
-async def test_a_crash_mid_batch_delivers_each_image_exactly_once(tmp_path, slack, luma, held):
-    """Issue #24: kill -9 once the batch's status message is posted but not recorded, or once
-    its first image reached the thread but was not recorded; after a restart the request still
-    has one status message and each of its images is in the thread once."""
+async def test_a_crash_mid_batch_delivers_each_image_exactly_once(tmp_path, slack, luma):
+    """Issue #24: kill -9 once the batch's status message is posted but not recorded (its other
+    images wait for it); after a restart the request still has one status message and each of
+    its images is in the thread once. (An upload cut short is test_restart's, image by image.)"""
+    held = "chat.postMessage"
     env = bot_env(tmp_path, slack, luma)
     db_path = tmp_path / "lumabot.db"
     bot = BotProcess(env, tmp_path)
