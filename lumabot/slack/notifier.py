@@ -505,10 +505,10 @@ def _share_ts(info: dict, channel: str) -> str | None:
 def _metadata(job: Job, kind: PostKind) -> dict:
     """What a message lumabot posts for a job says about it (found again after a crash by
     `job_id` and `kind`); under an image also its provenance: the Luma generation, the image it
-    was made from, its batch."""
+    was made from, its batch, how it was asked for, the preset in force."""
     payload = {"job_id": job.id, "kind": kind}
     if kind == "actions":
         extra = {"generation_id": job.generation_id, "parent_job_id": job.origin.parent_job_id,
-                 "batch_id": job.batch_id, "made_with": job.origin.via}
+                 "batch_id": job.batch_id, "made_with": job.origin.via, "preset": job.origin.preset}
         payload.update({k: v for k, v in extra.items() if v})
     return {"event_type": METADATA_EVENT, "event_payload": payload}
