@@ -30,7 +30,8 @@ from .jobs.flags import (
     with_direction,
 )
 from .jobs.forgetting import with_style_direction
-from .jobs.policy import Rules
+from .jobs.policy import Rules, is_dm
+from .jobs.text import channel_ref
 from .jobs.presets import InForce, check_refs
 from .jobs.requests import first_combination, request_texts
 from .presets import Presets
@@ -39,7 +40,7 @@ from .jobs.models import (MAX_EDIT_REFS, GenerationParams, ImageSource, Job, Job
 from .admin import BudgetAlerts
 from .jobs.admission import NeedsConfirmation, NotEnabled, not_enabled_text
 from .quotas import Quotas
-from .ports import AdminDirectory, Notifier
+from .ports import AdminDirectory, DeliveryError, Notifier
 from .runner import Runner
 from .runner.deadline import ACK_BUDGET, before_ack
 from .runner.retry import retry
@@ -80,6 +81,8 @@ NO_MESSAGES_FOR_SESSIONS = (
     "`/imagine`, `/edit`, mentions of @lumabot (in threads too) and the buttons work as usual; a "
     "workspace admin can reinstall lumabot from manifest.yml to turn sessions on.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
+PRIVATE_NOTE = ("Making it privately in your direct messages with lumabot (the *Messages* tab). When you like "
+                "it, *Share to {channel}* posts it here; nobody else sees it before.")
 CONFIRM_WINDOW = 3600.0  # a request held for its cost may be confirmed this long
 PREVIEW_GONE = "That request was made or cancelled already, or its preview expired (after an hour)."
 NOTICE_WINDOW = 3600.0  # "not enabled here": at most once per person per channel in this many seconds
@@ -285,14 +288,26 @@ class Intake:
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
                       response_url: str | None = None, thread_ts: str | None = None,
-                      dedupe_key: str | None = None, via: str = "imagine") -> None:
+                      dedupe_key: str | None = None, via: str = "imagine") -> str | None:
         """Start the text-to-image jobs of a request (`--n`, permutations: several); raises
-        PromptError for bad input (NotEnabled where lumabot does not work)."""
+        PromptError for bad input (NotEnabled where lumabot does not work). With `--private`
+        outside a DM they are made in the person's DM with lumabot: what to tell them then."""
         rules = await self.check_place(team_id, channel_id)
         texts, force = await self._plan(team_id, user_id, channel_id, text, rules=rules)
+        share_to = None
+        if parse_prompt(first_combination(text))[1].private and not is_dm(channel_id):
+            share_to, thread_ts = channel_id, None
+            try:
+                channel_id = await self.notifier.dm_channel(team_id, user_id)
+            except DeliveryError:
+                raise PromptError("lumabot could not open a direct message with you, so nothing was made. "
+                                  "Try again without `--private`.") from None
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
                     response_url=response_url, params=self._imagine_params(t, force)) for t in texts]
-        await self._start(self._request(jobs, texts, force, typed=text, via=via), dedupe_key)
+        for job in self._request(jobs, texts, force, typed=text, via=via):
+            job.origin.share_to = share_to
+        await self._start(jobs, dedupe_key)
+        return PRIVATE_NOTE.format(channel=channel_ref(share_to)) if share_to else None
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
@@ -310,11 +325,11 @@ class Intake:
             return await self._once(msg, Reply(f"Tell me what to draw, e.g. `@lumabot a lighthouse at "
                                                f"dusk --ar 16:9`. {EDIT_USAGE}", thread_ts=msg.root))
         try:
-            await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
-                               text=text, thread_ts=msg.root, dedupe_key=msg.key, via="mention")
+            note = await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id,
+                                      text=text, thread_ts=msg.root, dedupe_key=msg.key, via="mention")
         except PromptError as exc:
             return await self._once(msg, _refusal(exc, msg.root))
-        return None
+        return Reply(note, thread_ts=msg.thread_ts) if note else None
 
     # -- messages ------------------------------------------------------------------------------
     async def on_message(self, msg: Message) -> Reply | None:
@@ -527,6 +542,28 @@ class Intake:
             return None
         return ShortcutTarget(channel_id=job.channel_id, thread_ts=job.root_ts, parent_job_id=job.id,
                               message_ts=await self._image_ts(job), source=ImageSource(generation_id=job.generation_id))
+
+    async def share(self, job_id: str, *, team_id: str, user_id: str, channel_id: str,
+                    response_url: str | None) -> str:
+        """Share an image made in private into a channel: posted there as a new message (who
+        shared it, the prompt, the image, the buttons), with nothing sent to Luma and nothing
+        counted; once per image and channel. What the person is told."""
+        job = await self._job_of(team_id, job_id)
+        if job is None or job.state != JobState.DONE or job.deleted or not job.generation_id:
+            return "That image can no longer be shared."
+        if job.user_id != user_id:
+            return "Only the person who made this image can share it."
+        rules = await self.quotas.rules_in_force(team_id)
+        if rules.place_refusal(channel_id) is not None or is_dm(channel_id):
+            return (f"You cannot share into {channel_ref(channel_id)}: "
+                    + not_enabled_text(channel_id, rules).split("; ", 1)[-1] + " Nothing was posted.")
+        if not await self.store.keys.claim(f"share:{team_id}:{job.id}:{channel_id}"):
+            return f"This image is already shared in {channel_ref(channel_id)}."
+        shared = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,
+                     params=job.params, state=JobState.DELIVERING, generation_id=job.generation_id,
+                     origin=Origin(via="share", parent_job_id=job.id, preset=job.origin.preset))
+        await self.runner.submit(shared)
+        return f"Sharing it in {channel_ref(channel_id)}."
 
     async def provenance(self, team_id: str, job_id: str) -> tuple[Job, Job | None] | None:
         """A job of the workspace and the lumabot job whose image it was made from (if any),

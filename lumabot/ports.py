@@ -158,6 +158,10 @@ class Notifier(Protocol):
         (reserve another). DeliveryError."""
         ...
 
+    async def dm_channel(self, team_id: str, user_id: str) -> str:
+        """The id of lumabot's direct message with a person (opened if need be). DeliveryError."""
+        ...
+
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         """A direct message from lumabot to one person. DeliveryError."""
         ...

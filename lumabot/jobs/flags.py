@@ -47,6 +47,7 @@ class Flags(BaseModel):
     n: int | None = None            # images of the request (`--n 4`)
     web: bool | None = None         # Luma's web_search (`--web`)
     preset: str | None = None       # `--preset NAME` (`none`: no default preset either)
+    private: bool | None = None     # `--private`: made in the person's DM with lumabot, to share from there
 
     def over(self, defaults: "Flags | None") -> "Flags":
         """These flags, with `defaults` filling what is not given."""
@@ -96,13 +97,13 @@ FLAG_HELP = (
     "`--format png|jpeg`, `--style manga` (portrait ratios only: "
     f"{_one_of(sorted(PORTRAIT_RATIOS, key=ASPECT_RATIOS.index))}), `--n 1-{MAX_IMAGES_PER_REQUEST}` "
     "(several images), `--web` (let the model look references up on the web), `--preset NAME` (or "
-    "`--p NAME`; `none`: no default preset)"
+    "`--p NAME`; `none`: no default preset), `--private` (make it in your DM with lumabot, share it from there)"
 )
 
 # Flags that take a value, and their aliases.
 _VALUE_FLAGS = {"ar": "ar", "aspect": "ar", "model": "model", "format": "format", "style": "style",
                 "n": "n", "number": "n", "preset": "preset", "p": "preset"}
-_BARE_FLAGS = {"max": ("model", "uni-1-max"), "web": ("web", "on")}
+_BARE_FLAGS = {"max": ("model", "uni-1-max"), "web": ("web", "on"), "private": ("private", "on")}
 
 # Slack clients may turn "--" into an en or em dash (smart punctuation): accept those too.
 _FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)(?:=(.*))?$")
@@ -192,6 +193,8 @@ def _validate_flags(values: dict[str, str]) -> Flags:
         flags.web = True
     if "preset" in values:
         flags.preset = values["preset"].lower()
+    if "private" in values:
+        flags.private = True
     return flags
 
 

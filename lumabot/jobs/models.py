@@ -136,6 +136,7 @@ class Origin(BaseModel):
     parent_job_id: str | None = None  # the lumabot image it was made from (an edit, a variation)
     parent_ts: str | None = None      # the message that holds the image it was made from
     preset: str | None = None         # the preset in force
+    share_to: str | None = None       # made in private: the channel it may be shared to in one click
 
 
 def new_job_id() -> str:

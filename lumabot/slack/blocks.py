@@ -61,6 +61,8 @@ def status_text(job: Job, batch: BatchProgress | None = None) -> str:
     """Plain-text fallback (notifications, screen readers): who, what, and the state."""
     if job.in_batch:
         return batch_status_text(job, batch or BatchProgress.new(job))
+    if job.origin.via == "share":
+        return f"<@{job.user_id}> shared an image: {shown(job.params.prompt, 200)} ({job.params.describe()})"
     state = re.sub(r"^:[a-z_]+: ", "", status_line(job))
     prompt = shown(job.params.prompt, 200)
     return f"<@{job.user_id}> asked for {_verb(job)}: {prompt} ({job.params.describe()}) · {state}"
@@ -125,6 +127,10 @@ def status_blocks(job: Job, batch: BatchProgress | None = None) -> list[dict]:
     A batch's shows all its images (`batch`; as just admitted when not given)."""
     if job.in_batch:
         return _batch_blocks(job, batch or BatchProgress.new(job))
+    if job.origin.via == "share":
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": _quote(job.params.prompt)}},
+                {"type": "context", "elements": [
+                    {"type": "mrkdwn", "text": f":outbox_tray: Shared by <@{job.user_id}> · {job.params.describe()}"}]}]
     blocks_: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _quote(job.params.prompt)}},
         {"type": "context", "elements": [
@@ -161,6 +167,7 @@ RATIO_SHAPES = {
 }
 IMAGINE_MODAL_ID = "imagine_modal"
 RESULT_ACTIONS = ("reroll", "vary", "edit", "max", "info", "delete")
+SHARE_ACTION, SHARE_PICK_ACTION = "share", "share_pick"
 
 
 def _button(text: str, action_id: str, value: str, **extra) -> dict:
@@ -176,7 +183,17 @@ def result_actions(job: Job) -> list[dict]:
     buttons.append(_button("Delete", "delete", job.id, style="danger", confirm={
         "title": _plain("Delete this image?"), "text": _plain("The image and these buttons are removed."),
         "confirm": _plain("Delete"), "deny": _plain("Keep it")}))
-    return [{"type": "actions", "block_id": "result", "elements": buttons}]
+    shown_: list[dict] = [{"type": "actions", "block_id": "result", "elements": buttons}]
+    if job.channel_id.startswith("D") or job.origin.share_to:  # made in private: share it
+        if job.origin.share_to:
+            shown_.append({"type": "section", "text": {"type": "mrkdwn", "text": f"Share it to <#{job.origin.share_to}>"},
+                           "accessory": _button("Share", SHARE_ACTION, f"{job.id}:{job.origin.share_to}",
+                                                style="primary")})
+        shown_.append({"type": "actions", "block_id": f"{SHARE_PICK_ACTION}:{job.id}", "elements": [{
+            "type": "conversations_select", "action_id": SHARE_PICK_ACTION,
+            "placeholder": _plain("Share to a channel…" if not job.origin.share_to else "Or to another channel…"),
+            "filter": {"include": ["public", "private"], "exclude_bot_users": True}}]})
+    return shown_
 
 
 RESULT_ACTIONS_TEXT = "Reroll, vary, edit, render with uni-1-max, see how it was made, or delete this image"

@@ -132,10 +132,9 @@ async def imagine(ack: Any, command: dict[str, Any], body: dict[str, Any], clien
     lb: Lumabot = context["lumabot"]
     text = typed_text(command.get("text")).strip()
     if text:
-        await lb.intake.in_time(lambda: lb.intake.imagine(
+        await answer(ack, await lb.intake.in_time(lambda: lb.intake.imagine(
             team_id=lb.team(body), user_id=command["user_id"], channel_id=command["channel_id"],
-            text=text, response_url=command.get("response_url")))
-        await ack()
+            text=text, response_url=command.get("response_url"))))
         return
     rules = await lb.intake.in_time(lambda: lb.intake.check_place(lb.team(body), command["channel_id"]))
     await ack()  # the form, where lumabot works
@@ -309,6 +308,22 @@ async def _delete_button(lb: Lumabot, respond: Any, job_id: str, team_id: str, u
                                                is_admin=await lb.admins.is_admin(team_id, user_id)))
 
 
+async def share_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
+    """*Share* (to the channel it was asked in) or a channel picked, under an image made in private."""
+    lb: Lumabot = context["lumabot"]
+    await ack()
+    if action["action_id"] == blocks.SHARE_ACTION:
+        job_id, _, channel_id = (action.get("value") or "").partition(":")
+    else:
+        job_id, channel_id = (action.get("block_id") or "").partition(":")[2], action.get("selected_conversation") or ""
+    if not job_id or not channel_id:
+        return
+    text = await lb.intake.in_time(lambda: lb.intake.share(
+        job_id, team_id=lb.team(body), user_id=body["user"]["id"], channel_id=channel_id,
+        response_url=body.get("response_url")))
+    later(tell(respond, text))
+
+
 async def confirm_button(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, context: Any) -> None:
     """*Make it* / *Cancel* under a cost preview: the preview is replaced by what happened."""
     lb: Lumabot = context["lumabot"]
@@ -466,6 +481,7 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
     ("view", blocks.PRESET_MODAL_ID, preset_submitted),
     ("action", re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"), result_button),
     ("action", blocks.CANCEL_ACTION, cancel_button),
+    ("action", re.compile(f"^({blocks.SHARE_ACTION}|{blocks.SHARE_PICK_ACTION})$"), share_button),
     ("action", re.compile(f"^({blocks.CONFIRM_ACTION}|{blocks.DROP_ACTION})$"), confirm_button),
     ("view", blocks.CONFIRM_MODAL_ID, confirm_submitted),
     ("shortcut", "edit_image", edit_shortcut),

@@ -86,6 +86,7 @@ class SlackNotifier:
         self.metrics = metrics
         self._transfers = transfers or asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)
         self._names: dict[tuple[str, str], str] = {}
+        self._dms: dict[tuple[str, str], str] = {}   # (workspace, person) -> lumabot's DM with them
         self._upload_urls: dict[str, str] = {}   # file id -> where its bytes go (reserve_upload)
 
     async def _client(self, team_id: str) -> AsyncWebClient:
@@ -314,13 +315,19 @@ class SlackNotifier:
 
     # -- direct messages (budget alerts, exports) --------------------------------------------
     async def _dm_channel(self, team_id: str, user_id: str) -> str:
-        """lumabot's DM channel with a person (conversations.open, scope im:write)."""
+        """lumabot's DM channel with a person (conversations.open, scope im:write; remembered)."""
+        if (team_id, user_id) in self._dms:
+            return self._dms[team_id, user_id]
         client = await self._client(team_id)
         try:
             resp = await client.conversations_open(users=user_id)
         except Exception as exc:
             raise self._error("conversations.open", exc) from None
-        return resp["channel"]["id"]
+        self._dms[team_id, user_id] = channel = resp["channel"]["id"]
+        return channel
+
+    async def dm_channel(self, team_id: str, user_id: str) -> str:
+        return await self._dm_channel(team_id, user_id)
 
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         await self.post_message(team_id, await self._dm_channel(team_id, user_id), text)

@@ -18,6 +18,7 @@ from . import schema
 from .dialects import utc_day
 from .schema import (dedupe_keys, images, jobs, pending_requests, policies, policy_log, preset_refs, presets,
                      sessions, tenants, thumbnails, usage_days, votes)
+from .rows import SHARE
 from .sql import Database, Tx, one_of, param
 
 _TEXT = sa.Text()
@@ -28,12 +29,13 @@ _LOG = sa.select(policy_log.c.team_id, policy_log.c.user_id, policy_log.c.at, po
 _LOGGED = sa.insert(policy_log).values(team_id=param("team"), user_id=param("by"), at=param("at"),
                                        change=param("change"))
 
-_DONE = sa.case((jobs.c.state == "done", 1), else_=0)
+# A share posts an image already made (and counted): no image of its own.
+_DONE = sa.case((sa.and_(jobs.c.state == "done", jobs.c.type != SHARE), 1), else_=0)
 _SPENT = sa.case((jobs.c.charged, jobs.c.cost_usd), else_=0.0)
 # Admitted, not sent to Luma yet, not given up: its cost is committed.
 _PENDING = sa.case((sa.and_(schema.UNSETTLED, jobs.c.attempts == 0, ~one_of(jobs.c.state, ("failed", "cancelled")),
                             jobs.c.cancelled_by.is_(None)), jobs.c.cost_usd), else_=0.0)
-_REQUESTED = sa.case((~one_of(jobs.c.state, ("failed", "cancelled")), 1), else_=0)
+_REQUESTED = sa.case((sa.and_(~one_of(jobs.c.state, ("failed", "cancelled")), jobs.c.type != SHARE), 1), else_=0)
 _OUTCOME = sa.case((sa.or_(jobs.c.settled, one_of(jobs.c.state, ("done", "failed", "cancelled"))), jobs.c.state),
                    else_="in progress")
 

@@ -30,6 +30,8 @@ IMAGE_COLUMNS = ["team_id", "channel_id", "thread_ts", "message_ts", "origin", "
 IMAGE_SELECT = [schema.images.c[c] for c in IMAGE_COLUMNS]
 
 
+SHARE = "share"  # the derived type of a job that shares an image made in private
+
 # Columns save never writes: the key, and what others than the job's runner change.
 NOT_SAVED = frozenset({"id", "deleted", "owner", "epoch", "cancelled_by"})
 
@@ -74,7 +76,9 @@ def job_row(job: Job) -> dict[str, Any]:
     row = {c: data[c] for c in JOB_COLUMNS}
     row["params"] = job.params.model_dump_json(exclude_none=True)
     row["origin"] = job.origin.model_dump_json(exclude_none=True, exclude_defaults=True)
-    row["model"], row["type"], row["charged"] = job.params.model, job.params.type, job.charged
+    # A shared image is no new image: its own type keeps it out of image counts (store/policy.py).
+    row["model"], row["charged"] = job.params.model, job.charged
+    row["type"] = SHARE if job.origin.via == SHARE else job.params.type
     return row
 
 

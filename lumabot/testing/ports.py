@@ -142,6 +142,9 @@ class MemoryNotifier:
         self._post("recap", None, recap.session.channel_id)
         return True
 
+    async def dm_channel(self, team_id: str, user_id: str) -> str:
+        return "D" + user_id[1:]
+
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
         self._maybe_fail("send_dm")
         self.dms.append((user_id, text))

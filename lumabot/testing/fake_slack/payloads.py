@@ -324,6 +324,7 @@ def block_actions_payload(
     action_type: str = "button",
     text: str = "Button",
     selected_option: dict | None = None,
+    selected_conversation: str | None = None,
     user_id: str = "U1",
     user_name: str = "alice",
     team_id: str = "T0TEST",
@@ -358,6 +359,8 @@ def block_actions_payload(
         action["text"] = {"type": "plain_text", "text": text, "emoji": True}
         if value is not None:
             action["value"] = value
+    elif action_type == "conversations_select":
+        action["selected_conversation"] = selected_conversation or value
     elif selected_option is not None:
         action["selected_option"] = selected_option
     elif value is not None:
