@@ -26,7 +26,7 @@ from .secrets import SecretsLocked
 from .store import StoreUnavailable, open_store, schema_status
 from .store.migrate import known_revisions
 
-from .scopes import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES  # noqa: F401 (tests import them from here)
+from .scopes import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES, STUDIO_SCOPES  # noqa: F401 (tests import them)
 
 # A generation id no account can own: Luma answers 404 to a key it accepts, 401/403 otherwise.
 PROBE_GENERATION_ID = "00000000-0000-0000-0000-000000000000"
@@ -246,9 +246,12 @@ def _scopes_check(header: str | None) -> Check:
         return Check(None, "Slack scopes: not checked (Slack did not list the granted scopes)")
     granted = {s.strip() for s in header.split(",") if s.strip()}
     missing = [s for s in REQUIRED_BOT_SCOPES if s not in granted]
-    if missing and set(missing) <= set(READ_CHANNEL_SCOPES):
-        return Check(True, f"Slack scopes: the minimal set of manifest.minimal.yml (no {', '.join(missing)}): "
-                           "creative sessions and plain replies in threads are off")
+    if missing and set(missing) <= set(READ_CHANNEL_SCOPES + STUDIO_SCOPES):
+        off = (["creative sessions and plain replies in threads"] if set(missing) & set(READ_CHANNEL_SCOPES)
+               else []) + (["the private studio in Slack's AI split view (lumabot's DM still works)"]
+                           if set(missing) & set(STUDIO_SCOPES) else [])
+        return Check(True, f"Slack scopes: no {', '.join(missing)} (as manifest.minimal.yml or an install from "
+                           f"before the studio): {' and '.join(off)} off")
     if missing:
         return Check(False, f"Slack scopes: missing {', '.join(missing)} — reinstall the app from manifest.yml")
     return Check(True, f"Slack scopes: all {len(REQUIRED_BOT_SCOPES)} bot scopes of manifest.yml granted")

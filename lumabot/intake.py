@@ -288,13 +288,14 @@ class Intake:
     # -- /imagine and mentions -----------------------------------------------------------------
     async def imagine(self, *, team_id: str, user_id: str, channel_id: str, text: str,
                       response_url: str | None = None, thread_ts: str | None = None,
-                      dedupe_key: str | None = None, via: str = "imagine") -> str | None:
+                      dedupe_key: str | None = None, via: str = "imagine",
+                      share_to: str | None = None) -> str | None:
         """Start the text-to-image jobs of a request (`--n`, permutations: several); raises
         PromptError for bad input (NotEnabled where lumabot does not work). With `--private`
         outside a DM they are made in the person's DM with lumabot: what to tell them then."""
         rules = await self.check_place(team_id, channel_id)
         texts, force = await self._plan(team_id, user_id, channel_id, text, rules=rules)
-        share_to = None
+        note = None
         if parse_prompt(first_combination(text))[1].private and not is_dm(channel_id):
             share_to, thread_ts = channel_id, None
             try:
@@ -302,21 +303,19 @@ class Intake:
             except DeliveryError:
                 raise PromptError("lumabot could not open a direct message with you, so nothing was made. "
                                   "Try again without `--private`.") from None
+            note = PRIVATE_NOTE.format(channel=channel_ref(share_to))
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
                     response_url=response_url, params=self._imagine_params(t, force)) for t in texts]
         for job in self._request(jobs, texts, force, typed=text, via=via):
             job.origin.share_to = share_to
         await self._start(jobs, dedupe_key)
-        return PRIVATE_NOTE.format(channel=channel_ref(share_to)) if share_to else None
+        return note
 
     async def on_mention(self, msg: Message) -> Reply | None:
         """`@lumabot ...`: edits an attached image, or the thread's image in a lumabot thread,
         otherwise works like /imagine; the result goes into the message's thread."""
-        await self._remember_images(msg)
-        try:
-            await self.check_place(msg.team_id, msg.channel_id)
-        except NotEnabled as exc:
-            return await self._not_enabled(msg, exc)
+        if (refused := await self._seen_where(msg)) is not None:
+            return await self._not_enabled(msg, refused)
         text = msg.text.strip()
         if msg.images or (msg.in_thread and await self.store.images.is_lumabot_thread(msg.team_id, msg.channel_id,
                                                                                       msg.root)):
@@ -382,8 +381,26 @@ class Intake:
         await self.sessions.touch(session)
         return None
 
-    async def _edit_from_message(self, msg: Message, text: str, *,
-                                 session: Session | None = None) -> Reply | None:
+    async def on_studio_message(self, msg: Message, *, share_to: str | None) -> Reply | None:
+        """A message in a thread of the private studio (Slack's AI split view): a prompt, as in
+        a DM; with an image attached, an edit of it. Its images may be shared to `share_to`,
+        the channel its person is looking at."""
+        if (refused := await self._seen_where(msg)) is not None:
+            return await self._not_enabled(msg, refused)
+        text = msg.text.strip()
+        if msg.images:
+            return await self._edit_from_message(msg, text, share_to=share_to, via="studio")
+        if not text:
+            return None
+        try:
+            await self.imagine(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, text=text,
+                               thread_ts=msg.root, dedupe_key=msg.key, via="studio", share_to=share_to)
+        except PromptError as exc:
+            return await self._once(msg, _refusal(exc, msg.root))
+        return None
+
+    async def _edit_from_message(self, msg: Message, text: str, *, session: Session | None = None,
+                                 share_to: str | None = None, via: str | None = None) -> Reply | None:
         session = session or await self.sessions.running(msg.team_id, msg.channel_id)
         images = msg.images
         refs: list[ImageSource] = []
@@ -411,8 +428,10 @@ class Intake:
                         params=edit_params(one, source, refs=refs + preset_refs(force), defaults=force.defaults,
                                            style=force.style),
                         session_id=session.id if session else None) for one in texts]
-            await self._start(self._request(jobs, texts, force, typed=text, via="reply" if msg.in_thread else "mention",
-                                            parent_job_id=parent_job_id, parent_ts=parent_ts), msg.key)
+            for job in self._request(jobs, texts, force, typed=text, via=via or ("reply" if msg.in_thread else "mention"),
+                                     parent_job_id=parent_job_id, parent_ts=parent_ts):
+                job.origin.share_to = share_to
+            await self._start(jobs, msg.key)
         except PromptError as exc:
             return await self._once(msg, _refusal(exc, msg.root))
         if session is not None:
@@ -656,6 +675,15 @@ class Intake:
         if known is not None and known.generation_id:
             return ImageSource(generation_id=known.generation_id)
         return ImageSource(slack_file=f)
+
+    async def _seen_where(self, msg: Message) -> NotEnabled | None:
+        """Remember the message's images; why lumabot does not work where it was posted, if so."""
+        await self._remember_images(msg)
+        try:
+            await self.check_place(msg.team_id, msg.channel_id)
+        except NotEnabled as exc:
+            return exc
+        return None
 
     async def _remember_images(self, msg: Message) -> None:
         for f in msg.images:

@@ -18,7 +18,10 @@ REQUIRED_BOT_SCOPES: list[str] = [
     "mpim:history",
     "im:write",
     "users:read",
+    "assistant:write",
 ]
 
 # Scopes manifest.minimal.yml leaves out: without them lumabot works, minus what they are for.
 READ_CHANNEL_SCOPES = ("channels:history", "groups:history")
+# Slack's AI split view (the private studio): without it, the same flows work in lumabot's DM.
+STUDIO_SCOPES = ("assistant:write",)

@@ -60,7 +60,7 @@ async def test_all_good_http_mode(monkeypatch, capsys, tmp_path, slack, luma):
     assert lines[0] == "lumabot check"
     assert lines[1].startswith("✓ configuration (HTTP mode on port 3456, database sqlite:///")
     assert f"✓ Slack: team Fake Team ({slack.team_id}) as @lumabot ({slack.bot_user_id})" in out
-    assert "✓ Slack scopes: all 12 bot scopes of manifest.yml granted" in out
+    assert "✓ Slack scopes: all 13 bot scopes of manifest.yml granted" in out
     assert f"✓ Luma: the API key works ({luma.base_url})" in out
     assert lines[-1] == "All checks passed."
     assert "✗" not in out
@@ -287,3 +287,11 @@ def test_the_minimal_scopes_pass_with_what_they_turn_off():
     check = _scopes_check(minimal)
     assert check.ok and "manifest.minimal.yml" in check.text and "creative sessions" in check.text
     assert not _scopes_check(minimal.replace("users:read", "")).ok  # anything else missing still fails
+
+
+def test_an_install_from_before_the_studio_passes_with_the_studio_off():
+    from lumabot.check import REQUIRED_BOT_SCOPES, _scopes_check
+
+    before = ",".join(s for s in REQUIRED_BOT_SCOPES if s != "assistant:write")
+    check = _scopes_check(before)
+    assert check.ok and "private studio" in check.text and "creative sessions" not in check.text

@@ -32,6 +32,8 @@ BOT_EVENTS = {
     "reaction_removed",
     "app_uninstalled",
     "tokens_revoked",
+    "assistant_thread_started",
+    "assistant_thread_context_changed",
 }
 # Scope Slack requires before it will deliver each bot event (None: no scope needed).
 EVENT_SCOPES = {
@@ -45,6 +47,8 @@ EVENT_SCOPES = {
     "reaction_removed": "reactions:read",
     "app_uninstalled": None,
     "tokens_revoked": None,
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
 }
 
 

@@ -57,6 +57,23 @@ def _verb(job: Job) -> str:
     return "an edit" if job.params.type == "image_edit" else "an image"
 
 
+def studio_status(job: Job, batch: BatchProgress | None = None) -> str:
+    """The status line of a studio thread (Slack's AI split view) while its job runs; empty when
+    it is finished (clears it)."""
+    if batch is not None or job.in_batch:
+        p = batch or BatchProgress.new(job)
+        if p.finished:
+            return ""
+        if p.under_way:
+            return f"is generating… ({p.done} of {p.size} done)"
+        return f"is waiting for Luma (#{p.place} in line)…" if p.place else "is waiting for Luma…"
+    if job.state.finished:
+        return ""
+    if job.state in (JobState.GENERATING, JobState.DELIVERING):
+        return "is generating…"
+    return f"is waiting for Luma (#{job.queue_position} in line)…" if job.queue_position else "is waiting for Luma…"
+
+
 def status_text(job: Job, batch: BatchProgress | None = None) -> str:
     """Plain-text fallback (notifications, screen readers): who, what, and the state."""
     if job.in_batch:

@@ -43,6 +43,7 @@ from .admins import Admins
 from .ingress import payload_kind
 from .notifier import SlackNotifier
 from .payloads import installing_team, parse_message, slack_file
+from .studio import studio
 from .text import command_words, typed_text
 
 log = logging.getLogger(__name__)
@@ -505,6 +506,7 @@ def register(app: AsyncApp, lumabot: Lumabot) -> None:
         await next()
 
     app.middleware(provide)
+    app.assistant(studio(lumabot, lumabot.intake.store))  # the private studio in Slack's AI split view
     for kind, key, listener in LISTENERS:
         getattr(app, kind)(key)(listener)
     app.error(on_error)

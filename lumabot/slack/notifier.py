@@ -122,7 +122,19 @@ class SlackNotifier:
             )
         except Exception as exc:
             raise self._error("chat.postMessage", exc) from None
+        await self._studio_status(client, job)
         return resp["ts"]
+
+    async def _studio_status(self, client: AsyncWebClient, job: Job, batch: BatchProgress | None = None) -> None:
+        """In the private studio (Slack's AI split view), the thread's status line follows the job:
+        its place in line, "generating", cleared when it is finished (best effort)."""
+        if job.origin.via != "studio" or not job.thread_ts:
+            return
+        try:
+            await client.assistant_threads_setStatus(channel_id=job.channel_id, thread_ts=job.thread_ts,
+                                                     status=blocks.studio_status(job, batch))
+        except Exception as exc:
+            log.info("assistant.threads.setStatus failed: %s", slack_error_name(exc))
 
     async def find_posted(self, job: Job, kind: PostKind) -> str | None:
         """The ts of the job's `kind` message ("status", "failure", "actions") if it is in
@@ -159,6 +171,7 @@ class SlackNotifier:
             client = await self._client(job.team_id)
             await client.chat_update(channel=job.channel_id, ts=job.status_ts,
                                      text=blocks.status_text(job, batch), blocks=blocks.status_blocks(job, batch))
+            await self._studio_status(client, job, batch)
         except Exception as exc:
             err = self._error("chat.update", exc)
             # A lost status update is cosmetic; the thread still gets the outcome.

@@ -12,6 +12,7 @@ The store is narrow stores by concern, each small enough to read in one sitting:
 - `keys`: dedupe keys and leases;
 - `pending`: requests held until their person confirms their cost;
 - `presets`: presets and their reference images;
+- `studio`: the threads of the private studio in Slack's AI split view;
 - `tenants`: the workspaces served and their Enterprise Grid organisation.
 
 `open_store(url)` gives them all on one database."""
@@ -25,6 +26,7 @@ from .jobs import JobStore
 from .keys import KeyStore
 from .pending import PendingStore
 from .presets import PresetStore
+from .studio import StudioStore
 from .policy import PolicyStore
 from .sessions import SessionStore
 from .slots import SlotStore
@@ -46,6 +48,7 @@ class Store:
         self.tenants = TenantStore(db)
         self.pending = PendingStore(db)
         self.presets = PresetStore(db)
+        self.studio = StudioStore(db)
 
     @property
     def shared(self) -> bool:
@@ -83,6 +86,6 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
     return await pg_peek_revision(database_url), migrate.head()
 
 
-__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore", "PresetStore",
+__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore", "PresetStore", "StudioStore",
            "SessionStore",
            "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

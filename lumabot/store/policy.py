@@ -17,7 +17,7 @@ from ..jobs.usage import JobRecord, Removed, UsageLine
 from . import schema
 from .dialects import utc_day
 from .schema import (dedupe_keys, images, jobs, pending_requests, policies, policy_log, preset_refs, presets,
-                     sessions, tenants, thumbnails, usage_days, votes)
+                     sessions, studio_threads, tenants, thumbnails, usage_days, votes)
 from .rows import SHARE
 from .sql import Database, Tx, one_of, param
 
@@ -147,6 +147,7 @@ _FORGET_WORKSPACE = (
     sa.delete(pending_requests).where(pending_requests.c.team_id == param("team")),
     sa.delete(preset_refs).where(preset_refs.c.preset_id.in_(sa.select(presets.c.id).where(presets.c.team_id == param("team")))),
     sa.delete(presets).where(presets.c.team_id == param("team")),
+    sa.delete(studio_threads).where(studio_threads.c.team_id == param("team")),
 )
 _UNSETTLED_IN_TEAM = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.team_id == param("team"),
                                                                       jobs.c.settled == sa.false())
@@ -291,6 +292,8 @@ class PolicyStore:
             await tx.execute(sa.delete(preset_refs).where(preset_refs.c.preset_id.in_(mine_presets)), **who)
             await tx.execute(sa.delete(presets).where(presets.c.team_id == param("team"),
                                                       presets.c.owner_id == param("user")), **who)
+            await tx.execute(sa.delete(studio_threads).where(studio_threads.c.team_id == param("team"),
+                                                             studio_threads.c.user_id == param("user")), **who)
             keys = await tx.execute(sa.delete(dedupe_keys).where(sa.or_(
                 dedupe_keys.c.key.like(sa.literal("%:") + param("user", _TEXT)),
                 dedupe_keys.c.key.like(sa.literal("%:") + param("user", _TEXT) + sa.literal(":%")))), **who)

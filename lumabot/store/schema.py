@@ -100,6 +100,20 @@ preset_refs = sa.Table(
     sa.Column("data", _TEXT, nullable=False),   # base64
 )
 
+# Threads of lumabot's private studio in Slack's AI split view: who opened each, the channel they
+# are looking at (Bolt's thread context, kept here rather than in message metadata), whether its
+# title is set.
+studio_threads = sa.Table(
+    "studio_threads", metadata,
+    sa.Column("channel_id", _TEXT, primary_key=True),
+    sa.Column("thread_ts", _TEXT, primary_key=True),
+    sa.Column("team_id", _TEXT, nullable=False),
+    sa.Column("user_id", _TEXT, nullable=False),
+    sa.Column("context", _TEXT, nullable=False),     # JSON: channel_id, team_id, enterprise_id
+    sa.Column("titled", _BOOL, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", _FLOAT, nullable=False),
+)
+
 # Requests over the confirmation threshold, held until their person confirms or cancels
 # (jobs/admission.py; nothing of them is counted or sent before).
 pending_requests = sa.Table(

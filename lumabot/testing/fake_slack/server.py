@@ -44,13 +44,14 @@ from .records import (
 from .blocks import validate_blocks
 from .payloads import app_mention_event, event_callback, message_event
 from .peer import PeerResponse, SlackPeer
+from .assistant import AssistantMethods, AssistantThread
 from .files import FileMethods
 from .views import ViewMethods
 from .socket_mode import SocketMode
 from .web_api import WebApiMethods
 
 
-class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
+class FakeSlack(WebApiMethods, FileMethods, ViewMethods, AssistantMethods, SocketMode):
     """An aiohttp server on 127.0.0.1 playing Slack. ``async with FakeSlack() as fake: ...``"""
 
     def __init__(
@@ -155,7 +156,11 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, SocketMode):
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
+            "assistant.threads.setStatus": self._assistant_set_status,
+            "assistant.threads.setSuggestedPrompts": self._assistant_set_suggested_prompts,
+            "assistant.threads.setTitle": self._assistant_set_title,
         }
+        self.assistant_threads: dict[tuple[str, str], AssistantThread] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Several images from one request (issue #24): each image a job, the jobs of a request sharing
 the first one's id as their batch; and where each job came from (its Info: the request as typed,
 where each flag came from, the image it was made from); requests held for their person's
-confirmation (a cost preview); presets and their reference images.
+confirmation (a cost preview); presets and their reference images; the threads of the private
+studio in Slack's AI split view.
 
 Revision ID: 0008
 """
@@ -48,6 +49,16 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), primary_key=True),
         sa.Column("media_type", sa.Text(), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
+    )
+    op.create_table(
+        "studio_threads",
+        sa.Column("channel_id", sa.Text(), primary_key=True),
+        sa.Column("thread_ts", sa.Text(), primary_key=True),
+        sa.Column("team_id", sa.Text(), nullable=False),
+        sa.Column("user_id", sa.Text(), nullable=False),
+        sa.Column("context", sa.Text(), nullable=False),
+        sa.Column("titled", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+        sa.Column("created_at", sa.Float(precision=53), nullable=False),
     )
     in_a_batch = sa.text("batch_id IS NOT NULL")
     op.create_index("jobs_batch", "jobs", ["batch_id"], sqlite_where=in_a_batch, postgresql_where=in_a_batch)
