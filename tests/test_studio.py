@@ -63,3 +63,18 @@ async def test_replies_in_a_plain_dm_thread_still_edit_the_image(harness):
     edit = await h.wait_job(lambda j: j.params.type == "image_edit" and j.settled)
     assert h.luma.creates[-1]["source"] == {"generation_id": first.generation_id}
     assert edit.thread_ts == first.root_ts
+
+
+async def test_a_costly_request_in_the_studio_gets_its_preview_there(start_bot):
+    h = await start_bot(LUMABOT_CONFIRM_ABOVE_USD="0.10")
+    thread = await h.slack.open_assistant_thread(h.url, looking_at="C1")
+    await h.slack.wait_for(lambda: thread.prompts)
+    await h.slack.assistant_says(h.url, thread, "three owls --n 3")
+    def preview():
+        return [m for m in h.slack.thread(thread.channel, thread.thread_ts)
+                if "Nothing has been sent or counted yet" in (getattr(m, "text", "") or "")]
+    await h.slack.wait_for(preview)
+    (shown,) = preview()
+    assert [e["action_id"] for b in shown.blocks if b["type"] == "actions" for e in b["elements"]] == [
+        "confirm_request", "drop_request"]
+    assert await h.jobs() == [] and h.luma.creates == []

@@ -218,7 +218,8 @@ RESULT_ACTIONS_TEXT = "Reroll, vary, edit, render with uni-1-max, see how it was
 
 VIA = {"imagine": "`/imagine`", "form": "the `/imagine` form", "mention": "a mention of @lumabot",
        "reply": "a reply in the image's thread", "edit": "`/edit`", "shortcut": "*Edit with Luma*",
-       "session": "a creative session", "reroll": "*Reroll*", "vary": "*Vary*", "max": "*uni-1-max*"}
+       "session": "a creative session", "reroll": "*Reroll*", "vary": "*Vary*", "max": "*uni-1-max*",
+       "studio": "the private studio", "share": "*Share* (an image made in private, shared here)"}
 SOURCES = {"typed": "typed", "session": "the session's default", "form": "chosen in the form"}
 _PARAMETERS = (("model", "Model"), ("aspect_ratio", "Aspect ratio"), ("style", "Style"),
                ("output_format", "Format"), ("web_search", "Web search"))

@@ -19,6 +19,7 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 
 from ..jobs.text import clip
 from ..store import Store
+from .blocks import confirm_blocks
 from .payloads import parse_message
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ def studio(lb: "Lumabot", store: Store) -> AsyncAssistant:
                 await set_title(clip(msg.text.strip(), 100))
             except Exception as exc:
                 log.info("assistant.threads.setTitle failed: %s", exc)
-        if reply is not None:
-            await client.chat_postMessage(channel=msg.channel_id, thread_ts=msg.root, text=clip(reply.text))
+        if reply is not None:  # (the thread is the person's own: no need for an ephemeral)
+            await client.chat_postMessage(channel=msg.channel_id, thread_ts=msg.root, text=clip(reply.text),
+                                          blocks=confirm_blocks(reply.confirm) if reply.confirm else None)
 
     return assistant
