@@ -549,3 +549,68 @@ async def test_bolt_socket_mode(fake):
         assert fake.top_level("C1")[0].text == "a cat"
     finally:
         await handler.close_async()
+
+
+# ----------------------------------------------------------------------------- the AI split view
+
+# Slack's documented event (docs.slack.dev, assistant_thread_started), and a message.im in an
+# assistant thread as Slack delivers it (with the `assistant_thread` action token).
+DOCUMENTED_THREAD_STARTED = {
+    "type": "assistant_thread_started",
+    "assistant_thread": {"user_id": "U123ABC456",
+                         "context": {"channel_id": "C123ABC456", "team_id": "T07XY8FPJ5C",
+                                     "enterprise_id": "E480293PS82"},
+                         "channel_id": "D123ABC456", "thread_ts": "1729999327.187299"},
+    "event_ts": "1715873754.429808",
+}
+DOCUMENTED_USER_MESSAGE = {"type": "message", "user": "U0A3M4171BK", "text": "what's up?",
+                           "thread_ts": "1765654724.967329", "parent_user_id": "U0A3BQUJQ5S",
+                           "channel": "D0A387NCE2W", "assistant_thread": {"action_token": "1.2.3"},
+                           "channel_type": "im"}
+
+
+def _shape(value):
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    return type(value).__name__ if value is not None else "str"
+
+
+async def test_the_split_view_events_and_methods_look_like_slacks(fake, client):
+    received: list[dict] = []
+
+    async def app(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="")
+
+    server = web.Application()
+    server.router.add_post("/slack/events", app)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/slack/events"  # type: ignore[union-attr]
+    try:
+        thread = await fake.open_assistant_thread(url, user="U1", looking_at="C1")
+        await fake.assistant_says(url, thread, "a lighthouse")
+    finally:
+        await runner.cleanup()
+    started, said = (body["event"] for body in received)
+    started["assistant_thread"]["context"]["enterprise_id"] = "E1"   # (None outside Enterprise Grid)
+    assert _shape(started) == _shape(DOCUMENTED_THREAD_STARTED)
+    assert set(DOCUMENTED_USER_MESSAGE) <= set(said) and said["thread_ts"] == thread.thread_ts
+    # the methods, through slack_sdk
+    await client.assistant_threads_setStatus(channel_id=thread.channel, thread_ts=thread.thread_ts,
+                                             status="is generating…")
+    await client.assistant_threads_setSuggestedPrompts(channel_id=thread.channel, thread_ts=thread.thread_ts,
+                                                       prompts=[{"title": "a", "message": "b"}])
+    await client.assistant_threads_setTitle(channel_id=thread.channel, thread_ts=thread.thread_ts, title="t")
+    assert thread.statuses == ["is generating…"] and thread.titles == ["t"] and thread.prompts == [
+        [{"title": "a", "message": "b"}]]
+    with pytest.raises(SlackApiError) as err:
+        await client.assistant_threads_setSuggestedPrompts(channel_id=thread.channel, thread_ts=thread.thread_ts,
+                                                           prompts=[{"title": str(i), "message": "m"} for i in range(5)])
+    assert err.value.response["error"] == "invalid_arguments"
+    fake.scopes = [s for s in fake.scopes if s != "assistant:write"]
+    with pytest.raises(SlackApiError) as err:
+        await client.assistant_threads_setStatus(channel_id=thread.channel, thread_ts=thread.thread_ts, status="")
+    assert err.value.response["error"] == "missing_scope"
