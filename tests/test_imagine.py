@@ -54,9 +54,25 @@ async def test_status_message_updated_on_state_changes_only(harness):
     job = await h.finished(job.id)
     msg = h.slack.message("C1", job.status_ts)
     states = [text for text, _blocks in msg.history]
-    assert len(states) == 3, states  # Queued -> Generating -> Done
-    assert "Queued" in states[0] and "Generating" in states[1] and "Done in" in states[2]
+    # A slot was free: posted as "Generating…" (it went straight to Luma), then done: one update.
+    assert len(states) == 2, states
+    assert "Generating" in states[0] and "Done in" in states[1]
+    assert not any(b.get("block_id") == "waiting" for b in msg.history[0][1])  # no Cancel: it is on its way
     assert h.luma.generations[job.generation_id].get_count > 3
+    assert h.slack.count_calls("chat.update") == 1
+
+
+async def test_a_job_that_waits_for_a_slot_says_queued_then_generating(start_bot):
+    h = await start_bot(LUMABOT_LUMA_CONCURRENCY="1")
+    h.luma.script(Outcome(hold=True))
+    first = await h.imagine("holding the only slot")
+    await h.luma.wait_for(lambda: len(h.luma.generations) == 1)
+    waiting = await h.imagine("next in line")
+    h.luma.release_all()
+    waiting = await h.finished(waiting.id)
+    states = [text for text, _blocks in h.slack.message("C1", waiting.status_ts).history]
+    assert "Queued" in states[0] and any("Generating" in s for s in states[1:]) and "Done in" in states[-1]
+    assert "Generating" in h.slack.message("C1", first.status_ts).history[0][0]
 
 
 async def test_flags_reach_luma_and_are_removed_from_the_prompt(harness):

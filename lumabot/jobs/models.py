@@ -139,6 +139,9 @@ class Origin(BaseModel):
     share_to: str | None = None       # made in private: the channel it may be shared to in one click
 
 
+GENERATING_SHOWN: tuple[str, str | None, int | None] = ("generating", None, None)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -174,6 +177,9 @@ class Job(BaseModel):
     deleted: bool = False                 # the requester (or an admin) deleted the result
     session_id: str | None = None         # the creative session it belongs to
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored
+    # What the status message shows when that is not what the state says: "generating" when it
+    # was posted for a job about to be sent at once (no "Generating…" update then). Not stored.
+    shown: tuple[str, str | None, int | None] | None = Field(default=None, exclude=True)
     deadline: float | None = None         # generation must be completed by then
     blind_resends: int = 0                # creates re-sent after a crash lost their answer
     cancelled_by: str | None = None       # who cancelled it while it waited (requester or admin)
@@ -208,6 +214,13 @@ class Job(BaseModel):
     def root_ts(self) -> str | None:
         """The ts of the thread parent the image goes under."""
         return self.thread_ts or self.status_ts
+
+    @property
+    def shown_generating(self) -> bool:
+        """Its status message says "Generating…" although it has not reached Luma yet (it was
+        posted as it went straight to Luma), unless it came to wait since."""
+        return (self.state == JobState.QUEUED and self.shown == GENERATING_SHOWN
+                and self.queue_position is None and self.waiting_reason is None)
 
     def shown_status(self) -> tuple[str, str | None, int | None]:
         """What the status message shows: the phase a person sees, and while the job waits,

@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Awaitable, Callable, TypeVar
 
-from ..jobs.models import Job, JobState, KnownImage
+from ..jobs.models import GENERATING_SHOWN, Job, JobState, KnownImage
 from ..ports import DeliveryError, PostKind
 from .record import JobFailed, Recorder, Shutdown, log_context
 from .retry import retry
@@ -33,13 +33,16 @@ class Messages:
             backoff=self.config.retry_backoff, until=time.time() + self.config.delivery_timeout,
             on_retry=lambda e: log.warning("slack call failed, retrying: %s", e, extra=log_context(job)))
 
-    async def announce(self, job: Job, resumed: bool) -> None:
+    async def announce(self, job: Job, resumed: bool, *, at_once: bool = False) -> None:
         """Post the status message (the thread root); without it the job cannot go on, and
         nothing is sent to Luma. After a crash, the message posted before it is found again.
-        A batch has one, posted by its first job; the others wait for it."""
+        A batch has one, posted by its first job; the others wait for it. `at_once`: a slot is
+        free, so it says "Generating…" from the start (one chat.update fewer)."""
         if not job.leads:
             return await self._follow(job)
         ts = await self.find_posted(job, "status") if resumed else None
+        if ts is None and at_once and not job.in_batch and job.state == JobState.QUEUED:
+            job.shown = GENERATING_SHOWN
         try:
             ts = ts or await self.retrying(job, lambda: self.notifier.post_status(job))
         except DeliveryError as err:

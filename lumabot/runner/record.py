@@ -121,11 +121,12 @@ class Recorder:
                         **changes: Any) -> None:
         """Record a transition; update the status message only when what it shows changes
         (Slack rate-limits chat.update, so never on every poll or retry)."""
-        before = job.shown_status()
+        before = job.shown or job.shown_status()   # what the status message shows
         job.state = state
         for k, v in changes.items():
             setattr(job, k, v)
         await self.save(job)
+        job.shown = None
         if announce and job.shown_status() != before:
             await self.status.show(job)
 

@@ -339,7 +339,7 @@ class Runner:
             if resumed and job.state == JobState.SUBMITTING:
                 self._resend_after_crash(job)
             if not job.status_ts and not job.state.finished:
-                await self.messages.announce(job, resumed)
+                await self.messages.announce(job, resumed, at_once=not granted and self.scheduler.looks_free())
             output_url: str | None = None
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):

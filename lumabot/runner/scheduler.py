@@ -52,6 +52,8 @@ class SlotScheduler(Protocol):
         when a slot is free now: the caller acquires."""
     def unpark(self, job_id: str) -> bool:
         """Take a parked job out of the line (cancelled); False if it is not parked here."""
+    def looks_free(self) -> bool:
+        """Whether a new job would get a slot at once (as far as this process can tell)."""
     async def stop(self) -> None: ...
 
 
@@ -174,6 +176,9 @@ class Scheduler:
 
     def _free_now(self) -> bool:
         return not self._queues and self._grant().count > 0
+
+    def looks_free(self) -> bool:
+        return self._free_now()
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""

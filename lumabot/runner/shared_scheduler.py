@@ -77,8 +77,7 @@ class SharedScheduler:
         when a tick notices its grant. A job that looks like it would not wait (nothing in line
         at the last look, and fewer slots held or asked for here and in all than the
         concurrency) acquires instead, unless `always`."""
-        looks_free = not self._waiting and max(self._in_flight, len(self._holding)) < self.concurrency
-        if self.on_grant is None or job_id in self._holding or (looks_free and not always):
+        if self.on_grant is None or job_id in self._holding or (self.looks_free() and not always):
             return False
         self._holding.add(job_id)
         self._parked.add(job_id)
@@ -86,6 +85,11 @@ class SharedScheduler:
                                                               replica_id=self.replica_id))
         queued.add_done_callback(lambda f: self._not_queued(job_id, f))
         return True
+
+    def looks_free(self) -> bool:
+        """Nothing in line at the last look, and fewer slots held or asked for here and in all
+        than the concurrency."""
+        return not self._waiting and max(self._in_flight, len(self._holding)) < self.concurrency
 
     def _not_queued(self, job_id: str, queued: asyncio.Future[None]) -> None:
         if not queued.cancelled() and queued.exception() is not None:  # JobLost: another replica has it

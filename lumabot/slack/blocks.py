@@ -43,7 +43,7 @@ def status_line(job: Job) -> str:
         return f":x: Failed after {_seconds(job)}: see the thread"
     if job.state == JobState.CANCELLED:
         return f":no_entry_sign: Cancelled by <@{job.cancelled_by}>" if job.cancelled_by else ":no_entry_sign: Cancelled"
-    if job.state in (JobState.GENERATING, JobState.DELIVERING):
+    if job.state in (JobState.GENERATING, JobState.DELIVERING) or job.shown_generating:
         return ":art: Generating…"
     place = f" · #{job.queue_position} in line" if job.queue_position else ""
     if job.waiting_reason == "capacity":
@@ -69,7 +69,7 @@ def studio_status(job: Job, batch: BatchProgress | None = None) -> str:
         return f"is waiting for Luma (#{p.place} in line)…" if p.place else "is waiting for Luma…"
     if job.state.finished:
         return ""
-    if job.state in (JobState.GENERATING, JobState.DELIVERING):
+    if job.state in (JobState.GENERATING, JobState.DELIVERING) or job.shown_generating:
         return "is generating…"
     return f"is waiting for Luma (#{job.queue_position} in line)…" if job.queue_position else "is waiting for Luma…"
 
@@ -155,7 +155,7 @@ def status_blocks(job: Job, batch: BatchProgress | None = None) -> list[dict]:
         ]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": status_line(job)}]},
     ]
-    if job.state == JobState.QUEUED:
+    if job.state == JobState.QUEUED and not job.shown_generating:
         blocks_.append({"type": "actions", "block_id": "waiting",
                         "elements": [_button("Cancel", CANCEL_ACTION, job.id)]})
     return blocks_

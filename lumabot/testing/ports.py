@@ -55,6 +55,7 @@ class MemoryNotifier:
         self.dm_files: list[tuple[str, str, bytes, str]] = []
         self.status_updates: list[tuple[str, tuple[str, str | None, int | None]]] = []
         self.batch_updates: list[tuple[str, BatchProgress]] = []
+        self.posted_shown: list[tuple[str, tuple[str, str | None, int | None]]] = []  # what each status said
         self.uploads: list[Upload] = []
         self.deleted: list[str] = []
         self.recaps: list[SessionRecap] = []
@@ -83,6 +84,7 @@ class MemoryNotifier:
 
     async def post_status(self, job: Job) -> str:
         self._maybe_fail("post_status")
+        self.posted_shown.append((job.id, job.shown or job.shown_status()))
         return self._post("status", job.id, job.channel_id)
 
     async def update_status(self, job: Job, batch: BatchProgress | None = None) -> None:

@@ -27,8 +27,10 @@ async def test_a_job_goes_from_queued_to_its_image_in_the_thread(rig):
     assert upload.content == f"image at https://outputs.example/{job.generation_id}.png?v=0".encode()
     assert upload.remembered_before_share and job.slack_file_id == upload.file_id
     assert len(rig.notifier.of("actions", job.id)) == 1
-    # The status message changes only when what it shows changes: generating, then done.
-    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
+    # The status message changes only when what it shows changes: posted as generating (a slot
+    # was free: the job went straight to Luma), then done.
+    assert [shown[0] for _, shown in rig.notifier.posted_shown] == ["generating"]
+    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["done"]
     image = await rig.store.images.by_file(job.team_id, upload.file_id)
     assert image is not None and image.generation_id == job.generation_id
 
@@ -37,7 +39,7 @@ async def test_polls_do_not_update_the_status_message(rig):
     rig.luma.script([("queued", None)] + [("processing", None)] * 10 + [("completed", None)])
     job = await rig.run(new_job())
     assert rig.luma.generations[job.generation_id].gets >= 12
-    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["generating", "done"]
+    assert [shown[0] for _, shown in rig.notifier.status_updates] == ["done"]
 
 
 async def test_luma_at_capacity_sends_the_job_back_to_the_line_then_delivers(rig):
