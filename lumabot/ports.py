@@ -183,6 +183,11 @@ class AdminDirectory(Protocol):
         """An admin or owner of the workspace `team_id`, or one of LUMABOT_ADMINS."""
         ...
 
+    async def is_org_admin(self, team_id: str, user_id: str) -> bool:
+        """An admin or owner of the Enterprise Grid organisation of the workspace `team_id`, or
+        one of LUMABOT_ADMINS."""
+        ...
+
     @property
     def extra(self) -> frozenset[str]:
         """LUMABOT_ADMINS."""

@@ -33,8 +33,9 @@ class Quotas:
         self._clock = clock
 
     async def rules_in_force(self, team_id: str) -> Rules:
-        """The workspace's policy over the environment's defaults, as the database has it now."""
-        return (await self.store.policy.get(team_id)).resolve(self.limits)
+        """The workspace's policy over the environment's defaults, as the database has it now
+        (on Enterprise Grid, never looser than its organisation's)."""
+        return (await self.store.policy.get(team_id)).resolve(self.limits, await self.store.policy.of_organisation(team_id))
 
     async def usage(self, team_id: str, since: float, user_id: str | None = None) -> Usage:
         return await self.store.policy.usage(team_id, since, user_id=user_id)

@@ -293,3 +293,11 @@ async def test_own_limits_in_usage_and_app_home(start_bot):
     assert "daily image limit of <@U1>: the default" in await admin(h, "limit <@U1> default")
     status, body = await h.command("usage", command="/luma", user_id="U1")
     assert "10 images a day per person" in json.loads(body)["text"]
+
+
+async def test_a_model_refusal_with_budgets_set_is_answered(start_bot):
+    """An early refusal (place, model) while budgets are set once crashed the admission (its
+    counts were looked up in nothing)."""
+    h = await start(start_bot, LUMABOT_DAILY_BUDGET_USD="5")
+    assert "Done" in await admin(h, "max nobody")
+    assert "uni-1-max is for nobody" in await ack_text(h, "a boat --max")

@@ -7,6 +7,7 @@ Slack is `FakeSlackOrg`: one Web API host in front of a fake per workspace; the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from urllib.parse import urlsplit
@@ -551,3 +552,40 @@ async def test_another_replica_forgets_an_uninstalled_workspace_at_once(org, oau
     # (the cache itself would keep it for a minute)
     await org.workspace("T1").wait_for(forgotten_by_b, timeout=10,
                                        message="replica b still serves the uninstalled workspace")
+
+
+async def test_an_organisation_policy_holds_every_workspace_which_can_only_tighten_it(luma, oauth_bot):
+    """Enterprise Grid (issue #23): the organisation's admins set a policy for all its workspaces
+    (`/luma admin org …`); a workspace's own setting applies only where it is tighter."""
+    org = FakeSlackOrg()
+    grid = org.add_workspace("T1", name="Acme Sales", enterprise_id="E1")
+    grid.set_user("UORG", enterprise_id="E1", org_admin=True)
+    grid.set_user("U1")
+    await org.start()
+    try:
+        app = await oauth_bot(slack=org)
+        await app.install("T1", org_wide=True)
+
+        async def luma_admin(text: str, *, user: str = "UORG", team: str = "T1") -> str:
+            response = await grid.post_command(app.events, "/luma", f"admin {text}", user_id=user, channel_id="C1",
+                                               team_id=team)
+            assert response.status == 200, response.body
+            return json.loads(response.body)["text"] if response.body else await _answer(grid)
+
+        assert "Nothing was changed" in await luma_admin("org budget day 0.12", user="U1")
+        assert "Done for every workspace of the organisation" in await luma_admin("org budget day 0.12")
+        assert "Done" in await luma_admin("budget day 5", team="T2")      # looser: the organisation's holds
+        assert "Done" in await luma_admin("max nobody", team="T1")        # tighter: T1's holds in T1
+        response = await grid.post_command(app.events, "/imagine", "pricey --n 4", user_id="U1", channel_id="C2",
+                                           team_id="T2")
+        assert "daily Luma budget of $0.12" in json.loads(response.body)["text"]
+        response = await grid.post_command(app.events, "/imagine", "best --max", user_id="U1", channel_id="C1")
+        assert "uni-1-max is for nobody" in json.loads(response.body)["text"]
+        response = await grid.post_command(app.events, "/imagine", "best --max", user_id="U1", channel_id="C2",
+                                           team_id="T2")
+        assert response.status == 200 and not response.body          # T2 did not tighten that
+        await app.wait(lambda j: j.team_id == "T2" and j.settled)
+        assert "$0.12 a day" in await luma_admin("", team="T2")        # the overview shows what is in force
+        assert luma.creates and all(c["prompt"] == "best" for c in luma.creates)
+    finally:
+        await org.stop()

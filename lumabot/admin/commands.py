@@ -46,9 +46,14 @@ ADMIN_HELP = "\n".join([
     "• `/luma admin forget-workspace confirm`: delete everything lumabot keeps about this workspace "
     "(before removing lumabot from it)",
     "• `/luma admin log`: the last 20 changes",
+    "• `/luma admin org <setting>`: on Enterprise Grid, for the organisation's admins: the same settings for "
+    "every workspace of the organisation, which a workspace can only tighten",
     "Admins who change the policy get a DM when the workspace reaches 80 % and 100 % of a budget.",
 ])
 
+ORG_HELP = ("`/luma admin org <setting>` takes the settings `/luma admin` does (`budget month 200`, `max admins`, "
+            "`dms off`, `batch 2`, `web off`, `limit @person 10`, `retention 30`…) for every workspace of the "
+            "Enterprise Grid organisation: a workspace's own setting applies only where it is tighter.")
 STAYS_IN_SLACK = ("What lumabot posted in Slack stays there (its status messages show the prompts, and "
                   "image files are named after them): lumabot's database no longer has them, but Slack "
                   "keeps its messages under the workspace's own retention. Delete those in Slack (the "
@@ -143,6 +148,8 @@ class AdminCommands:
                 return self._forget(team_id, user_id, _user(rest[0]))
             if verb == "forget-workspace":
                 return self._forget_workspace(team_id, confirmed=[w.lower() for w in rest] == ["confirm"])
+            if verb == "org":
+                return await self._organisation(team_id, user_id, rest)
             change = self._change(verb, rest)
         except PromptError as exc:
             return AdminAnswer(str(exc))
@@ -156,6 +163,29 @@ class AdminCommands:
         if verb == "retention":
             answer.later = lambda: self._sweep(team_id)
         return answer
+
+    async def _organisation(self, team_id: str, user_id: str, args: list[str]) -> AdminAnswer:
+        """`/luma admin org …`: the Enterprise Grid organisation's policy, set by its admins: every
+        workspace of the organisation is held to it (its own admins can tighten it, not loosen it)."""
+        enterprise = await self.store.tenants.enterprise_of(team_id)
+        if enterprise is None:
+            return AdminAnswer("This workspace is not part of an Enterprise Grid organisation lumabot knows of: "
+                               "there is no organisation policy to set. Use `/luma admin …` for this workspace.")
+        if not await self.admins.is_org_admin(team_id, user_id):
+            return AdminAnswer("Only admins of the Enterprise Grid organisation can change its policy. Nothing was "
+                               "changed.")
+        if not args:
+            policy = await self.store.policy.get(enterprise)
+            set_ = ", ".join(sorted(policy.model_fields_set)) or "nothing yet"
+            return AdminAnswer(f"*The organisation's policy* (every workspace is held to it): set {set_}.\n{ORG_HELP}")
+        what, edit = self._change(args[0].lower(), args[1:])
+        try:
+            await self.store.policy.update(enterprise, edit, by=user_id, change=f"organisation: {what}")
+        except PromptError as exc:
+            return AdminAnswer(str(exc))
+        log.info("organisation policy change by %s: %s", user_id, what)
+        return AdminAnswer(f"Done for every workspace of the organisation: {what}. A workspace's admins can "
+                           "tighten it, not loosen it.")
 
     # -- policy changes --------------------------------------------------------------------------
     def _change(self, verb: str, rest: list[str]) -> tuple[str, Callable[[Policy], Policy]]:

@@ -9,7 +9,7 @@ admission from what the store counted in the admitting transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal, Sequence, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -51,7 +51,13 @@ class Policy(BaseModel):
     default_preset: str | None = None          # a workspace preset every request starts from
     channel_presets: dict[str, str] = Field(default_factory=dict)  # channel -> its default preset
 
-    def resolve(self, limits: Limits) -> "Rules":
+    def resolve(self, limits: Limits, org: "Policy | None" = None) -> "Rules":
+        """The rules in force: this policy over the environment's defaults; on Enterprise Grid,
+        never looser than its organisation's policy `org` (a workspace only tightens it)."""
+        mine = self._resolve(limits)
+        return mine.within(org._resolve(limits)) if org is not None else mine
+
+    def _resolve(self, limits: Limits) -> "Rules":
         given = self.model_fields_set
         return Rules(
             channels=tuple(self.channels) if self.channels is not None else None,
@@ -63,6 +69,17 @@ class Policy(BaseModel):
             retention_days=self.retention_days if self.retention_days is not None else limits.retention_days,
             per_request=self.per_request if self.per_request is not None else limits.max_images_per_request,
             web=self.web, default_preset=self.default_preset, channel_presets=dict(self.channel_presets))
+
+
+MAX_ACCESS_ORDER: tuple[str, ...] = ("everyone", "admins", "nobody")  # looser to stricter
+
+
+N = TypeVar("N", int, float)
+
+
+def _least(a: N | None, b: N | None) -> N | None:
+    """The tighter of two limits (None: no limit)."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 def is_dm(channel_id: str) -> bool:
@@ -88,6 +105,29 @@ class Rules:
     web: bool = True
     default_preset: str | None = None
     channel_presets: dict[str, str] = field(default_factory=dict)
+
+    def within(self, org: "Rules") -> "Rules":
+        """These rules, tightened to an organisation's wherever they are looser."""
+        users = set(self.user_limits) | set(org.user_limits)
+        budgets = set(self.channel_budgets) | set(org.channel_budgets)
+        return Rules(
+            channels=(org.channels if self.channels is None else self.channels if org.channels is None
+                      else tuple(c for c in self.channels if c in org.channels)),
+            dms=self.dms and org.dms,
+            max_model=max(self.max_model, org.max_model, key=MAX_ACCESS_ORDER.index),
+            month_budget=_least(self.month_budget, org.month_budget),
+            day_budget=_least(self.day_budget, org.day_budget),
+            channel_budgets={c: v for c in budgets
+                             if (v := _least(self.channel_budgets.get(c), org.channel_budgets.get(c))) is not None},
+            user_limits={u: v for u in users
+                         if (v := _least(self.daily_images(u), org.daily_images(u))) is not None},
+            default_daily_images=_least(self.default_daily_images, org.default_daily_images),
+            max_waiting=min(self.max_waiting, org.max_waiting),
+            retention_days=min(self.retention_days, org.retention_days),
+            per_request=min(self.per_request, org.per_request),
+            web=self.web and org.web,
+            default_preset=self.default_preset or org.default_preset,
+            channel_presets={**org.channel_presets, **self.channel_presets})
 
     def preset_of(self, channel_id: str) -> tuple[str | None, str | None]:
         """(the channel's default preset, the workspace's)."""

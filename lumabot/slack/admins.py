@@ -76,3 +76,17 @@ class Admins:
             log.info("an admin of another workspace is not an admin here", extra={"user": user_id})
         self._known[team_id, user_id] = (admin, self._clock())
         return admin
+
+    async def is_org_admin(self, team_id: str, user_id: str) -> bool:
+        """LUMABOT_ADMINS, or an admin or owner of the Grid organisation of the workspace
+        `team_id` (users.info's `enterprise_user`); False off Grid or when Slack cannot say."""
+        if user_id in self.extra:
+            return True
+        try:
+            workspace = await self.workspaces.get(team_id)
+            user = (await workspace.client.users_info(user=user_id))["user"]
+        except Exception as exc:
+            log.warning("users.info failed: %s", type(exc).__name__)
+            return False
+        grid, org = user.get("enterprise_user") or {}, workspace.installation.enterprise_id
+        return bool(org) and grid.get("enterprise_id") == org and bool(grid.get("is_admin") or grid.get("is_owner"))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import sqlalchemy as sa
 
-from ..jobs.admission import Admission, AdmissionRules, admission_counts
+from ..jobs.admission import Admission, AdmissionCounts, AdmissionRules, admission_counts
 from ..jobs.forgetting import settle_action
 from ..jobs.models import GenerationParams, Job, KnownImage
 from ..jobs.policy import Policy
@@ -21,7 +21,7 @@ from .images import ImageStore
 from .rows import DERIVED, JOB_COLUMNS, JOB_SELECT, WrittenRows, job_from_row, job_row
 from .schema import dedupe_keys, images, jobs, replicas, thumbnails, votes
 from .sql import JOBS_RELEASED, Database, Tx, one_of, param
-from .policy import POLICY_OF, roll_up, usage_in
+from .policy import ORG_POLICY_OF, POLICY_OF, roll_up, usage_in
 
 _TEXT = sa.Text()
 
@@ -129,12 +129,12 @@ class JobStore:
         admission at a time per workspace, each counting what the ones before it recorded."""
         job = jobs[0]
         await self.db.one_at_a_time(tx, f"admit:{job.team_id}")
-        data = await tx.scalar(POLICY_OF, team=job.team_id)
-        in_force = (Policy.model_validate_json(data) if data else Policy()).resolve(rules.limits)
+        data, org = await tx.scalar(POLICY_OF, team=job.team_id), await tx.scalar(ORG_POLICY_OF, team=job.team_id)
+        in_force = (Policy.model_validate_json(data) if data else Policy()).resolve(
+            rules.limits, Policy.model_validate_json(org) if org else None)
         early = rules.early(in_force, jobs)
         if early is not None:
-            return Admission.refused(early, admission_counts(0, rules.needed(in_force, job), {}), in_force,
-                                     asked=len(jobs))
+            return Admission.refused(early, AdmissionCounts(), in_force, asked=len(jobs))  # nothing counted
         needed = rules.needed(in_force, job)
         windows = [w for w in (needed.mine_today, needed.today, needed.month, needed.channel_month) if w is not None]
         usage = {w: await usage_in(tx, job.team_id, w) for w in windows}

@@ -24,6 +24,9 @@ from .sql import Database, Tx, one_of, param
 _TEXT = sa.Text()
 ALL = 2**62  # a LIMIT that limits nothing (SQLite refuses LIMIT NULL)
 POLICY_OF = sa.select(policies.c.data).where(policies.c.team_id == param("team"))
+# The policy of the workspace's Enterprise Grid organisation (kept under its enterprise id).
+ORG_POLICY_OF = sa.select(policies.c.data).where(policies.c.team_id == sa.select(tenants.c.enterprise_id).where(
+    tenants.c.team_id == param("team")).scalar_subquery())
 _LOG = sa.select(policy_log.c.team_id, policy_log.c.user_id, policy_log.c.at, policy_log.c.change).where(
     policy_log.c.team_id == param("team")).order_by(policy_log.c.id.desc()).limit(param("limit"))
 _LOGGED = sa.insert(policy_log).values(team_id=param("team"), user_id=param("by"), at=param("at"),
@@ -167,9 +170,15 @@ class PolicyStore:
 
     # -- the policy -----------------------------------------------------------------------------
     async def get(self, team_id: str) -> Policy:
-        """The workspace's policy (absent: every default)."""
+        """The workspace's policy (absent: every default). An Enterprise Grid organisation's
+        policy is kept the same way, under its enterprise id."""
         data = await self.db.scalar(POLICY_OF, team=team_id)
         return Policy.model_validate_json(data) if data else Policy()
+
+    async def of_organisation(self, team_id: str) -> Policy | None:
+        """The policy of the workspace's Grid organisation, if it has one."""
+        data = await self.db.scalar(ORG_POLICY_OF, team=team_id)
+        return Policy.model_validate_json(data) if data else None
 
     async def update(self, team_id: str, edit: Callable[[Policy], Policy], *, by: str, change: str) -> Policy:
         """Read, edit and write the workspace's policy in one transaction, and log the change;
