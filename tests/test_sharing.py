@@ -90,3 +90,14 @@ async def test_an_image_made_in_the_dm_can_be_shared_to_a_channel_picked(harness
     await h.wait_job(lambda j: j.origin.via == "share" and j.settled)
     (post,) = h.slack.top_level("C2")
     assert len(h.slack.files_in_thread("C2", post.ts)) == 1 and len(h.luma.creates) == 1
+
+
+async def test_sharing_into_a_read_only_channel_is_explained_privately(harness):
+    h = harness
+    job = await private_image(h)
+    h.slack.set_channel("C4", read_only=True)   # only admins post there (a workspace setting)
+    await share(h, job, "C4")
+    shared = await h.wait_job(lambda j: j.origin.via == "share" and j.settled)
+    assert shared.state == JobState.FAILED and shared.failure_code == "slack_policy"
+    await h.slack.wait_for(lambda: any("this channel is read-only" in json.dumps(r.body) for r in h.slack.responses))
+    assert h.slack.top_level("C4") == [] and len(h.luma.creates) == 1
