@@ -372,6 +372,7 @@ class Intake:
         try:
             texts, force = await self._plan(msg.team_id, msg.user_id, msg.channel_id, text,
                                             session=Flags(**session.flags))
+            await self.sessions.check_room(session, len(texts))
             jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.ts,
                         params=self._imagine_params(one, force, theme=session.theme), session_id=session.id)
                     for one in texts]
@@ -424,6 +425,8 @@ class Intake:
         try:
             texts, force = await self._plan(msg.team_id, msg.user_id, msg.channel_id, text, edit=True,
                                             session=Flags(**session.flags) if session else None, own_refs=len(refs))
+            if session is not None:
+                await self.sessions.check_room(session, len(texts))
             jobs = [Job(team_id=msg.team_id, user_id=msg.user_id, channel_id=msg.channel_id, thread_ts=msg.root,
                         params=edit_params(one, source, refs=refs + preset_refs(force), defaults=force.defaults,
                                            style=force.style),

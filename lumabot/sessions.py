@@ -127,8 +127,20 @@ class Sessions:
 
     async def full(self, session: Session) -> bool:
         """No more prompts: the session's accepted images reach the cap."""
+        return await self.room(session) <= 0
+
+    async def room(self, session: Session) -> int:
+        """How many more images the session takes before its cap."""
         jobs = await self.store.sessions.jobs(session.id)
-        return sum(1 for j in jobs if j.state != JobState.FAILED) >= self.config.max_images
+        return self.config.max_images - sum(1 for j in jobs if j.state != JobState.FAILED)
+
+    async def check_room(self, session: Session, images: int) -> None:
+        """PromptError when a request of `images` would take the session past its cap (a
+        request of several is made whole or not at all)."""
+        room = await self.room(session)
+        if images > room:
+            raise PromptError(f"This creative session takes {room} more image{'s' if room != 1 else ''} (it stops at "
+                              f"{self.config.max_images}); this request would make {images}. Nothing was started.")
 
     async def touch(self, session: Session) -> None:
         session.last_prompt_at = time.time()

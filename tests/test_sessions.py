@@ -246,3 +246,15 @@ async def test_a_contact_sheet_reserved_but_never_sent_is_posted_once_at_the_nex
     again = await slack.wait_for(posted, message="recap not recorded as posted")
     (sheet,) = sheet_file(h2)
     assert again.recap_file_id == sheet.id != session.recap_file_id   # a new file, once
+
+
+async def test_a_batch_that_would_pass_the_sessions_cap_is_refused_whole(start_bot):
+    h = await start_bot(LUMABOT_SESSION_MAX_IMAGES="3")
+    await start(h, "small session --n 2")                  # every prompt makes two
+    event = await post(h, "first pair", user="U1")
+    await settled_session_jobs(h, 2)
+    await post(h, "one too many", user="U2")                # two more would make four of three
+    await h.slack.wait_for(lambda: any("takes 1 more image" in (e.text or "") for e in h.slack.ephemerals))
+    assert len(h.luma.creates) == 2 and event["ts"]
+    await post(h, "a single --n 1", user="U2")
+    await settled_session_jobs(h, 3)
