@@ -72,6 +72,7 @@ class Retention:
         if team_id is None:
             keys = await self.store.policy.sweep_keys(now - shortest * DAY,
                                                       period_cutoff=now - max(PERIOD_KEYS_KEPT, shortest * DAY))
+            await self.store.pending.sweep(now - DAY)  # previews expire after an hour: their prompts go
             removed = removed + Removed(dedupe_keys=keys)
         log.info("retention sweep of %d workspace%s: removed %s", len(teams), "" if len(teams) == 1 else "s",
                  removed_text(removed))

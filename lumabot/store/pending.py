@@ -38,6 +38,11 @@ class PendingStore:
                              jobs=json.dumps([job.model_dump(mode="json") for job in jobs]))
         return True
 
+    async def sweep(self, before: float) -> int:
+        """Delete the requests held since before `before` (expired previews: their prompts go)."""
+        async with self.db.write() as tx:
+            return await tx.execute(_EXPIRED, before=before)
+
     async def take(self, request_id: str, *, team_id: str, user_id: str, keep: float) -> list[Job] | None:
         """The held request of this person, removed (a second click finds nothing); None if it
         was taken or cancelled already, is someone else's, or is older than `keep` seconds."""

@@ -130,6 +130,12 @@ _SWEEP = (
     sa.delete(images).where(images.c.team_id == param("team"), images.c.created_at < param("cutoff", sa.Float())),
     sa.delete(sessions).where(_ENDED),
 )
+_SWEEP_MORE = (
+    sa.delete(pending_requests).where(pending_requests.c.team_id == param("team"),
+                                      pending_requests.c.created_at < param("cutoff", sa.Float())),
+    sa.delete(studio_threads).where(studio_threads.c.team_id == param("team"),
+                                    studio_threads.c.created_at < param("cutoff", sa.Float())),
+)
 _SWEEP_KEYS = sa.delete(dedupe_keys).where(dedupe_keys.c.created_at < param("cutoff", sa.Float()), sa.or_(
     dedupe_keys.c.key.not_like("period:%"), dedupe_keys.c.created_at < param("period", sa.Float())))
 _TEAMS = sa.union(sa.select(jobs.c.team_id), sa.select(images.c.team_id), sa.select(sessions.c.team_id))
@@ -236,6 +242,8 @@ class PolicyStore:
             await tx.execute(_roll_up_old(self.db.insert), cutoff=cutoff, team=team_id)
             thumbnails_, votes_, jobs_, images_, sessions_ = [
                 await tx.execute(stmt, cutoff=cutoff, team=team_id) for stmt in _SWEEP]
+            for stmt in _SWEEP_MORE:  # requests held for a preview (prompts), studio threads
+                await tx.execute(stmt, cutoff=cutoff, team=team_id)
         return Removed(jobs=jobs_, images=images_, thumbnails=thumbnails_, sessions=sessions_, votes=votes_)
 
     async def sweep_keys(self, cutoff: float, *, period_cutoff: float) -> int:

@@ -453,3 +453,18 @@ async def test_a_released_key_can_be_claimed_again(store: Store):
     assert not await store.keys.claim("lease", window=3600)
     await store.keys.release("lease")
     assert await store.keys.claim("lease", window=3600)
+
+
+async def test_held_previews_and_studio_threads_are_swept(store: Store):
+    import time as _time
+
+    old, new = job(), job()
+    assert await store.pending.hold("old", [old], dedupe_key=None, keep=1e9)
+    await store.studio.save(channel_id="D1", thread_ts="1.0", context={"channel_id": "C1"}, team_id=old.team_id,
+                            user_id="U1")
+    assert await store.pending.sweep(_time.time() + 1) == 1          # the daily sweep: expired previews
+    assert await store.pending.take("old", team_id=old.team_id, user_id=old.user_id, keep=1e9) is None
+    assert await store.pending.hold("new", [new], dedupe_key=None, keep=1e9)
+    await store.policy.sweep(new.team_id, _time.time() + 1)          # a workspace's retention sweep
+    assert await store.pending.take("new", team_id=new.team_id, user_id=new.user_id, keep=1e9) is None
+    assert await store.studio.context("D1", "1.0") is None
