@@ -7,10 +7,13 @@ Reference images come with the form: downloaded and normalised once, kept with t
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 from dataclasses import dataclass
 
 from .jobs.flags import Flags, PromptError, parse_prompt
+from .jobs.images import prepare_image
 from .jobs.models import GenerationParams, ImageSource, SlackFile, new_job_id
 from .jobs.policy import Policy, Rules
 from .jobs.presets import (MAX_PRESET_REFS, MAX_STYLE_CHARS, NO_PRESET, InForce, Layers, Preset, in_force,
@@ -21,6 +24,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+PRESET_REF_SIDE = 1024  # the long side of a preset's reference images as kept
 USAGE = ("*Presets:* `/luma preset save NAME [flags] [style text]` (add `--workspace` to save one for "
          "everyone: admins), `/luma preset` (a form, with reference images), `/luma preset list`, "
          "`show NAME`, `delete NAME`; admins: `/luma preset channel NAME|none` (this channel's default), "
@@ -125,7 +129,7 @@ class Presets:
             except InputError as exc:
                 raise PromptError(f"A reference image could not be used ({exc.detail or exc.code}). Nothing was "
                                   "saved.", field="refs") from None
-            refs = [(r.media_type or "image/png", r.data or "") for r in ready.image_refs]
+            refs = await asyncio.get_running_loop().run_in_executor(None, _smaller, ready.image_refs)
         preset = Preset(id=new_job_id(), team_id=team_id, name=name, owner_id=None if form.workspace else user_id,
                         flags=preset_flags(flags), style=style, refs=len(refs), created_by=user_id)
         replaced = await self.store.presets.save(preset, refs)
@@ -193,6 +197,16 @@ class Presets:
         await self.store.policy.update(team_id, edit, by=user_id, change=what)
         return (f"Done: every request in {where} now starts from the preset `{name}` (typed flags and `--preset` win; "
                 f"`--preset none` leaves it out)." if name else f"Done: {where} has no default preset now.")
+
+
+def _smaller(refs: list[ImageSource]) -> list[tuple[str, str]]:
+    """A preset's references as kept (media type, base64): at most PRESET_REF_SIDE pixels long, as
+    a style or content reference needs no more, and every send of the preset reads them."""
+    kept = []
+    for ref in refs:
+        prepared = prepare_image(base64.b64decode(ref.data or ""), max_side=PRESET_REF_SIDE)
+        kept.append((prepared.media_type, prepared.base64()))
+    return kept
 
 
 def describe(preset: Preset) -> str:

@@ -5,7 +5,10 @@ workspace default), in every entry point; who may save, use and set what."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+
+from PIL import Image
 
 from lumabot.jobs.models import JobState
 from lumabot.testing.fake_slack import app_mention_event, view_submission_payload
@@ -83,8 +86,8 @@ async def test_channel_and_workspace_defaults_apply_in_order_and_none_leaves_the
 
 async def test_a_preset_form_keeps_reference_images_that_reach_luma_and_count_in_the_cost(start_bot):
     h = await start(start_bot)
-    refs = [h.slack.add_user_file(png(color=(i * 60, 20, 20)), name=f"kit{i}.png", mimetype="image/png",
-                                  user=ADMIN) for i in range(2)]
+    refs = [h.slack.add_user_file(png(size=(1600, 1200), color=(i * 60, 20, 20)), name=f"kit{i}.png",
+                                  mimetype="image/png", user=ADMIN) for i in range(2)]
     status, _ = await h.command("preset", command="/luma", user_id=ADMIN)
     assert status == 200
     await h.slack.wait_for(lambda: len(h.slack.views) == 1)
@@ -103,6 +106,8 @@ async def test_a_preset_form_keeps_reference_images_that_reach_luma_and_count_in
     body = h.luma.creates[-1]
     assert [r.keys() for r in body["image_ref"]] == [{"data", "media_type"}] * 2
     assert all(base64.b64decode(r["data"])[:4] == b"\x89PNG" for r in body["image_ref"])
+    sizes = [Image.open(io.BytesIO(base64.b64decode(r["data"]))).size for r in body["image_ref"]]
+    assert sizes == [(1024, 768)] * 2  # kept at most 1024 px long
     assert body["output_format"] == "png" and body["prompt"] == "a mug. Style direction: brand colours"
     assert abs(job.cost_usd - (0.0404 + 0.003)) < 1e-9
     assert job.origin.preset == "kit" and job.origin.flags["output_format"] == "preset kit"
