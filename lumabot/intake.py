@@ -81,6 +81,7 @@ NO_MESSAGES_FOR_SESSIONS = (
     "`/imagine`, `/edit`, mentions of @lumabot (in threads too) and the buttons work as usual; a "
     "workspace admin can reinstall lumabot from manifest.yml to turn sessions on.")
 ACTION_WINDOW = 10.0  # seconds in which the same button by the same person counts once
+SHARING_NOTE = "Sharing your image here…"
 PRIVATE_NOTE = ("Making it privately in your direct messages with lumabot (the *Messages* tab). When you like "
                 "it, *Share to {channel}* posts it here; nobody else sees it before.")
 CONFIRM_WINDOW = 3600.0  # a request held for its cost may be confirmed this long
@@ -579,6 +580,9 @@ class Intake:
         if rules.place_refusal(channel_id) is not None or is_dm(channel_id):
             return (f"You cannot share into {channel_ref(channel_id)}: "
                     + not_enabled_text(channel_id, rules).split("; ", 1)[-1] + " Nothing was posted.")
+        if await self.notifier.member_of(team_id, channel_id, user_id, SHARING_NOTE) is False:
+            return (f"You are not a member of {channel_ref(channel_id)}, so lumabot does not post there for you. "
+                    "Join it first. Nothing was posted.")
         if not await self.store.keys.claim(f"share:{team_id}:{job.id}:{channel_id}"):
             return f"This image is already shared in {channel_ref(channel_id)}."
         shared = Job(team_id=team_id, user_id=user_id, channel_id=channel_id, response_url=response_url,

@@ -158,6 +158,11 @@ class Notifier(Protocol):
         (reserve another). DeliveryError."""
         ...
 
+    async def member_of(self, team_id: str, channel_id: str, user_id: str, note: str) -> bool | None:
+        """Whether a person is a member of a channel (shown `note` there, privately, if so);
+        None when Slack cannot say."""
+        ...
+
     async def dm_channel(self, team_id: str, user_id: str) -> str:
         """The id of lumabot's direct message with a person (opened if need be). DeliveryError."""
         ...

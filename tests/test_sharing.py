@@ -101,3 +101,20 @@ async def test_sharing_into_a_read_only_channel_is_explained_privately(harness):
     assert shared.state == JobState.FAILED and shared.failure_code == "slack_policy"
     await h.slack.wait_for(lambda: any("this channel is read-only" in json.dumps(r.body) for r in h.slack.responses))
     assert h.slack.top_level("C4") == [] and len(h.luma.creates) == 1
+
+
+async def test_sharing_into_a_channel_the_person_is_not_in_is_refused(harness):
+    """Whether the person is in the channel is learnt without a read scope: an ephemeral to
+    them there (Slack answers user_not_in_channel for a non-member)."""
+    h = harness
+    job = await private_image(h)
+    h.slack.set_channel("C5", people=["U2", "U3"])
+    text = await share(h, job, "C5")
+    assert "You are not a member of <#C5>" in text and "Nothing was posted" in text
+    assert h.slack.top_level("C5") == [] and not [j for j in await h.jobs() if j.origin.via == "share"]
+    h.slack.set_channel("C5", people=["U1", "U2"])
+    assert "Sharing it in <#C5>" in await share(h, job, "C5")
+    await h.wait_job(lambda j: j.origin.via == "share" and j.settled)
+    assert len(h.slack.top_level("C5")) == 1
+    assert any(e.channel == "C5" and e.user == "U1" and "Sharing your image here" in (e.text or "")
+               for e in h.slack.ephemerals)

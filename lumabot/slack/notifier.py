@@ -212,6 +212,23 @@ class SlackNotifier:
             names[uid] = self._names[team_id, uid]
         return names
 
+    async def member_of(self, team_id: str, channel_id: str, user_id: str, note: str) -> bool | None:
+        """Whether a person is a member of a channel, learnt by showing them `note` there (an
+        ephemeral: Slack refuses one to a non-member with user_not_in_channel; no read scope
+        needed). None when Slack cannot say (lumabot itself cannot post there, say)."""
+        try:
+            client = await self._client(team_id)
+            await client.chat_postEphemeral(channel=channel_id, user=user_id, text=clip(note))
+        except SlackApiError as exc:
+            if exc.response.get("error") == "user_not_in_channel":
+                return False
+            log.info("chat.postEphemeral failed: %s", slack_error_name(exc))
+            return None
+        except Exception as exc:
+            log.info("chat.postEphemeral failed: %s", slack_error_name(exc))
+            return None
+        return True
+
     async def post_failure(self, job: Job) -> None:
         """What went wrong, in the job's thread."""
         client = await self._client(job.team_id)

@@ -144,6 +144,9 @@ class MemoryNotifier:
         self._post("recap", None, recap.session.channel_id)
         return True
 
+    async def member_of(self, team_id: str, channel_id: str, user_id: str, note: str) -> bool | None:
+        return True
+
     async def dm_channel(self, team_id: str, user_id: str) -> str:
         return "D" + user_id[1:]
 

@@ -248,6 +248,7 @@ class ChannelInfo:
     user: str | None = None  # the other party of an IM
     thread_only: bool = False  # top-level posts answer restricted_action_thread_only_channel
     read_only: bool = False  # every post answers restricted_action_read_only_channel
+    people: list[str] | None = None  # its members (None: everyone); an ephemeral to others fails
 
     def to_dict(self, team_id: str) -> dict:
         d = {

@@ -222,6 +222,7 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, AssistantMethods, Socke
         is_mpim: bool = False,
         thread_only: bool = False,
         read_only: bool = False,
+        people: list[str] | None = None,
     ) -> ChannelInfo:
         ch = ChannelInfo(
             id=channel_id,
@@ -234,6 +235,7 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, AssistantMethods, Socke
             archived=archived,
             thread_only=thread_only,
             read_only=read_only,
+            people=people,
         )
         self._channels[channel_id] = ch
         return ch

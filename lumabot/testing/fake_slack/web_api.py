@@ -115,6 +115,8 @@ class WebApiMethods:
         u = self._users.get(user)
         if u is not None and not u.exists:
             raise _SlackError("user_not_found")
+        if ch.people is not None and user not in ch.people:
+            raise _SlackError("user_not_in_channel")
         text = p.get("text")
         text = None if text is None else str(text)
         blocks = self._blocks_param(p)
