@@ -255,13 +255,14 @@ class Intake:
 
     @staticmethod
     def _request(jobs: list[Job], texts: list[str], force: InForce, *, typed: str, via: str,
-                 parent_job_id: str | None = None, parent_ts: str | None = None) -> list[Job]:
+                 parent_job_id: str | None = None, parent_ts: str | None = None,
+                 share_to: str | None = None) -> list[Job]:
         """The jobs of one request (`texts`: each one's text, as expanded), with where they
-        came from (`force`: what the defaults and presets gave); several share the first one's
-        id as their batch."""
+        came from (`force`: what the defaults and presets gave) and, made in private, where they
+        may be shared; several share the first one's id as their batch."""
         for i, (job, one) in enumerate(zip(jobs, texts)):
             job.origin = Origin(typed=typed, via=via, flags=flag_sources(one, **force.sources), preset=force.preset,
-                                parent_job_id=parent_job_id, parent_ts=parent_ts)
+                                parent_job_id=parent_job_id, parent_ts=parent_ts, share_to=share_to)
             if len(jobs) > 1:
                 job.batch_id, job.batch_index, job.batch_size = jobs[0].id, i, len(jobs)
         return jobs
@@ -307,9 +308,7 @@ class Intake:
             note = PRIVATE_NOTE.format(channel=channel_ref(share_to))
         jobs = [Job(team_id=team_id, user_id=user_id, channel_id=channel_id, thread_ts=thread_ts,
                     response_url=response_url, params=self._imagine_params(t, force)) for t in texts]
-        for job in self._request(jobs, texts, force, typed=text, via=via):
-            job.origin.share_to = share_to
-        await self._start(jobs, dedupe_key)
+        await self._start(self._request(jobs, texts, force, typed=text, via=via, share_to=share_to), dedupe_key)
         return note
 
     async def on_mention(self, msg: Message) -> Reply | None:
@@ -410,10 +409,9 @@ class Intake:
         if images:
             if not text:
                 return await self._once(msg, Reply(ASK_WHAT_TO_CHANGE, where="thread", thread_ts=msg.root))
-            source = await self._source_for(msg.team_id, images[0])
+            source, parent_job_id = await self._source_and_maker(msg.team_id, images[0])
             refs = [await self._source_for(msg.team_id, f) for f in images[1:]]
-            known = await self.store.images.by_file(msg.team_id, images[0].id)
-            parent_job_id, parent_ts = known.job_id if known else None, msg.ts
+            parent_ts = msg.ts
         else:
             latest = await self.store.images.latest_in_thread(msg.team_id, msg.channel_id, msg.root)
             if latest is None:
@@ -432,10 +430,10 @@ class Intake:
                         params=edit_params(one, source, refs=refs + preset_refs(force), defaults=force.defaults,
                                            style=force.style),
                         session_id=session.id if session else None) for one in texts]
-            for job in self._request(jobs, texts, force, typed=text, via=via or ("reply" if msg.in_thread else "mention"),
-                                     parent_job_id=parent_job_id, parent_ts=parent_ts):
-                job.origin.share_to = share_to
-            await self._start(jobs, msg.key)
+            await self._start(self._request(jobs, texts, force, typed=text,
+                                            via=via or ("reply" if msg.in_thread else "mention"),
+                                            parent_job_id=parent_job_id, parent_ts=parent_ts, share_to=share_to),
+                              msg.key)
         except PromptError as exc:
             return await self._once(msg, _refusal(exc, msg.root))
         if session is not None:
@@ -477,10 +475,9 @@ class Intake:
         images = [f for f in files if f.maybe_image]
         if not images:
             return None
-        known = await self.store.images.by_file(team_id, images[0].id)
+        source, maker = await self._source_and_maker(team_id, images[0])
         return ShortcutTarget(channel_id=channel_id, thread_ts=thread_ts, response_url=response_url,
-                              source=await self._source_for(team_id, images[0]), message_ts=message_ts,
-                              parent_job_id=known.job_id if known else None)
+                              source=source, message_ts=message_ts, parent_job_id=maker)
 
     async def edit_from_shortcut(self, *, team_id: str, user_id: str, target: ShortcutTarget,
                                  text: str, model: str | None, dedupe_key: str) -> None:
@@ -677,11 +674,15 @@ class Intake:
         return (image.message_ts if image is not None else None) or job.actions_ts
 
     async def _source_for(self, team_id: str, f: SlackFile) -> ImageSource:
-        """An image lumabot made is edited by generation id (no re-upload); others by file."""
+        return (await self._source_and_maker(team_id, f))[0]
+
+    async def _source_and_maker(self, team_id: str, f: SlackFile) -> tuple[ImageSource, str | None]:
+        """An image lumabot made is edited by generation id (no re-upload), others by file; and
+        the lumabot job that made it, if one did."""
         known = await self.store.images.by_file(team_id, f.id)
         if known is not None and known.generation_id:
-            return ImageSource(generation_id=known.generation_id)
-        return ImageSource(slack_file=f)
+            return ImageSource(generation_id=known.generation_id), known.job_id
+        return ImageSource(slack_file=f), known.job_id if known else None
 
     async def _seen_where(self, msg: Message) -> NotEnabled | None:
         """Remember the message's images; why lumabot does not work where it was posted, if so."""

@@ -91,8 +91,9 @@ class Presets:
         return USAGE
 
     async def _save_typed(self, team_id: str, user_id: str, words: list[str]) -> str:
-        workspace = "--workspace" in (w.lower() for w in words)
-        words = [w for w in words if w.lower() != "--workspace"]
+        workspace, words = _workspace_flag(words)
+        if not words:
+            return USAGE
         name = preset_name(words[0])
         style, flags = parse_prompt(" ".join(words[1:]))
         return await self.save(team_id, user_id, PresetForm(name=name, flags=flags.as_text(), style=style, refs=[],
@@ -166,8 +167,10 @@ class Presets:
         return f"`{preset.name}` ({whose}, saved by <@{preset.created_by}>): {describe(preset)}"
 
     async def _delete(self, team_id: str, user_id: str, words: list[str]) -> str:
-        workspace = "--workspace" in (w.lower() for w in words)
-        name = preset_name(next(w for w in words if w.lower() != "--workspace"))
+        workspace, words = _workspace_flag(words)
+        if not words:
+            return USAGE
+        name = preset_name(words[0])
         if workspace:
             if not await self.admins.is_admin(team_id, user_id):
                 return ONLY_ADMINS.format(what="delete workspace presets").replace("saved", "deleted")
@@ -197,6 +200,12 @@ class Presets:
         await self.store.policy.update(team_id, edit, by=user_id, change=what)
         return (f"Done: every request in {where} now starts from the preset `{name}` (typed flags and `--preset` win; "
                 f"`--preset none` leaves it out)." if name else f"Done: {where} has no default preset now.")
+
+
+def _workspace_flag(words: list[str]) -> tuple[bool, list[str]]:
+    """(whether `--workspace` is among the words, the other words)."""
+    rest = [w for w in words if w.lower() != "--workspace"]
+    return len(rest) < len(words), rest
 
 
 def _smaller(refs: list[ImageSource]) -> list[tuple[str, str]]:

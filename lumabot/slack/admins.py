@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .workspaces import Workspaces
+    from .workspaces import Workspace, Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,10 @@ class Admins:
         known = self._known.get((team_id, user_id))
         if known is not None and self._clock() - known[1] < self.ttl:
             return known[0]
-        try:
-            workspace = await self.workspaces.get(team_id)
-            user = (await workspace.client.users_info(user=user_id))["user"]
-        except Exception as exc:
-            log.warning("users.info failed: %s", type(exc).__name__)
+        found = await self._user(team_id, user_id)
+        if found is None:
             return False
+        workspace, user = found
         admin = admin_here(user, workspace.installation)
         if not admin and (user.get("is_admin") or user.get("is_owner")):
             log.info("an admin of another workspace is not an admin here", extra={"user": user_id})
@@ -82,11 +80,18 @@ class Admins:
         `team_id` (users.info's `enterprise_user`); False off Grid or when Slack cannot say."""
         if user_id in self.extra:
             return True
-        try:
-            workspace = await self.workspaces.get(team_id)
-            user = (await workspace.client.users_info(user=user_id))["user"]
-        except Exception as exc:
-            log.warning("users.info failed: %s", type(exc).__name__)
+        found = await self._user(team_id, user_id)
+        if found is None:
             return False
+        workspace, user = found
         grid, org = user.get("enterprise_user") or {}, workspace.installation.enterprise_id
         return bool(org) and grid.get("enterprise_id") == org and bool(grid.get("is_admin") or grid.get("is_owner"))
+
+    async def _user(self, team_id: str, user_id: str) -> tuple["Workspace", dict[str, Any]] | None:
+        """The workspace `team_id` and users.info's person; None when Slack cannot say."""
+        try:
+            workspace = await self.workspaces.get(team_id)
+            return workspace, (await workspace.client.users_info(user=user_id))["user"]
+        except Exception as exc:
+            log.warning("users.info failed: %s", type(exc).__name__)
+            return None

@@ -27,12 +27,13 @@ def _quote(prompt: str) -> str:
     return body if len(body) <= SECTION_LIMIT else "> " + shown(" ".join(lines), SECTION_LIMIT - 2)
 
 
+def _duration(start: float, end: float) -> str:
+    secs = max(0, round(end - start))
+    return f"{secs} s" if secs < 60 else f"{secs // 60} min {secs % 60:02d} s"
+
+
 def _seconds(job: Job) -> str:
-    end = job.finished_at or job.created_at
-    secs = max(0, round(end - job.created_at))
-    if secs < 60:
-        return f"{secs} s"
-    return f"{secs // 60} min {secs % 60:02d} s"
+    return _duration(job.created_at, job.finished_at or job.created_at)
 
 
 def status_line(job: Job) -> str:
@@ -86,11 +87,6 @@ def status_text(job: Job, batch: BatchProgress | None = None) -> str:
 
 
 CANCEL_ACTION = "cancel"
-
-
-def _duration(start: float, end: float) -> str:
-    secs = max(0, round(end - start))
-    return f"{secs} s" if secs < 60 else f"{secs // 60} min {secs % 60:02d} s"
 
 
 def batch_status_line(p: BatchProgress) -> str:

@@ -18,6 +18,7 @@ from . import schema
 from .dialects import now
 from .errors import JobCancelled, JobLost
 from .images import ImageStore
+from .keys import new_key
 from .rows import DERIVED, JOB_COLUMNS, JOB_SELECT, WrittenRows, job_from_row, job_row
 from .schema import dedupe_keys, images, jobs, replicas, thumbnails, votes
 from .sql import JOBS_RELEASED, Database, Tx, one_of, param
@@ -88,7 +89,7 @@ _UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
 def _upserts(insert: Any) -> tuple[Any, Any]:
     """(a new dedupe key, a heartbeat), in the dialect's INSERT (built once)."""
     beat = insert(replicas).values(id=param("replica"), heartbeat_at=now())
-    return (insert(dedupe_keys).values(key=param("key"), created_at=param("now")).on_conflict_do_nothing(),
+    return (new_key(insert),
             beat.on_conflict_do_update(index_elements=[replicas.c.id],
                                        set_={"heartbeat_at": beat.excluded.heartbeat_at}))
 

@@ -16,11 +16,16 @@ _DELETE = sa.delete(dedupe_keys).where(dedupe_keys.c.key == param("key"))
 
 
 @functools.cache
+def new_key(insert: Any) -> Any:
+    """Record a dedupe key (`key`, `now`) unless it is there: a rowcount of 0 is a duplicate."""
+    return insert(dedupe_keys).values(key=param("key"), created_at=param("now")).on_conflict_do_nothing()
+
+
+@functools.cache
 def _upserts(insert: Any) -> tuple[Any, Any]:
     """(claim, claim again once the window has passed), in the dialect's INSERT (built once)."""
-    claim = insert(dedupe_keys).values(key=param("key"), created_at=param("now")).on_conflict_do_nothing()
     again = insert(dedupe_keys).values(key=param("key"), created_at=param("now"))
-    return claim, again.on_conflict_do_update(index_elements=[dedupe_keys.c.key],
+    return new_key(insert), again.on_conflict_do_update(index_elements=[dedupe_keys.c.key],
                                               set_={"created_at": again.excluded.created_at},
                                               where=dedupe_keys.c.created_at < param("older_than"))
 

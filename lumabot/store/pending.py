@@ -9,7 +9,8 @@ import time
 import sqlalchemy as sa
 
 from ..jobs.models import Job
-from .schema import dedupe_keys, pending_requests
+from .keys import new_key
+from .schema import pending_requests
 from .sql import Database, param
 
 _INSERT = sa.insert(pending_requests).values(id=param("id"), team_id=param("team"), user_id=param("user"),
@@ -24,7 +25,7 @@ _TAKE = (sa.delete(pending_requests)
 class PendingStore:
     def __init__(self, db: Database):
         self.db = db
-        self._new_key = db.insert(dedupe_keys).values(key=param("key"), created_at=param("now")).on_conflict_do_nothing()
+        self._new_key = new_key(db.insert)
 
     async def hold(self, request_id: str, jobs: list[Job], *, dedupe_key: str | None, keep: float) -> bool:
         """Keep a request's jobs until their person confirms (at most `keep` seconds); False
