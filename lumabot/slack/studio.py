@@ -70,9 +70,11 @@ def studio(lb: "Lumabot", store: Store) -> AsyncAssistant:
                    for p in presets] + EXAMPLES
         await set_suggested_prompts(prompts=prompts[:MAX_SUGGESTED], title="Try one of these:")
 
-    async def in_a_studio_thread(body: dict[str, Any]) -> bool:
+    async def in_a_studio_thread(body: dict[str, Any], context: Any) -> bool:
+        """A studio thread (its context kept for the listener: one read per message)."""
         event = body.get("event") or {}
-        return await store.studio.context(event.get("channel", ""), event.get("thread_ts", "")) is not None
+        context["studio_context"] = await store.studio.context(event.get("channel", ""), event.get("thread_ts", ""))
+        return context["studio_context"] is not None
 
     # (Bolt joins a list of matchers; a plain async function would be taken as a sync one)
     studio_thread = AsyncCustomListenerMatcher(app_name="lumabot", func=in_a_studio_thread)
@@ -83,7 +85,7 @@ def studio(lb: "Lumabot", store: Store) -> AsyncAssistant:
         msg = parse_message(payload, body, bot_user_id=context.get("bot_user_id"), team_id=lb.team(body))
         if msg is None:
             return
-        where = await store.studio.context(msg.channel_id, msg.root) or {}
+        where = context.get("studio_context") or {}
         reply = await lb.intake.in_time(lambda: lb.intake.on_studio_message(msg, share_to=where.get("channel_id")))
         if msg.text.strip() and await store.studio.title_once(msg.channel_id, msg.root):
             try:
