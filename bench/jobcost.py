@@ -2,8 +2,7 @@
 WAL bytes on SQLite, Slack Web API calls and Luma requests, per delivered image.
 
 In process (the real app in HTTP mode against the fakes): 40 `/imagine` commands from 4
-people, one at a time, each waited for until its image is in its thread, then the buttons under
-it. No backlog (LUMABOT_LUMA_CONCURRENCY=10), so no "#N in line" updates: the steady-state
+people, one at a time, each waited for until its image (with its buttons) is in its thread. No backlog (LUMABOT_LUMA_CONCURRENCY=10), so no "#N in line" updates: the steady-state
 cost of a job. Statements are counted with SQLite's trace callback on both connections (the
 writer and the reader); WAL bytes as the growth of the -wal file with automatic checkpoints off.
 The job's own work only: the process's start (migrations, the daily sweep) comes before the
@@ -30,11 +29,11 @@ COMMITS_TARGET, WAL_TARGET = 6, 20 * 1024
 SLACK_TARGET = 5  # issue #27: Slack Web API calls per image
 # What each Slack call of a delivered image is for.
 PURPOSE = {
-    "chat.postMessage": "the status message (the thread root), then the buttons under the image",
-    "chat.update": "the status message: done (posted as \"Generating…\" when a slot is free)",
+    "chat.postMessage": "the status message (the thread root)",
+    "chat.update": "the status message: done, with the image's provenance (posted as \"Generating…\" when a slot is free)",
     "files.getUploadURLExternal": "room for the image (its file id recorded before the bytes go)",
-    "files.completeUploadExternal": "the image into the thread",
-    "files.info": "where the image's share landed (so the buttons come after it; votes)",
+    "files.completeUploadExternal": "the image into the thread, its buttons on its message",
+    "files.info": "where the image's share landed (its message: votes, replies and shortcuts on it)",
 }
 
 
@@ -50,7 +49,18 @@ async def run() -> dict:
             verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
             statements[verb] += 1
 
-        await asyncio.sleep(0.5)  # the start's daily sweep is not a job's cost
+
+        async def one(i: int) -> None:
+            status, body, *_ = await r.command(f"a lighthouse {i}", user_id=f"U{i % USERS}")
+            assert status == 200 and not body, body
+            await r.slack.wait_for(lambda: sum(1 for f in r.slack.files if f.shared and f.blocks and any(
+                b.get("type") == "actions" for b in f.blocks)) == i + 2, timeout=10)
+            await r.slack.wait_for(lambda: sum("Done" in (m.text or "") for m in r.slack.top_level("C1")) == i + 2,
+                                   timeout=10)
+            await r.slack.wait_for(lambda: all(j.settled for j in r.bot.runner._jobs.values()), timeout=10)
+
+        await asyncio.sleep(0.5)  # the start's daily sweep is not a job's cost,
+        await one(-1)             # nor what the first command learns once (the workspace: auth.test)
         await store.db.execute("PRAGMA wal_autocheckpoint=0")
         await store.db.set_trace_callback(trace)
         await store.reader.set_trace_callback(trace)
@@ -58,11 +68,7 @@ async def run() -> dict:
         wal_before = os.path.getsize(wal)
         slack_before, luma_before = len(r.slack.calls), len(luma.requests)
         for i in range(JOBS):
-            status, body, *_ = await r.command(f"a lighthouse {i}", user_id=f"U{i % USERS}")
-            assert status == 200 and not body, body
-            await r.slack.wait_for(lambda: sum(1 for m in r.slack.bot_messages("C1") if m.blocks and any(
-                b.get("type") == "actions" for b in m.blocks)) == i + 1, timeout=10)
-            await r.slack.wait_for(lambda: all(j.settled for j in r.bot.runner._jobs.values()), timeout=10)
+            await one(i)
         await asyncio.sleep(0)
         wal_bytes = os.path.getsize(wal) - wal_before
         slack_calls = Counter(m for m, _ in r.slack.calls[slack_before:])
@@ -76,13 +82,13 @@ async def run() -> dict:
 
 
 def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
-    by = ", ".join(f"{m} {v:.1f}" for m, v in sorted(f["slack_by_method"].items()) if v >= 0.05)
+    by = ", ".join(f"{m} {v:.2f}" for m, v in sorted(f["slack_by_method"].items()))
     luma = ", ".join(f"{m} {v:.1f}" for m, v in sorted(f["luma_by_method"].items()))
     return [
         ("SQL statements per job (SELECT / writes)", f"{f['statements']:.1f} ({f['reads']:.1f} / {f['writes']:.1f})", "", None),
         ("commits per job", f"{f['commits']:.1f}", f"<= {COMMITS_TARGET}", f["commits"] <= COMMITS_TARGET),
         ("WAL bytes per job", f"{f['wal'] / 1024:.1f} KB", f"<= {WAL_TARGET // 1024} KB", f["wal"] <= WAL_TARGET),
-        ("Slack calls per job", f"{f['slack']:.1f}", f"<= {SLACK_TARGET}", f["slack"] <= SLACK_TARGET),
+        ("Slack calls per job", f"{f['slack']:.2f}", f"<= {SLACK_TARGET}", f["slack"] <= SLACK_TARGET),
         ("  by method", by, "", None),
         *[(f"    {m}", PURPOSE.get(m, "?"), "", None) for m, v in sorted(f["slack_by_method"].items()) if v >= 0.05],
         ("Luma requests per job", f"{f['luma']:.1f} ({luma})", "", None),

@@ -23,7 +23,7 @@ from .jobs.models import GenerationParams, Job, Session
 from .luma.client import Generation, RateInfo
 
 # The messages lumabot posts for a job, each tagged so that it is found again after a crash.
-PostKind = Literal["status", "failure", "actions"]
+PostKind = Literal["status", "failure"]
 
 
 class DeliveryError(Exception):
@@ -128,15 +128,11 @@ class Notifier(Protocol):
 
     async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
         """The image's bytes into the file reserved as `job.slack_file_id`, then the upload
-        completed into the job's thread. DeliveryError."""
+        completed into the job's thread, its buttons on the image's message. DeliveryError."""
         ...
 
     async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         """The ts of the message that shares the file in `channel`, once Slack shows it."""
-        ...
-
-    async def post_actions(self, job: Job) -> str | None:
-        """The buttons under a delivered image; their ts (None if not posted: cosmetic)."""
         ...
 
     async def delete_result(self, job: Job) -> None:

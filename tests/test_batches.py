@@ -53,6 +53,10 @@ async def test_n_makes_that_many_images_in_one_thread_under_one_status_message(h
     shown = [b["slack_file"]["id"] for b in final.blocks if b["type"] == "image"]
     assert sorted(shown) == sorted(f.id for f in files)
     assert all(j.state == JobState.DONE for j in jobs)
+    # and their provenance in its metadata: each image's job and Luma generation
+    meta = final.metadata["event_payload"]
+    assert meta["job_id"] == jobs[0].id and meta["kind"] == "status" and meta["batch_id"] == jobs[0].id
+    assert sorted(map(tuple, (i.values() for i in meta["images"]))) == sorted((j.id, j.generation_id) for j in jobs)
 
 
 async def test_permutations_make_one_image_per_combination(harness):

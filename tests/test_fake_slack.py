@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import io
 
+import json
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -229,6 +231,29 @@ async def test_share_delay_and_slack_file_block():
         # a top-level file share can be a thread parent
         share_ts = info["shares"]["public"]["C1"][0]["ts"]
         await client.chat_postMessage(channel="C1", text="about the file", thread_ts=share_ts)
+
+
+async def test_an_upload_carries_blocks_unless_it_has_a_comment(fake, client):
+    parent = (await client.chat_postMessage(channel="C1", text="p"))["ts"]
+    buttons = [{"type": "actions", "elements": [
+        {"type": "button", "action_id": "vary", "text": {"type": "plain_text", "text": "Vary"}, "value": "j1"}]}]
+
+    async def upload(**kw):
+        r = await client.files_getUploadURLExternal(filename="a.png", length=len(png_bytes()))
+        async with aiohttp.ClientSession(trust_env=False) as s:
+            async with s.post(r["upload_url"], data=png_bytes()) as resp:
+                assert resp.status == 200
+        await client.files_completeUploadExternal(files=[{"id": r["file_id"]}], channel_id="C1", thread_ts=parent, **kw)
+        return fake.file(r["file_id"])
+
+    f = await upload(blocks=json.dumps(buttons))
+    assert f.blocks == buttons and fake.message("C1", f.share_ts) is f
+    replies = (await client.conversations_replies(channel="C1", ts=parent))["messages"]
+    assert replies[-1]["blocks"] == buttons and replies[-1]["files"][0]["id"] == f.id
+    assert (await upload(blocks=json.dumps(buttons), initial_comment="hi")).blocks is None  # Slack ignores them
+    with pytest.raises(SlackApiError) as e:
+        await upload(blocks=json.dumps([{"type": "actions", "elements": []}]))
+    assert e.value.response["error"] == "invalid_blocks"
 
 
 async def test_upload_protocol_details(fake, client):

@@ -48,15 +48,15 @@ async def click(h, job, action_id, *, user_id="U1"):
     return payload
 
 
-async def test_delivered_image_has_buttons_under_it(harness):
+async def test_delivered_image_carries_its_buttons(harness):
     h = harness
     job = await delivered(h)
     msg = h.slack.message("C1", job.actions_ts)
     assert msg.thread_ts == job.status_ts
-    thread = h.slack.thread("C1", job.status_ts)
-    kinds = ["file" if getattr(item, "kind", "") == "file" else "message" for item in thread]
-    assert kinds[-2:] == ["file", "message"]  # the buttons come right after the image
+    (image,) = h.slack.thread("C1", job.status_ts)   # one message: the image with its buttons
+    assert image is msg and image.id == job.slack_file_id
     assert set(buttons(h, job)) == {"reroll", "vary", "edit", "max", "info", "delete"}
+    assert h.slack.count_calls("chat.postMessage") == 1   # the status only
 
 
 async def test_reroll_makes_a_new_image_in_the_same_thread(harness):

@@ -111,7 +111,7 @@ async def test_a_preset_form_keeps_reference_images_that_reach_luma_and_count_in
     assert body["output_format"] == "png" and body["prompt"] == "a mug. Style direction: brand colours"
     assert abs(job.cost_usd - (0.0404 + 0.003)) < 1e-9
     assert job.origin.preset == "kit" and job.origin.flags["output_format"] == "preset kit"
-    assert h.slack.message("C1", job.actions_ts).metadata["event_payload"]["preset"] == "kit"
+    assert h.slack.message("C1", job.status_ts).metadata["event_payload"]["preset"] == "kit"
     # Info says where each flag came from
     seen = len(h.slack.responses)
     await click(h, job, "info", user_id="U2")

@@ -65,8 +65,9 @@ async def test_info_of_an_edit_and_of_a_variation_links_the_image_they_were_made
     await click(h, first, "vary")
     varied = await h.wait_job(lambda j: j.origin.via == "vary" and j.settled)
     assert set(buttons(h, varied)) >= {"vary", "info"}
-    meta = h.slack.message("C1", varied.actions_ts).metadata["event_payload"]  # the image's provenance
-    assert meta == {"job_id": varied.id, "kind": "actions", "generation_id": varied.generation_id,
+    # the image's provenance, on its status message once it shows the image
+    meta = h.slack.message("C1", varied.status_ts).metadata["event_payload"]
+    assert meta == {"job_id": varied.id, "kind": "status", "generation_id": varied.generation_id,
                     "parent_job_id": first.id, "made_with": "vary"}
     seen = len(h.slack.responses)
     await click(h, varied, "info")

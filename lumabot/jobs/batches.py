@@ -22,6 +22,7 @@ class BatchProgress:
     place: int | None = None    # the front-most waiting image's place in line
     capacity: bool = False      # Luma is full: the waiting ones wait for it
     files: tuple[str, ...] = ()  # when every image is finished: the delivered images' Slack files
+    generations: tuple[tuple[str, str], ...] = ()  # and their (job id, Luma generation id)
     started_at: float = 0.0
     finished_at: float | None = None
     cancelled_by: str | None = None
@@ -32,6 +33,7 @@ class BatchProgress:
         finished = all(s.finished for s in states)
         waiting = [j for j in jobs if j.state in (JobState.QUEUED, JobState.SUBMITTING)]
         places = [j.queue_position for j in waiting if j.queue_position]
+        shown = [j for j in jobs if finished and j.state == JobState.DONE and j.slack_file_id and not j.deleted]
         return cls(
             size=len(jobs),
             waiting=len(waiting),
@@ -41,8 +43,8 @@ class BatchProgress:
             cancelled=states.count(JobState.CANCELLED),
             place=min(places) if places else None,
             capacity=any(j.waiting_reason == "capacity" for j in waiting),
-            files=tuple(j.slack_file_id for j in jobs
-                        if finished and j.state == JobState.DONE and j.slack_file_id and not j.deleted),
+            files=tuple(j.slack_file_id or "" for j in shown),
+            generations=tuple((j.id, j.generation_id or "") for j in shown),
             started_at=min(j.created_at for j in jobs),
             finished_at=max(j.finished_at or 0.0 for j in jobs) if finished else None,
             cancelled_by=next((j.cancelled_by for j in jobs if j.cancelled_by), None))

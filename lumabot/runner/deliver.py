@@ -1,6 +1,6 @@
 """Delivering: a finished image is downloaded from Luma and uploaded into the job's thread
-exactly once (the Slack file id is recorded before the upload is completed), then the buttons
-are posted under it and the after-delivery hooks (sessions) run."""
+exactly once, its buttons on its message (the Slack file id is recorded before the upload is
+completed), then the after-delivery hooks (sessions) run."""
 
 from __future__ import annotations
 
@@ -50,14 +50,10 @@ class Deliverer:
         if job.completed_at:
             self.record.metrics.delivery_latency.observe(time.time() - job.completed_at)
         finished_at = time.time()
-        share_ts = None
-        if not job.actions_ts:
-            # Wait for the share (Slack completes it asynchronously) so the buttons come after
-            # the image, and remember the image's message (reactions on it are votes).
-            share_ts = await self._share_ts(job)
-            if resumed:  # posted before a crash, but not recorded?
-                job.actions_ts = await self.messages.find_posted(job, "actions")
-            job.actions_ts = job.actions_ts or await self.notifier.post_actions(job)
+        # The image's message, its buttons on it (Slack shares it asynchronously): reactions on
+        # it are votes, a reply or a shortcut on it edits this image.
+        share_ts = await self._share_ts(job)
+        job.actions_ts = job.actions_ts or share_ts
         image = KnownImage(
             team_id=job.team_id,
             channel_id=job.channel_id, thread_ts=job.root_ts or "", message_ts=share_ts, origin="lumabot",

@@ -209,9 +209,6 @@ def result_actions(job: Job) -> list[dict]:
     return shown_
 
 
-RESULT_ACTIONS_TEXT = "Reroll, vary, edit, render with uni-1-max, see how it was made, or delete this image"
-
-
 VIA = {"imagine": "`/imagine`", "form": "the `/imagine` form", "mention": "a mention of @lumabot",
        "reply": "a reply in the image's thread", "edit": "`/edit`", "shortcut": "*Edit with Luma*",
        "session": "a creative session", "reroll": "*Reroll*", "vary": "*Vary*", "max": "*uni-1-max*",

@@ -1,8 +1,8 @@
 """The Notifier: everything jobs and sessions show in Slack (the `ports.Notifier` adapter).
 
 - the status message (posted once, updated when what it shows changes),
-- messages in the job's thread (failures, buttons), private fallbacks through `response_url`,
-- the finished image uploaded into the thread, exactly once,
+- messages in the job's thread (failures), private fallbacks through `response_url`,
+- the finished image uploaded into the thread, exactly once, its buttons on its own message,
 - session banners and recaps with their contact sheet.
 
 Uploads follow Slack's upload v2 flow (files.getUploadURLExternal, POST the bytes,
@@ -16,8 +16,10 @@ and the image is never posted twice. For an image the runner records it itself, 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -28,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..jobs.batches import BatchProgress
 from ..jobs.failures import POLICY_MESSAGES
-from ..jobs.models import Job, Session
+from ..jobs.models import Job, JobState, Session
 from ..jobs.text import clip
 from ..ports import DeliveryError, Output, OutputExpired, PostKind, SessionRecap, SessionRules
 from ..metrics import Metrics
@@ -54,6 +56,18 @@ RECAP_FILENAME, RECAP_TITLE = "creative-session-contact-sheet.png", "Contact she
 # Message metadata on everything lumabot posts for a job, so that after a crash the message is
 # found again (conversations.history / .replies) instead of being posted twice.
 METADATA_EVENT = "lumabot_job"
+
+
+@dataclass(frozen=True)
+class FileMessage:
+    """Where an upload is shared and what its message says: a text `comment`, or `blocks`
+    (Slack ignores the blocks of files.completeUploadExternal when a comment is given)."""
+
+    channel: str
+    thread_ts: str | None
+    title: str
+    comment: str | None = None
+    blocks: list[dict] | None = None
 
 
 def slack_error_name(exc: BaseException) -> str:
@@ -170,7 +184,8 @@ class SlackNotifier:
         try:
             client = await self._client(job.team_id)
             await client.chat_update(channel=job.channel_id, ts=job.status_ts,
-                                     text=blocks.status_text(job, batch), blocks=blocks.status_blocks(job, batch))
+                                     text=blocks.status_text(job, batch), blocks=blocks.status_blocks(job, batch),
+                                     metadata=_metadata(job, "status", batch))
             await self._studio_status(client, job, batch)
         except Exception as exc:
             err = self._error("chat.update", exc)
@@ -266,18 +281,6 @@ class SlackNotifier:
         except httpx.HTTPError:
             return False
 
-    async def post_actions(self, job: Job) -> str | None:
-        """The buttons under a delivered image (once the image is in the thread, so they come
-        after it). Returns the message ts; None if it could not be posted (cosmetic)."""
-        try:
-            resp = await (await self._client(job.team_id)).chat_postMessage(
-                channel=job.channel_id, thread_ts=job.root_ts, text=blocks.RESULT_ACTIONS_TEXT,
-                blocks=blocks.result_actions(job), metadata=_metadata(job, "actions"))
-            return resp["ts"]
-        except Exception as exc:
-            log.warning("could not post the buttons: %s", self._error("chat.postMessage", exc))
-            return None
-
     async def delete_result(self, job: Job) -> None:
         """Remove the delivered image and its buttons from Slack."""
         client = await self._client(job.team_id)
@@ -292,7 +295,7 @@ class SlackNotifier:
                 try:
                     await client.chat_delete(channel=job.channel_id, ts=job.actions_ts)
                 except SlackApiError as exc:
-                    if exc.response.get("error") != "message_not_found":
+                    if exc.response.get("error") not in ("message_not_found", "cant_delete_message"):
                         raise
         except Exception as exc:
             raise self._error("files.delete", exc) from None
@@ -330,11 +333,10 @@ class SlackNotifier:
         if recap.contact_sheet and session.recap_file_id:
             file_id = session.recap_file_id
             url = self._upload_urls.pop(file_id, None)
+            where = FileMessage(session.channel_id, None, RECAP_TITLE, comment=text)
             if url is not None:
-                await self._send(session.team_id, url, file_id, recap.contact_sheet, channel=session.channel_id,
-                                 thread_ts=None, title=RECAP_TITLE, initial_comment=text, deadline=None)
-            elif not await self._finish(session.team_id, file_id, channel=session.channel_id, thread_ts=None,
-                                        title=RECAP_TITLE, initial_comment=text, deadline=None):
+                await self._send(session.team_id, url, file_id, recap.contact_sheet, where, deadline=None)
+            elif not await self._finish(session.team_id, file_id, where, deadline=None):
                 return False
         else:
             await self.post_message(session.team_id, session.channel_id, text)
@@ -368,8 +370,8 @@ class SlackNotifier:
         channel = await self._dm_channel(team_id, user_id)
         length = len(content) if isinstance(content, bytes) else content.stat().st_size
         file_id = await self._reserve(team_id, filename=filename, length=length, title=filename)
-        await self._send(team_id, self._upload_urls.pop(file_id), file_id, content, channel=channel, thread_ts=None,
-                         title=filename, initial_comment=comment, deadline=None)
+        await self._send(team_id, self._upload_urls.pop(file_id), file_id, content,
+                         FileMessage(channel, None, filename, comment=comment), deadline=None)
 
     # -- files -------------------------------------------------------------------------------
     async def image_uploaded(self, job: Job, *, deadline: float | None = None) -> bool:
@@ -377,8 +379,7 @@ class SlackNotifier:
         on its way? An upload whose bytes were sent is completed now; False: it never will be."""
         assert job.slack_file_id
         self._upload_urls.pop(job.slack_file_id, None)   # a reserved upload not sent: never will be
-        return await self._finish(job.team_id, job.slack_file_id, channel=job.channel_id, thread_ts=job.root_ts,
-                                  title=blocks.alt_text(job.params.prompt), initial_comment=None, deadline=deadline)
+        return await self._finish(job.team_id, job.slack_file_id, _image_message(job), deadline=deadline)
 
     async def reserve_upload(self, job: Job, output: Output) -> str:
         """files.getUploadURLExternal for the image: its file id (the upload URL is kept here
@@ -388,12 +389,11 @@ class SlackNotifier:
 
     async def send_upload(self, job: Job, output: Output, *, deadline: float | None = None) -> None:
         """The bytes to the upload URL reserved for `job.slack_file_id`, then
-        files.completeUploadExternal into the job's thread."""
+        files.completeUploadExternal into the job's thread, the image's buttons on its message."""
         url = self._upload_urls.pop(job.slack_file_id or "", None)
         if url is None:   # reserved by a process that is gone: the runner reserves anew
             raise DeliveryError("the upload was reserved by another process", transient=True)
-        await self._send(job.team_id, url, job.slack_file_id or "", output.content, channel=job.channel_id,
-                         thread_ts=job.root_ts, title=blocks.alt_text(job.params.prompt), initial_comment=None,
+        await self._send(job.team_id, url, job.slack_file_id or "", output.content, _image_message(job),
                          deadline=deadline)
 
     # Upload v2, one step at a time: reserve (the file id, recorded by the caller), send the
@@ -410,22 +410,20 @@ class SlackNotifier:
         self._upload_urls[step1["file_id"]] = step1["upload_url"]
         return str(step1["file_id"])
 
-    async def _finish(self, team_id: str, file_id: str, *, channel: str, thread_ts: str | None, title: str,
-                      initial_comment: str | None, deadline: float | None) -> bool:
+    async def _finish(self, team_id: str, file_id: str, where: FileMessage, *, deadline: float | None) -> bool:
         """An upload recorded earlier: True if it reached the channel or thread (or is on its
         way: completed now if its bytes were sent); False if it never will."""
         client = await self._client(team_id)
         try:
-            return (await self._completed(client, file_id, channel, deadline)
-                    or await self._complete(client, file_id, title, channel, thread_ts, initial_comment, deadline))
+            return (await self._completed(client, file_id, where.channel, deadline)
+                    or await self._complete(client, file_id, where, deadline))
         except DeliveryError:
             raise
         except Exception as exc:
             raise self._error("files.completeUploadExternal", exc) from None
 
-    async def _send(self, team_id: str, upload_url: str, file_id: str, content: bytes | Path, *, channel: str,
-                    thread_ts: str | None, title: str, initial_comment: str | None,
-                    deadline: float | None) -> None:
+    async def _send(self, team_id: str, upload_url: str, file_id: str, content: bytes | Path, where: FileMessage,
+                    *, deadline: float | None) -> None:
         """POST the bytes to the upload URL, then complete the upload into the channel or thread."""
         client = await self._client(team_id)
         length = len(content) if isinstance(content, bytes) else content.stat().st_size
@@ -438,7 +436,7 @@ class SlackNotifier:
             if r.status_code != 200:
                 raise DeliveryError(f"file upload answered {r.status_code}",
                                     transient=r.status_code >= 500 or r.status_code == 429)
-            if not await self._complete(client, file_id, title, channel, thread_ts, initial_comment, deadline):
+            if not await self._complete(client, file_id, where, deadline):
                 raise DeliveryError("the upload was not completed", transient=True)
         except (DeliveryError, OutputExpired):
             raise
@@ -470,15 +468,17 @@ class SlackNotifier:
         workspace = await self._installed(team_id)
         return workspace.name if workspace is not None else None
 
-    async def _complete(self, client: AsyncWebClient, file_id: str, title: str, channel: str, thread_ts: str | None,
-                        initial_comment: str | None, deadline: float | None) -> bool:
+    async def _complete(self, client: AsyncWebClient, file_id: str, where: FileMessage,
+                        deadline: float | None) -> bool:
         """Complete an upload. True if the file is (or is about to be) in the thread; False if
         Slack does not have it (never uploaded): start a fresh upload. An error answer is
         checked with files.info: the completion may have taken effect anyway."""
         try:
+            # slack_sdk passes `blocks` through as a form field: a JSON string, as Slack documents it.
+            extra = {"blocks": json.dumps(where.blocks)} if where.blocks and not where.comment else {}
             await client.files_completeUploadExternal(
-                files=[{"id": file_id, "title": title}], channel_id=channel, thread_ts=thread_ts,
-                initial_comment=initial_comment)
+                files=[{"id": file_id, "title": where.title}], channel_id=where.channel, thread_ts=where.thread_ts,
+                initial_comment=where.comment, **extra)  # type: ignore[arg-type]
             return True
         except SlackApiError as exc:
             err = classify(exc)
@@ -486,7 +486,7 @@ class SlackNotifier:
                 raise self._error("files.completeUploadExternal", exc) from None
             log.info("completing upload %s answered %s: checking files.info", file_id,
                      exc.response.get("error") or exc.response.status_code)
-            if await self._completed(client, file_id, channel, deadline):
+            if await self._completed(client, file_id, where.channel, deadline):
                 return True
             if err.transient:
                 raise self._error("files.completeUploadExternal", exc) from None
@@ -531,6 +531,13 @@ async def _chunks(path: Path, size: int = 1 << 20) -> AsyncIterator[bytes]:
         await asyncio.to_thread(f.close)
 
 
+def _image_message(job: Job) -> FileMessage:
+    """A delivered image's own message in its thread: the image with its buttons (one message,
+    one call: the buttons ride on files.completeUploadExternal)."""
+    return FileMessage(job.channel_id, job.root_ts, blocks.alt_text(job.params.prompt),
+                       blocks=blocks.result_actions(job))
+
+
 def _share_ts(info: dict, channel: str) -> str | None:
     for by_channel in (info.get("shares") or {}).values():
         if channel in by_channel:
@@ -539,13 +546,20 @@ def _share_ts(info: dict, channel: str) -> str | None:
     return None
 
 
-def _metadata(job: Job, kind: PostKind) -> dict:
+def _metadata(job: Job, kind: PostKind, batch: BatchProgress | None = None) -> dict:
     """What a message lumabot posts for a job says about it (found again after a crash by
-    `job_id` and `kind`); under an image also its provenance: the Luma generation, the image it
-    was made from, its batch, how it was asked for, the preset in force."""
-    payload = {"job_id": job.id, "kind": kind}
-    if kind == "actions":
-        extra = {"generation_id": job.generation_id, "parent_job_id": job.origin.parent_job_id,
-                 "batch_id": job.batch_id, "made_with": job.origin.via, "preset": job.origin.preset}
+    `job_id` and `kind`; a batch's status is its first job's). Once the status message (the
+    thread root) shows delivered images, also their provenance: the Luma generation(s), the
+    image they were made from, how they were asked for, the preset in force."""
+    payload: dict = {"job_id": (job.batch_id or job.id) if kind == "status" else job.id, "kind": kind}
+    made = (list(batch.generations) if batch is not None
+            else [(job.id, job.generation_id)] if job.state == JobState.DONE and job.generation_id else [])
+    if kind == "status" and made:
+        extra = {"parent_job_id": job.origin.parent_job_id, "batch_id": job.batch_id, "made_with": job.origin.via,
+                 "preset": job.origin.preset}
+        if batch is None:
+            extra["generation_id"] = job.generation_id
+        else:
+            payload["images"] = [{"job_id": j, "generation_id": g} for j, g in made]
         payload.update({k: v for k, v in extra.items() if v})
     return {"event_type": METADATA_EVENT, "event_payload": payload}

@@ -124,9 +124,6 @@ class MemoryNotifier:
     async def share_ts(self, team_id: str, file_id: str, channel: str, *, wait: float = 0.0) -> str | None:
         return f"share-{file_id}"
 
-    async def post_actions(self, job: Job) -> str | None:
-        return self._post("actions", job.id, job.channel_id)
-
     async def delete_result(self, job: Job) -> None:
         self._maybe_fail("delete_result")
         self.deleted.append(job.id)

@@ -87,10 +87,14 @@ class FileMethods:
         if thread_ts and not self._is_thread_parent(chans[0].id, thread_ts):
             raise _SlackError("invalid_thread_ts")
         initial_comment = _s(p, "initial_comment")
+        # Slack ignores `blocks` when an initial comment is given.
+        blocks = None if initial_comment else self._blocks_param(p)
+        self._check_blocks(blocks)
         for it, f in zip(items, batch):
             f.completed = True
             f.title = it.get("title") or f.title or f.filename
             f.initial_comment = initial_comment
+            f.blocks = blocks
         if chans:
             if self.share_delay > 0:
 

@@ -147,6 +147,7 @@ class UploadedFile:
     channels: list[str] = field(default_factory=list)
     share_ts: str | None = None  # ts of the file-share message
     initial_comment: str | None = None
+    blocks: list | None = None  # the share message's blocks (completeUploadExternal `blocks`)
     uploaded: bool = False  # bytes POSTed to the upload URL
     completed: bool = False  # files.completeUploadExternal answered ok
     shared: bool = False  # the (possibly delayed) share happened
@@ -159,6 +160,11 @@ class UploadedFile:
     @property
     def size(self) -> int:
         return len(self.content)
+
+    @property
+    def text(self) -> str:
+        """The share message's text (its initial comment)."""
+        return self.initial_comment or ""
 
 
 @dataclass

@@ -474,8 +474,12 @@ class FakeSlack(WebApiMethods, FileMethods, ViewMethods, AssistantMethods, Socke
             f for f in self.files if f.shared and channel in f.channels and f.thread_ts == thread_ts
         ]
 
-    def message(self, channel: str, ts: str) -> Message | None:
-        return self._msg_index.get((channel, ts))
+    def message(self, channel: str, ts: str) -> Message | UploadedFile | None:
+        """The message at (channel, ts): a posted one, or the message that shares a file."""
+        found = self._msg_index.get((channel, ts))
+        if found is not None:
+            return found
+        return next((f for f in self.files if f.share_ts == ts and channel in f.channels), None)
 
     def bot_messages(self, channel: str | None = None) -> list[Message]:
         return [m for m in self.messages if m.is_bot and (channel is None or m.channel == channel)]

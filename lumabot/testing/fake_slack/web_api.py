@@ -97,6 +97,8 @@ class WebApiMethods:
             raise _SlackError("msg_too_long")
         m.text = text
         m.blocks = blocks
+        if p.get("metadata"):
+            m.metadata = _json_param(p, "metadata")
         if p.get("attachments"):
             m.attachments = _json_param(p, "attachments")
         m.history.append((text, blocks))
@@ -201,6 +203,7 @@ class WebApiMethods:
                         "bot_id": self.bot_id,
                         "text": it.initial_comment or "",
                         "files": [self._uploaded_file_obj(it)],
+                        **({"blocks": it.blocks} if it.blocks else {}),
                     }
                 )
         return {"messages": out, "has_more": False, "response_metadata": {"next_cursor": ""}}
