@@ -29,6 +29,28 @@ class Poller:
         self.luma = luma
         self.planner = planner
         self.polling = 0  # generations being polled right now
+        # Half a GET's round trip (smoothed): a poll leaves this much early, so that it reaches
+        # Luma when the planner wanted it to.
+        self.lead = 0.0
+        self._backlog_began = asyncio.Event()  # set (and replaced) when jobs begin to wait for a slot
+
+    def backlog_began(self) -> None:
+        """Jobs began to wait for a slot: a finished generation left unseen now keeps one of
+        them waiting, so polls planned without a backlog (sparser) are planned again."""
+        self._backlog_began.set()
+        self._backlog_began = asyncio.Event()
+
+    async def _sleep(self, seconds: float, *, until_backlog: bool) -> bool:
+        """Sleep `seconds`; with `until_backlog`, wake early if a backlog begins (True)."""
+        if not until_backlog:
+            await asyncio.sleep(seconds)
+            return False
+        began = self._backlog_began
+        try:
+            await asyncio.wait_for(began.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def __call__(self, job: Job) -> str | None:
         """From GENERATING to DELIVERING (returns the output's presigned URL, which is never
@@ -43,14 +65,21 @@ class Poller:
         assert job.generation_id and job.submitted_at and job.deadline
         key, sent = job.params.latency_class, job.submitted_at
         last_age: float | None = None  # the age of the last poll (after a restart: unknown)
-        next_poll = sent + self.planner.next_poll_age(key, None, backlog=self.scheduler.waiting > 0)
+        backlog = self.scheduler.waiting > 0
+        next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)
         while True:
-            await asyncio.sleep(max(0.0, min(next_poll, job.deadline) - time.time()))
+            if await self._sleep(max(0.0, min(next_poll - self.lead, job.deadline) - time.time()),
+                                 until_backlog=not backlog):
+                backlog = True
+                next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=True, polling=self.polling)
+                continue
             # The likeliest to be finished polls first when polls queue for the rate cap.
             await self.planner.pace(self.planner.chance(key, last_age, time.time() - sent))
+            asked = time.time()
             try:
                 gen = await self.luma.get(job.generation_id)
+                self.lead += (min(time.time() - asked, 1.0) / 2 - self.lead) / 8
             except (LumaUnavailable, LumaRateLimited) as e:
                 log.info("luma get failed, retrying: %s", e,
                          extra={**log_context(job), "luma_request_id": e.request_id})
@@ -84,6 +113,8 @@ class Poller:
                 raise JobFailed(code, gen.failure_reason)
             if time.time() >= job.deadline:
                 raise JobFailed("timeout")
-            last_age = time.time() - sent
-            next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=self.scheduler.waiting > 0,
-                                                          polling=self.polling)
+            # It was still running when this GET was sent: the next poll is planned from then (not
+            # from the answer, which would push every later poll back by a round trip).
+            last_age = asked - sent
+            backlog = self.scheduler.waiting > 0
+            next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=backlog, polling=self.polling)

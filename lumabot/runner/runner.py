@@ -69,6 +69,8 @@ class Runner:
                                   per_tick=config.queue_updates_per_tick, load=self.store.jobs.get)
         # A job waiting for a slot is parked there: no task, no live job, until its turn.
         scheduler.on_grant = self._granted
+        # Polls planned while nobody waited are planned again for the backlog when one begins.
+        scheduler.on_backlog = self.poll_step.backlog_began
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks

@@ -28,6 +28,7 @@ class SlotScheduler(Protocol):
     shared_scheduler.SharedScheduler (several replicas, state in the database)."""
 
     on_grant: Callable[[str], None] | None  # called with a parked job's id when its slot is granted
+    on_backlog: Callable[[], None] | None   # called when jobs begin to wait for a slot
 
     @property
     def in_flight(self) -> int: ...
@@ -111,6 +112,7 @@ class Scheduler:
         self._parked: dict[str, _Waiter] = {}
         # Called with a parked job's id when its slot is granted (the runner starts its task).
         self.on_grant: Callable[[str], None] | None = None
+        self.on_backlog: Callable[[], None] | None = None
         self._paused_until = 0.0
         self._ceiling = Ceiling()
         self._timer: asyncio.TimerHandle | None = None
@@ -254,6 +256,8 @@ class Scheduler:
         (queue.appendleft if front else queue.append)(waiter)
         self._waiting += 1
         self._dispatch()
+        if self._waiting == 1 and self.on_backlog is not None:  # the first to wait (not granted at once)
+            self.on_backlog()
 
     def _remove(self, waiter: _Waiter) -> None:
         team = slots.team_of(waiter.user_key)

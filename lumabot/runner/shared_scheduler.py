@@ -41,6 +41,7 @@ class SharedScheduler:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._parked: set[str] = set()           # waiting jobs with no task (see `park`)
         self.on_grant: Callable[[str], None] | None = None
+        self.on_backlog: Callable[[], None] | None = None
         self._holding: set[str] = set()          # jobs of this replica with a slot, or waiting
         # Writes to the slot tables, in the order they were asked for (a release must land
         # before the same job's next enqueue), each with a future for whoever waits on it.
@@ -220,6 +221,9 @@ class SharedScheduler:
                 self._parked.discard(job_id)
                 assert self.on_grant is not None
                 self.on_grant(job_id)
+        was_waiting = self._waiting
         self._waiting, self._in_flight = await self.store.slots.counts()
+        if self._waiting and not was_waiting and self.on_backlog is not None:
+            self.on_backlog()
         return min(TICK, wait) if wait > 0 else TICK
 

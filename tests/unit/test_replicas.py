@@ -138,3 +138,24 @@ async def test_jobs_waiting_for_a_shared_slot_hold_no_task_until_their_turn(repl
         assert (await a.settled(job.id)).state == JobState.DONE
     assert [p.prompt for p, _ in a.luma.creates] == ["first", "second", "third"]
     await eventually(lambda: a.scheduler.parked == 0 and not a.runner._tasks)  # (done callbacks run)
+
+
+async def test_polls_are_planned_again_when_a_shared_line_begins(replicas, monkeypatch):
+    """With Luma's slots in the database, the backlog that re-plans polls is seen at a tick."""
+    a = await replicas("A", takeover=60, concurrency=1, shared=True)
+    await a.runner.resume()
+    asked: list[bool] = []
+
+    def next_poll_age(key, last_age, *, backlog, polling=1):
+        asked.append(backlog)
+        return (last_age or 0.0) + (0.0 if backlog else 600.0)
+
+    monkeypatch.setattr(a.runner.polls, "next_poll_age", next_poll_age)
+    first = new_job("alone", user="U1")
+    await a.runner.submit(first)
+    await eventually(lambda: asked == [False])
+    second = new_job("waits", user="U2")
+    second.status_ts = "1.0"
+    await a.runner.submit(second)
+    assert (await a.settled(first.id)).state == JobState.DONE
+    assert asked[:2] == [False, True]

@@ -300,3 +300,46 @@ async def test_a_job_waiting_for_a_slot_holds_no_task_until_its_turn(make_rig):
         assert (await rig.settled(job.id)).state == JobState.DONE
     assert [p.prompt for p, _ in rig.luma.creates] == [f"job {i}" for i in range(4)]  # in turn
     assert rig.scheduler.parked == 0 and not rig.runner._tasks
+
+
+async def test_polls_planned_while_nobody_waited_are_planned_again_when_a_backlog_begins(make_rig, monkeypatch):
+    """Without a line a generation is polled sparsely; once jobs wait for a slot, a finished
+    generation left unseen keeps one of them waiting, so its next poll is planned again."""
+    rig = await make_rig(concurrency=1)
+    asked: list[bool] = []
+
+    def next_poll_age(key, last_age, *, backlog, polling=1):
+        asked.append(backlog)
+        return (last_age or 0.0) + (0.0 if backlog else 600.0)  # steady: in ten minutes
+
+    monkeypatch.setattr(rig.runner.polls, "next_poll_age", next_poll_age)
+    first = new_job("alone", user="U1")
+    await rig.runner.submit(first)
+    await eventually(lambda: asked == [False])  # generating, its poll planned for later
+    second = new_job("waits", user="U2")
+    await rig.runner.submit(second)  # no slot: it waits, and the first's poll comes now
+    assert (await rig.settled(first.id)).state == JobState.DONE
+    assert asked[:2] == [False, True]
+
+
+async def test_the_next_poll_is_planned_from_when_the_last_was_sent(rig, monkeypatch):
+    """A poll that takes a while to answer does not push every later poll back by its round trip."""
+    ages: list[float | None] = []
+    slow_get = rig.luma.get
+
+    async def get(generation_id):
+        answer = await slow_get(generation_id)
+        await asyncio.sleep(0.2)  # a slow answer
+        return answer
+
+    def next_poll_age(key, last_age, *, backlog, polling=1):
+        ages.append(last_age)
+        return (last_age or 0.0) + 0.01
+
+    monkeypatch.setattr(rig.luma, "get", get)
+    monkeypatch.setattr(rig.runner.polls, "next_poll_age", next_poll_age)
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE
+    first, second = ages  # planned before the first poll, then after it (still processing)
+    assert first is None and second is not None
+    assert second < 0.2 and rig.runner.poll_step.lead > 0.0  # from when it was sent, not answered
