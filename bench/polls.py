@@ -86,7 +86,10 @@ def observe(luma: FakeLuma, prefix: str) -> dict:
     for rec in luma.requests:
         if rec.method == "GET" and rec.path.startswith("/v1/generations/") and rec.generation_id in ids:
             gets.setdefault(rec.generation_id, []).append(rec.at)
-    delays = [min((t for t in gets.get(g.id, []) if t >= g.completes_at), default=math.nan) - g.completes_at
+    # (A GET that reached the fake a hair before the completion can be answered "completed":
+    # the fake reads its clock again to answer. Its delay is then 0.)
+    delays = [max(0.0, min((t for t in gets.get(g.id, []) if t >= g.completes_at),
+                           default=max(gets.get(g.id, []), default=math.nan)) - g.completes_at)
               for g in gens]
     first, last = min(g.created_at for g in gens), max(g.completes_at for g in gens)
     busy = sum(g.completes_at - g.created_at for g in gens)

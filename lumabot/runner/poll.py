@@ -116,5 +116,7 @@ class Poller:
             # It was still running when this GET was sent: the next poll is planned from then (not
             # from the answer, which would push every later poll back by a round trip).
             last_age = asked - sent
-            backlog = self.scheduler.waiting > 0
+            # Once planned for a backlog, a generation keeps that plan to the end (the last ones of
+            # a burst are what everyone's last images wait for; at most a slot's worth of them).
+            backlog = backlog or self.scheduler.waiting > 0
             next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=backlog, polling=self.polling)

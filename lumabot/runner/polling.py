@@ -39,12 +39,13 @@ from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
-BACKLOG_PRICE = 0.0065    # under backlog, a GET is worth this share of the median latency of idle slot
+BACKLOG_PRICE = 0.0095    # under backlog, a GET is worth this share of the median latency of idle slot
 HAZARD_WIDTH = 0.4        # the hazard is measured over this share of the median latency
 SCHEDULE_POINTS = 400     # the backlog schedule's table, from 0 to the oldest latency seen
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
+SMOOTHING = 0.05          # each EM round smooths the estimate over this share of the median either side
 Key = tuple[str, str]     # (model, type)
 
 
@@ -90,6 +91,12 @@ class Latencies:
         spans = [(min(int(low / width), GRID - 1), min(int(high / width), GRID - 1) + 1) for low, high in seen]
         again = top == self._top and len(self._p) == GRID
         p = [max(pj, 1e-9) for pj in self._p] if again else [1.0 / GRID] * GRID
+        # Smoothing (EMS): where the intervals cannot tell where in them generations finished,
+        # the plain estimate piles their mass at the intervals' ends, the planner then polls
+        # there, and learns more intervals ending there. A light box filter each round keeps the
+        # estimate a density.
+        middles = sorted((low + high) / 2 for low, high in seen)
+        reach = max(1, round(SMOOTHING * middles[n // 2] / width))
         for _ in range(EM_ROUNDS_AGAIN if again else EM_ROUNDS):
             cumulative = list(itertools.accumulate(p, initial=0.0))
             shares = [0.0] * (GRID + 1)
@@ -98,7 +105,7 @@ class Latencies:
                 if mass > 0.0:
                     shares[a] += 1.0 / mass
                     shares[b] -= 1.0 / mass
-            p = [pj * sj / n for pj, sj in zip(p, itertools.accumulate(shares[:GRID]))]
+            p = _smooth([pj * sj / n for pj, sj in zip(p, itertools.accumulate(shares[:GRID]))], reach)
         # One point per interval, at the quantiles (k + 1/2) / n, spread evenly within cells.
         points: list[float] = []
         cumulative = list(itertools.accumulate(p, initial=0.0))
@@ -154,6 +161,14 @@ class Latencies:
         pos = min(max(share, 0.0), 1.0) * (len(s) - 1)
         i = int(pos)
         return s[i] if i + 1 >= len(s) else s[i] + (s[i + 1] - s[i]) * (pos - i)
+
+
+def _smooth(p: list[float], reach: int) -> list[float]:
+    """`p` averaged over `reach` cells either side (fewer at the edges), in one pass."""
+    cumulative = list(itertools.accumulate(p, initial=0.0))
+    size = len(p)
+    return [(cumulative[min(size, j + reach + 1)] - cumulative[max(0, j - reach)]) / (min(size, j + reach + 1) - max(0, j - reach))
+            for j in range(size)]
 
 
 def _along(xs: list[float], ys: list[float], x: float) -> float:

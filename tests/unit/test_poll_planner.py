@@ -78,7 +78,7 @@ def test_with_very_many_pending_each_gap_stretches_to_keep_the_poll_rate():
 
 def test_the_chance_of_having_finished():
     p = learned(planner())
-    assert p.chance(UNI, None, 9.0) == 0.0 and p.chance(UNI, None, 200.0) == 1.0
+    assert p.chance(UNI, None, 9.0) < 0.02 and p.chance(UNI, None, 200.0) == 1.0  # (smoothed a little)
     assert abs(p.chance(UNI, 59.0, 84.0) - 0.5) < 0.02  # half of those running at 59 s end by 84 s
     fresh = planner()  # nothing learned: older is likelier
     assert fresh.chance(UNI, None, 30.0) < fresh.chance(UNI, None, 60.0) < 1.0
@@ -134,6 +134,5 @@ def test_it_learns_when_generations_finished_not_when_they_were_seen_finished():
     assert abs(learned.age_at(0.5) - 15.0) <= 0.5
     assert late._learned(UNI).age_at(0.5) >= 16.0  # (what it learned before)
     # and its spread too, though each generation was only seen within 4 s (Turnbull's estimate)
-    print([round(learned.age_at(q), 2) for q in (0.05, 0.1, 0.25, 0.75, 0.9, 0.95)])
     assert abs(learned.age_at(0.1) - 11.0) <= 0.5 and abs(learned.age_at(0.9) - 19.0) <= 0.5
     assert learned.cdf(9.5) <= 0.02 and learned.cdf(20.5) >= 0.98

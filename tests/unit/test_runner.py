@@ -343,3 +343,31 @@ async def test_the_next_poll_is_planned_from_when_the_last_was_sent(rig, monkeyp
     first, second = ages  # planned before the first poll, then after it (still processing)
     assert first is None and second is not None
     assert second < 0.2 and rig.runner.poll_step.lead > 0.0  # from when it was sent, not answered
+
+
+async def test_a_generation_planned_for_a_backlog_keeps_that_plan_when_the_line_empties(make_rig, monkeypatch):
+    """The last generations of a burst are what the burst's last images wait for: once their
+    polls are planned for a backlog, they stay on that plan after the line empties."""
+    rig = await make_rig(concurrency=1)
+    rig.luma.holding = True
+    asked: list[bool] = []
+
+    def next_poll_age(key, last_age, *, backlog, polling=1):
+        asked.append(backlog)
+        return (last_age or 0.0) + (0.01 if backlog else 600.0)
+
+    monkeypatch.setattr(rig.runner.polls, "next_poll_age", next_poll_age)
+    first, second = new_job("first", user="U1"), new_job("waits", user="U2")
+    await rig.runner.submit(first)
+    await eventually(lambda: asked == [False])
+    await rig.runner.submit(second)
+    await eventually(lambda: asked.count(True) >= 3)  # polled densely while the second waits
+    assert await rig.store.jobs.request_cancel(second.id, "U2")
+    rig.runner.cancel(second.id, "U2")
+    assert (await rig.settled(second.id)).state == JobState.CANCELLED
+    assert rig.scheduler.waiting == 0
+    seen = len(asked)
+    await eventually(lambda: len(asked) >= seen + 3)  # still polled densely, the line empty
+    rig.luma.holding = False
+    assert (await rig.settled(first.id)).state == JobState.DONE
+    assert asked[1:] == [True] * (len(asked) - 1)
