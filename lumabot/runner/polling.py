@@ -40,7 +40,7 @@ from typing import Awaitable, Callable
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
 BACKLOG_PRICE = 0.0095    # under backlog, a GET is worth this share of the median latency of idle slot
-HAZARD_WIDTH = 0.4        # the hazard's floor and its value past the oldest seen, over this share of the median
+HAZARD_WIDTH = 0.4        # the hazard is measured over this share of the median latency
 SCHEDULE_POINTS = 400     # the backlog schedule's table, from 0 to the oldest latency seen
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
@@ -61,7 +61,6 @@ class Latencies:
         self._seen: deque[tuple[float, float]] = deque(maxlen=window)
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
-        self._cumulative: list[float] = []  # ... and their running sums (from 0)
         self._top = 0.0
         self._schedule: tuple[list[float], list[float]] | None = None
         self._stale = False
@@ -118,8 +117,7 @@ class Latencies:
                 j += 1
             inside = (q - cumulative[j]) / p[j] if p[j] > 0 else 0.5
             points.append((j + min(max(inside, 0.0), 1.0)) * width)
-        self._points, self._p, self._top = points, [pj / total for pj in p], top
-        self._cumulative = [c / total for c in cumulative]
+        self._points, self._p, self._top = points, p, top
         self._schedule, self._stale = None, False
 
     def cdf(self, t: float) -> float:
@@ -127,16 +125,15 @@ class Latencies:
         return bisect.bisect_right(self._sorted, t) / len(self._sorted)
 
     def hazard(self, age: float) -> float:
-        """How fast generations still running at `age` finish (per second): the estimate's
-        density there over the share still running, read off its (smoothed) grid."""
+        """How fast generations still running at `age` finish (per second): the share of them
+        finishing within a window of HAZARD_WIDTH x the median around `age`."""
         width = max(self.age_at(0.5) * HAZARD_WIDTH, 1e-3)
-        floor = 1.0 / (10 * width * len(self._sorted))  # a stretch with no sample is not "never"
-        cell = max(self._top, 1e-6) / GRID
-        j = min(int(age / cell), GRID - 1)
-        alive = 1.0 - (self._cumulative[j] + self._p[j] * min(max(age / cell - j, 0.0), 1.0))
-        if age >= self._top or alive <= 1e-9:
+        low = max(0.0, age - width / 2)
+        alive = 1.0 - self.cdf(age)
+        floor = 1.0 / (10 * width * len(self._sorted))  # a window with no sample is not "never"
+        if alive <= 0.0:
             return 1.0 / width
-        return max(self._p[j] / cell / alive, floor)
+        return max((self.cdf(low + width) - self.cdf(low)) / (alive * width), floor)
 
     def backlog_poll_after(self, age: float) -> float | None:
         """Under backlog: the age of the next poll of a generation last looked at `age` (0: at
