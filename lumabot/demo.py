@@ -383,7 +383,9 @@ class _Player:
             size = _image_size(f.content)
             label = (f"[image: {f.filename} {size[0]}×{size[1]}]" if size
                      else f"[file: {f.filename}, {len(f.content)} bytes]")
-            entries.append(Entry(seq=f.seq, who=BOT_NAME, lines=[label], thread_ts=f.thread_ts,
+            # The file's message: its blocks (an image's buttons) above the file, as Slack shows it.
+            above = message_lines(None, f.blocks, self.users) if f.blocks else []
+            entries.append(Entry(seq=f.seq, who=BOT_NAME, lines=above + [label], thread_ts=f.thread_ts,
                                  ts=f.share_ts, image=saved.get(f.id)))
         entries.sort(key=lambda e: e.seq)
         self.transcript.entries = entries

@@ -43,7 +43,9 @@ def _message(e: Entry) -> str:
     from .demo import BOT_NAME
 
     kind = "bot" if e.who == BOT_NAME else "person"
-    body = (f'<img src="{escape(e.image)}" alt="{escape(e.lines[0] if e.lines else e.image)}">'
+    # An image's entry: what its message says (its buttons), then the file (its label last).
+    body = ("".join(_line(line) for line in e.lines[:-1])
+            + f'<img src="{escape(e.image)}" alt="{escape(e.lines[-1] if e.lines else e.image)}">'
             if e.image else "".join(_line(line) for line in e.lines))
     return (f'<div class="msg {kind}"><div class="avatar">{escape(e.who[:1].upper())}</div>'
             f'<div><div class="who">{escape(e.who)}</div>{body}</div></div>')

@@ -71,6 +71,9 @@ def _check_page(out: Path) -> None:
     assert images == NAMES and all((out / name).is_file() for name in images)
     assert all(f'src="{name}"' in thread for name in NAMES)  # all three land in the thread
     assert "Done in" in thread and "@alice" in thread and "✅" in html
+    # each image's buttons are on its message, just above it
+    assert all(re.search(r"\[Vary\][^<]*</div><img", part) for part in html.split('<div class="msg')
+               if "<img" in part)
 
 
 async def test_play_runs_the_three_steps_and_writes_three_different_images(tmp_path, monkeypatch):
@@ -94,6 +97,7 @@ async def test_play_runs_the_three_steps_and_writes_three_different_images(tmp_p
     assert "✅" in text and "@alice" in text
     assert "<@" not in text and ":white_check_mark:" not in text  # mrkdwn rendered for a terminal
     assert "[image: a-lighthouse-at-dusk.png 512×288]" in text
+    assert text.count("[Vary]") == 3  # each image's buttons, on its message
     # Thread replies are indented under their thread.
     lines = text.splitlines()
     assert any(line.startswith("alice ") and "/imagine a lighthouse" in line for line in lines)
