@@ -170,10 +170,13 @@ class Job(BaseModel):
     created_at: float = Field(default_factory=time.time)
     submitted_at: float | None = None
     completed_at: float | None = None     # Luma reported completed
+    # The age (seconds after submitted_at) of the last poll that saw the generation running: it
+    # finished between then and completed_at (what the poll planner learns, again after a restart).
+    running_seen: float | None = None
     finished_at: float | None = None      # done or failed, as the user sees it
     settled: bool = False                 # the user has been told the outcome
     cost_usd: float = 0.0                 # estimated price of one generation of this job
-    actions_ts: str | None = None         # the message with buttons under the delivered image
+    actions_ts: str | None = None         # the image's message, its buttons on it (once delivered)
     deleted: bool = False                 # the requester (or an admin) deleted the result
     session_id: str | None = None         # the creative session it belongs to
     queue_position: int | None = Field(default=None, exclude=True)  # shown, not stored

@@ -102,6 +102,7 @@ class Poller:
                 # Not written yet: it is recorded with the upload's file id (one commit less; a
                 # crash before that polls once more and finds it completed again).
                 job.state, job.completed_at = JobState.DELIVERING, time.time()
+                job.running_seen = last_age or 0.0  # (after a restart: not seen running since)
                 return gen.output_url
             if gen.state == "failed":
                 code = gen.failure_code or "generation_failed"

@@ -116,8 +116,8 @@ class Runner:
         await self.store.jobs.heartbeat(self.replica_id)
         # What the poll planner learned before the restart: the resumed generations are then
         # polled likeliest-finished first.
-        for key, seconds in await self.store.jobs.recent_latencies(self.polls.window):
-            self.polls.record(key, seconds)
+        for key, running, done in await self.store.jobs.recent_latencies(self.polls.window):
+            self.polls.record_seen(key, running, done)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
         # Every one of them, batch after batch (an unshared store has no lease loop to take the

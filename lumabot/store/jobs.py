@@ -43,7 +43,7 @@ _CANCELLED = sa.select(jobs.c.id, jobs.c.cancelled_by).where(
 _DELETED = sa.update(jobs).where(jobs.c.id == param("id")).values(deleted=True)
 _RECENT = sa.select(*JOB_SELECT).where(jobs.c.team_id == param("team"), jobs.c.user_id == param("user")).order_by(
     jobs.c.created_at.desc(), jobs.c.id.desc()).limit(param("limit"))
-_LATENCIES = sa.select(jobs.c.params, jobs.c.completed_at - jobs.c.submitted_at).where(
+_LATENCIES = sa.select(jobs.c.params, jobs.c.running_seen, jobs.c.completed_at - jobs.c.submitted_at).where(
     jobs.c.state == "done", jobs.c.completed_at.is_not(None), jobs.c.submitted_at.is_not(None)).order_by(
     jobs.c.completed_at.desc()).limit(param("limit"))
 _FOR_MESSAGE = sa.select(*JOB_SELECT).where(
@@ -251,10 +251,12 @@ class JobStore:
         """A person's latest jobs, newest first."""
         return [job_from_row(r) for r in await self.db.rows(_RECENT, team=team_id, user=user_id, limit=limit)]
 
-    async def recent_latencies(self, limit: int) -> list[tuple[tuple[str, str], float]]:
-        """(latency class, seconds from sent to seen completed) of the latest delivered jobs,
-        newest first: what the poll planner learned, for a restart."""
-        return [(GenerationParams.model_validate_json(r[0]).latency_class, float(r[1]))
+    async def recent_latencies(self, limit: int) -> list[tuple[tuple[str, str], float, float]]:
+        """(latency class, last seen running, seen completed), in seconds after it was sent, of
+        the latest delivered jobs, newest first: what the poll planner learned, for a restart.
+        A job recorded before the first was kept is taken as seen running until completed."""
+        return [(GenerationParams.model_validate_json(r[0]).latency_class,
+                 float(r[2]) if r[1] is None else float(r[1]), float(r[2]))
                 for r in await self.db.rows(_LATENCIES, limit=limit)]
 
     async def for_message(self, team_id: str, channel_id: str, ts: str) -> Job | None:

@@ -41,6 +41,7 @@ jobs = sa.Table(
     sa.Column("created_at", _FLOAT, nullable=False),
     sa.Column("submitted_at", _FLOAT),
     sa.Column("completed_at", _FLOAT),
+    sa.Column("running_seen", _FLOAT),
     sa.Column("finished_at", _FLOAT),
     sa.Column("deadline", _FLOAT),
     sa.Column("settled", _BOOL, nullable=False, server_default=sa.false()),

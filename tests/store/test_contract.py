@@ -410,11 +410,12 @@ async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
             ("uni-1", "image", False, JobState.FAILED), ("uni-1", "image", True, JobState.DONE)]):
         j = job(params=GenerationParams(prompt="p", model=model, type=kind, web_search=web), state=state, settled=True)
         j.submitted_at, j.completed_at = 100.0, 100.0 + 10 * (i + 1)
+        j.running_seen = None if i == 0 else 5.0 * (i + 1)  # (the first: recorded before it was kept)
         await store.jobs.create(j)
     await store.jobs.create(job())  # never sent
-    assert await store.jobs.recent_latencies(10) == [(("uni-1", "image+web"), 40.0), (("uni-1-max", "image_edit"), 20.0),
-                                                     (("uni-1", "image"), 10.0)]
-    assert await store.jobs.recent_latencies(1) == [(("uni-1", "image+web"), 40.0)]
+    assert await store.jobs.recent_latencies(10) == [
+        (("uni-1", "image+web"), 20.0, 40.0), (("uni-1-max", "image_edit"), 10.0, 20.0), (("uni-1", "image"), 10.0, 10.0)]
+    assert await store.jobs.recent_latencies(1) == [(("uni-1", "image+web"), 20.0, 40.0)]
 
 
 async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):

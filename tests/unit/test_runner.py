@@ -26,6 +26,8 @@ async def test_a_job_goes_from_queued_to_its_image_in_the_thread(rig):
     (upload,) = rig.notifier.uploads
     assert upload.content == f"image at https://outputs.example/{job.generation_id}.png?v=0".encode()
     assert upload.remembered_before_share and job.slack_file_id == upload.file_id
+    # seen running at its first poll, completed at its second: kept for the planner's restarts
+    assert job.running_seen is not None and 0.0 <= job.running_seen < job.completed_at - job.submitted_at
     # The status message changes only when what it shows changes: posted as generating (a slot
     # was free: the job went straight to Luma), then done.
     assert [shown[0] for _, shown in rig.notifier.posted_shown] == ["generating"]
@@ -371,3 +373,19 @@ async def test_a_generation_planned_for_a_backlog_keeps_that_plan_when_the_line_
     rig.luma.holding = False
     assert (await rig.settled(first.id)).state == JobState.DONE
     assert asked[1:] == [True] * (len(asked) - 1)
+
+
+async def test_after_a_restart_the_planner_learns_the_intervals_the_last_run_saw(make_rig):
+    """A generation is only known to have finished between two polls: after a restart the planner
+    learns that interval again (not the moment it was seen finished, which is late)."""
+    rig = await make_rig()
+    now = time.time()
+    for i in range(20):
+        job = new_job(f"before {i}")
+        job.state, job.settled, job.attempts = JobState.DONE, True, 1
+        job.submitted_at, job.completed_at, job.running_seen = now - 500, now - 500 + 12.0, 8.0
+        await rig.store.jobs.create(job)
+    await rig.runner.resume()
+    learned = rig.runner.polls._learned(("uni-1", "image"))
+    assert learned is not None and 8.0 <= learned.age_at(0.5) <= 12.0  # within (8, 12], not at 12
+    assert learned.age_at(0.5) < 11.5

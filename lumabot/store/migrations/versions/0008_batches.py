@@ -21,6 +21,8 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("batch_index", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("jobs", sa.Column("batch_size", sa.Integer(), nullable=False, server_default="1"))
     op.add_column("jobs", sa.Column("origin", sa.Text()))
+    # When a generation was last seen running (the poll planner learns intervals: issue #27).
+    op.add_column("jobs", sa.Column("running_seen", sa.Float(precision=53)))
     op.create_table(
         "pending_requests",
         sa.Column("id", sa.Text(), primary_key=True),
