@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Callable
 
 from ..jobs.batches import BatchProgress
 from ..jobs.models import Job, JobState
@@ -15,6 +17,9 @@ from ..store import Store, StoreUnavailable
 
 log = logging.getLogger("lumabot.runner")
 
+# A batch not shown for this long is forgotten here (its jobs were taken over by another replica,
+# which finishes them); should it come back, its status is read afresh.
+FORGET_AFTER = 3600.0
 _ORDER = {JobState.QUEUED: 0, JobState.SUBMITTING: 1, JobState.GENERATING: 2, JobState.DELIVERING: 3}
 
 
@@ -27,12 +32,20 @@ def _further(a: Job, b: Job) -> Job:
 
 
 class StatusBoard:
-    def __init__(self, store: Store, notifier: Notifier):
+    def __init__(self, store: Store, notifier: Notifier, *, clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.notifier = notifier
+        self._clock = clock
         self._live: dict[str, dict[str, Job]] = {}        # batch id -> job id -> latest copy seen
         self._shown: dict[str, tuple[object, ...]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._touched: dict[str, float] = {}              # batch id -> when it was last shown
+        self._swept = clock()
+
+    @property
+    def batches(self) -> int:
+        """Batches whose status this replica keeps track of."""
+        return len(self._touched)
 
     async def show(self, job: Job) -> None:
         """Show `job`'s current state on its status message (best effort: cosmetic)."""
@@ -43,6 +56,10 @@ class StatusBoard:
             return
         assert job.batch_id is not None
         batch_id = job.batch_id
+        now = self._clock()
+        self._touched[batch_id] = now
+        if now - self._swept >= FORGET_AFTER / 4:
+            self._forget_idle(now)
         live = self._live.setdefault(batch_id, {})
         live[job.id] = job
         async with self._locks.setdefault(batch_id, asyncio.Lock()):
@@ -61,6 +78,15 @@ class StatusBoard:
             self._shown[batch_id] = progress.shown()
             await self.notifier.update_status(job, progress)
             if progress.finished:
-                self._live.pop(batch_id, None)
-                self._shown.pop(batch_id, None)
-                self._locks.pop(batch_id, None)
+                self._drop(batch_id)
+
+    def _forget_idle(self, now: float) -> None:
+        self._swept = now
+        for batch_id, at in list(self._touched.items()):
+            lock = self._locks.get(batch_id)
+            if now - at >= FORGET_AFTER and not (lock is not None and lock.locked()):
+                self._drop(batch_id)
+
+    def _drop(self, batch_id: str) -> None:
+        for kept in (self._live, self._shown, self._locks, self._touched):
+            kept.pop(batch_id, None)
