@@ -4,9 +4,12 @@ a fake Luma API on 127.0.0.1, all in this process."""
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from lumabot.app import LumaBot
 from lumabot.config import load_settings
@@ -29,6 +32,18 @@ def _no_proxy_no_env(monkeypatch):
     for var in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL",
                 "LUMA_AGENTS_API_KEY", "LUMA_BASE_URL", "LUMABOT_DATABASE_URL", "PORT"):
         monkeypatch.delenv(var, raising=False)
+
+
+@asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on 127.0.0.1 while the block runs: its port."""
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ from lumabot.testing.fake_slack import (
     validate_blocks,
 )
 
+from .conftest import served
+
 
 @pytest.fixture
 async def fake():
@@ -493,13 +495,8 @@ async def bolt_app(fake):
         client=AsyncWebClient(token=fake.bot_token, base_url=fake.api_url),
         signing_secret=fake.signing_secret,
     )
-    runner = web.AppRunner(app.web_app(path="/slack/events"), shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
-    yield app, url
-    await runner.cleanup()
+    async with served(app.web_app(path="/slack/events")) as port:
+        yield app, f"http://127.0.0.1:{port}/slack/events"
 
 
 async def test_bolt_http_mode_end_to_end(fake, bolt_app):
@@ -609,16 +606,10 @@ async def test_the_split_view_events_and_methods_look_like_slacks(fake, client):
 
     server = web.Application()
     server.router.add_post("/slack/events", app)
-    runner = web.AppRunner(server)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/slack/events"  # type: ignore[union-attr]
-    try:
+    async with served(server) as port:
+        url = f"http://127.0.0.1:{port}/slack/events"
         thread = await fake.open_assistant_thread(url, user="U1", looking_at="C1")
         await fake.assistant_says(url, thread, "a lighthouse")
-    finally:
-        await runner.cleanup()
     started, said = (body["event"] for body in received)
     started["assistant_thread"]["context"]["enterprise_id"] = "E1"   # (None outside Enterprise Grid)
     assert _shape(started) == _shape(DOCUMENTED_THREAD_STARTED)

@@ -13,7 +13,7 @@ import aiohttp
 
 from lumabot.testing.process import free_port
 
-from .conftest import bot_env
+from .conftest import bot_env, served
 
 
 def _env(tmp_path, slack, luma, **extra: str) -> dict[str, str]:
@@ -102,15 +102,11 @@ async def test_healthcheck_follows_healthz_wherever_it_is_served(tmp_path, slack
 
     unhealthy = web.Application()
     unhealthy.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(unhealthy)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = str(runner.addresses[0][1])
-    metrics = str(free_port())
-    env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=metrics, PORT=port)
-    env.pop("SLACK_SIGNING_SECRET")
-    try:
+    async with served(unhealthy) as held:
+        port = str(held)
+        metrics = str(free_port())
+        env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=metrics, PORT=port)
+        env.pop("SLACK_SIGNING_SECRET")
         check = await _start(env, tmp_path, "healthcheck")
         await asyncio.wait_for(check.communicate(), 30)
         assert check.returncode == 1  # nothing runs yet
@@ -127,5 +123,3 @@ async def test_healthcheck_follows_healthz_wherever_it_is_served(tmp_path, slack
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0
-    finally:
-        await runner.cleanup()

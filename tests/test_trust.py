@@ -29,6 +29,8 @@ from lumabot.testing.fake_slack import (
     reaction_event,
 )
 
+from .conftest import served
+
 INJECTION = "<!channel> hi <!here> <@U2> <!subteam^S1|@design> <https://evil.example|docs.lumalabs.ai> & co"
 MARKUP = ("<!channel>", "<!here>", "<@U2>", "<!subteam", "<https://evil", "|docs.lumalabs.ai>")
 
@@ -118,12 +120,7 @@ async def test_file_urls_on_other_hosts_never_get_the_token(harness):
 
     app = web.Application()
     app.router.add_get("/{name}", evil)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with served(app) as port:
         first = await h.finished((await h.imagine("a house")).id)
         f = h.slack.add_user_file(png(), name="x.png", mimetype="image/png")
         f["url_private_download"] = f["url_private"] = f"http://127.0.0.1:{port}/x.png"
@@ -133,8 +130,6 @@ async def test_file_urls_on_other_hosts_never_get_the_token(harness):
         assert "only downloads files from Slack" in h.thread_texts(first.status_ts)[-1]
         assert seen == []
         assert len(h.luma.creates) == 1
-    finally:
-        await runner.cleanup()
 
 
 def test_token_hosts_are_slack_over_https_and_the_configured_api():

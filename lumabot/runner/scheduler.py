@@ -162,7 +162,7 @@ class Scheduler:
         """A waiting job costs its id here, not a task and a live job, until its turn comes
         (then `on_grant`). A job that would not wait is not parked (it acquires), unless
         `always`: it is then granted at once."""
-        if self.on_grant is None or job_id in self._parked or (not always and self._free_now()):
+        if self.on_grant is None or job_id in self._parked or (not always and self.looks_free()):
             return False
         waiter = _Waiter(job_id, sys.intern(user_key), None)  # one copy of each person's key
         self._parked[job_id] = waiter
@@ -176,11 +176,8 @@ class Scheduler:
         self._remove(waiter)
         return True
 
-    def _free_now(self) -> bool:
-        return not self._queues and self._grant().count > 0
-
     def looks_free(self) -> bool:
-        return self._free_now()
+        return not self._queues and self._grant().count > 0
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""

@@ -151,7 +151,7 @@ class SlackNotifier:
             log.info("assistant.threads.setStatus failed: %s", slack_error_name(exc))
 
     async def find_posted(self, job: Job, kind: PostKind) -> str | None:
-        """The ts of the job's `kind` message ("status", "failure", "actions") if it is in
+        """The ts of the job's `kind` message ("status", "failure") if it is in
         Slack already: looked up by its metadata, for recovery after a crash only (Slack limits
         conversations.history and .replies tightly)."""
         thread = job.thread_ts if kind == "status" else job.root_ts
@@ -234,12 +234,9 @@ class SlackNotifier:
         try:
             client = await self._client(team_id)
             await client.chat_postEphemeral(channel=channel_id, user=user_id, text=clip(note))
-        except SlackApiError as exc:
-            if exc.response.get("error") == "user_not_in_channel":
-                return False
-            log.info("chat.postEphemeral failed: %s", slack_error_name(exc))
-            return None
         except Exception as exc:
+            if slack_error_name(exc) == "user_not_in_channel":
+                return False
             log.info("chat.postEphemeral failed: %s", slack_error_name(exc))
             return None
         return True
@@ -346,7 +343,7 @@ class SlackNotifier:
         return True
 
     # -- direct messages (budget alerts, exports) --------------------------------------------
-    async def _dm_channel(self, team_id: str, user_id: str) -> str:
+    async def dm_channel(self, team_id: str, user_id: str) -> str:
         """lumabot's DM channel with a person (conversations.open, scope im:write; remembered)."""
         if (team_id, user_id) in self._dms:
             return self._dms[team_id, user_id]
@@ -358,16 +355,13 @@ class SlackNotifier:
         self._dms[team_id, user_id] = channel = resp["channel"]["id"]
         return channel
 
-    async def dm_channel(self, team_id: str, user_id: str) -> str:
-        return await self._dm_channel(team_id, user_id)
-
     async def send_dm(self, team_id: str, user_id: str, text: str) -> None:
-        await self.post_message(team_id, await self._dm_channel(team_id, user_id), text)
+        await self.post_message(team_id, await self.dm_channel(team_id, user_id), text)
 
     async def send_file_dm(self, team_id: str, user_id: str, filename: str, content: bytes | Path,
                            comment: str) -> None:
         """A report: uploaded again after a failure, harmlessly (no file id is recorded)."""
-        channel = await self._dm_channel(team_id, user_id)
+        channel = await self.dm_channel(team_id, user_id)
         length = len(content) if isinstance(content, bytes) else content.stat().st_size
         file_id = await self._reserve(team_id, filename=filename, length=length, title=filename)
         await self._send(team_id, self._upload_urls.pop(file_id), file_id, content,
