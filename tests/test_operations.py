@@ -111,6 +111,8 @@ async def test_sigterm_finishes_uploads_in_progress_and_leaves_the_rest(tmp_path
         await _wait(all_settled)
     finally:
         await restarted.stop()
+    outcome = {j.params.prompt: (j.state, j.failure_code) for j in await _all_jobs(db_path)}
+    assert outcome["still generating"] == (JobState.DONE, None)
     assert len([f for f in slack.files if f.shared]) == 2
 
 
