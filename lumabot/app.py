@@ -22,12 +22,14 @@ from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, Settings
 from .intake import Intake
 from .presets import Presets
 from .quotas import Quotas
+from .luma.accounts import LumaAccounts
 from .luma.client import LumaClient
 from .luma.output import LumaOutputs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .runner import Runner
 from .runner.scheduler import Scheduler, SlotScheduler
+from .runner.schedulers import AccountSchedulers
 from .runner.shared_scheduler import SharedScheduler
 from .sessions import Sessions
 from .slack import ingress, listeners
@@ -76,17 +78,25 @@ class LumaBot:
         self.metrics = Metrics()
         self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
                                timeout=settings.luma_request_timeout, metrics=self.metrics)
+        # Workspaces may use their own Luma key (`/luma admin luma-key`): an account each.
+        self.accounts = LumaAccounts(
+            self.luma, self.store.luma_keys, sealer=settings.sealer(),
+            connect=lambda key: LumaClient(api_key=key, base_url=settings.luma_base_url,
+                                           timeout=settings.luma_request_timeout, metrics=self.metrics))
         transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
         self.notifier = SlackNotifier(self.workspaces, self.http, self.metrics, transfers=transfers)
         runner_config = settings.runner()
-        # Luma's limits: in memory for one process (SQLite), in the database for several replicas.
-        self.scheduler: SlotScheduler = (
-            SharedScheduler(self.store, settings.luma_concurrency,
-                            replica_id=runner_config.replica_id, rate_window=settings.luma_rate_window)
-            if self.store.shared
-            else Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window))
+        # Luma's limits, per account: in memory for one process (SQLite), in the database for
+        # several replicas.
+        def scheduler(account: str) -> SlotScheduler:
+            if self.store.shared:
+                return SharedScheduler(self.store, settings.luma_concurrency, replica_id=runner_config.replica_id,
+                                       rate_window=settings.luma_rate_window, account=account)
+            return Scheduler(settings.luma_concurrency, rate_window=settings.luma_rate_window)
+
+        self.scheduler = AccountSchedulers(scheduler)
         self.inputs = SlackFiles(self.workspaces, self.http, token_hosts=TokenHosts(settings.slack_api_url))
-        self.runner = Runner(store=self.store, luma=self.luma, notifier=self.notifier,
+        self.runner = Runner(store=self.store, luma=self.accounts, notifier=self.notifier,
                              outputs=LumaOutputs(self.http, transfers), inputs=self.inputs,
                              scheduler=self.scheduler, config=runner_config, metrics=self.metrics)
         self.quotas = Quotas(self.store, settings.prices(), settings.limits())
@@ -171,6 +181,7 @@ class LumaBot:
             await self._runner.cleanup()
         self.metrics.stop()
         await self.luma.close()
+        await self.accounts.close()
         self.inputs.close()
         await self.http.aclose()
         await self.store.close()

@@ -40,6 +40,12 @@ FAILURE_MESSAGES: dict[str, str] = {
                       "Please tell a workspace admin to top it up.",
     "misconfigured": "lumabot is misconfigured: Luma refused its API key. Please tell a workspace "
                      "admin (the details are in lumabot's log).",
+    "own_key_refused": "Luma refused this workspace's own Luma key (revoked, or its account suspended), "
+                       "so nothing was generated. A workspace admin can set a new one with "
+                       "`/luma admin luma-key`, or remove it to use the shared one.",
+    "luma_key_removed": "This workspace's own Luma key was removed before the image was finished, so "
+                        "lumabot cannot reach it any more (nothing more will be charged to it). Please "
+                        "try again: new images use the key the workspace has now.",
     "bad_request": "Luma refused the request",
     "timeout": "The image was not ready in time, so lumabot gave up waiting. Please try again.",
     "submit_uncertain": "Luma did not answer when the image was requested. To avoid paying twice, "

@@ -24,6 +24,9 @@ MAX_GENERATION_ATTEMPTS = 2
 # Luma has no idempotency key: a create whose answer a crash lost is sent again at most this
 # many times in a job's life; after that the person is told the outcome is uncertain.
 MAX_BLIND_RESENDS = 1
+# The Luma account of the operator's key (LUMA_AGENTS_API_KEY); a workspace with its own key is
+# an account of its own, named by its team id.
+DEFAULT_ACCOUNT = "default"
 
 
 class JobState(StrEnum):
@@ -194,6 +197,9 @@ class Job(BaseModel):
     batch_index: int = 0
     batch_size: int = 1
     origin: Origin = Field(default_factory=Origin)   # where it came from (its Info)
+    # The Luma account its generation goes to: DEFAULT_ACCOUNT (the operator's key) or the id of
+    # the workspace whose own key it uses. Decided when the job is recorded, kept for its life.
+    account: str = DEFAULT_ACCOUNT
 
     @property
     def in_batch(self) -> bool:

@@ -10,8 +10,9 @@ from contextlib import AsyncExitStack
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job, JobState, KnownImage
+from ..luma.accounts import LumaAccounts, NoLumaKey
 from ..luma.client import LumaError, LumaRateLimited, LumaUnavailable
-from ..ports import DeliveryError, LumaApi, Output, OutputExpired, OutputSource
+from ..ports import DeliveryError, Output, OutputExpired, OutputSource
 from .messages import Messages
 from .record import JobFailed, Recorder, Shutdown, log_context
 from .retry import Backoff
@@ -22,14 +23,14 @@ Hook = Callable[[Job, Output], Awaitable[None]]
 
 
 class Deliverer:
-    def __init__(self, record: Recorder, messages: Messages, outputs: OutputSource, luma: LumaApi,
+    def __init__(self, record: Recorder, messages: Messages, outputs: OutputSource, accounts: LumaAccounts,
                  shutdown: Shutdown):
         self.record = record
         self.config = record.config
         self.notifier = record.notifier
         self.messages = messages
         self.outputs = outputs
-        self.luma = luma
+        self.accounts = accounts
         self.shutdown = shutdown
         # Called with (job, output) after an image is delivered (sessions use it).
         self.on_delivered: list[Hook] = []
@@ -109,7 +110,11 @@ class Deliverer:
 
     async def _fresh_output_url(self, job: Job) -> str:
         assert job.generation_id
-        gen = await self.luma.get(job.generation_id)
+        try:
+            luma = await self.accounts.client(job.account)
+        except NoLumaKey:
+            raise JobFailed("luma_key_removed") from None
+        gen = await luma.get(job.generation_id)
         if gen.state != "completed" or not gen.output_url:
             raise LumaUnavailable(f"generation is {gen.state} without output")
         return gen.output_url

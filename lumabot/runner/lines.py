@@ -8,7 +8,7 @@ import logging
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job
-from .scheduler import SlotScheduler
+from .schedulers import AccountSchedulers
 
 log = logging.getLogger("lumabot.runner")
 
@@ -16,7 +16,7 @@ LOOK_AHEAD = 2000  # places in line looked at per tick
 
 
 class LineReporter:
-    def __init__(self, scheduler: SlotScheduler, show: Callable[[Job], Awaitable[None]],
+    def __init__(self, scheduler: AccountSchedulers, show: Callable[[Job], Awaitable[None]],
                  live_job: Callable[[str], Job | None],
                  *, interval: float, per_tick: int,
                  load: Callable[[str], Awaitable[Job | None]] | None = None):

@@ -11,22 +11,22 @@ import time
 from ..jobs.failures import RETRYABLE_FAILURE_CODES
 from ..jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
 from ..luma.client import LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
-from ..ports import LumaApi
+from ..luma.accounts import LumaAccounts, NoLumaKey
 from .polling import PollPlanner
 from .record import JobFailed, Recorder, log_context, rejected
 from .retry import Backoff
-from .scheduler import SlotScheduler
+from .schedulers import AccountSchedulers
 
 log = logging.getLogger("lumabot.runner")
 
 
 class Poller:
-    def __init__(self, record: Recorder, scheduler: SlotScheduler, luma: LumaApi, planner: PollPlanner):
+    def __init__(self, record: Recorder, schedulers: AccountSchedulers, accounts: LumaAccounts, planner: PollPlanner):
         self.record = record
         self.config = record.config
         self.metrics = record.metrics
-        self.scheduler = scheduler
-        self.luma = luma
+        self.schedulers = schedulers
+        self.accounts = accounts
         self.planner = planner
         self.polling = 0  # generations being polled right now
         # Half a GET's round trip (smoothed): a poll leaves this much early, so that it reaches
@@ -65,7 +65,12 @@ class Poller:
         assert job.generation_id and job.submitted_at and job.deadline
         key, sent = job.params.latency_class, job.submitted_at
         last_age: float | None = None  # the age of the last poll (after a restart: unknown)
-        backlog = self.scheduler.waiting > 0
+        scheduler = self.schedulers.for_job(job.id, job.account)   # its Luma account's
+        try:
+            luma = await self.accounts.client(job.account)
+        except NoLumaKey:   # the workspace's key was removed while its generation ran
+            raise JobFailed("luma_key_removed") from None
+        backlog = scheduler.waiting > 0
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)
         while True:
@@ -78,7 +83,7 @@ class Poller:
             await self.planner.pace(self.planner.chance(key, last_age, time.time() - sent))
             asked = time.time()
             try:
-                gen = await self.luma.get(job.generation_id)
+                gen = await luma.get(job.generation_id)
                 self.lead += (min(time.time() - asked, 1.0) / 2 - self.lead) / 8
             except (LumaUnavailable, LumaRateLimited) as e:
                 log.info("luma get failed, retrying: %s", e,
@@ -96,7 +101,7 @@ class Poller:
             if gen.state in ("completed", "failed"):
                 latency = time.time() - sent
                 self.planner.record_seen(key, last_age or 0.0, latency)
-                self.scheduler.release(job.id)
+                scheduler.release(job.id)
             if gen.state == "completed":
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)
                 # Not written yet: it is recorded with the upload's file id (one commit less; a
@@ -119,5 +124,5 @@ class Poller:
             last_age = asked - sent
             # Once planned for a backlog, a generation keeps that plan to the end (the last ones of
             # a burst are what everyone's last images wait for; at most a slot's worth of them).
-            backlog = backlog or self.scheduler.waiting > 0
+            backlog = backlog or scheduler.waiting > 0
             next_poll = sent + self.planner.next_poll_age(key, last_age, backlog=backlog, polling=self.polling)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from ..jobs.models import Job, JobState
+from ..jobs.models import DEFAULT_ACCOUNT, Job, JobState
 from ..luma.client import LumaRejected
 from ..metrics import Metrics
 from ..ports import Notifier
@@ -134,6 +134,10 @@ class Recorder:
 def rejected(job: Job, error: LumaRejected) -> JobFailed:
     """Luma's final answer to a create or a poll, logged loudly when the key is refused."""
     extra = {**log_context(job), "luma_request_id": error.request_id}
+    if error.code == "misconfigured" and job.account != DEFAULT_ACCOUNT:
+        # A workspace's own key, not the operator's: the workspace's admins can mend it.
+        log.warning("luma refused a workspace's own key (%s %s)", error.status, error, extra=extra)
+        return JobFailed("own_key_refused", str(error))
     if error.code == "misconfigured":
         log.critical("LUMA REFUSED THE API KEY (%s %s): check LUMA_AGENTS_API_KEY and the Luma "
                      "account", error.status, error, extra=extra)

@@ -27,6 +27,7 @@ from typing import Any
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.admission import Admission, AdmissionRules
 from ..jobs.slots import line_key
+from ..luma.accounts import LumaAccounts
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
 from ..store import JobCancelled, JobLost, Store, StoreUnavailable
@@ -39,6 +40,7 @@ from .polling import PollPlanner
 from .record import JobFailed, Parked, Recorder, RunnerConfig, Shutdown, log_context
 from .retry import retry
 from .scheduler import SlotScheduler
+from .schedulers import AccountSchedulers
 from .submit import Submitter
 
 log = logging.getLogger("lumabot.runner")
@@ -48,11 +50,15 @@ CLAIM_BATCH = 1000  # jobs claimed per store call
 
 
 class Runner:
-    def __init__(self, *, store: Store, luma: LumaApi, notifier: Notifier, outputs: OutputSource,
-                 inputs: InputFiles, scheduler: SlotScheduler, config: RunnerConfig,
+    def __init__(self, *, store: Store, luma: LumaApi | LumaAccounts, notifier: Notifier, outputs: OutputSource,
+                 inputs: InputFiles, scheduler: SlotScheduler | AccountSchedulers, config: RunnerConfig,
                  metrics: Metrics | None = None):
+        """`luma`: the operator's client (every job on the default account) or the accounts of
+        workspaces' own keys; `scheduler`: one for every account, or one per account."""
         self.store = store
-        self.scheduler = scheduler
+        self.accounts = luma if isinstance(luma, LumaAccounts) else LumaAccounts(luma)
+        self.scheduler = (scheduler if isinstance(scheduler, AccountSchedulers)
+                          else AccountSchedulers.single(scheduler))
         self.config = config
         self.metrics = metrics or Metrics()
         self.shutdown = Shutdown()
@@ -61,16 +67,15 @@ class Runner:
         self.polls = PollPlanner(first_poll_delay=config.first_poll_delay,
                                  poll_interval=config.poll_interval,
                                  max_polls_per_second=config.max_polls_per_second)
-        self.submit_step = Submitter(self.record, scheduler, inputs, luma, self.shutdown)
-        self.poll_step = Poller(self.record, scheduler, luma, self.polls)
-        self.deliver_step = Deliverer(self.record, self.messages, outputs, luma, self.shutdown)
-        self.lines = LineReporter(scheduler, self.record.status.show, self._live_job,
+        self.submit_step = Submitter(self.record, self.scheduler, inputs, self.accounts, self.shutdown)
+        self.poll_step = Poller(self.record, self.scheduler, self.accounts, self.polls)
+        self.deliver_step = Deliverer(self.record, self.messages, outputs, self.accounts, self.shutdown)
+        self.lines = LineReporter(self.scheduler, self.record.status.show, self._live_job,
                                   interval=config.queue_update_interval,
                                   per_tick=config.queue_updates_per_tick, load=self.store.jobs.get)
-        # A job waiting for a slot is parked there: no task, no live job, until its turn.
-        scheduler.on_grant = self._granted
-        # Polls planned while nobody waited are planned again for the backlog when one begins.
-        scheduler.on_backlog = self.poll_step.backlog_began
+        # A job waiting for a slot is parked there: no task, no live job, until its turn. Polls
+        # planned while nobody waited are planned again for the backlog when one begins.
+        self.scheduler.listen(on_grant=self._granted, on_backlog=self.poll_step.backlog_began)
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._jobs: dict[str, Job] = {}  # the live job objects of running tasks
@@ -95,8 +100,9 @@ class Runner:
         for all of them or none) and start them. Nothing starts for a duplicate dedupe key (a
         retried Slack event) or a refusal."""
         jobs = [jobs] if isinstance(jobs, Job) else jobs
+        account = await self.accounts.account_for(jobs[0].team_id)  # (cached: no read per request)
         for job in jobs:
-            job.owner, job.epoch = self.replica_id, 0
+            job.owner, job.epoch, job.account = self.replica_id, 0, account
         admission = await self.store.jobs.create(jobs, dedupe_key=dedupe_key, rules=rules)
         if admission.status == "created":
             request = deadline.current()
@@ -136,7 +142,7 @@ class Runner:
         job is not let through on a slot one of them still holds."""
         stale = self.config.takeover_seconds if stale_after is None else stale_after
         parks = self.scheduler.parks
-        line: list[tuple[str, str, bool]] = []  # queued jobs to park: id, person, retry (front)
+        line: list[tuple[str, str, bool, str]] = []  # queued jobs to park: id, person, retry (front), account
         jobs: list[Job] = []                     # the others, each started with its task
         after: tuple[float, str] | None = None
         count = 0
@@ -147,7 +153,8 @@ class Runner:
             count += len(batch)
             for job in batch:
                 if parks and job.state == JobState.QUEUED and job.status_ts and not job.cancelled_by:
-                    line.append((job.id, line_key(job.team_id, job.user_id), job.waiting_reason is not None))
+                    line.append((job.id, line_key(job.team_id, job.user_id), job.waiting_reason is not None,
+                                 job.account))
                 else:
                     jobs.append(job)
             if len(batch) < want:
@@ -163,9 +170,10 @@ class Runner:
         jobs.sort(key=likeliest_done_first)
         for job in jobs:
             if job.state == JobState.GENERATING:
-                self.scheduler.hold(job.id)
-        for job_id, key, front in line:
-            self.scheduler.park(job_id, key, front=front, always=True)  # its task starts at its turn
+                self.scheduler.for_job(job.id, job.account).hold(job.id)
+        for job_id, key, front, account in line:
+            # its task starts at its turn
+            self.scheduler.for_job(job_id, account).park(job_id, key, front=front, always=True)
         for job in jobs:
             self._start(job, resumed=True)
         if count:
@@ -317,7 +325,9 @@ class Runner:
 
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
-        self._jobs.pop(job_id, None)
+        job = self._jobs.pop(job_id, None)
+        if job is not None and job.state.finished:
+            self.scheduler.forget(job_id)
 
     # -- the state machine ---------------------------------------------------------------------
     async def _run(self, job: Job, resumed: bool = False, granted: bool = False) -> None:
@@ -341,7 +351,8 @@ class Runner:
             if resumed and job.state == JobState.SUBMITTING:
                 self._resend_after_crash(job)
             if not job.status_ts and not job.state.finished:
-                await self.messages.announce(job, resumed, at_once=not granted and self.scheduler.looks_free())
+                at_once = not granted and self.scheduler.for_job(job.id, job.account).looks_free()
+                await self.messages.announce(job, resumed, at_once=at_once)
             output_url: str | None = None
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):

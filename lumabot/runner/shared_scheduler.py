@@ -22,6 +22,7 @@ import itertools
 from collections import deque
 from typing import Awaitable, Callable
 
+from ..jobs.models import DEFAULT_ACCOUNT
 from ..store import JobLost, Store, StoreUnavailable
 from .scheduler import probe_period
 
@@ -33,8 +34,9 @@ TICK = 1.0
 
 class SharedScheduler:
     def __init__(self, store: Store, concurrency: int, *, replica_id: str,
-                 rate_window: float = 60.0):
+                 rate_window: float = 60.0, account: str = DEFAULT_ACCOUNT):
         self.store = store
+        self.slots = store.slots if account == DEFAULT_ACCOUNT else store.slots.for_account(account)
         self.replica_id = replica_id  # slots are only touched for jobs this replica owns
         self.concurrency = concurrency
         self.rate_window = rate_window
@@ -82,7 +84,7 @@ class SharedScheduler:
             return False
         self._holding.add(job_id)
         self._parked.add(job_id)
-        queued = self._later(lambda: self.store.slots.enqueue(job_id, user_key, front=front,
+        queued = self._later(lambda: self.slots.enqueue(job_id, user_key, front=front,
                                                               replica_id=self.replica_id))
         queued.add_done_callback(lambda f: self._not_queued(job_id, f))
         return True
@@ -107,7 +109,7 @@ class SharedScheduler:
 
     async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` jobs in line (every replica's) and their places, read now."""
-        return list(zip(await self.store.slots.front(limit), itertools.count(1)))
+        return list(zip(await self.slots.front(limit), itertools.count(1)))
 
     # -- the scheduler's interface ---------------------------------------------------------------
     async def acquire(self, job_id: str, user_key: str, *, front: bool = False) -> None:
@@ -116,7 +118,7 @@ class SharedScheduler:
         # same tick.
         fut = self._waiters[job_id] = asyncio.get_running_loop().create_future()
         try:
-            await self._later(lambda: self.store.slots.enqueue(job_id, user_key, front=front,
+            await self._later(lambda: self.slots.enqueue(job_id, user_key, front=front,
                                                                replica_id=self.replica_id))
             self._wake.set()
             await fut
@@ -131,23 +133,23 @@ class SharedScheduler:
 
     def hold(self, job_id: str) -> None:
         self._holding.add(job_id)
-        self._later(lambda: self.store.slots.hold(job_id))
+        self._later(lambda: self.slots.hold(job_id))
 
     def release(self, job_id: str) -> None:
         """Free the job's slot, or its place in line if it waits with a task (a parked job
         leaves the line through `unpark`)."""
         if job_id in self._holding and job_id not in self._parked:
             self._holding.discard(job_id)
-            self._later(lambda: self.store.slots.release(job_id, self.replica_id))
+            self._later(lambda: self.slots.release(job_id, self.replica_id))
 
     def rate_limited(self, retry_after: float) -> None:
-        self._later(lambda: self.store.slots.pause(retry_after))
+        self._later(lambda: self.slots.pause(retry_after))
 
     def too_many_concurrent(self, job_id: str, retry_after: float) -> None:
-        self._later(lambda: self.store.slots.too_many(job_id, retry_after, self.probe_period))
+        self._later(lambda: self.slots.too_many(job_id, retry_after, self.probe_period))
 
     def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None) -> None:
-        self._later(lambda: self.store.slots.observe_rate(limit, remaining, reset_at_unix,
+        self._later(lambda: self.slots.observe_rate(limit, remaining, reset_at_unix,
                                                           self.rate_window))
 
     # -- the dispatcher ----------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class SharedScheduler:
             except Exception:
                 log.exception("slot dispatch failed")
             self._wake.clear()
-            waits = [asyncio.ensure_future(self.store.slots.wait(wait)),
+            waits = [asyncio.ensure_future(self.slots.wait(wait)),
                      asyncio.ensure_future(self._wake.wait())]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -209,10 +211,10 @@ class SharedScheduler:
                 if not done.done():
                     done.set_result(None)
             self._ops.popleft()
-        _, wait = await self.store.slots.dispatch(concurrency=self.concurrency,
+        _, wait = await self.slots.dispatch(concurrency=self.concurrency,
                                                   rate_window=self.rate_window,
                                                   probe_period=self.probe_period)
-        for job_id in await self.store.slots.granted_to(self.replica_id):
+        for job_id in await self.slots.granted_to(self.replica_id):
             fut = self._waiters.pop(job_id, None)
             if fut is not None:
                 if not fut.done():
@@ -222,7 +224,7 @@ class SharedScheduler:
                 assert self.on_grant is not None
                 self.on_grant(job_id)
         was_waiting = self._waiting
-        self._waiting, self._in_flight = await self.store.slots.counts()
+        self._waiting, self._in_flight = await self.slots.counts()
         if self._waiting and not was_waiting and self.on_backlog is not None:
             self.on_backlog()
         return min(TICK, wait) if wait > 0 else TICK

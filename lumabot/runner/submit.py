@@ -12,24 +12,26 @@ from typing import Literal
 from ..jobs.identity import luma_user_id
 from ..jobs.models import GenerationParams, ImageSource, Job, JobState
 from ..jobs.slots import line_key
+from ..luma.accounts import LumaAccounts, NoLumaKey
 from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
-from ..ports import InputError, InputFiles, LumaApi
+from ..ports import InputError, InputFiles
 from ..store import StoreUnavailable
 from .record import JobFailed, Parked, Recorder, Shutdown, log_context, rejected
 from .retry import Backoff
 from .scheduler import SlotScheduler
+from .schedulers import AccountSchedulers
 
 log = logging.getLogger("lumabot.runner")
 
 
 class Submitter:
-    def __init__(self, record: Recorder, scheduler: SlotScheduler, inputs: InputFiles, luma: LumaApi,
+    def __init__(self, record: Recorder, schedulers: AccountSchedulers, inputs: InputFiles, accounts: LumaAccounts,
                  shutdown: Shutdown):
         self.record = record
         self.config = record.config
-        self.scheduler = scheduler
+        self.schedulers = schedulers
         self.inputs = inputs
-        self.luma = luma
+        self.accounts = accounts
         self.shutdown = shutdown
 
     async def __call__(self, job: Job, *, granted: bool = False) -> None:
@@ -38,24 +40,25 @@ class Submitter:
         first_try = time.time()
         backoff = Backoff(self.config.retry_backoff)
         line = line_key(job.team_id, job.user_id)   # its person's line, within its workspace's
+        scheduler = self.schedulers.for_job(job.id, job.account)   # its Luma account's
         while True:
             if self.shutdown.stopping:
                 raise asyncio.CancelledError()
             front = job.waiting_reason is not None
             if granted:
                 granted = False
-            elif job.state == JobState.QUEUED and self.scheduler.park(job.id, line, front=front):
+            elif job.state == JobState.QUEUED and scheduler.park(job.id, line, front=front):
                 raise Parked()
             else:
-                await self.scheduler.acquire(job.id, line, front=front)
+                await scheduler.acquire(job.id, line, front=front)
             params = await self._prepare_inputs(job)
             if params is None:
-                self.scheduler.release(job.id)
+                scheduler.release(job.id)
                 if time.time() - first_try > self.config.generation_timeout:
                     raise JobFailed("image_download_failed")
                 await backoff.sleep()
                 continue
-            outcome = await self._create(job, params, give_up=first_try + self.config.generation_timeout)
+            outcome = await self._create(job, params, scheduler, give_up=first_try + self.config.generation_timeout)
             if outcome == "created":
                 return
             if outcome == "unavailable":
@@ -90,33 +93,38 @@ class Submitter:
             refs.append(ref)
         return params.model_copy(update={"image_refs": refs})
 
-    async def _create(self, job: Job, params: GenerationParams, *,
+    async def _create(self, job: Job, params: GenerationParams, scheduler: SlotScheduler, *,
                       give_up: float) -> Literal["created", "rate_limited", "unavailable"]:
         """One create: "created" once Luma has the generation; otherwise why to try again."""
+        try:
+            luma = await self.accounts.client(job.account)
+        except NoLumaKey:
+            scheduler.release(job.id)
+            raise JobFailed("luma_key_removed") from None
         async with self.shutdown.critical(job.id):  # never cut a create short: its answer is its only record
             job.state = JobState.SUBMITTING
             job.submit_tries += 1
             await self.record.save(job)
-            create = self.luma.create(params, user_id=luma_user_id(
+            create = luma.create(params, user_id=luma_user_id(
                 job.team_id, job.user_id, self.config.user_hash_salt))
             del params  # the prepared images live only as long as the create
             try:
                 gen, rate = await create
             except LumaRateLimited as e:
-                self.scheduler.release(job.id)
+                scheduler.release(job.id)
                 if e.kind == "concurrency":
-                    self.scheduler.too_many_concurrent(job.id, e.retry_after)
+                    scheduler.too_many_concurrent(job.id, e.retry_after)
                 else:
-                    self.scheduler.rate_limited(e.retry_after)
+                    scheduler.rate_limited(e.retry_after)
                 log.info("luma 429 (%s): waiting", e.kind,
                          extra={**log_context(job), "luma_request_id": e.request_id})
                 await self.record.set_state(job, JobState.QUEUED, waiting_reason="capacity")
                 return "rate_limited"
             except LumaRejected as e:
-                self.scheduler.release(job.id)
+                scheduler.release(job.id)
                 raise rejected(job, e) from None
             except LumaUnavailable as e:
-                self.scheduler.release(job.id)
+                scheduler.release(job.id)
                 log.warning("luma create failed: %s", e,
                             extra={**log_context(job), "luma_request_id": e.request_id})
                 if e.maybe_created:
@@ -125,7 +133,7 @@ class Submitter:
                     raise JobFailed("luma_unavailable") from None
                 await self.record.set_state(job, JobState.QUEUED)
                 return "unavailable"
-            self.scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
+            scheduler.observe_rate(rate.limit, rate.remaining, rate.reset)
             now = time.time()
             await self.record.set_state(job, JobState.GENERATING, generation_id=gen.id, waiting_reason=None,
                                         queue_position=None, attempts=job.attempts + 1, submitted_at=now,

@@ -13,7 +13,8 @@ The store is narrow stores by concern, each small enough to read in one sitting:
 - `pending`: requests held until their person confirms their cost;
 - `presets`: presets and their reference images;
 - `studio`: the threads of the private studio in Slack's AI split view;
-- `tenants`: the workspaces served and their Enterprise Grid organisation.
+- `tenants`: the workspaces served and their Enterprise Grid organisation;
+- `luma_keys`: workspaces' own Luma keys.
 
 `open_store(url)` gives them all on one database."""
 
@@ -24,6 +25,7 @@ from .errors import JobCancelled, JobLost, StoreUnavailable
 from .images import ImageStore
 from .jobs import JobStore
 from .keys import KeyStore
+from .luma_keys import LumaKeyStore
 from .pending import PendingStore
 from .presets import PresetStore
 from .studio import StudioStore
@@ -49,6 +51,7 @@ class Store:
         self.pending = PendingStore(db)
         self.presets = PresetStore(db)
         self.studio = StudioStore(db)
+        self.luma_keys = LumaKeyStore(db)
 
     @property
     def shared(self) -> bool:
@@ -86,6 +89,6 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
     return await pg_peek_revision(database_url), migrate.head()
 
 
-__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "PendingStore", "PolicyStore", "PresetStore", "StudioStore",
+__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "LumaKeyStore", "PendingStore", "PolicyStore", "PresetStore", "StudioStore",
            "SessionStore",
            "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

@@ -64,6 +64,9 @@ jobs = sa.Table(
     sa.Column("batch_index", _INT, nullable=False, server_default="0"),
     sa.Column("batch_size", _INT, nullable=False, server_default="1"),
     sa.Column("origin", _TEXT),  # where it came from, for its Info (jobs/models.py Origin, JSON)
+    # The Luma account its generation goes to: "default" (the operator's key) or the workspace
+    # whose own key it uses (`luma_keys`).
+    sa.Column("account", _TEXT, nullable=False, server_default="default"),
 )
 UNSETTLED = jobs.c.settled == sa.false()
 sa.Index("jobs_unsettled", jobs.c.created_at, sqlite_where=UNSETTLED, postgresql_where=UNSETTLED)
@@ -93,6 +96,15 @@ presets = sa.Table(
     sa.Column("created_at", _FLOAT, nullable=False),
 )
 sa.Index("presets_name", presets.c.team_id, presets.c.owner_id, presets.c.name, unique=True)
+# A workspace's own Luma key (`/luma admin luma-key`): its jobs go to that account. Sealed with
+# LUMABOT_ENCRYPTION_KEY when it is set (secrets.py).
+luma_keys = sa.Table(
+    "luma_keys", metadata,
+    sa.Column("team_id", _TEXT, primary_key=True),
+    sa.Column("api_key", _TEXT, nullable=False),
+    sa.Column("set_by", _TEXT, nullable=False),
+    sa.Column("set_at", _FLOAT, nullable=False),
+)
 preset_refs = sa.Table(
     "preset_refs", metadata,
     sa.Column("preset_id", _TEXT, primary_key=True),

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..jobs import slots
+from ..jobs.models import DEFAULT_ACCOUNT
 from ..jobs.slots import Ceiling
 from .dialects import now
 from .errors import JobLost
@@ -21,7 +22,8 @@ from .schema import (IN_OWN_LINE, jobs, luma_account, luma_slots, luma_submissio
                      luma_waiting)
 from .sql import SLOTS_CHANGED, Database, Tx, param
 
-ACCOUNT = "default"  # one Luma account for now; a job's account id comes with several workspaces
+# Every statement is about one Luma account's limits and line: the store's (`SlotStore.account`).
+ACCOUNT = param("account")
 
 _OWNER = sa.select(jobs.c.owner).where(jobs.c.id == param("job")).with_for_update(read=True)
 _TURN = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(turn=luma_account.c.turn + 1).returning(
@@ -124,10 +126,29 @@ def _upserts(insert: Any) -> tuple[Any, Any, Any, Any, Any]:
             insert(luma_slots).values(job_id=param("job"), account=ACCOUNT, granted_at=now()).on_conflict_do_nothing())
 
 
+@functools.cache
+def _open_account(insert: Any) -> Any:
+    return insert(luma_account).values(id=ACCOUNT).on_conflict_do_nothing()
+
+
 class SlotStore:
-    def __init__(self, db: Database):
+    """One Luma account's line and limits (`account`: DEFAULT_ACCOUNT, the operator's key, or a
+    workspace with its own key: `for_account`)."""
+
+    def __init__(self, db: Database, account: str = DEFAULT_ACCOUNT):
         self.db = db
+        self.account = account
         self._join_turns, self._team_joins, self._wait, self._grant, self._hold = _upserts(db.insert)
+        self._open_account = _open_account(db.insert)
+
+    def for_account(self, account: str) -> "SlotStore":
+        return SlotStore(self.db, account)
+
+    async def _open(self, tx: Tx) -> None:
+        """The account's row (its limits, whose turn it is) exists before it is locked or read
+        (the default account's is made by the migrations; another's costs one statement)."""
+        if self.account != DEFAULT_ACCOUNT:
+            await tx.execute(self._open_account, account=self.account)
 
     async def enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:
         """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
@@ -135,17 +156,18 @@ class SlotStore:
         its people; the front, for a retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
         job (fencing: a stale replica must not touch the slots of a job taken from it)."""
         async with self.db.write() as tx:
-            if await tx.scalar(_OWNER, job=job_id) != replica_id:
+            if await tx.scalar(_OWNER, job=job_id, account=self.account) != replica_id:
                 raise JobLost(job_id)
-            turn = int(await tx.scalar(_TURN))
-            await tx.execute(_UNSLOT, job=job_id)
+            await self._open(tx)
+            turn = int(await tx.scalar(_TURN, account=self.account))
+            await tx.execute(_UNSLOT, job=job_id, account=self.account)
             team, served = slots.team_of(user_key), slots.joins(turn, front=front)
-            if await tx.row(_TEAM_OTHERS_WAITING, team=team, job=job_id) is None:
-                await tx.execute(self._team_joins, team=team, served=served)
-            if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id) is None:
-                await tx.execute(self._join_turns, user=user_key, team=team, served=served)
+            if await tx.row(_TEAM_OTHERS_WAITING, team=team, job=job_id, account=self.account) is None:
+                await tx.execute(self._team_joins, team=team, served=served, account=self.account)
+            if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id, account=self.account) is None:
+                await tx.execute(self._join_turns, user=user_key, team=team, served=served, account=self.account)
             await tx.execute(self._wait, job=job_id, user=user_key, team=team, front=front, seq=turn,
-                             replica=replica_id)
+                             replica=replica_id, account=self.account)
 
     async def dispatch(self, *, concurrency: int, rate_window: float, probe_period: float) -> tuple[list[str], float]:
         """Grant slots to the jobs whose turn it is, under every limit, for all replicas at
@@ -153,29 +175,30 @@ class SlotStore:
         when nothing waits for time). The account row is locked first and everything is
         counted in later statements, which see what other replicas committed meanwhile."""
         async with self.db.write() as tx:
-            account = await tx.row(_ACCOUNT)
+            await self._open(tx)
+            account = await tx.row(_ACCOUNT, account=self.account)
             assert account is not None
             estimate, estimate_until, rate_limit, paused_until, clock = account
             stored = Ceiling(estimate, estimate_until)
             ceiling = stored.now(concurrency, clock, probe_period)
             if ceiling != stored:
-                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until)
-            await tx.execute(_SETTLED_SLOTS)
-            await tx.execute(_OLD_SUBMISSIONS, before=clock - rate_window)
-            decision = slots.grant(in_flight=int(await tx.scalar(_IN_FLIGHT)), limit=ceiling.limit(concurrency),
-                                   recent=[float(r[0]) for r in await tx.rows(_RECENT)], rate_limit=rate_limit,
+                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until, account=self.account)
+            await tx.execute(_SETTLED_SLOTS, account=self.account)
+            await tx.execute(_OLD_SUBMISSIONS, before=clock - rate_window, account=self.account)
+            decision = slots.grant(in_flight=int(await tx.scalar(_IN_FLIGHT, account=self.account)), limit=ceiling.limit(concurrency),
+                                   recent=[float(r[0]) for r in await tx.rows(_RECENT, account=self.account)], rate_limit=rate_limit,
                                    paused_until=paused_until, now=clock, rate_window=rate_window)
             granted: list[str] = []
             while len(granted) < decision.count:
-                team = await tx.scalar(_NEXT_TEAM)
+                team = await tx.scalar(_NEXT_TEAM, account=self.account)
                 if team is None:
                     break
-                person = await tx.scalar(_NEXT_PERSON, team=team)
-                nxt = await tx.row(_NEXT_OF, user=person) if person is not None else None
+                person = await tx.scalar(_NEXT_PERSON, team=team, account=self.account)
+                nxt = await tx.row(_NEXT_OF, user=person, account=self.account) if person is not None else None
                 if nxt is None:  # (a turn left behind: cannot happen, but must not stop the line)
                     if person is not None:
-                        await tx.execute(_DONE_WAITING, user=person)
-                    await tx.execute(_TEAM_DONE_WAITING, team=team)
+                        await tx.execute(_DONE_WAITING, user=person, account=self.account)
+                    await tx.execute(_TEAM_DONE_WAITING, team=team, account=self.account)
                     continue
                 job_id, replica = nxt
                 await self._grant_one(tx, job_id, team, person, replica)
@@ -185,55 +208,57 @@ class SlotStore:
             return granted, decision.wait if len(granted) == decision.count else 0.0
 
     async def _grant_one(self, tx: Tx, job_id: str, team: str, user_key: str, replica: str | None) -> None:
-        turn = int(await tx.scalar(_TURN))
-        await tx.execute(_LEAVE_LINE, job=job_id)
-        await tx.execute(self._grant, job=job_id, replica=replica)
-        await tx.execute(_SUBMITTED)
-        await tx.execute(_SERVED, user=user_key, turn=turn)
-        await tx.execute(_TEAM_SERVED, team=team, turn=turn)
-        await tx.execute(_DONE_WAITING, user=user_key)
-        await tx.execute(_TEAM_DONE_WAITING, team=team)
+        turn = int(await tx.scalar(_TURN, account=self.account))
+        await tx.execute(_LEAVE_LINE, job=job_id, account=self.account)
+        await tx.execute(self._grant, job=job_id, replica=replica, account=self.account)
+        await tx.execute(_SUBMITTED, account=self.account)
+        await tx.execute(_SERVED, user=user_key, turn=turn, account=self.account)
+        await tx.execute(_TEAM_SERVED, team=team, turn=turn, account=self.account)
+        await tx.execute(_DONE_WAITING, user=user_key, account=self.account)
+        await tx.execute(_TEAM_DONE_WAITING, team=team, account=self.account)
 
     async def granted_to(self, replica_id: str) -> list[str]:
         """The jobs of `replica_id` granted a slot since it last asked (each told once)."""
         async with self.db.write() as tx:
-            return [r[0] for r in await tx.rows(_UNTOLD, replica=replica_id)]
+            return [r[0] for r in await tx.rows(_UNTOLD, replica=replica_id, account=self.account)]
 
     async def release(self, job_id: str, replica_id: str) -> None:
         """Free the job's slot (or its place in line), if `replica_id` still owns the job."""
         async with self.db.write() as tx:
-            freed = await tx.execute(_FREE, job=job_id, replica=replica_id)
-            for user_key, team in await tx.rows(_OUT_OF_LINE, job=job_id, replica=replica_id):
-                await tx.execute(_DONE_WAITING, user=user_key)
-                await tx.execute(_TEAM_DONE_WAITING, team=team)
+            freed = await tx.execute(_FREE, job=job_id, replica=replica_id, account=self.account)
+            for user_key, team in await tx.rows(_OUT_OF_LINE, job=job_id, replica=replica_id, account=self.account):
+                await tx.execute(_DONE_WAITING, user=user_key, account=self.account)
+                await tx.execute(_TEAM_DONE_WAITING, team=team, account=self.account)
             if freed:
                 await self.db.wake_replicas(tx, SLOTS_CHANGED)
 
     async def hold(self, job_id: str) -> None:
         """A generation already at Luma (a job taken over while generating) holds a slot."""
         async with self.db.write() as tx:
-            await tx.execute(self._hold, job=job_id)
+            await tx.execute(self._hold, job=job_id, account=self.account)
 
     async def pause(self, seconds: float) -> None:
         """Luma said "Rate limit exceeded": nobody submits for `seconds` (the later of this and
         a pause already in force, as slots.paused says, in one statement)."""
         async with self.db.write() as tx:
-            await tx.execute(_PAUSE, seconds=max(0.0, seconds))
+            await self._open(tx)
+            await tx.execute(_PAUSE, seconds=max(0.0, seconds), account=self.account)
 
     async def too_many(self, job_id: str, retry_after: float, probe_period: float) -> None:
         """Luma said "Too many concurrent jobs" to `job_id` (whose slot is freed): slots.py
         decides the ceiling, or a pause when nothing else is in flight."""
         async with self.db.write() as tx:
-            row = await tx.row(_CEILING)
+            await self._open(tx)
+            row = await tx.row(_CEILING, account=self.account)
             assert row is not None
             estimate, until, clock = row
             ceiling, pause = slots.too_many_concurrent(
-                Ceiling(estimate, until), others_in_flight=int(await tx.scalar(_OTHERS_IN_FLIGHT, job=job_id)),
+                Ceiling(estimate, until), others_in_flight=int(await tx.scalar(_OTHERS_IN_FLIGHT, job=job_id, account=self.account)),
                 now=clock, retry_after=retry_after, probe=probe_period)
             if pause is not None:
-                await tx.execute(_PAUSE, seconds=max(0.0, pause))
+                await tx.execute(_PAUSE, seconds=max(0.0, pause), account=self.account)
             else:
-                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until)
+                await tx.execute(_ESTIMATE, estimate=ceiling.estimate, until=ceiling.until, account=self.account)
 
     async def observe_rate(self, limit: int | None, remaining: int | None, reset_at_unix: float | None,
                            rate_window: float) -> None:
@@ -241,19 +266,20 @@ class SlotStore:
         learned, wait = slots.rate_headers(limit, remaining, reset_at_unix, time.time(), rate_window)
         if learned is not None:
             async with self.db.write() as tx:
-                await tx.execute(_RATE, limit=learned)
+                await self._open(tx)
+                await tx.execute(_RATE, limit=learned, account=self.account)
         if wait is not None:
             await self.pause(wait)
 
     async def counts(self) -> tuple[int, int]:
         """(how many jobs wait for a slot, how many slots are held)."""
-        row = await self.db.row(_COUNTS)
+        row = await self.db.row(_COUNTS, account=self.account)
         assert row is not None
         return int(row[0]), int(row[1])
 
     async def front(self, limit: int) -> list[str]:
         """The first `limit` jobs in line, in the order they will be let through."""
-        return [r[0] for r in await self.db.rows(_FRONT, limit=limit)]
+        return [r[0] for r in await self.db.rows(_FRONT, limit=limit, account=self.account)]
 
     async def wait(self, timeout: float) -> None:
         """Return when slots are granted or freed by any replica, or after `timeout`."""

@@ -8,6 +8,9 @@ it.  Besides the happy path it can script failures: asynchronous ``failed`` gene
 (:meth:`FakeLuma.drop_next`), slow answers (:meth:`FakeLuma.stall_next`), held generations
 (:class:`Outcome` ``hold=True`` + :meth:`FakeLuma.release`), expired URLs
 (:meth:`FakeLuma.expire_urls`) and both account limits (``rpm_limit``, ``concurrency_limit``).
+More Luma accounts (a workspace's own key) come with :meth:`FakeLuma.add_key`: each sees only
+its own generations (another's id answers 404, as Luma's per-account ids do) and has its own
+concurrency limit.
 
 Usage::
 
@@ -177,6 +180,7 @@ class FakeGeneration:
     output_format: str = "png"
     held: bool = False
     get_count: int = 0
+    api_key: str = ""  # the key (Luma account) that created it: only that key can read it
     answered: bool = True  # False when the 201 was lost (drop_next(after_create=True))
 
     @property
@@ -293,6 +297,10 @@ class FakeLuma:
         self.record_requests = record_requests
         # Draw pictures that show what happened (the demo) instead of a flat colour per prompt.
         self.illustrate = illustrate
+
+        # Other Luma accounts (a workspace's own key): key -> its concurrency limit (None: none).
+        # Each account sees only its own generations and has its own limits.
+        self.accounts: dict[str, int | None] = {}
 
         self.base_url = ""
         self.root_url = ""
@@ -411,6 +419,14 @@ class FakeLuma:
         self._injections[m].extend(
             _Injection("stall", seconds=seconds, after_create=after_create) for _ in range(count)
         )
+
+    def add_key(self, api_key: str, *, concurrency_limit: int | None = None) -> None:
+        """Another Luma account, reached with `api_key`, with its own concurrency limit."""
+        self.accounts[api_key] = concurrency_limit
+
+    def created_with(self, api_key: str) -> list[FakeGeneration]:
+        """The generations created with this key, in order."""
+        return [g for g in self.generations.values() if g.api_key == api_key]
 
     def clear_injections(self) -> None:
         for q in self._injections.values():
@@ -567,17 +583,19 @@ class FakeLuma:
                 raise _ApiError(405, "Method Not Allowed")
             return await self._download(request, rec)
         if path == "/v1" or path.startswith("/v1/"):
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            auth = request.headers.get("Authorization", "")
+            key = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+            if key != self.api_key and key not in self.accounts:
                 raise _ApiError(401, "Invalid API key")
             if path.rstrip("/") == "/v1/generations":
                 if method != "POST":
                     raise _ApiError(405, "Method Not Allowed")
-                return await self._create(request, rec)
+                return await self._create(request, rec, key)
             parts = path.split("/")  # ["", "v1", "generations", id]
             if len(parts) == 4 and parts[2] == "generations" and parts[3]:
                 if method != "GET":
                     raise _ApiError(405, "Method Not Allowed")
-                return await self._get(request, rec, parts[3])
+                return await self._get(request, rec, parts[3], key)
         raise _ApiError(404, "Not Found")
 
     def _take(self, method: str) -> _Injection | None:
@@ -612,7 +630,7 @@ class FakeLuma:
 
     # ---------------------------------------------------------------- POST /v1/generations
 
-    async def _create(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
+    async def _create(self, request: web.Request, rec: RecordedRequest, key: str) -> web.StreamResponse:
         self.stats["posts"] += 1
         try:
             raw = await request.read()
@@ -638,9 +656,13 @@ class FakeLuma:
                 raise _ApiError(400, "body: must be a JSON object")
 
             now = time.monotonic()
-            self._check_limits(now)
+            if key == self.api_key:
+                self._check_limits(now)
+            else:
+                self._check_account_limits(now, key)
             spec = self._validate(body, now)
             gen = self._new_generation(body, spec, now)
+            gen.api_key = key
         except _ApiError:
             if inj is not None and inj.after_create and inj.kind == "drop":
                 raise _Drop() from None
@@ -686,13 +708,26 @@ class FakeLuma:
                 raise _ApiError(429, "Rate limit exceeded", headers)
         if self.concurrency_limit is not None:
             self._reap(now)
-            if len(self._active) >= self.concurrency_limit:
+            active = len(self._active)
+            if self.accounts:  # only this account's generations count
+                active = sum(1 for gid in self._active if self.generations[gid].api_key == self.api_key)
+            if active >= self.concurrency_limit:
                 headers = {"Retry-After": str(self.concurrency_retry_after)}
                 if self.retry_after_ms:
                     headers["Retry-After-Ms"] = str(self.concurrency_retry_after * 1000)
                 self.stats["429"] += 1
                 self.stats["concurrency"] += 1
                 raise _ApiError(429, "Too many concurrent jobs", headers)
+
+    def _check_account_limits(self, now: float, key: str) -> None:
+        """Another account's concurrency limit (its generations alone count)."""
+        limit = self.accounts[key]
+        if limit is None:
+            return
+        self._reap(now)
+        if sum(1 for gid in self._active if self.generations[gid].api_key == key) >= limit:
+            self.stats["429"] += 1
+            raise _ApiError(429, "Too many concurrent jobs", {"Retry-After": str(self.concurrency_retry_after)})
 
     def _validate(self, body: dict, now: float) -> dict:
         prompt = body.get("prompt")
@@ -936,13 +971,13 @@ class FakeLuma:
 
     # ---------------------------------------------------------------- GET /v1/generations/{id}
 
-    async def _get(self, request: web.Request, rec: RecordedRequest, gid: str) -> web.StreamResponse:
+    async def _get(self, request: web.Request, rec: RecordedRequest, gid: str, key: str) -> web.StreamResponse:
         self.stats["gets"] += 1
         rec.generation_id = gid
         inj = self._take("GET")
         await self._before(request, inj)
         gen = self.generations.get(gid)
-        if gen is None:
+        if gen is None or gen.api_key != key:  # (another account's generation is not found either)
             raise _ApiError(404, "Generation not found")
         now = time.monotonic()
         gen.get_count += 1
