@@ -121,7 +121,7 @@ class LumaBot:
         self.retention = Retention(self.store, self.quotas)
         self.admin = AdminCommands(self.store, Reports(self.store, self.quotas), self.retention,
                                    Exports(self.store, self.notifier, max_bytes=settings.export_max_mb * 2**20),
-                                   self.admins)
+                                   self.admins, self.accounts)
         listeners.register(self.bolt, listeners.Lumabot(self.intake, self.notifier, self.admins, self.admin,
                                                         home_team=self.home_team, uninstalled=self._uninstalled,
                                                         seen=self._seen if self.installations else None,
@@ -224,8 +224,8 @@ class LumaBot:
                            event: dict[str, Any]) -> None:
         """app_uninstalled, or tokens_revoked for the bot: in OAuth mode the installation's
         tokens are deleted at once (an org-wide one: for every workspace of the organisation),
-        and its workspaces' jobs that wait for Luma are cancelled (nothing more is sent to Luma
-        for them); later requests from them are refused by Bolt's authorize."""
+        with the workspace's own Luma key, and its workspaces' jobs that wait for Luma are
+        cancelled (nothing more is sent to Luma for them); later requests from them are refused by Bolt's authorize."""
         if self.installations is None or not (team_id or org_wide):
             return  # single-token mode: the operator replaces SLACK_BOT_TOKEN
         if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
@@ -240,6 +240,7 @@ class LumaBot:
         cancelled = 0
         for team in gone:
             self.workspaces.forget(team)
+            await self.accounts.remove_key(team)  # its own Luma key goes with its tokens
             cancelled += await self.intake.workspace_gone(team)
         log.info("lumabot was uninstalled from %d workspace%s: tokens deleted, %d waiting job%s cancelled",
                  len(gone), "" if len(gone) == 1 else "s", cancelled, "" if cancelled == 1 else "s",

@@ -16,6 +16,8 @@ from ..jobs.flags import PromptError
 from ..jobs.models import MAX_IMAGES_PER_REQUEST
 from ..jobs.policy import MaxAccess, Policy
 from ..jobs.text import channel_ref, money, user_ref
+from ..luma.accounts import KeyRefused, LumaAccounts
+from ..luma.client import LumaError
 from ..ports import AdminDirectory
 from ..store import Store
 from .export import Exports
@@ -45,6 +47,9 @@ ADMIN_HELP = "\n".join([
     "• `/luma admin forget @person`: delete that person's prompts, history and thumbnails now",
     "• `/luma admin forget-workspace confirm`: delete everything lumabot keeps about this workspace "
     "(before removing lumabot from it)",
+    "• `/luma admin luma-key`: this workspace's own Luma API key (a private form; checked with Luma, "
+    "stored encrypted, never shown again): its images then go to its own Luma account and count against "
+    "its limits · `luma-key remove`: back to the shared key",
     "• `/luma admin log`: the last 20 changes",
     "• `/luma admin org <setting>`: on Enterprise Grid, for the organisation's admins: the same settings for "
     "every workspace of the organisation, which a workspace can only tighten",
@@ -76,10 +81,18 @@ MAX_RETENTION_DAYS = 3650
 
 @dataclass
 class AdminAnswer:
-    """What the admin is told at once, and work to do after the ack (its text is sent when done)."""
+    """What the admin is told at once, and work to do after the ack (its text is sent when done);
+    `form`: a private form to open instead (LUMA_KEY_FORM), `text` being what it explains."""
 
     text: str
     later: Callable[[], Awaitable[str]] | None = None
+    form: str | None = None
+
+
+LUMA_KEY_FORM = "luma_key"
+OWN_KEY_SET = ("This workspace now uses its own Luma account: new images go to it and count against its "
+               "limits and balance. Images already waiting keep the account they were asked on. "
+               "`/luma admin luma-key remove` goes back to the shared key.")
 
 
 def _named(token: str, pattern: re.Pattern[str], what: str, prefix: str) -> str:
@@ -124,8 +137,9 @@ def _usage_error(what: str) -> PromptError:
 
 class AdminCommands:
     def __init__(self, store: Store, reports: Reports, retention: Retention, exports: Exports,
-                 admins: AdminDirectory):
+                 admins: AdminDirectory, accounts: LumaAccounts | None = None):
         self.store = store
+        self.accounts = accounts
         self.exports = exports
         self.reports = reports
         self.retention = retention
@@ -137,7 +151,10 @@ class AdminCommands:
         verb, rest = (args[0].lower(), args[1:]) if args else ("", [])
         try:
             if verb in ("", "help", "policy"):
-                return AdminAnswer(f"{await self.reports.policy_text(team_id)}\n\n{ADMIN_HELP}")
+                return AdminAnswer(f"{await self.reports.policy_text(team_id)}\n{await self._account_text(team_id)}"
+                                   f"\n\n{ADMIN_HELP}")
+            if verb == "luma-key":
+                return await self._luma_key(team_id, user_id, [w.lower() for w in rest])
             if verb == "usage":
                 return AdminAnswer(await self.reports.usage(team_id, rest[0] if rest else None))
             if verb == "export":
@@ -262,6 +279,52 @@ class AdminCommands:
             # the hint for `budget channel #c`, before the general help
             raise _usage_error("Use `budget channel #channel 50` (dollars a month) or `budget channel #channel off`.")
         raise _usage_error("Use `budget month 200`, `budget day 20`, `budget channel #c 50` or `budget off`.")
+
+    # -- the workspace's own Luma key ------------------------------------------------------------
+    async def _account_text(self, team_id: str) -> str:
+        info = await self.accounts.info(team_id) if self.accounts is not None else None
+        if info is None:
+            return "• Luma account: the shared one (lumabot's operator's key)"
+        return (f"• Luma account: this workspace's own (key set by {user_ref(info.set_by)} on "
+                f"{datetime.fromtimestamp(info.set_at, timezone.utc):%Y-%m-%d})")
+
+    async def _luma_key(self, team_id: str, user_id: str, words: list[str]) -> AdminAnswer:
+        if self.accounts is None or self.accounts.keys is None:
+            return AdminAnswer("This lumabot uses one Luma account for every workspace.")
+        if words == ["remove"]:
+            if not await self.accounts.remove_key(team_id):
+                return AdminAnswer("This workspace has no Luma key of its own: it uses the shared one.")
+            await self.store.policy.update(team_id, lambda p: p, by=user_id, change="own Luma key removed")
+            return AdminAnswer("Removed this workspace's Luma key: new images use the shared key. Images already "
+                               "sent to the workspace's account cannot be finished without it and fail.")
+        if words:
+            raise _usage_error("Use `luma-key` (a form for the key) or `luma-key remove`.")
+        info = await self.accounts.info(team_id)
+        return AdminAnswer(
+            "Paste an API key of the workspace's Luma account (Luma's dashboard, API keys). lumabot checks it with "
+            "Luma, stores it encrypted and never shows it again."
+            + (f" It replaces the key {user_ref(info.set_by)} set on "
+               f"{datetime.fromtimestamp(info.set_at, timezone.utc):%Y-%m-%d}." if info else ""),
+            form=LUMA_KEY_FORM)
+
+    async def set_luma_key(self, team_id: str, user_id: str, key: str) -> str:
+        """The form's key: checked with Luma and saved (PromptError on the form's field
+        otherwise). What the admin is told."""
+        if not await self.admins.is_admin(team_id, user_id):
+            raise PromptError(NOT_ADMIN, field="key")
+        key = key.strip()
+        if not key or len(key) > 500 or any(c.isspace() for c in key):
+            raise PromptError("That does not look like an API key (one word, no spaces).", field="key")
+        assert self.accounts is not None
+        try:
+            await self.accounts.set_key(team_id, key, by=user_id)
+        except KeyRefused as exc:
+            raise PromptError(f"{exc}. Nothing was saved.", field="key") from None
+        except LumaError:
+            raise PromptError("Luma could not be reached to check the key. Nothing was saved; please try again.",
+                              field="key") from None
+        await self.store.policy.update(team_id, lambda p: p, by=user_id, change="own Luma key set")
+        return OWN_KEY_SET
 
     # -- reports and data ------------------------------------------------------------------------
     async def _log(self, team_id: str) -> str:

@@ -419,6 +419,23 @@ def preset_modal(private_metadata: str) -> dict:
             "Use it with `--preset NAME`. Typed flags win over the preset; its style is added to every "
             "prompt as a direction and its reference images are sent with it."}]},
     ])
+LUMA_KEY_MODAL_ID = "luma_key_modal"
+
+
+def luma_key_modal(explanation: str) -> dict:
+    """`/luma admin luma-key`: the workspace's own Luma API key (never filled in: a key is not
+    shown again once saved)."""
+    return _modal("Luma API key", callback_id=LUMA_KEY_MODAL_ID, submit="Check and save", private_metadata="",
+                  blocks_=[
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(explanation, SECTION_LIMIT)}},
+        {"type": "input", "block_id": "key", "label": _plain("API key"),
+         "element": {"type": "plain_text_input", "action_id": "key", "max_length": 500,
+                     "placeholder": _plain("luma-…")}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+            "Only workspace admins can set it. `/luma admin luma-key remove` goes back to the shared key."}]},
+    ])
+
+
 CONFIRM_ACTION, DROP_ACTION, CONFIRM_MODAL_ID = "confirm_request", "drop_request", "confirm_request_modal"
 
 

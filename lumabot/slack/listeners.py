@@ -32,6 +32,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 from ..admin import AdminCommands
+from ..admin.commands import LUMA_KEY_FORM
 from ..intake import NO_IMAGE_IN_MESSAGE, TRY_AGAIN, Intake, Message, Reply, ShortcutTarget
 from ..jobs.admission import NeedsConfirmation
 from ..jobs.flags import PromptError
@@ -173,6 +174,9 @@ async def luma(ack: Any, command: dict[str, Any], body: dict[str, Any], client: 
                                             channel_id=command["channel_id"], args=words[1:])
         if verb == "admin":
             reply = await lb.admin.run(lb.team(body), command["user_id"], command_words(command.get("text"))[1:])
+            if reply.form == LUMA_KEY_FORM:  # a private form: the key is never typed into a channel
+                later(open_modal(client, command["trigger_id"], blocks.luma_key_modal(reply.text), respond), respond)
+                return None
             if reply.later is not None:
                 work = reply.later
                 later(_answer_later(work, respond), respond)
@@ -252,6 +256,17 @@ async def edit_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], c
         team_id=lb.team(body), user_id=body["user"]["id"], target=target, text=text,
         model=selected.get("value"), dedupe_key=f"view:{view['id']}"))
     await ack()
+
+
+async def luma_key_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], context: Any) -> None:
+    """The workspace's own Luma key: checked with Luma and saved before the ack (a refusal is
+    shown on the field); the admin is told in their DM with lumabot."""
+    lb: Lumabot = context["lumabot"]
+    key = view["state"]["values"].get("key", {}).get("key", {}).get("value") or ""
+    team_id, user_id = lb.team(body), body["user"]["id"]
+    told = await lb.intake.in_time(lambda: lb.admin.set_luma_key(team_id, user_id, key))
+    await ack()
+    later(lb.slack.send_dm(team_id, user_id, told))
 
 
 # -- buttons -------------------------------------------------------------------------------------
@@ -480,6 +495,7 @@ LISTENERS: list[tuple[str, Any, Callable[..., Awaitable[None]]]] = [
     ("view", blocks.IMAGINE_MODAL_ID, imagine_submitted),
     ("view", blocks.EDIT_MODAL_ID, edit_submitted),
     ("view", blocks.PRESET_MODAL_ID, preset_submitted),
+    ("view", blocks.LUMA_KEY_MODAL_ID, luma_key_submitted),
     ("action", re.compile(f"^({'|'.join(blocks.RESULT_ACTIONS)})$"), result_button),
     ("action", blocks.CANCEL_ACTION, cancel_button),
     ("action", re.compile(f"^({blocks.SHARE_ACTION}|{blocks.SHARE_PICK_ACTION})$"), share_button),

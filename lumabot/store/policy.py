@@ -16,7 +16,7 @@ from ..jobs.policy import Policy, PolicyChange
 from ..jobs.usage import JobRecord, Removed, UsageLine
 from . import schema
 from .dialects import utc_day
-from .schema import (dedupe_keys, images, jobs, pending_requests, policies, policy_log, preset_refs, presets,
+from .schema import (dedupe_keys, images, jobs, luma_keys, pending_requests, policies, policy_log, preset_refs, presets,
                      sessions, studio_threads, tenants, thumbnails, usage_days, votes)
 from .rows import SHARE
 from .sql import Database, Tx, one_of, param
@@ -157,6 +157,7 @@ _FORGET_WORKSPACE = (
     sa.delete(preset_refs).where(preset_refs.c.preset_id.in_(sa.select(presets.c.id).where(presets.c.team_id == param("team")))),
     sa.delete(presets).where(presets.c.team_id == param("team")),
     sa.delete(studio_threads).where(studio_threads.c.team_id == param("team")),
+    sa.delete(luma_keys).where(luma_keys.c.team_id == param("team")),
 )
 _UNSETTLED_IN_TEAM = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.team_id == param("team"),
                                                                       jobs.c.settled == sa.false())

@@ -20,11 +20,11 @@ async def pair(pg_cluster):
     url = await pg_cluster.new_database()
     made: list[tuple[object, SharedScheduler]] = []
 
-    async def make(concurrency: int, rate_window: float = 60.0) -> SharedScheduler:
+    async def make(concurrency: int, rate_window: float = 60.0, account: str = "default") -> SharedScheduler:
         store = open_store(url)
         await store.open()
         scheduler = SharedScheduler(store, concurrency, replica_id=f"replica-{len(made)}",
-                                    rate_window=rate_window)
+                                    rate_window=rate_window, account=account)
         made.append((store, scheduler))
         return scheduler
 
@@ -73,6 +73,30 @@ async def test_two_replicas_never_hold_more_than_the_concurrency_together(pair):
         await settle(a, b)
         assert len(holders.granted) == n
     assert await a.store.slots.counts() == (0, 3)  # nobody waits, three slots held
+
+
+async def test_each_luma_account_has_its_own_slots_line_and_pauses_across_replicas(pair):
+    """A workspace with its own Luma key is an account of its own: the shared account's full
+    slots, line and 429 pause do not hold it back (nor it them)."""
+    shared_a, shared_b = await pair(1), await pair(1)
+    own_a, own_b = await pair(1, account="T9"), await pair(1, account="T9")
+    holders = Holders()
+    holders.start(shared_a, "s1", "T1/alice")
+    holders.start(shared_b, "s2", "T1/bob")
+    await eventually(lambda: len(holders.granted) == 1)      # the shared account's one slot
+    shared_a.rate_limited(3600)                              # and Luma paused it
+    holders.start(own_a, "o1", "T9/carol")
+    await eventually(lambda: "o1" in holders.granted)        # the other account goes at once
+    holders.start(own_b, "o2", "T9/dan")
+    await eventually(lambda: _waiting(own_a, "o2"))
+    await settle(shared_a, shared_b, own_a, own_b)
+    assert sorted(holders.granted) == sorted(["o1", holders.granted[0]])   # one slot each, no more
+    assert await shared_a.slots.counts() == (1, 1) and await own_a.slots.counts() == (1, 1)
+    assert [j for j, _ in await own_b.front(10)] == ["o2"]
+    own_a.release("o1")
+    await eventually(lambda: "o2" in holders.granted)        # its own line moves; the paused one does not
+    await settle(shared_a, shared_b, own_a, own_b)
+    assert len(holders.granted) == 3
 
 
 async def test_people_are_served_in_turn_across_replicas(pair):
@@ -159,7 +183,7 @@ async def test_a_pause_after_a_429_holds_for_every_replica(pair):
 
 
 async def _waiting(scheduler: SharedScheduler, job_id: str) -> bool:
-    return job_id in await scheduler.store.slots.front(10**6)
+    return job_id in await scheduler.slots.front(10**6)
 
 
 async def test_a_replica_cannot_queue_or_free_the_slot_of_a_job_it_does_not_own(pair):
