@@ -67,7 +67,9 @@ _DONE_WAITING = sa.delete(luma_turns).where(
 _TEAM_DONE_WAITING = sa.delete(luma_team_turns).where(
     luma_team_turns.c.account == ACCOUNT, luma_team_turns.c.team == param("team"),
     ~sa.exists().where(luma_waiting.c.account == ACCOUNT, luma_waiting.c.team == param("team")))
-_UNTOLD = sa.update(luma_slots).where(luma_slots.c.untold == param("replica")).values(untold=None).returning(
+# (each account's scheduler hears of its own grants: one replica has one scheduler per account)
+_UNTOLD = sa.update(luma_slots).where(luma_slots.c.untold == param("replica"), luma_slots.c.account == ACCOUNT
+                                      ).values(untold=None).returning(
     luma_slots.c.job_id)
 _OWNED = sa.exists().where(jobs.c.id == param("job"), jobs.c.owner == param("replica"))
 _FREE = sa.delete(luma_slots).where(luma_slots.c.job_id == param("job"), _OWNED)

@@ -148,6 +148,15 @@ class Outcome:
 
 
 @dataclass
+class FakeAccount:
+    """Another Luma account's limits (FakeLuma.add_key) and its recent creates."""
+
+    concurrency_limit: int | None = None
+    rpm_limit: int | None = None
+    window: deque[float] = field(default_factory=deque)
+
+
+@dataclass
 class RecordedRequest:
     method: str
     path: str  # without the query string (see ``query``)
@@ -298,9 +307,9 @@ class FakeLuma:
         # Draw pictures that show what happened (the demo) instead of a flat colour per prompt.
         self.illustrate = illustrate
 
-        # Other Luma accounts (a workspace's own key): key -> its concurrency limit (None: none).
-        # Each account sees only its own generations and has its own limits.
-        self.accounts: dict[str, int | None] = {}
+        # Other Luma accounts (a workspace's own key): key -> its limits. Each account sees only
+        # its own generations and has its own limits.
+        self.accounts: dict[str, FakeAccount] = {}
 
         self.base_url = ""
         self.root_url = ""
@@ -420,9 +429,10 @@ class FakeLuma:
             _Injection("stall", seconds=seconds, after_create=after_create) for _ in range(count)
         )
 
-    def add_key(self, api_key: str, *, concurrency_limit: int | None = None) -> None:
-        """Another Luma account, reached with `api_key`, with its own concurrency limit."""
-        self.accounts[api_key] = concurrency_limit
+    def add_key(self, api_key: str, *, concurrency_limit: int | None = None, rpm_limit: int | None = None) -> None:
+        """Another Luma account, reached with `api_key`, with its own limits (the requests-per-
+        minute window is `rpm_window` long, as the main account's)."""
+        self.accounts[api_key] = FakeAccount(concurrency_limit, rpm_limit)
 
     def created_with(self, api_key: str) -> list[FakeGeneration]:
         """The generations created with this key, in order."""
@@ -656,19 +666,16 @@ class FakeLuma:
                 raise _ApiError(400, "body: must be a JSON object")
 
             now = time.monotonic()
-            if key == self.api_key:
-                self._check_limits(now)
-            else:
-                self._check_account_limits(now, key)
+            self._check_limits(now, key)
             spec = self._validate(body, now)
-            gen = self._new_generation(body, spec, now)
-            gen.api_key = key
+            gen = self._new_generation(body, spec, now, key)
         except _ApiError:
             if inj is not None and inj.after_create and inj.kind == "drop":
                 raise _Drop() from None
             raise
         rec.generation_id = gen.id
-        headers = self._rate_headers(now) if self.rpm_limit is not None and self.rate_headers else {}
+        headers = (self._rate_headers(now, key=key) if self._limits(key)[1] is not None and self.rate_headers
+                   else {})
         payload = self._generation_json(gen, "queued", now)
         if inj is not None and inj.after_create:
             gen.answered = inj.kind != "drop"
@@ -676,58 +683,56 @@ class FakeLuma:
         self.stats["201"] += 1
         return self._json(201, payload, headers)
 
-    def _rate_headers(self, now: float, remaining: int | None = None) -> dict[str, str]:
-        assert self.rpm_limit is not None
+    def _limits(self, key: str) -> tuple[int | None, int | None, deque[float]]:
+        """(concurrency limit, requests-per-minute limit, recent creates) of the key's account."""
+        account = self.accounts.get(key)
+        if account is None:
+            return self.concurrency_limit, self.rpm_limit, self._window
+        return account.concurrency_limit, account.rpm_limit, account.window
+
+    def _rate_headers(self, now: float, remaining: int | None = None, *, key: str | None = None) -> dict[str, str]:
+        _, rpm_limit, window = self._limits(key or self.api_key)
+        assert rpm_limit is not None
         if remaining is None:
-            remaining = max(0, self.rpm_limit - len(self._window))
-        if self._window:
-            reset = time.time() + max(0.0, self._window[0] + self.rpm_window - now)
+            remaining = max(0, rpm_limit - len(window))
+        if window:
+            reset = time.time() + max(0.0, window[0] + self.rpm_window - now)
         else:
             reset = time.time()
         return {
-            "X-RateLimit-Limit": str(self.rpm_limit),
+            "X-RateLimit-Limit": str(rpm_limit),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(math.ceil(reset)),
         }
 
-    def _check_limits(self, now: float) -> None:
-        window = self._window
+    def _check_limits(self, now: float, key: str) -> None:
+        concurrency_limit, rpm_limit, window = self._limits(key)
         cutoff = now - self.rpm_window
         while window and window[0] <= cutoff:
             window.popleft()
-        if self.rpm_limit is not None:
-            if len(window) >= self.rpm_limit:
+        if rpm_limit is not None:
+            if len(window) >= rpm_limit:
                 wait = window[0] + self.rpm_window - now if window else self.rpm_window
                 headers = {"Retry-After": str(max(1, math.ceil(wait)))}
                 if self.retry_after_ms:
                     headers["Retry-After-Ms"] = str(max(1, math.ceil(wait * 1000)))
                 if self.rate_headers:
-                    headers.update(self._rate_headers(now, remaining=0))
+                    headers.update(self._rate_headers(now, remaining=0, key=key))
                 self.stats["429"] += 1
                 self.stats["rate"] += 1
                 raise _ApiError(429, "Rate limit exceeded", headers)
-        if self.concurrency_limit is not None:
+        if concurrency_limit is not None:
             self._reap(now)
             active = len(self._active)
             if self.accounts:  # only this account's generations count
-                active = sum(1 for gid in self._active if self.generations[gid].api_key == self.api_key)
-            if active >= self.concurrency_limit:
+                active = sum(1 for gid in self._active if self.generations[gid].api_key == key)
+            if active >= concurrency_limit:
                 headers = {"Retry-After": str(self.concurrency_retry_after)}
                 if self.retry_after_ms:
                     headers["Retry-After-Ms"] = str(self.concurrency_retry_after * 1000)
                 self.stats["429"] += 1
                 self.stats["concurrency"] += 1
                 raise _ApiError(429, "Too many concurrent jobs", headers)
-
-    def _check_account_limits(self, now: float, key: str) -> None:
-        """Another account's concurrency limit (its generations alone count)."""
-        limit = self.accounts[key]
-        if limit is None:
-            return
-        self._reap(now)
-        if sum(1 for gid in self._active if self.generations[gid].api_key == key) >= limit:
-            self.stats["429"] += 1
-            raise _ApiError(429, "Too many concurrent jobs", {"Retry-After": str(self.concurrency_retry_after)})
 
     def _validate(self, body: dict, now: float) -> dict:
         prompt = body.get("prompt")
@@ -923,7 +928,7 @@ class FakeLuma:
             return None, "Access Denied"
         return gen, ""
 
-    def _new_generation(self, body: dict, spec: dict, now: float) -> FakeGeneration:
+    def _new_generation(self, body: dict, spec: dict, now: float, key: str) -> FakeGeneration:
         outcome = self._script.popleft() if self._script else Outcome()
         if outcome.latency is not None:
             latency = outcome.latency
@@ -959,10 +964,11 @@ class FakeLuma:
             aspect_ratio=spec["ratio"],
             output_format=fmt,
             held=outcome.hold,
+            api_key=key,
         )
         self.generations[gid] = gen
         self._create_bodies.append(body)
-        self._window.append(now)
+        self._limits(key)[2].append(now)
         self._active.add(gid)
         if completes_at is not None:
             heapq.heappush(self._heap, (completes_at, gid))

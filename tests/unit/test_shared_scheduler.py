@@ -20,10 +20,11 @@ async def pair(pg_cluster):
     url = await pg_cluster.new_database()
     made: list[tuple[object, SharedScheduler]] = []
 
-    async def make(concurrency: int, rate_window: float = 60.0, account: str = "default") -> SharedScheduler:
+    async def make(concurrency: int, rate_window: float = 60.0, account: str = "default",
+                   replica: str | None = None) -> SharedScheduler:
         store = open_store(url)
         await store.open()
-        scheduler = SharedScheduler(store, concurrency, replica_id=f"replica-{len(made)}",
+        scheduler = SharedScheduler(store, concurrency, replica_id=replica or f"replica-{len(made)}",
                                     rate_window=rate_window, account=account)
         made.append((store, scheduler))
         return scheduler
@@ -79,7 +80,9 @@ async def test_each_luma_account_has_its_own_slots_line_and_pauses_across_replic
     """A workspace with its own Luma key is an account of its own: the shared account's full
     slots, line and 429 pause do not hold it back (nor it them)."""
     shared_a, shared_b = await pair(1), await pair(1)
-    own_a, own_b = await pair(1, account="T9"), await pair(1, account="T9")
+    # (a replica has one scheduler per account: each hears of its own grants only)
+    own_a = await pair(1, account="T9", replica=shared_a.replica_id)
+    own_b = await pair(1, account="T9", replica=shared_b.replica_id)
     holders = Holders()
     holders.start(shared_a, "s1", "T1/alice")
     holders.start(shared_b, "s2", "T1/bob")
@@ -97,6 +100,21 @@ async def test_each_luma_account_has_its_own_slots_line_and_pauses_across_replic
     await eventually(lambda: "o2" in holders.granted)        # its own line moves; the paused one does not
     await settle(shared_a, shared_b, own_a, own_b)
     assert len(holders.granted) == 3
+
+
+async def test_a_replica_hears_of_each_accounts_grants_through_that_accounts_scheduler(pair):
+    """One replica runs one scheduler per account: a grant in one account is told to that
+    account's scheduler, never taken (and lost) by another's."""
+    shared = await pair(1)
+    store = shared.store
+    own = store.slots.for_account("T9")
+    await store.jobs.create(new_job(user="T9/carol").model_copy(update={"id": "o1", "owner": shared.replica_id}))
+    await own.enqueue("o1", "T9/carol", front=False, replica_id=shared.replica_id)
+    granted, _ = await own.dispatch(concurrency=1, rate_window=60.0, probe_period=900.0)
+    assert granted == ["o1"]
+    assert await store.slots.granted_to(shared.replica_id) == []     # the default account's scheduler
+    assert await own.granted_to(shared.replica_id) == ["o1"]          # the account's own, once
+    assert await own.granted_to(shared.replica_id) == []
 
 
 async def test_people_are_served_in_turn_across_replicas(pair):
