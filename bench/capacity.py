@@ -8,6 +8,9 @@ every 0.2 s with a first poll after 2 s and a poll cap of 500 a second. Prints s
     python -m bench.capacity
     python -m bench.capacity --batches   # the same, half the people asking `--n 4` at a time,
                                          # beside everyone asking one at a time (8 images each)
+    python -m bench.capacity --accounts 4  # the same workload in each of 4 workspaces at once
+                                           # (OAuth mode), each on its own Luma account (its
+                                           # admins set its key): utilisation per account
 """
 
 from __future__ import annotations
@@ -86,6 +89,114 @@ async def run(seed: int = 7, *, batches: bool = False, per_user: int = JOBS // U
         }
 
 
+async def run_accounts(accounts: int, seed: int = 7) -> dict:
+    """The capacity workload (JOBS jobs from USERS people) in each of `accounts` workspaces at
+    once, each workspace on its own Luma account with the same limits (concurrency 10, 30
+    requests a window): lumabot keeps a line and limits per account, so each account's slot
+    utilisation should be the one-account figure."""
+    import tempfile
+    from pathlib import Path
+
+    from lumabot.store import open_store
+    from lumabot.testing.fake_slack.oauth import FakeSlackOrg
+
+    from .common import BotProcess
+    from .tenants import REDIRECT, Org, at_most
+
+    rnd = random.Random(seed)
+    teams = [f"T{i:02d}" for i in range(accounts)]
+    keys = {team: f"luma-key-{team}" for team in teams}
+    org = FakeSlackOrg()
+    for team in teams:
+        org.add_workspace(team)
+    luma = FakeLuma(latency_fn=lambda: rnd.uniform(2.0, 4.0), rpm_window=6.0, concurrency_retry_after=6,
+                    image_long_side=32)
+    for key in keys.values():
+        luma.add_key(key, concurrency_limit=CONCURRENCY, rpm_limit=30)
+    await org.start()
+    await luma.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        # lumabot in a process of its own (as deployed): the fakes here do not share its CPU.
+        bot = BotProcess({
+            "SLACK_CLIENT_ID": org.client_id, "SLACK_CLIENT_SECRET": org.client_secret,
+            "SLACK_SIGNING_SECRET": org.signing_secret, "SLACK_API_URL": org.api_url,
+            "SLACK_AUTHORIZE_URL": org.authorize_url, "SLACK_REDIRECT_URI": REDIRECT,
+            "LUMA_AGENTS_API_KEY": luma.api_key, "LUMA_BASE_URL": luma.base_url,
+            "LUMABOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "LUMABOT_HOST": "127.0.0.1",
+            "LUMABOT_LOG_LEVEL": "WARNING", "LUMABOT_LUMA_CONCURRENCY": str(CONCURRENCY),
+            "LUMABOT_LUMA_RATE_WINDOW": "6", "LUMABOT_POLL_INTERVAL": "0.2", "LUMABOT_FIRST_POLL_DELAY": "2",
+            "LUMABOT_GENERATION_TIMEOUT": "600", "LUMABOT_MAX_QUEUED_PER_USER": str(JOBS),
+            "LUMABOT_CONFIRM_ABOVE_USD": "off", "LUMABOT_QUEUE_UPDATE_INTERVAL": "0.5",
+            "LUMABOT_MAX_POLLS_PER_SECOND": str(500 * accounts)}, Path(tmp))
+        await bot.start()
+        store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        await store.open()
+        slack = Org(org, bot.base)
+        try:
+            for team in teams:
+                await slack.install(team)
+                # what the admin's form saves (no LUMABOT_ENCRYPTION_KEY: stored as it is)
+                await store.luma_keys.set(team, keys[team], by="UADMIN", at=time.time())
+            users = [f"U{i:02d}" for i in range(USERS)]
+            t0, cpu0 = time.monotonic(), bot.cpu_seconds()
+            for n in range(JOBS // USERS):
+                await at_most(50, [slack.command(team, f"{u} picture {n}", u) for u in users for team in teams])
+            while await unsettled_count(store):
+                await asyncio.sleep(0.2)
+            wall = time.monotonic() - t0
+            cpu = (bot.cpu_seconds() - cpu0) / wall
+            per_account = {}
+            for team, key in keys.items():
+                gens = luma.created_with(key)
+                span = max(g.completes_at for g in gens) - min(g.created_at for g in gens)
+                per_account[team] = (len(gens), sum(g.completes_at - g.created_at for g in gens) / (CONCURRENCY * span))
+            detect, handover = _gaps(luma)
+            steady = {team: _steady(luma.created_with(key)) for team, key in keys.items()}
+            rows = [j for i in await job_ids(store) if (j := await store.jobs.get(i))]
+        finally:
+            await slack.close()
+            await store.close()
+            await bot.stop()
+            await luma.stop()
+            await org.stop()
+    return {"per_account": per_account, "wall": wall, "429": luma.stats["429"], "cpu": cpu,
+            "detect_ms": detect * 1000, "handover_ms": handover * 1000, "steady": steady,
+            "failed": sum(1 for j in rows if j.state != JobState.DONE),
+            "default_account_creates": len(luma.created_with(luma.api_key))}
+
+
+def _steady(gens: list) -> float:
+    """Slot utilisation away from the start and the end (the middle of the account's span,
+    10 s in from each side): how well the line keeps its slots busy once it is full."""
+    start = min(g.created_at for g in gens) + 10.0
+    end = max(g.completes_at for g in gens) - 10.0
+    busy = sum(max(0.0, min(g.completes_at, end) - max(g.created_at, start)) for g in gens)
+    return busy / (CONCURRENCY * (end - start))
+
+
+def _gaps(luma: FakeLuma) -> tuple[float, float]:
+    """Where a slot's time goes between two generations, medians over every generation after
+    which its account had another to send: from done at Luma to the GET that saw it (detection),
+    and from that GET to the next create of the same account (handover)."""
+    seen: dict[str, float] = {}
+    for r in luma.requests:
+        if r.method == "GET" and r.path.startswith("/v1/") and r.generation_id and r.generation_id not in seen:
+            g = luma.generations.get(r.generation_id)
+            if g is not None and g.completes_at is not None and r.at >= g.completes_at:
+                seen[r.generation_id] = r.at
+    creates: dict[str, list[float]] = {}
+    for g in luma.generations.values():
+        creates.setdefault(g.api_key, []).append(g.created_at)
+    detect, handover = [], []
+    for gid, at in seen.items():
+        g = luma.generations[gid]
+        later = [c for c in creates[g.api_key] if c >= at]
+        detect.append(at - g.completes_at)
+        if later:
+            handover.append(min(later) - at)
+    return statistics.median(detect), statistics.median(handover)
+
+
 def report(f: dict) -> str:
     return table([
         ("slot utilisation", f"{f['utilisation'] * 100:.1f} %", ">= 95 %", f["utilisation"] >= 0.95),
@@ -100,6 +211,36 @@ def report(f: dict) -> str:
 
 def main() -> None:
     import sys
+
+    if "--accounts" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--accounts") + 1])
+        print(f"capacity per Luma account: {JOBS} jobs from {USERS} people in each workspace, concurrency "
+              f"{CONCURRENCY} per account, lumabot as a subprocess in OAuth mode; one workspace on its own key, "
+              f"then {n} at once")
+        one, many = asyncio.run(run_accounts(1)), asyncio.run(run_accounts(n))
+        base, base_steady = one["per_account"]["T00"][1], one["steady"]["T00"]
+        utils = [u for _, u in many["per_account"].values()]
+        steady = list(many["steady"].values())
+        print(table([
+            ("slot utilisation, one account (whole run; steady)", f"{base * 100:.1f} %; {base_steady * 100:.1f} %",
+             "", None),
+            (f"per account of {n}, lowest (whole run)", f"{min(utils) * 100:.1f} %",
+             f">= {(base - 0.01) * 100:.1f} %", min(utils) >= base - 0.01),
+            (f"per account of {n}, lowest (steady: 10 s in from each end)", f"{min(steady) * 100:.1f} %",
+             f">= {(base_steady - 0.01) * 100:.1f} %", min(steady) >= base_steady - 0.01),
+            ("  each account, whole run", ", ".join(f"{u * 100:.1f}" for u in utils) + " %", "", None),
+            ("  jobs per account", ", ".join(str(c) for c, _ in many["per_account"].values()), "", None),
+            ("  sent with the shared key", str(many["default_account_creates"]), "0",
+             many["default_account_creates"] == 0),
+            ("median detection; handover (ms), one account", f"{one['detect_ms']:.0f}; {one['handover_ms']:.1f}",
+             "", None),
+            (f"median detection; handover (ms), {n} accounts", f"{many['detect_ms']:.0f}; {many['handover_ms']:.1f}",
+             "", None),
+            ("bot CPU (share of one core), one; n accounts", f"{one['cpu'] * 100:.0f} %; {many['cpu'] * 100:.0f} %",
+             "", None),
+            ("failed jobs; 429s", f"{many['failed']}; {many['429']}", "0; rare", many["failed"] == 0),
+        ]))
+        return
 
     if "--batches" in sys.argv:
         per_user = 8

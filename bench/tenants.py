@@ -10,8 +10,8 @@ Figures:
 - fairness: as Luma frees slots, every workspace with jobs waiting gets its first slot within
   one round of the line of workspaces (at most one grant per other waiting workspace before it).
 
-One Luma account for every workspace: per-workspace Luma accounts (and utilisation per account)
-are not built yet. SQLite and one process; with --postgres, two replicas on a throwaway
+One Luma account for every workspace (utilisation per account, with workspaces' own keys, is
+`python -m bench.capacity --accounts N`). SQLite and one process; with --postgres, two replicas on a throwaway
 PostgreSQL, requests alternating between them.
 
     python -m bench.tenants [workspaces] [waiting] [--postgres]
