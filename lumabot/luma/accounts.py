@@ -39,6 +39,7 @@ class KeyStore(Protocol):
     """Where workspaces' keys are kept (store/luma_keys.py), as this module stores them (sealed)."""
 
     async def get(self, team_id: str) -> tuple[str, str, float] | None: ...
+    async def teams(self) -> set[str]: ...
     async def set(self, team_id: str, stored_key: str, *, by: str, at: float) -> None: ...
     async def remove(self, team_id: str) -> bool: ...
 
@@ -68,12 +69,19 @@ class LumaAccounts:
         self.ttl = ttl
         self._clock = clock
         self._known: dict[str, tuple[str | None, float]] = {}   # team -> (its key or None, read at)
+        self._with_keys: tuple[set[str], float] | None = None  # the workspaces with a key, read at
         self._clients: dict[str, tuple[str, ClosableLuma]] = {}  # account -> (the key, its client)
         self._retired: list[ClosableLuma] = []  # clients of replaced keys (polls may still use them)
 
     async def account_for(self, team_id: str) -> str:
-        """The account a new job of this workspace goes to."""
-        return team_id if await self._key(team_id) is not None else DEFAULT_ACCOUNT
+        """The account a new job of this workspace goes to: one read of the (short) list of
+        workspaces with a key every `ttl` seconds, not one per request."""
+        if self.keys is None:
+            return DEFAULT_ACCOUNT
+        now = self._clock()
+        if self._with_keys is None or now - self._with_keys[1] >= self.ttl:
+            self._with_keys = (await self.keys.teams(), now)
+        return team_id if team_id in self._with_keys[0] else DEFAULT_ACCOUNT
 
     async def client(self, account: str) -> LumaApi:
         """The client for a job's account (NoLumaKey if the workspace's key was removed)."""
@@ -126,6 +134,8 @@ class LumaAccounts:
         assert stored is not None
         await self.keys.set(team_id, stored, by=by, at=time.time())
         self._known[team_id] = (key, self._clock())
+        if self._with_keys is not None:
+            self._with_keys[0].add(team_id)
         log.info("a workspace set its own Luma key", extra={"team_id": team_id})
 
     async def remove_key(self, team_id: str) -> bool:
@@ -133,6 +143,8 @@ class LumaAccounts:
         assert self.keys is not None
         removed = await self.keys.remove(team_id)
         self._known[team_id] = (None, self._clock())
+        if self._with_keys is not None:
+            self._with_keys[0].discard(team_id)
         if removed:
             log.info("a workspace removed its own Luma key", extra={"team_id": team_id})
         return removed

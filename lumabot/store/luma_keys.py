@@ -13,6 +13,7 @@ from .sql import Database, param
 
 _KEY = sa.select(luma_keys.c.api_key, luma_keys.c.set_by, luma_keys.c.set_at).where(luma_keys.c.team_id == param("team"))
 _REMOVE = sa.delete(luma_keys).where(luma_keys.c.team_id == param("team"))
+_TEAMS = sa.select(luma_keys.c.team_id)
 
 
 @functools.cache
@@ -32,6 +33,10 @@ class LumaKeyStore:
         """(the stored key, who set it, when) of the workspace, or None: it uses the operator's."""
         row = await self.db.row(_KEY, team=team_id)
         return (str(row[0]), str(row[1]), float(row[2])) if row else None
+
+    async def teams(self) -> set[str]:
+        """The workspaces that have a key of their own (few: read whole, not per request)."""
+        return {str(r[0]) for r in await self.db.rows(_TEAMS)}
 
     async def set(self, team_id: str, stored_key: str, *, by: str, at: float) -> None:
         async with self.db.write() as tx:
