@@ -30,6 +30,8 @@ log = logging.getLogger("lumabot.runner")
 
 # How often the line is looked at when nothing wakes the dispatcher (a NOTIFY does).
 TICK = 1.0
+# How often an account's line is looked at by a replica with nothing in it.
+IDLE_TICK = 30.0
 
 
 class SharedScheduler:
@@ -91,7 +93,8 @@ class SharedScheduler:
 
     def looks_free(self) -> bool:
         """Nothing in line at the last look, and fewer slots held or asked for here and in all
-        than the concurrency."""
+        than the concurrency. (A replica with nothing in the account looks every IDLE_TICK: a
+        line another replica began since may show first as "Generating…", then its place.)"""
         return not self._waiting and max(self._in_flight, len(self._holding)) < self.concurrency
 
     def _not_queued(self, job_id: str, queued: asyncio.Future[None]) -> None:
@@ -183,6 +186,16 @@ class SharedScheduler:
             except Exception:
                 log.exception("slot dispatch failed")
             self._wake.clear()
+            if not self._holding and not self._ops:
+                # Nothing of this replica's in this account (waiting or in flight): the replicas
+                # that have some look at its line; this one looks when it asks for a slot, or
+                # after IDLE_TICK (a replica has a scheduler per Luma account: idle ones cost
+                # next to nothing).
+                try:
+                    await asyncio.wait_for(self._wake.wait(), IDLE_TICK)
+                except asyncio.TimeoutError:
+                    pass
+                continue
             waits = [asyncio.ensure_future(self.slots.wait(wait)),
                      asyncio.ensure_future(self._wake.wait())]
             try:

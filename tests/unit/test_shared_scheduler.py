@@ -117,6 +117,37 @@ async def test_a_replica_hears_of_each_accounts_grants_through_that_accounts_sch
     assert await own.granted_to(shared.replica_id) == []
 
 
+async def test_a_replica_with_nothing_in_an_account_stops_looking_at_its_line(pair, monkeypatch):
+    """Each replica runs a scheduler per Luma account: one with nothing waiting or in flight in
+    that account leaves its line to the replicas that have (until it asks again)."""
+    from lumabot.runner import shared_scheduler
+
+    monkeypatch.setattr(shared_scheduler, "TICK", 0.01)
+    busy, idle = await pair(1), await pair(1)
+    looks = {busy.replica_id: 0, idle.replica_id: 0}
+    for s in (busy, idle):
+        dispatch = s.slots.dispatch
+
+        async def counted(*a, _dispatch=dispatch, _id=s.replica_id, **kw):
+            looks[_id] += 1
+            return await _dispatch(*a, **kw)
+        s.slots.dispatch = counted
+    holders = Holders()
+    holders.start(idle, "i1", "T1/ida")
+    await eventually(lambda: holders.granted == ["i1"])
+    idle.release("i1")
+    await eventually(lambda: not idle._ops and not idle._holding)
+    holders.start(busy, "b1", "T1/bea")          # busy holds its slot from now on
+    await eventually(lambda: holders.granted == ["i1", "b1"])
+    after = looks[idle.replica_id]
+    before_busy = looks[busy.replica_id]
+    await eventually(lambda: looks[busy.replica_id] >= before_busy + 20)   # busy looks every TICK...
+    assert looks[idle.replica_id] <= after + 1                             # ...idle does not
+    holders.start(idle, "i2", "T1/ida")          # asking again: it looks again
+    busy.release("b1")
+    await eventually(lambda: holders.granted[-1] == "i2")
+
+
 async def test_people_are_served_in_turn_across_replicas(pair):
     a, b = await pair(1), await pair(1)
     holders = Holders()
