@@ -206,7 +206,7 @@ class SlotStore:
                 await self._grant_one(tx, job_id, team, person, replica)
                 granted.append(job_id)
             if granted:
-                await self.db.wake_replicas(tx, SLOTS_CHANGED)
+                await self.db.wake_replicas(tx, SLOTS_CHANGED, self.account)
             return granted, decision.wait if len(granted) == decision.count else 0.0
 
     async def _grant_one(self, tx: Tx, job_id: str, team: str, user_key: str, replica: str | None) -> None:
@@ -232,7 +232,7 @@ class SlotStore:
                 await tx.execute(_DONE_WAITING, user=user_key, account=self.account)
                 await tx.execute(_TEAM_DONE_WAITING, team=team, account=self.account)
             if freed:
-                await self.db.wake_replicas(tx, SLOTS_CHANGED)
+                await self.db.wake_replicas(tx, SLOTS_CHANGED, self.account)
 
     async def hold(self, job_id: str) -> None:
         """A generation already at Luma (a job taken over while generating) holds a slot."""
@@ -285,4 +285,4 @@ class SlotStore:
 
     async def wait(self, timeout: float) -> None:
         """Return when slots are granted or freed by any replica, or after `timeout`."""
-        await self.db.wait_for_notice(SLOTS_CHANGED, timeout)
+        await self.db.wait_for_notice(SLOTS_CHANGED, timeout, self.account)

@@ -169,12 +169,13 @@ class Database(ABC):
         admission per workspace, policy edits per workspace, sweeps and forgets."""
 
     @abstractmethod
-    async def wake_replicas(self, tx: Tx, channel: str) -> None:
-        """When `tx` commits, the other replicas waiting on `channel` are woken."""
+    async def wake_replicas(self, tx: Tx, channel: str, topic: str = "") -> None:
+        """When `tx` commits, the other replicas waiting on `channel` (about `topic`: one Luma
+        account's slots, say) are woken."""
 
     @abstractmethod
-    async def wait_for_notice(self, channel: str, timeout: float) -> None:
-        """Return when another replica woke `channel`, or after `timeout` seconds."""
+    async def wait_for_notice(self, channel: str, timeout: float, topic: str = "") -> None:
+        """Return when another replica woke `channel` about `topic`, or after `timeout` seconds."""
 
     async def listen(self) -> None:
         """From now on, notices of the other replicas are not missed (they wake the next

@@ -56,6 +56,34 @@ async def test_a_killed_listener_is_noticed_and_reopened(pg_cluster):
         await other.close()
 
 
+async def test_a_slot_notice_wakes_only_the_schedulers_of_its_luma_account(pg_cluster):
+    """A replica runs a scheduler per Luma account: a grant or a free in one account wakes that
+    account's, not every account's (each would look at its line for nothing)."""
+    from lumabot.store.sql import SLOTS_CHANGED
+
+    url = await pg_cluster.new_database()
+    mine, other = open_store(url), open_store(url)
+    await mine.open()
+    await other.open()
+    try:
+        await mine.db.listen()
+        t9 = asyncio.ensure_future(mine.slots.for_account("T9").wait(60))
+        t8 = asyncio.ensure_future(mine.slots.for_account("T8").wait(60))
+        default = asyncio.ensure_future(mine.slots.wait(60))
+        await asyncio.sleep(0)
+        async with other.db.write() as tx:
+            await other.db.wake_replicas(tx, SLOTS_CHANGED, "T9")
+        await asyncio.wait_for(t9, 10)                   # woken by the notice, not the timeout
+        async with other.db.write() as tx:               # (a notice after it: delivered in order)
+            await other.db.wake_replicas(tx, SLOTS_CHANGED, "default")
+        await asyncio.wait_for(default, 10)
+        assert not t8.done()                             # the other account slept through both
+        t8.cancel()
+    finally:
+        await mine.close()
+        await other.close()
+
+
 async def test_driver_errors_of_a_restarted_server_mean_unavailable(pg_cluster):
     """Issue #21, point 8: asyncpg's InternalClientError ("cannot switch to state 12") after a
     restart got a 500; every driver error of that kind is "database unavailable"."""

@@ -118,10 +118,11 @@ class PostgresDatabase(Database):
         self.dsn = dsn
         self.pool_size = pool_size
         self._statements: Statements | None = None
-        # One connection LISTENs on every channel; each notice sets its channel's event.
+        # One connection LISTENs on every channel; each notice sets the event of its channel and
+        # topic (its payload: a Luma account's slots wake only that account's schedulers).
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
-        self._notices = {channel: asyncio.Event() for channel in CHANNELS}
+        self._notices: dict[tuple[str, str], asyncio.Event] = {(c, ""): asyncio.Event() for c in CHANNELS}
         self._listen_again_at = 0.0   # after a failed LISTEN connect: not before then (loop time)
         self._listen_backoff = 0.0
 
@@ -187,14 +188,16 @@ class PostgresDatabase(Database):
     async def one_at_a_time(self, tx: Tx, what: str) -> None:
         await tx.execute(_ADVISORY_LOCK, what=what)
 
-    async def wake_replicas(self, tx: Tx, channel: str) -> None:
-        await tx.execute(text(f"NOTIFY {channel}"))
+    async def wake_replicas(self, tx: Tx, channel: str, topic: str = "") -> None:
+        await tx.execute(_NOTIFY, channel=channel, topic=topic)
 
     async def listen(self) -> None:
         await self._listen()
 
-    async def wait_for_notice(self, channel: str, timeout: float) -> None:
-        event = self._notices[channel]
+    async def wait_for_notice(self, channel: str, timeout: float, topic: str = "") -> None:
+        event = self._notices.get((channel, topic))
+        if event is None:
+            event = self._notices[(channel, topic)] = asyncio.Event()
         await self._listen()
         try:
             await asyncio.wait_for(event.wait(), timeout)
@@ -221,8 +224,8 @@ class PostgresDatabase(Database):
                 self._listener = None
             try:
                 listener = await asyncpg.connect(self.dsn, timeout=10)
-                for name, event in self._notices.items():
-                    await listener.add_listener(name, lambda *_, event=event: event.set())
+                for name in CHANNELS:
+                    await listener.add_listener(name, self._heard)
             except UNAVAILABLE as exc:
                 self._listen_backoff = min(max(1.0, self._listen_backoff * 2), 30.0)
                 self._listen_again_at = loop.time() + self._listen_backoff
@@ -235,12 +238,18 @@ class PostgresDatabase(Database):
                 log.info("listening for the other replicas again")
                 self._wake_all()
 
+    def _heard(self, _con: object, _pid: int, channel: str, topic: object) -> None:
+        event = self._notices.get((channel, str(topic)))
+        if event is not None:
+            event.set()
+
     def _wake_all(self) -> None:
         for event in self._notices.values():
             event.set()
 
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:what))")
+_NOTIFY = text("SELECT pg_notify(:channel, :topic)")
 
 
 def _migration_lock(connection: Connection) -> None:

@@ -225,10 +225,10 @@ class SQLiteDatabase(Database):
     async def one_at_a_time(self, tx: Tx, what: str) -> None:
         return None  # one writer: every unit runs alone already
 
-    async def wake_replicas(self, tx: Tx, channel: str) -> None:
+    async def wake_replicas(self, tx: Tx, channel: str, topic: str = "") -> None:
         return None  # one process per SQLite database: nobody else to wake
 
-    async def wait_for_notice(self, channel: str, timeout: float) -> None:
+    async def wait_for_notice(self, channel: str, timeout: float, topic: str = "") -> None:
         await asyncio.sleep(timeout)
 
     async def forgotten(self) -> None:
