@@ -306,6 +306,34 @@ async def _luma_check(settings: Settings) -> Check:
     return Check(True, f"Luma: the API key works ({url})")
 
 
+async def _own_luma_keys_check(settings: Settings) -> list[Check]:
+    """Workspaces' own Luma keys (`/luma admin luma-key`): how many, and whether
+    LUMABOT_ENCRYPTION_KEY opens them (nothing said when there are none)."""
+    try:
+        version, latest = await schema_status(settings.database_url)
+    except StoreUnavailable:
+        return []
+    if version != latest:
+        return []
+    store = open_store(settings.database_url)
+    try:
+        await store.open()
+        stored = [found[0] for team in sorted(await store.luma_keys.teams())
+                  if (found := await store.luma_keys.get(team)) is not None]
+    finally:
+        await store.close()
+    if not stored:
+        return []
+    plural = "s use their" if len(stored) != 1 else " uses its"
+    try:
+        for key in stored:
+            settings.sealer().open(key)
+    except SecretsLocked as exc:
+        return [Check(False, f"Luma: {len(stored)} workspace{plural} own key, but {exc}")]
+    sealed = " (encrypted)" if all(k.startswith(SEALED_PREFIX) for k in stored) else ""
+    return [Check(True, f"Luma: {len(stored)} workspace{plural} own key{sealed}")]
+
+
 async def _guarded(name: str, coro) -> list[Check]:
     try:
         result = await coro
@@ -318,12 +346,13 @@ async def run_checks(settings: Settings) -> Report:
     """Run every check against valid settings and return the (redacted) report."""
     report = Report()
     _config_check(settings, report)
-    database, slack, luma = await asyncio.gather(_guarded("database", _database_check(settings)),
-                                                 _guarded("Slack", _slack_checks(settings)),
-                                                 _guarded("Luma", _luma_check(settings)))
+    database, slack, luma, own_keys = await asyncio.gather(
+        _guarded("database", _database_check(settings)), _guarded("Slack", _slack_checks(settings)),
+        _guarded("Luma", _luma_check(settings)), _guarded("Luma", _own_luma_keys_check(settings)))
     report.checks.extend(database)
     report.checks.extend(slack)
     report.checks.extend(luma)
+    report.checks.extend(own_keys)
     report.redact(_secrets(settings))
     return report
 

@@ -95,6 +95,16 @@ async def test_an_admin_sets_the_workspace_key_in_a_form_and_its_images_go_to_th
     assert ACME_KEY not in told
     stored = (await app.bot.store.luma_keys.get("T1"))[0]
     assert stored.startswith("fernet:") and ACME_KEY not in stored   # sealed at rest
+    # lumabot check counts them and tries the encryption key on them
+    from pydantic import SecretStr
+
+    from lumabot.check import run_checks
+
+    assert "Luma: 1 workspace uses its own key (encrypted)" in (await run_checks(app.bot.settings)).render()
+    other = app.bot.settings.model_copy(update={"encryption_key": SecretStr(Fernet.generate_key().decode())})
+    report = (await run_checks(other)).render()
+    assert "Luma: 1 workspace uses its own key, but none of the keys in LUMABOT_ENCRYPTION_KEY opens" in report
+    assert ACME_KEY not in report
     assert "this workspace's own (key set by <@UADMIN>" in await admin(app, "T1", "")
     assert "Luma account: the shared one" in await admin(app, "T2", "")
 
