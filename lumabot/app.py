@@ -152,6 +152,10 @@ class LumaBot:
         if self.installations is not None:
             self.installations.open(self.store.db.library_engine())
             log.info("OAuth mode: workspaces add lumabot at %s", self.installations.install_url)
+        try:
+            await self.accounts.reseal()   # workspaces' Luma keys under the first encryption key
+        except StoreUnavailable as exc:
+            log.warning("workspaces' Luma keys not sealed again now (database unavailable): %s", exc)
         await self.runner.resume()
         await self.sessions.check()  # idle ends that fell due while down; recaps not posted yet
         self.sessions.start_guard()

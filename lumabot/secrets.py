@@ -35,6 +35,7 @@ class Sealer:
 
     def __init__(self, keys: list[Fernet] | None = None):
         self._fernet = MultiFernet(keys) if keys else None
+        self._first = keys[0] if keys else None
 
     @property
     def sealing(self) -> bool:
@@ -44,6 +45,25 @@ class Sealer:
         if secret is None or self._fernet is None or secret.startswith(PREFIX):
             return secret
         return PREFIX + self._fernet.encrypt(secret.encode()).decode()
+
+    def reseal(self, stored: str) -> str | None:
+        """What to store instead of `stored` so that the first key opens it (a secret stored
+        before the key was set, or sealed with a key rotated out of first place); None when it
+        is fine as it is. SecretsLocked if no key opens it."""
+        if self._fernet is None or self._first is None:
+            return None
+        if not stored.startswith(PREFIX):
+            return self.seal(stored)
+        token = stored[len(PREFIX):].encode()
+        try:
+            self._first.decrypt(token)
+            return None
+        except InvalidToken:
+            pass
+        try:
+            return PREFIX + self._fernet.rotate(token).decode()
+        except InvalidToken:
+            raise SecretsLocked("none of the keys in LUMABOT_ENCRYPTION_KEY opens the stored tokens") from None
 
     def open(self, stored: str | None) -> str | None:
         if stored is None or not stored.startswith(PREFIX):

@@ -194,3 +194,23 @@ async def test_a_key_removed_or_revoked_fails_the_workspace_images_clearly(org, 
     org.uninstall("T1")
     assert (await acme.post_event(app.events, app_uninstalled_event())).status == 200
     await until_none(lambda: app.bot.store.luma_keys.get("T1"))
+
+
+async def test_a_restart_with_a_new_encryption_key_first_seals_the_keys_with_it(org, luma, oauth_bot):
+    from cryptography.fernet import Fernet
+
+    from lumabot.secrets import Sealer
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    luma.add_key(ACME_KEY)
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=old)
+    await app.install("T1")
+    org.workspace("T1").set_user(ADMIN, is_admin=True)
+    await submit_key(app, "T1", ACME_KEY)
+    await app.bot.stop()
+    app = await oauth_bot(LUMABOT_ENCRYPTION_KEY=f"{new},{old}")     # the rotation's first step
+    stored = (await app.bot.store.luma_keys.get("T1"))[0]
+    assert Sealer([Fernet(new.encode())]).open(stored) == ACME_KEY   # the old key can go now
+    await imagine(app, "T1", "a red kite")
+    red = await app.wait(lambda j: j.params.prompt == "a red kite" and j.settled)
+    assert authorised_with(luma, red.generation_id) == f"Bearer {ACME_KEY}"

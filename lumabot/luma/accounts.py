@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 
 from ..jobs.models import DEFAULT_ACCOUNT
 from ..ports import LumaApi
-from ..secrets import Sealer
+from ..secrets import Sealer, SecretsLocked
 from .client import LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,29 @@ class LumaAccounts:
         if removed:
             log.info("a workspace removed its own Luma key", extra={"team_id": team_id})
         return removed
+
+    async def reseal(self) -> int:
+        """At start: workspaces' keys stored before LUMABOT_ENCRYPTION_KEY was set, or sealed
+        with a key since rotated out of first place, are sealed again with the first key (so
+        the old key can be dropped). How many were; a key none opens is logged and left."""
+        if self.keys is None:
+            return 0
+        count = 0
+        for team in sorted(await self.keys.teams()):
+            found = await self.keys.get(team)
+            if found is None:
+                continue
+            try:
+                again = self.sealer.reseal(found[0])
+            except SecretsLocked as exc:
+                log.error("a workspace's own Luma key cannot be read: %s", exc, extra={"team_id": team})
+                continue
+            if again is not None:
+                await self.keys.set(team, again, by=found[1], at=found[2])
+                count += 1
+        if count:
+            log.info("sealed %d workspaces' own Luma keys with the first LUMABOT_ENCRYPTION_KEY", count)
+        return count
 
     async def close(self) -> None:
         clients = [c for _, c in self._clients.values()] + self._retired

@@ -105,3 +105,20 @@ async def test_without_a_key_store_every_workspace_uses_the_operators_key():
     assert await acc.account_for("T1") == "default" and await acc.info("T1") is None
     with pytest.raises(KeyRefused):
         await acc.check("luma-anything")
+
+
+async def test_keys_are_sealed_again_under_the_first_encryption_key_at_start():
+    """Rotation: with LUMABOT_ENCRYPTION_KEY=<new>,<old>, a start seals every workspace's key
+    with the new one (and a key stored before encryption was set), so the old one can go."""
+    old, new = Fernet(Fernet.generate_key()), Fernet(Fernet.generate_key())
+    keys, clock = Keys(), [0.0]
+    keys.rows["T1"] = (Sealer([old]).seal("luma-t1"), "UADMIN", 1.0)
+    keys.rows["T2"] = ("luma-t2", "UADMIN", 2.0)                       # stored before a key was set
+    keys.rows["T3"] = (Sealer([new]).seal("luma-t3"), "UADMIN", 3.0)   # already under the new key
+    acc, _, _ = accounts(keys, clock, sealer=Sealer([new, old]))
+    before = keys.rows["T3"]
+    assert await acc.reseal() == 2
+    only_new = Sealer([new])
+    assert [only_new.open(keys.rows[t][0]) for t in ("T1", "T2", "T3")] == ["luma-t1", "luma-t2", "luma-t3"]
+    assert keys.rows["T3"] == before and keys.rows["T1"][1:] == ("UADMIN", 1.0)   # who and when kept
+    assert await acc.reseal() == 0                                      # nothing more to do
