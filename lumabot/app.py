@@ -76,13 +76,13 @@ class LumaBot:
         else:
             self.workspaces = OneWorkspace(self.slack)
         self.metrics = Metrics()
-        self.luma = LumaClient(api_key=settings.luma_key(), base_url=settings.luma_base_url,
-                               timeout=settings.luma_request_timeout, metrics=self.metrics)
+        def luma_client(key: str) -> LumaClient:
+            return LumaClient(api_key=key, base_url=settings.luma_base_url, timeout=settings.luma_request_timeout,
+                              metrics=self.metrics)
+
+        self.luma = luma_client(settings.luma_key())
         # Workspaces may use their own Luma key (`/luma admin luma-key`): an account each.
-        self.accounts = LumaAccounts(
-            self.luma, self.store.luma_keys, sealer=settings.sealer(),
-            connect=lambda key: LumaClient(api_key=key, base_url=settings.luma_base_url,
-                                           timeout=settings.luma_request_timeout, metrics=self.metrics))
+        self.accounts = LumaAccounts(self.luma, self.store.luma_keys, sealer=settings.sealer(), connect=luma_client)
         transfers = asyncio.Semaphore(MAX_CONCURRENT_TRANSFERS)  # downloads and uploads at once
         self.notifier = SlackNotifier(self.workspaces, self.http, self.metrics, transfers=transfers)
         runner_config = settings.runner()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -23,13 +24,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from .config import INSTALL_PATH, OAUTH_REDIRECT_PATH, SLACK_API_URL_DEFAULT, ConfigError, Settings, load_settings
 from .secrets import PREFIX as SEALED_PREFIX
 from .secrets import SecretsLocked
-from .store import StoreUnavailable, open_store, schema_status
+from .store import Store, StoreUnavailable, open_store, schema_status
 from .store.migrate import known_revisions
+from .luma.client import PROBE_GENERATION_ID
 
 from .scopes import READ_CHANNEL_SCOPES, REQUIRED_BOT_SCOPES, STUDIO_SCOPES  # noqa: F401 (tests import them)
-
-# A generation id no account can own: Luma answers 404 to a key it accepts, 401/403 otherwise.
-PROBE_GENERATION_ID = "00000000-0000-0000-0000-000000000000"
 
 # auth.test errors that mean "this token is not (or no longer) valid".
 _REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
@@ -214,24 +213,37 @@ async def _slack_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+T = TypeVar("T")
+_UNREACHABLE, _NOT_SET_UP = "unreachable", "not set up"
+
+
+async def _read_store(settings: Settings, read: Callable[[Store], Awaitable[T]]) -> T | str:
+    """`read(store)`, without changing anything: only a database already at this lumabot's
+    schema is opened (_UNREACHABLE or _NOT_SET_UP otherwise)."""
+    try:
+        version, latest = await schema_status(settings.database_url)
+    except StoreUnavailable:
+        return _UNREACHABLE
+    if version != latest:
+        return _NOT_SET_UP
+    store = open_store(settings.database_url)
+    try:
+        await store.open()
+        return await read(store)
+    finally:
+        await store.close()
 
 
 async def _installations_check(settings: Settings) -> Check:
     """OAuth mode: how many workspaces installed lumabot, and whether LUMABOT_ENCRYPTION_KEY
-    opens their stored tokens (read without changing anything: only a database already at this
-    lumabot's schema is opened)."""
-    try:
-        version, latest = await schema_status(settings.database_url)
-    except StoreUnavailable:
+    opens their stored tokens."""
+    found = await _read_store(settings, lambda store: store.tenants.installations())
+    if found == _UNREACHABLE:
         return Check(None, "installations: not checked (the database cannot be reached)")
-    if version != latest:
+    if found == _NOT_SET_UP:
         return Check(None, "installations: none yet (the database is set up at the first start)")
-    store = open_store(settings.database_url)
-    try:
-        await store.open()
-        count, sample = await store.tenants.installations()
-    finally:
-        await store.close()
+    assert not isinstance(found, str)
+    count, sample = found
     try:
         settings.sealer().open(sample)
     except SecretsLocked as exc:
@@ -309,25 +321,15 @@ async def _luma_check(settings: Settings) -> Check:
 async def _own_luma_keys_check(settings: Settings) -> list[Check]:
     """Workspaces' own Luma keys (`/luma admin luma-key`): how many, and whether
     LUMABOT_ENCRYPTION_KEY opens them (nothing said when there are none)."""
-    try:
-        version, latest = await schema_status(settings.database_url)
-    except StoreUnavailable:
+    found = await _read_store(settings, lambda store: store.luma_keys.all())
+    if isinstance(found, str) or not found:
         return []
-    if version != latest:
-        return []
-    store = open_store(settings.database_url)
-    try:
-        await store.open()
-        stored = [found[0] for team in sorted(await store.luma_keys.teams())
-                  if (found := await store.luma_keys.get(team)) is not None]
-    finally:
-        await store.close()
-    if not stored:
-        return []
+    stored = [key for _, key, _, _ in found]
     plural = "s use their" if len(stored) != 1 else " uses its"
+    sealer = settings.sealer()
     try:
         for key in stored:
-            settings.sealer().open(key)
+            sealer.open(key)
     except SecretsLocked as exc:
         return [Check(False, f"Luma: {len(stored)} workspace{plural} own key, but {exc}")]
     sealed = " (encrypted)" if all(k.startswith(SEALED_PREFIX) for k in stored) else ""

@@ -59,11 +59,8 @@ class Sealer:
             self._first.decrypt(token)
             return None
         except InvalidToken:
-            pass
-        try:
-            return PREFIX + self._fernet.rotate(token).decode()
-        except InvalidToken:
-            raise SecretsLocked("none of the keys in LUMABOT_ENCRYPTION_KEY opens the stored tokens") from None
+            self.open(stored)   # SecretsLocked when no key opens it
+        return PREFIX + self._fernet.rotate(token).decode()
 
     def open(self, stored: str | None) -> str | None:
         if stored is None or not stored.startswith(PREFIX):

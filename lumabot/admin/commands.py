@@ -16,7 +16,7 @@ from ..jobs.flags import PromptError
 from ..jobs.models import MAX_IMAGES_PER_REQUEST
 from ..jobs.policy import MaxAccess, Policy
 from ..jobs.text import channel_ref, money, user_ref
-from ..luma.accounts import KeyRefused, LumaAccounts
+from ..luma.accounts import KeyInfo, KeyRefused, LumaAccounts
 from ..luma.client import LumaError
 from ..ports import AdminDirectory
 from ..store import Store
@@ -285,8 +285,7 @@ class AdminCommands:
         info = await self.accounts.info(team_id) if self.accounts is not None else None
         if info is None:
             return "• Luma account: the shared one (lumabot's operator's key)"
-        return (f"• Luma account: this workspace's own (key set by {user_ref(info.set_by)} on "
-                f"{datetime.fromtimestamp(info.set_at, timezone.utc):%Y-%m-%d})")
+        return f"• Luma account: this workspace's own (key {_set_by(info)})"
 
     async def _luma_key(self, team_id: str, user_id: str, words: list[str]) -> AdminAnswer:
         if self.accounts is None or self.accounts.keys is None:
@@ -303,8 +302,7 @@ class AdminCommands:
         return AdminAnswer(
             "Paste an API key of the workspace's Luma account (Luma's dashboard, API keys). lumabot checks it with "
             "Luma, stores it encrypted and never shows it again."
-            + (f" It replaces the key {user_ref(info.set_by)} set on "
-               f"{datetime.fromtimestamp(info.set_at, timezone.utc):%Y-%m-%d}." if info else ""),
+            + (f" It replaces the key {_set_by(info)}." if info else ""),
             form=LUMA_KEY_FORM)
 
     async def set_luma_key(self, team_id: str, user_id: str, key: str) -> str:
@@ -376,6 +374,11 @@ class AdminCommands:
     async def _sweep(self, team_id: str) -> str:
         removed = await self.retention.sweep(team_id)
         return f"Retention sweep done: deleted {removed_text(removed)} older than the retention period."
+
+
+def _set_by(info: KeyInfo) -> str:
+    """Who set a workspace's own Luma key, and when: "set by <@U1> on 2026-12-06"."""
+    return f"set by {user_ref(info.set_by)} on {datetime.fromtimestamp(info.set_at, timezone.utc):%Y-%m-%d}"
 
 
 def _set(policy: Policy, **changes: object) -> Policy:

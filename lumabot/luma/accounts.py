@@ -22,13 +22,11 @@ from typing import Callable, Protocol
 from ..jobs.models import DEFAULT_ACCOUNT
 from ..ports import LumaApi
 from ..secrets import Sealer, SecretsLocked
-from .client import LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
+from .client import PROBE_GENERATION_ID, LumaNotFound, LumaRateLimited, LumaRejected
 
 log = logging.getLogger(__name__)
 
 CACHE_TTL = 30.0  # seconds a workspace's key (or its absence) is trusted without reading again
-# A generation id no account has: GET answers 404 to a key Luma accepts, 401/403 to one it refuses.
-_PROBE_ID = "00000000-0000-4000-8000-000000000000"
 
 
 class ClosableLuma(LumaApi, Protocol):
@@ -40,6 +38,7 @@ class KeyStore(Protocol):
 
     async def get(self, team_id: str) -> tuple[str, str, float] | None: ...
     async def teams(self) -> set[str]: ...
+    async def all(self) -> list[tuple[str, str, str, float]]: ...
     async def set(self, team_id: str, stored_key: str, *, by: str, at: float) -> None: ...
     async def remove(self, team_id: str) -> bool: ...
 
@@ -114,7 +113,7 @@ class LumaAccounts:
             raise KeyRefused("this lumabot cannot use workspaces' own Luma keys")
         client = self.connect(key)
         try:
-            await client.get(_PROBE_ID)
+            await client.get(PROBE_GENERATION_ID)
         except LumaNotFound:
             return  # authenticated: the key is good
         except LumaRejected as e:
@@ -156,17 +155,14 @@ class LumaAccounts:
         if self.keys is None:
             return 0
         count = 0
-        for team in sorted(await self.keys.teams()):
-            found = await self.keys.get(team)
-            if found is None:
-                continue
+        for team, stored, by, at in await self.keys.all():
             try:
-                again = self.sealer.reseal(found[0])
+                again = self.sealer.reseal(stored)
             except SecretsLocked as exc:
                 log.error("a workspace's own Luma key cannot be read: %s", exc, extra={"team_id": team})
                 continue
             if again is not None:
-                await self.keys.set(team, again, by=found[1], at=found[2])
+                await self.keys.set(team, again, by=by, at=at)
                 count += 1
         if count:
             log.info("sealed %d workspaces' own Luma keys with the first LUMABOT_ENCRYPTION_KEY", count)

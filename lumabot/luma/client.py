@@ -80,6 +80,10 @@ class LumaUnavailable(LumaError):
         self.maybe_created = maybe_created
 
 
+# A generation id no account can own: Luma answers 404 to a key it accepts, 401/403 otherwise
+# (how `lumabot check` and a workspace admin's new key are tried).
+PROBE_GENERATION_ID = "00000000-0000-0000-0000-000000000000"
+
 # Transport errors raised before the request could have been read by the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
              httpx.WriteTimeout)

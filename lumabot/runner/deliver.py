@@ -10,11 +10,11 @@ from contextlib import AsyncExitStack
 from typing import Awaitable, Callable
 
 from ..jobs.models import Job, JobState, KnownImage
-from ..luma.accounts import LumaAccounts, NoLumaKey
+from ..luma.accounts import LumaAccounts
 from ..luma.client import LumaError, LumaRateLimited, LumaUnavailable
 from ..ports import DeliveryError, Output, OutputExpired, OutputSource
 from .messages import Messages
-from .record import JobFailed, Recorder, Shutdown, log_context
+from .record import JobFailed, Recorder, Shutdown, log_context, luma_of
 from .retry import Backoff
 
 log = logging.getLogger("lumabot.runner")
@@ -110,11 +110,7 @@ class Deliverer:
 
     async def _fresh_output_url(self, job: Job) -> str:
         assert job.generation_id
-        try:
-            luma = await self.accounts.client(job.account)
-        except NoLumaKey:
-            raise JobFailed("luma_key_removed") from None
-        gen = await luma.get(job.generation_id)
+        gen = await (await luma_of(self.accounts, job)).get(job.generation_id)
         if gen.state != "completed" or not gen.output_url:
             raise LumaUnavailable(f"generation is {gen.state} without output")
         return gen.output_url

@@ -11,9 +11,9 @@ import time
 from ..jobs.failures import RETRYABLE_FAILURE_CODES
 from ..jobs.models import MAX_GENERATION_ATTEMPTS, Job, JobState
 from ..luma.client import LumaNotFound, LumaRateLimited, LumaRejected, LumaUnavailable
-from ..luma.accounts import LumaAccounts, NoLumaKey
+from ..luma.accounts import LumaAccounts
 from .polling import PollPlanner
-from .record import JobFailed, Recorder, log_context, rejected
+from .record import JobFailed, Recorder, log_context, luma_of, rejected
 from .retry import Backoff
 from .schedulers import AccountSchedulers
 
@@ -66,10 +66,7 @@ class Poller:
         key, sent = job.params.latency_class, job.submitted_at
         last_age: float | None = None  # the age of the last poll (after a restart: unknown)
         scheduler = self.schedulers.for_job(job.id, job.account)   # its Luma account's
-        try:
-            luma = await self.accounts.client(job.account)
-        except NoLumaKey:   # the workspace's key was removed while its generation ran
-            raise JobFailed("luma_key_removed") from None
+        luma = await luma_of(self.accounts, job)
         backlog = scheduler.waiting > 0
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from ..jobs.models import DEFAULT_ACCOUNT, Job, JobState
+from ..luma.accounts import LumaAccounts, NoLumaKey
 from ..luma.client import LumaRejected
 from ..metrics import Metrics
-from ..ports import Notifier
+from ..ports import LumaApi, Notifier
 from ..store import Store, StoreUnavailable
 from .retry import retry
 from .status import StatusBoard
@@ -129,6 +130,15 @@ class Recorder:
         job.shown = None
         if announce and job.shown_status() != before:
             await self.status.show(job)
+
+
+async def luma_of(accounts: LumaAccounts, job: Job) -> LumaApi:
+    """The client of the job's Luma account (JobFailed if the workspace's key was removed:
+    nothing more can be sent to, or asked of, that account)."""
+    try:
+        return await accounts.client(job.account)
+    except NoLumaKey:
+        raise JobFailed("luma_key_removed") from None
 
 
 def rejected(job: Job, error: LumaRejected) -> JobFailed:

@@ -87,10 +87,7 @@ class AccountSchedulers:
     async def front(self, limit: int) -> list[tuple[str, int]]:
         """The first `limit` waiting jobs of every account, each with its place in its own
         account's line (the accounts' lines taken in turn)."""
-        schedulers = self._all()
-        if len(schedulers) == 1:
-            return await schedulers[0].front(limit)
-        lines = [await s.front(limit) for s in schedulers]
+        lines = [await s.front(limit) for s in self._all()]
         return list(islice(interleave(lines), limit))
 
     async def stop(self) -> None:

@@ -12,11 +12,11 @@ from typing import Literal
 from ..jobs.identity import luma_user_id
 from ..jobs.models import GenerationParams, ImageSource, Job, JobState
 from ..jobs.slots import line_key
-from ..luma.accounts import LumaAccounts, NoLumaKey
+from ..luma.accounts import LumaAccounts
 from ..luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
 from ..ports import InputError, InputFiles
 from ..store import StoreUnavailable
-from .record import JobFailed, Parked, Recorder, Shutdown, log_context, rejected
+from .record import JobFailed, Parked, Recorder, Shutdown, log_context, luma_of, rejected
 from .retry import Backoff
 from .scheduler import SlotScheduler
 from .schedulers import AccountSchedulers
@@ -96,11 +96,7 @@ class Submitter:
     async def _create(self, job: Job, params: GenerationParams, scheduler: SlotScheduler, *,
                       give_up: float) -> Literal["created", "rate_limited", "unavailable"]:
         """One create: "created" once Luma has the generation; otherwise why to try again."""
-        try:
-            luma = await self.accounts.client(job.account)
-        except NoLumaKey:
-            scheduler.release(job.id)
-            raise JobFailed("luma_key_removed") from None
+        luma = await luma_of(self.accounts, job)   # (a job that fails here has its slot freed by the runner)
         async with self.shutdown.critical(job.id):  # never cut a create short: its answer is its only record
             job.state = JobState.SUBMITTING
             job.submit_tries += 1

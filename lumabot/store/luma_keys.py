@@ -14,6 +14,8 @@ from .sql import Database, param
 _KEY = sa.select(luma_keys.c.api_key, luma_keys.c.set_by, luma_keys.c.set_at).where(luma_keys.c.team_id == param("team"))
 _REMOVE = sa.delete(luma_keys).where(luma_keys.c.team_id == param("team"))
 _TEAMS = sa.select(luma_keys.c.team_id)
+_ALL = sa.select(luma_keys.c.team_id, luma_keys.c.api_key, luma_keys.c.set_by, luma_keys.c.set_at).order_by(
+    luma_keys.c.team_id)
 
 
 @functools.cache
@@ -37,6 +39,10 @@ class LumaKeyStore:
     async def teams(self) -> set[str]:
         """The workspaces that have a key of their own (few: read whole, not per request)."""
         return {str(r[0]) for r in await self.db.rows(_TEAMS)}
+
+    async def all(self) -> list[tuple[str, str, str, float]]:
+        """Every workspace's (team id, stored key, who set it, when)."""
+        return [(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in await self.db.rows(_ALL)]
 
     async def set(self, team_id: str, stored_key: str, *, by: str, at: float) -> None:
         async with self.db.write() as tx:

@@ -24,6 +24,10 @@ class Keys:
         self.reads += 1
         return set(self.rows)
 
+    async def all(self):
+        self.reads += 1
+        return [(team, *row) for team, row in sorted(self.rows.items())]
+
     async def set(self, team_id, stored_key, *, by, at):
         self.rows[team_id] = (stored_key, by, at)
 
