@@ -94,6 +94,8 @@ async def test_place_in_line_is_shown_and_updated(start_bot, slack, luma):
     await slack.wait_for(lambda: "#3 in line" in h.status_text(last))
     luma.release_all()  # the first is done; the second generates (held), the last moves up
     await slack.wait_for(lambda: "#2 in line" in h.status_text(last))
+    # (the last one's place can move up before the second's create reaches Luma: release that)
+    await luma.wait_for(lambda: len(luma.generations) == 2)
     luma.release_all()
     # (a bound, not a speed: on PostgreSQL under a loaded CI run the last job's whole life, its
     # grant through its delivery, has taken more than 5 s)
