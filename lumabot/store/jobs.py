@@ -81,6 +81,30 @@ def _claimable() -> sa.Update:
 _CLAIM = _claimable()
 
 
+def _anything_claimable() -> sa.Select:
+    """Whether `_claimable` would find a row, answered from the owners index without reading
+    the jobs: an unowned unsettled job, or one of an owner `_claimable` takes from. The owners
+    of unsettled jobs are few (the replicas): they are walked one index probe each (a recursive
+    "next owner after this one"), where the claim itself reads every unsettled job; replicas run
+    this every second, with tens of thousands of jobs waiting."""
+    o = jobs.alias("o")
+    first = sa.select(sa.func.min(o.c.owner).label("owner")).where(o.c.settled == sa.false())
+    owners = first.cte("owners", recursive=True)
+    after = sa.select(sa.func.min(o.c.owner)).where(o.c.settled == sa.false(), o.c.owner > owners.c.owner)
+    owners = owners.union_all(sa.select(after.scalar_subquery()).where(owners.c.owner.is_not(None)))
+    fresh = sa.select(replicas.c.id).where(replicas.c.id == owners.c.owner,
+                                           replicas.c.heartbeat_at >= now() - param("stale", sa.Float()))
+    taken_from = sa.select(owners.c.owner).where(
+        owners.c.owner.is_not(None),
+        sa.or_(sa.and_(owners.c.owner == param("replica"), param("own", sa.Boolean())),
+               sa.and_(owners.c.owner != param("replica"), ~fresh.exists())))
+    unowned = sa.select(jobs.c.id).where(jobs.c.settled == sa.false(), jobs.c.owner.is_(None))
+    return sa.select(sa.or_(unowned.exists(), taken_from.exists()))
+
+
+_ANY_CLAIMABLE = _anything_claimable()
+
+
 _INSERT = sa.insert(jobs).values({c: param(c) for c in JOB_COLUMNS + DERIVED})
 _UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
 
@@ -276,6 +300,8 @@ class JobStore:
         so that its previous owner can no longer write it; at most `limit`, oldest first (by
         created_at, then id), only those after `after` (the last one's (created_at, id))."""
         since, last = after if after is not None else (float("-inf"), "")
+        if not await self.db.scalar(_ANY_CLAIMABLE, replica=replica_id, own=include_own, stale=float(stale_after)):
+            return []  # (the common case on a replica: every job has a live owner)
         async with self.db.write() as tx:
             rows = await tx.rows(_CLAIM, replica=replica_id, own=include_own, stale=float(stale_after),
                                  since=since, last=last, limit=limit)

@@ -212,6 +212,21 @@ async def test_jobs_are_claimed_from_nobody_or_the_dead_and_old_copies_are_fence
     assert len(await store.jobs.claim("D", stale_after=3600)) == 3  # handed back: anyone's
 
 
+async def test_a_claim_finds_each_kind_of_orphan_alone(store: Store):
+    """Each reason a job is claimable, with no other claimable job beside it (the claim first
+    asks whether anything is claimable, from the owners alone)."""
+    await store.jobs.heartbeat("A")
+    await store.jobs.heartbeat("B")
+    alive = job(owner="B")
+    await store.jobs.create(alive)
+    assert await store.jobs.claim("A", stale_after=3600) == []  # B is alive: nothing to take
+    gone = job(owner="G")  # its replica never heartbeat (or left): no row
+    await store.jobs.create(gone)
+    assert [j.id for j in await store.jobs.claim("A", stale_after=3600)] == [gone.id]
+    assert await store.jobs.claim("A", stale_after=3600) == []  # A's now, and A is alive
+    assert {j.id for j in await store.jobs.claim("C", stale_after=0)} == {alive.id, gone.id}  # stale
+
+
 async def test_own_jobs_are_claimed_in_batches_each_once(store: Store):
     """A restart claims its own jobs batch by batch (`after`: the last one claimed), including
     jobs created in the same instant, each exactly once."""
