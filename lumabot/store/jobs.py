@@ -81,7 +81,7 @@ def _claimable() -> sa.Update:
 _CLAIM = _claimable()
 
 
-def _anything_claimable() -> sa.Select:
+def _anything_claimable() -> sa.Select[tuple[bool]]:
     """Whether `_claimable` would find a row, answered from the owners index without reading
     the jobs: an unowned unsettled job, or one of an owner `_claimable` takes from. The owners
     of unsettled jobs are few (the replicas): they are walked one index probe each (a recursive
