@@ -271,3 +271,50 @@ def fmt_seconds(s: float) -> str:
     if s == float("inf"):
         return "over the last bucket"
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+class ClientStalls:
+    """The benchmark process's own stalls while it measures (it hosts the fakes and the client:
+    a slow ack it times may be its own). `async with ClientStalls() as stalls:`, then
+    `stalls.longest` (seconds, 0 if none over `threshold`) and `stalls.gc` (full collections)."""
+
+    def __init__(self, threshold: float = 0.05, tick: float = 0.01):
+        self.threshold, self.tick = threshold, tick
+        self.stalls: list[float] = []
+        self.gc: list[float] = []   # durations of generation-2 collections
+        self._gc_began: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _watch_gc(self, phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        elif self._gc_began is not None:
+            self.gc.append(time.perf_counter() - self._gc_began)
+            self._gc_began = None
+
+    async def _watch_loop(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.tick)
+            late = time.perf_counter() - t - self.tick
+            if late > self.threshold:
+                self.stalls.append(late)
+
+    @property
+    def longest(self) -> float:
+        return max(self.stalls, default=0.0)
+
+    async def __aenter__(self) -> "ClientStalls":
+        import gc
+        gc.callbacks.append(self._watch_gc)
+        self._task = asyncio.ensure_future(self._watch_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import gc
+        gc.callbacks.remove(self._watch_gc)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
