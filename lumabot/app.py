@@ -36,7 +36,7 @@ from .slack import ingress, listeners
 from .slack.admins import Admins
 from .slack.files import SlackFiles, TokenHosts
 from .slack.installations import Installations
-from .slack.workspaces import InstalledWorkspaces, OneWorkspace, web_client
+from .slack.workspaces import InstalledWorkspaces, OneWorkspace, one_try, web_client
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import Store, StoreUnavailable, open_store
 from .tls import tls_context
@@ -308,7 +308,7 @@ class LumaBot:
 
         token = self.settings.app_token()
         try:
-            await until_reachable(lambda: self.slack.apps_connections_open(app_token=token),
+            await until_reachable(lambda: one_try(self.slack).apps_connections_open(app_token=token),
                                   "Slack", self.settings.slack_api_url, stop)
         except Stopped:
             return False

@@ -123,3 +123,32 @@ async def test_healthcheck_follows_healthz_wherever_it_is_served(tmp_path, slack
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0
+
+
+async def test_each_try_to_reach_slack_is_one_request(tmp_path, slack, luma):
+    """"Trying again in 1 s" is what happens: a try is one request, not one plus the SDK's own
+    retries (which made each try seconds longer than the line said)."""
+    connections = 0
+
+    async def hang_up(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()  # Slack's address answers, and drops every connection
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = _env(tmp_path, slack, luma, SLACK_API_URL=f"http://127.0.0.1:{port}/api/", LUMABOT_LOG_LEVEL="INFO")
+    proc = await _start(env, tmp_path)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            lines.append(line.decode())
+            if sum("cannot reach Slack" in seen for seen in lines) == 2:
+                break
+        assert connections == 2, "".join(lines)  # two tries logged, two requests made
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+        server.close()
+        await server.wait_closed()

@@ -76,7 +76,7 @@ class OneWorkspace:
 
     async def connect(self) -> dict[str, Any]:
         """auth.test: who the bot token is (raises SlackApiError if Slack refuses it)."""
-        auth = await self.workspace.client.auth_test()
+        auth = await one_try(self.workspace.client).auth_test()
         w = self.workspace
         w.bot_user_id = auth.get("user_id")
         w.installation = Installation(auth.get("team_id"), auth.get("enterprise_id") or None,
@@ -207,6 +207,18 @@ def scopes_of(headers: Any) -> frozenset[str] | None:
     headers = headers or {}
     scopes = headers.get("x-oauth-scopes") or headers.get("X-OAuth-Scopes")
     return None if scopes is None else frozenset(s.strip() for s in str(scopes).split(","))
+
+
+def one_try(client: AsyncWebClient) -> AsyncWebClient:
+    """The same client without the SDK's retries of a failed connection: for the checks at start,
+    whose caller says "cannot reach Slack; trying again in N s" and tries again itself (with the
+    SDK's retries each try took seconds more than the line said)."""
+    from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+
+    return AsyncWebClient(token=client.token, base_url=client.base_url, timeout=client.timeout,
+                          session=client.session, headers=client.headers, logger=client.logger,
+                          retry_handlers=[h for h in client.retry_handlers
+                                          if not isinstance(h, AsyncConnectionErrorRetryHandler)])
 
 
 def web_client(api_url: str, session: aiohttp.ClientSession | None = None) -> ClientFactory:
