@@ -281,6 +281,7 @@ class FakeLuma:
         api_key: str = "luma-api-test-key",
         latency: float = 0.05,
         latency_fn: Callable[[], float] | None = None,
+        latency_of_key: Callable[[str], float] | None = None,
         rpm_limit: int | None = None,
         concurrency_limit: int | None = None,
         rate_headers: bool = True,
@@ -295,6 +296,8 @@ class FakeLuma:
         self.api_key = api_key
         self.latency = latency
         self.latency_fn = latency_fn
+        # (each account its own draws: the same workload in every account, whatever the order)
+        self.latency_of_key = latency_of_key
         self.rpm_limit = rpm_limit
         self.concurrency_limit = concurrency_limit
         self.rate_headers = rate_headers
@@ -932,6 +935,8 @@ class FakeLuma:
         outcome = self._script.popleft() if self._script else Outcome()
         if outcome.latency is not None:
             latency = outcome.latency
+        elif self.latency_of_key is not None:
+            latency = self.latency_of_key(key)
         elif self.latency_fn is not None:
             latency = self.latency_fn()
         else:
