@@ -100,8 +100,8 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
     from lumabot.store import open_store
     from lumabot.testing.fake_slack.oauth import FakeSlackOrg
 
-    from .common import BotProcess
-    from .tenants import REDIRECT, Org, at_most
+    from .common import BotProcess, bucket_delta, bucket_quantile
+    from .tenants import LAG, REDIRECT, Org, at_most
 
     teams = [f"T{i:02d}" for i in range(accounts)]
     keys = {team: f"luma-key-{team}" for team in teams}
@@ -142,6 +142,7 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
                 await store.luma_keys.set(team, keys[team], by="UADMIN", at=time.time())
             users = [f"U{i:02d}" for i in range(USERS)]
             t0, cpu0, own0 = time.monotonic(), bot.cpu_seconds(), time.process_time()
+            lag0 = (await bot.metrics()).buckets(LAG)
             for n in range(JOBS // USERS):
                 await at_most(50, [slack.command(team, f"{u} picture {n}", u) for u in users for team in teams])
             while await unsettled_count(store):
@@ -149,6 +150,7 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
             wall = time.monotonic() - t0
             cpu = (bot.cpu_seconds() - cpu0) / wall
             fakes_cpu = (time.process_time() - own0) / wall
+            lag = bucket_quantile(bucket_delta((await bot.metrics()).buckets(LAG), lag0), 0.99)
             per_account = {}
             for team, key in keys.items():
                 gens = luma.created_with(key)
@@ -163,7 +165,7 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
             await bot.stop()
             await luma.stop()
             await org.stop()
-    return {"per_account": per_account, "wall": wall, "429": luma.stats["429"], "cpu": cpu, "fakes_cpu": fakes_cpu,
+    return {"per_account": per_account, "wall": wall, "429": luma.stats["429"], "cpu": cpu, "fakes_cpu": fakes_cpu, "lag_ms": lag * 1000,
             "detect_ms": detect * 1000, "handover_ms": handover * 1000, "steady": steady,
             "failed": sum(1 for j in rows if j.state != JobState.DONE),
             "default_account_creates": len(luma.created_with(luma.api_key))}
@@ -242,6 +244,8 @@ def main() -> None:
              "", None),
             ("bot CPU (share of one core), one; n accounts", f"{one['cpu'] * 100:.0f} %; {many['cpu'] * 100:.0f} %",
              "", None),
+            ("the bot's event-loop lag p99 (bucket bound), one; n accounts",
+             f"{one['lag_ms']:.0f}; {many['lag_ms']:.0f} ms", "", None),
             ("the fakes' CPU (this process, share of one core), one; n accounts",
              f"{one['fakes_cpu'] * 100:.0f} %; {many['fakes_cpu'] * 100:.0f} %", "", None),
             ("failed jobs; 429s", f"{many['failed']}; {many['429']}", "0; rare", many["failed"] == 0),
