@@ -54,13 +54,13 @@ class Deliverer:
         # The image's message, its buttons on it (Slack shares it asynchronously): reactions on
         # it are votes, a reply or a shortcut on it edits this image.
         share_ts = await self._share_ts(job)
-        job.actions_ts = job.actions_ts or share_ts
+        self.record.later(job, actions_ts=job.actions_ts or share_ts)
         image = KnownImage(
             team_id=job.team_id,
             channel_id=job.channel_id, thread_ts=job.root_ts or "", message_ts=share_ts, origin="lumabot",
             job_id=job.id, generation_id=job.generation_id, slack_file_id=job.slack_file_id,
             user_id=job.user_id)
-        job.state, job.finished_at = JobState.DONE, finished_at
+        self.record.later(job, state=JobState.DONE, finished_at=finished_at)
         # The status says done, then one write records it all: done, told, the image (for edits).
         await self.messages.settle(job, resumed, image=image)
 
@@ -121,6 +121,5 @@ class Deliverer:
         durably before its bytes go."""
         if job.slack_file_id and await self.notifier.image_uploaded(job, deadline=deadline):
             return
-        job.slack_file_id = await self.notifier.reserve_upload(job, output)
-        await self.record.save(job)
+        await self.record.change(job, slack_file_id=await self.notifier.reserve_upload(job, output))
         await self.notifier.send_upload(job, output, deadline=deadline)

@@ -47,8 +47,7 @@ class Messages:
             ts = ts or await self.retrying(job, lambda: self.notifier.post_status(job))
         except DeliveryError as err:
             raise self.failure(job, err, "the status message") from None
-        job.status_ts = ts
-        await self.record.save(job)
+        await self.record.change(job, status_ts=ts)
         if job.in_batch:
             self._announced.pop(job.id, asyncio.Event()).set()
 
@@ -60,8 +59,7 @@ class Messages:
         while True:
             lead = await self.record.durably(job, lambda: self.record.store.jobs.get(job.batch_id or ""))
             if lead is not None and lead.status_ts:
-                job.status_ts = lead.status_ts
-                await self.record.save(job)
+                await self.record.change(job, status_ts=lead.status_ts)
                 return
             if lead is None or lead.state.finished:
                 self._announced.pop(job.batch_id, None)
@@ -107,9 +105,9 @@ class Messages:
             if (tell and job.state == JobState.FAILED
                     and not (resumed and await self.find_posted(job, "failure"))):
                 await self._tell_failure(job)
-            job.settled = True
+            self.record.later(job, settled=True)
             await self.record.status.show(job)
-        await self.record.durably(job, lambda: self.record.store.jobs.save(job, image=image))
+        await self.record.change(job, image=image)
         self.record.metrics.jobs_finished.labels(job.state.value).inc()
 
     async def _tell_failure(self, job: Job) -> None:

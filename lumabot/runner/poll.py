@@ -103,8 +103,9 @@ class Poller:
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)
                 # Not written yet: it is recorded with the upload's file id (one commit less; a
                 # crash before that polls once more and finds it completed again).
-                job.state, job.completed_at = JobState.DELIVERING, time.time()
-                job.running_seen = last_age or 0.0  # (after a restart: not seen running since)
+                # (running_seen: after a restart, not seen running since)
+                self.record.later(job, state=JobState.DELIVERING, completed_at=time.time(),
+                                  running_seen=last_age or 0.0)
                 return gen.output_url
             if gen.state == "failed":
                 code = gen.failure_code or "generation_failed"

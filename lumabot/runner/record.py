@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from ..jobs.models import DEFAULT_ACCOUNT, Job, JobState
+from ..jobs.models import DEFAULT_ACCOUNT, Job, JobState, KnownImage
 from ..luma.accounts import LumaAccounts, NoLumaKey
 from ..luma.client import LumaRejected
 from ..metrics import Metrics
@@ -115,18 +115,28 @@ class Recorder:
         return await retry(write, transient=lambda e: isinstance(e, StoreUnavailable),
                            backoff=self.config.retry_backoff, on_retry=count)
 
-    async def save(self, job: Job) -> None:
-        await self.durably(job, lambda: self.store.jobs.save(job))
+    # Every change a runner step makes to a job goes through one of these three: `later` (held
+    # in memory, written with the job's next write: one commit fewer, where a crash before it
+    # only repeats a step that is safe to repeat), `change` (written now, before the step goes
+    # on), `set_state` (written now, and the status message follows what it shows).
+    @staticmethod
+    def later(job: Job, **changes: Any) -> None:
+        """Apply `changes` to the job; they are written with its next write."""
+        for k, v in changes.items():
+            setattr(job, k, v)
+
+    async def change(self, job: Job, *, image: KnownImage | None = None, **changes: Any) -> None:
+        """Apply `changes` and write them (with whatever `later` held) before going on; with a
+        delivered `image`, recorded in the same write."""
+        self.later(job, **changes)
+        await self.durably(job, lambda: self.store.jobs.save(job, image=image))
 
     async def set_state(self, job: Job, state: JobState, *, announce: bool = True,
                         **changes: Any) -> None:
         """Record a transition; update the status message only when what it shows changes
         (Slack rate-limits chat.update, so never on every poll or retry)."""
         before = job.shown or job.shown_status()   # what the status message shows
-        job.state = state
-        for k, v in changes.items():
-            setattr(job, k, v)
-        await self.save(job)
+        await self.change(job, state=state, **changes)
         job.shown = None
         if announce and job.shown_status() != before:
             await self.status.show(job)

@@ -384,19 +384,17 @@ class Runner:
         if job.blind_resends >= MAX_BLIND_RESENDS:
             log.warning("a create was interrupted twice; not sending it a third time", extra=log_context(job))
             raise JobFailed("create_uncertain")
-        job.blind_resends += 1  # recorded with the SUBMITTING state, before the create
+        self.record.later(job, blind_resends=job.blind_resends + 1)  # written with SUBMITTING, before the create
         log.warning("resuming a job whose create was interrupted; it is sent again once",
                     extra=log_context(job))
 
     async def _record_cancel(self, job: Job, by: str) -> None:
         """Cancelled while it waited: nothing reached Luma; the status message says who."""
-        job.state, job.cancelled_by, job.finished_at = JobState.CANCELLED, by, time.time()
-        job.waiting_reason = job.queue_position = None
-        await self.record.save(job)
+        await self.record.change(job, state=JobState.CANCELLED, cancelled_by=by, finished_at=time.time(),
+                                 waiting_reason=None, queue_position=None)
         log.info("cancelled while waiting", extra=log_context(job))
 
     async def _record_failure(self, job: Job, code: str, detail: str | None) -> None:
         self.scheduler.release(job.id)
-        job.failure_code, job.failure_detail = code, detail
-        job.state, job.finished_at = JobState.FAILED, time.time()
-        await self.record.save(job)
+        await self.record.change(job, state=JobState.FAILED, failure_code=code, failure_detail=detail,
+                                 finished_at=time.time())

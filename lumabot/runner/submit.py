@@ -98,9 +98,7 @@ class Submitter:
         """One create: "created" once Luma has the generation; otherwise why to try again."""
         luma = await luma_of(self.accounts, job)   # (a job that fails here has its slot freed by the runner)
         async with self.shutdown.critical(job.id):  # never cut a create short: its answer is its only record
-            job.state = JobState.SUBMITTING
-            job.submit_tries += 1
-            await self.record.save(job)
+            await self.record.change(job, state=JobState.SUBMITTING, submit_tries=job.submit_tries + 1)
             create = luma.create(params, user_id=luma_user_id(
                 job.team_id, job.user_id, self.config.user_hash_salt))
             del params  # the prepared images live only as long as the create
