@@ -216,7 +216,9 @@ def one_try(client: AsyncWebClient) -> AsyncWebClient:
     from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 
     return AsyncWebClient(token=client.token, base_url=client.base_url, timeout=client.timeout,
-                          session=client.session, headers=client.headers, logger=client.logger,
+                          ssl=client.ssl, proxy=client.proxy, session=client.session,
+                          trust_env_in_session=client.trust_env_in_session,
+                          headers=dict(client.headers), logger=client.logger,
                           retry_handlers=[h for h in client.retry_handlers
                                           if not isinstance(h, AsyncConnectionErrorRetryHandler)])
 
