@@ -6,7 +6,9 @@ Served at `GET /metrics`: in HTTP mode on PORT, in Socket Mode on LUMABOT_METRIC
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -44,19 +46,39 @@ class Metrics:
                                   registry=r)
         self.tasks = Gauge("lumabot_asyncio_tasks", "asyncio tasks alive in this process (a leak grows it)",
                            registry=r)
+        # A full collection stops the whole process (every ack waits): how long each took, and
+        # how many objects are out of its way (what start built, frozen once it is up).
+        self.gc_pauses = Histogram("lumabot_gc_pause_seconds", "How long each full (generation 2) garbage "
+                                   "collection stopped the process", buckets=LAG_BUCKETS, registry=r)
+        self.gc_frozen = Gauge("lumabot_gc_frozen_objects", "Objects left out of garbage collections "
+                               "(what start built)", registry=r)
         self._lag_task: asyncio.Task | None = None
+        self._gc_began: float | None = None
 
     def render(self) -> bytes:
         self.tasks.set(len(asyncio.all_tasks()))
+        self.gc_frozen.set(gc.get_freeze_count())
         return generate_latest(self.registry)
 
     def start_loop_monitor(self, period: float = 0.1) -> None:
         if self._lag_task is None:
             self._lag_task = asyncio.create_task(self._monitor(period), name="loop-lag")
+            gc.callbacks.append(self._gc_phase)
 
     def stop(self) -> None:
         if self._lag_task is not None:
             self._lag_task.cancel()
+            if self._gc_phase in gc.callbacks:
+                gc.callbacks.remove(self._gc_phase)
+
+    def _gc_phase(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+        elif self._gc_began is not None:
+            self.gc_pauses.observe(time.perf_counter() - self._gc_began)
+            self._gc_began = None
 
     async def _monitor(self, period: float) -> None:
         while True:

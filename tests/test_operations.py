@@ -50,6 +50,10 @@ async def test_metrics_endpoint_reports_jobs_requests_latencies_and_errors(harne
     assert _value(text, "lumabot_queue_depth") == 0
     assert _value(text, "lumabot_jobs", '{state="queued"}') == 0
     assert "lumabot_event_loop_lag_seconds_bucket" in text
+    import gc
+    gc.collect()  # a full collection is measured
+    status, text = await _get(f"http://127.0.0.1:{h.port}/metrics")
+    assert _value(text, "lumabot_gc_pause_seconds_count") >= 1
     for secret in (h.slack.bot_token, h.slack.signing_secret, h.luma.api_key):
         assert secret not in text
 
@@ -126,6 +130,9 @@ async def test_socket_mode_serves_health_and_metrics_on_the_metrics_port(tmp_pat
         await slack.wait_socket_connected()
         status, text = await _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and "lumabot_queue_depth" in text
+        # what start built is kept out of the collector's way (a full collection stops acks)
+        assert _value(text, "lumabot_gc_frozen_objects") > 10_000
+        assert "lumabot_gc_pause_seconds_bucket" in text
         async with aiohttp.ClientSession(trust_env=False) as s:
             async with s.post(f"http://127.0.0.1:{port}/slack/events", data=b"{}") as r:
                 assert r.status in (404, 405)  # Socket Mode takes no HTTP requests from Slack
