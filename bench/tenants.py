@@ -42,6 +42,7 @@ RATE, SECONDS = 100, 10
 TARGET_P99 = 0.020
 REDIRECT = "https://lumabot.example.com/slack/oauth_redirect"
 LAG = "lumabot_event_loop_lag_seconds"
+GC = "lumabot_gc_pause_seconds"
 _EXTRA: dict[str, str] = {}   # more settings (experiments)
 
 
@@ -173,6 +174,7 @@ async def _run(workspaces: int, waiting: int, *, database: str | None, replicas:
             gc.collect()
             gc.freeze()
             lag0 = [(await bot.metrics()).buckets(LAG) for bot in bots]
+            gc0 = [(await bot.metrics()).buckets(GC) for bot in bots]
             times: list[float] = []
             sent = []
             async with ClientStalls() as stalls:
@@ -192,6 +194,10 @@ async def _run(workspaces: int, waiting: int, *, database: str | None, replicas:
             lags = [bucket_quantile(bucket_delta((await bot.metrics()).buckets(LAG), before_lag), 0.99) * 1000
                     for bot, before_lag in zip(bots, lag0)]
             figures["lag_p99_ms"] = max(lags)
+            gcs = [bucket_delta((await bot.metrics()).buckets(GC), before) for bot, before in zip(bots, gc0)]
+            figures["bot_gcs"] = sum(max(g.values(), default=0) for g in gcs)
+            figures["bot_gc_ms"] = max((min(le for le, n in g.items() if n >= max(g.values())) for g in gcs
+                                        if max(g.values(), default=0) > 0), default=0.0) * 1000
 
             # Fairness: free slots and watch which workspace each goes to.
             figures["rounds"] = await fairness(luma, teams, grants=2 * workspaces)
@@ -248,6 +254,8 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
         ("  the bots' event-loop lag p99 meanwhile (bucket bound, the worst replica)", f"{f['lag_p99_ms']:.0f} ms", "", None),
         (f"  the burst of {f['waiting']:,}, 100 at a time: slowest ack; answered without a job",
          f"{f['slowest_burst_ack_s'] * 1000:.0f} ms; {f['not_accepted']}", "", None),
+        ("  the bots' full GCs meanwhile; the longest (bucket bound)", f"{f['bot_gcs']:.0f}; {f['bot_gc_ms']:.0f} ms",
+         "", None),
         ("  the benchmark's own longest stall meanwhile; its full GCs (a slow ack may be its own)",
          f"{f['client_stall_ms']:.0f} ms; {f['client_gcs']}", "", None),
         ("memory per installation", f"{f['per_installation_kb']:.1f} KB", "", None),
