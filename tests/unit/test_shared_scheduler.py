@@ -337,3 +337,31 @@ async def test_the_front_of_the_line_reads_only_what_it_returns(pair):
     for t in holders.tasks:
         t.cancel()
     await asyncio.gather(*holders.tasks, return_exceptions=True)
+
+
+async def test_the_front_cut_short_is_the_start_of_the_whole_line(pair):
+    """slots_front reads only the first `limit` workspaces, people and jobs of each: whatever
+    the limit, it returns the start of the whole line (workspaces, people and own lines of
+    different lengths, and a retry at the front of its person's line)."""
+    a = await pair(1)
+    holders = Holders()
+    holders.start(a, "held", "T0/U0")
+    await eventually(lambda: holders.granted == ["held"])
+    people = {"TA": ["ann", "abe", "ada"], "TB": ["bob"], "TC": ["cat", "cid"]}
+    for i in range(3):
+        for team, names in people.items():
+            for name in names[: 3 - i]:  # fewer people with each round: own lines of 1-3 jobs
+                job = f"{team}/{name} {i}"
+                holders.start(a, job, f"{team}/{name}")
+                await eventually(lambda: _waiting(a, job))
+    retry = "TC/cid again"
+    await a.store.jobs.create(new_job(user="TC/cid").model_copy(update={"id": retry, "owner": a.replica_id}))
+    await a.store.slots.enqueue(retry, "TC/cid", front=True, replica_id=a.replica_id)
+    whole = await a.store.slots.front(10**6)
+    assert len(whole) == 15 and whole.index(retry) < whole.index("TC/cid 0")
+    assert whole[:3] == ["TA/ann 0", "TB/bob 0", "TC/cat 0"]   # one of each workspace first
+    for limit in range(1, len(whole) + 1):
+        assert await a.store.slots.front(limit) == whole[:limit], limit
+    for t in holders.tasks:
+        t.cancel()
+    await asyncio.gather(*holders.tasks, return_exceptions=True)
