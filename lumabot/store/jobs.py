@@ -57,20 +57,32 @@ _RELEASE = sa.update(jobs).where(jobs.c.owner == param("replica"), schema.UNSETT
 _GONE = sa.delete(replicas).where(replicas.c.id == param("replica"))
 
 
+def _taken_from() -> sa.Select[tuple[str]]:
+    """The owners whose unsettled jobs a claim takes: a replica whose heartbeat is older than
+    `stale` seconds on the database's clock, or gone (no row); with `own`, this replica itself
+    (its jobs from before a restart). The owners of unsettled jobs are few (the replicas): they
+    are walked from the owners index, one probe each (a recursive "next owner after this one"),
+    without reading the jobs."""
+    o = jobs.alias("o")
+    first = sa.select(sa.func.min(o.c.owner).label("owner")).where(o.c.settled == sa.false())
+    owners = first.cte("owners", recursive=True)
+    after = sa.select(sa.func.min(o.c.owner)).where(o.c.settled == sa.false(), o.c.owner > owners.c.owner)
+    owners = owners.union_all(sa.select(after.scalar_subquery()).where(owners.c.owner.is_not(None)))
+    fresh = sa.select(replicas.c.id).where(replicas.c.id == owners.c.owner,
+                                           replicas.c.heartbeat_at >= now() - param("stale", sa.Float()))
+    return sa.select(owners.c.owner).where(
+        owners.c.owner.is_not(None),
+        sa.or_(sa.and_(owners.c.owner == param("replica"), param("own", sa.Boolean())),
+               sa.and_(owners.c.owner != param("replica"), ~fresh.exists())))
+
+
 def _claimable() -> sa.Update:
-    """Unsettled jobs nobody runs (unowned, or owned by a replica whose heartbeat is older than
-    `stale` seconds on the database's clock, or gone; with `own`, this replica's own from before a
-    restart), oldest first, after (`since`, `last`), at most `limit`: each one's epoch bumped.
-    Replicas claiming at once skip each other's rows (FOR UPDATE SKIP LOCKED; SQLite's one writer
-    claims alone)."""
-    r = replicas.alias("r")
+    """Unsettled jobs nobody runs (unowned, or of an owner `_taken_from` names), oldest first,
+    after (`since`, `last`), at most `limit`: each one's epoch bumped. Replicas claiming at once
+    skip each other's rows (FOR UPDATE SKIP LOCKED; SQLite's one writer claims alone)."""
     j = jobs.alias("j")
-    ids = (sa.select(j.c.id).select_from(j.outerjoin(r, r.c.id == j.c.owner))
-           .where(j.c.settled == sa.false(),
-                  sa.or_(j.c.owner.is_(None),
-                         sa.and_(j.c.owner == param("replica"), param("own", sa.Boolean())),
-                         sa.and_(j.c.owner != param("replica"),
-                                 sa.or_(r.c.id.is_(None), r.c.heartbeat_at < now() - param("stale", sa.Float())))),
+    ids = (sa.select(j.c.id)
+           .where(j.c.settled == sa.false(), sa.or_(j.c.owner.is_(None), j.c.owner.in_(_taken_from())),
                   sa.tuple_(j.c.created_at, j.c.id) > sa.tuple_(param("since", sa.Float()), param("last", _TEXT)))
            .order_by(j.c.created_at, j.c.id).limit(param("limit"))
            .with_for_update(of=j, skip_locked=True))
@@ -82,24 +94,11 @@ _CLAIM = _claimable()
 
 
 def _anything_claimable() -> sa.Select[tuple[bool]]:
-    """Whether `_claimable` would find a row, answered from the owners index without reading
-    the jobs: an unowned unsettled job, or one of an owner `_claimable` takes from. The owners
-    of unsettled jobs are few (the replicas): they are walked one index probe each (a recursive
-    "next owner after this one"), where the claim itself reads every unsettled job; replicas run
-    this every second, with tens of thousands of jobs waiting."""
-    o = jobs.alias("o")
-    first = sa.select(sa.func.min(o.c.owner).label("owner")).where(o.c.settled == sa.false())
-    owners = first.cte("owners", recursive=True)
-    after = sa.select(sa.func.min(o.c.owner)).where(o.c.settled == sa.false(), o.c.owner > owners.c.owner)
-    owners = owners.union_all(sa.select(after.scalar_subquery()).where(owners.c.owner.is_not(None)))
-    fresh = sa.select(replicas.c.id).where(replicas.c.id == owners.c.owner,
-                                           replicas.c.heartbeat_at >= now() - param("stale", sa.Float()))
-    taken_from = sa.select(owners.c.owner).where(
-        owners.c.owner.is_not(None),
-        sa.or_(sa.and_(owners.c.owner == param("replica"), param("own", sa.Boolean())),
-               sa.and_(owners.c.owner != param("replica"), ~fresh.exists())))
+    """Whether `_claimable` would find a row, from the owners index alone: an unowned unsettled
+    job, or an owner to take from. Replicas ask every second, with tens of thousands of jobs
+    waiting, where the claim itself reads every unsettled job."""
     unowned = sa.select(jobs.c.id).where(jobs.c.settled == sa.false(), jobs.c.owner.is_(None))
-    return sa.select(sa.or_(unowned.exists(), taken_from.exists()))
+    return sa.select(sa.or_(unowned.exists(), _taken_from().exists()))
 
 
 _ANY_CLAIMABLE = _anything_claimable()
