@@ -17,6 +17,7 @@ import aiohttp
 
 from lumabot.app import LumaBot
 from lumabot.config import load_settings
+from lumabot.metrics import FullCollections, loop_lateness
 from lumabot.testing.fake_luma import FakeLuma
 from lumabot.testing.fake_slack import FakeSlack, sign_request, slash_command_payload
 from lumabot.testing.process import BotProcess as _BotProcess
@@ -282,39 +283,24 @@ class ClientStalls:
         self.threshold, self.tick = threshold, tick
         self.stalls: list[float] = []
         self.gc: list[float] = []   # durations of generation-2 collections
-        self._gc_began: float | None = None
+        self._collections = FullCollections(self.gc.append)
         self._task: asyncio.Task[None] | None = None
 
-    def _watch_gc(self, phase: str, info: dict) -> None:
-        if info.get("generation") != 2:
-            return
-        if phase == "start":
-            self._gc_began = time.perf_counter()
-        elif self._gc_began is not None:
-            self.gc.append(time.perf_counter() - self._gc_began)
-            self._gc_began = None
-
-    async def _watch_loop(self) -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(self.tick)
-            late = time.perf_counter() - t - self.tick
-            if late > self.threshold:
-                self.stalls.append(late)
+    def _late(self, seconds: float) -> None:
+        if seconds > self.threshold:
+            self.stalls.append(seconds)
 
     @property
     def longest(self) -> float:
         return max(self.stalls, default=0.0)
 
     async def __aenter__(self) -> "ClientStalls":
-        import gc
-        gc.callbacks.append(self._watch_gc)
-        self._task = asyncio.ensure_future(self._watch_loop())
+        self._collections.watch()
+        self._task = asyncio.ensure_future(loop_lateness(self.tick, self._late))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        import gc
-        gc.callbacks.remove(self._watch_gc)
+        self._collections.unwatch()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -53,7 +53,7 @@ class Metrics:
         self.gc_frozen = Gauge("lumabot_gc_frozen_objects", "Objects left out of garbage collections "
                                "(what start built)", registry=r)
         self._lag_task: asyncio.Task | None = None
-        self._gc_began: float | None = None
+        self._collections = FullCollections(self.gc_pauses.observe)
 
     def render(self) -> bytes:
         self.tasks.set(len(asyncio.all_tasks()))
@@ -62,26 +62,44 @@ class Metrics:
 
     def start_loop_monitor(self, period: float = 0.1) -> None:
         if self._lag_task is None:
-            self._lag_task = asyncio.create_task(self._monitor(period), name="loop-lag")
-            gc.callbacks.append(self._gc_phase)
+            self._lag_task = asyncio.create_task(loop_lateness(period, self.loop_lag.observe), name="loop-lag")
+            self._collections.watch()
 
     def stop(self) -> None:
         if self._lag_task is not None:
             self._lag_task.cancel()
-            if self._gc_phase in gc.callbacks:
-                gc.callbacks.remove(self._gc_phase)
+            self._collections.unwatch()
 
-    def _gc_phase(self, phase: str, info: dict[str, Any]) -> None:
+
+async def loop_lateness(period: float, seen: Callable[[float], Any]) -> None:
+    """For ever: how late the event loop ran a `period` s timer, to `seen`, after each."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(period)
+        seen(max(0.0, time.perf_counter() - start - period))
+
+
+class FullCollections:
+    """The garbage collector's full (generation 2) collections, each of which stops the whole
+    process: while watched, `paused(seconds)` after each."""
+
+    def __init__(self, paused: Callable[[float], Any]):
+        self.paused = paused
+        self._began: float | None = None
+
+    def watch(self) -> None:
+        if self._phase not in gc.callbacks:
+            gc.callbacks.append(self._phase)
+
+    def unwatch(self) -> None:
+        if self._phase in gc.callbacks:
+            gc.callbacks.remove(self._phase)
+
+    def _phase(self, phase: str, info: dict[str, Any]) -> None:
         if info.get("generation") != 2:
             return
         if phase == "start":
-            self._gc_began = time.perf_counter()
-        elif self._gc_began is not None:
-            self.gc_pauses.observe(time.perf_counter() - self._gc_began)
-            self._gc_began = None
-
-    async def _monitor(self, period: float) -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(period)
-            self.loop_lag.observe(max(0.0, time.perf_counter() - start - period))
+            self._began = time.perf_counter()
+        elif self._began is not None:
+            self.paused(time.perf_counter() - self._began)
+            self._began = None
