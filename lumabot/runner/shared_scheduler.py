@@ -24,6 +24,7 @@ from typing import Awaitable, Callable
 
 from ..jobs.models import DEFAULT_ACCOUNT
 from ..store import JobLost, Store, StoreUnavailable
+from ..store.slots import Waits
 from .scheduler import probe_period
 
 log = logging.getLogger("lumabot.runner")
@@ -32,6 +33,8 @@ log = logging.getLogger("lumabot.runner")
 TICK = 1.0
 # How often an account's line is looked at by a replica with nothing in it.
 IDLE_TICK = 30.0
+# At most this many jobs join the line in one transaction.
+ENQUEUE_BATCH = 128
 
 
 class SharedScheduler:
@@ -48,14 +51,16 @@ class SharedScheduler:
         self.on_backlog: Callable[[], None] | None = None
         self._holding: set[str] = set()          # jobs of this replica with a slot, or waiting
         # Writes to the slot tables, in the order they were asked for (a release must land
-        # before the same job's next enqueue), each with a future for whoever waits on it.
-        self._ops: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = deque()
+        # before the same job's next enqueue), each with a future for whoever waits on it. Jobs
+        # joining the line one after another are written together (see `_tick`).
+        self._ops: deque[tuple[Callable[[], Awaitable[None]] | Waits, asyncio.Future[None]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waiting = 0
         self._in_flight = 0
         self._stopped = False
         self._ticking = asyncio.Lock()  # one look at a time (the loop, or a caller of tick)
+        self._full_until = 0.0   # (loop time) until then, every slot was taken at the last look
 
     @property
     def probe_period(self) -> float:
@@ -86,8 +91,7 @@ class SharedScheduler:
             return False
         self._holding.add(job_id)
         self._parked.add(job_id)
-        queued = self._later(lambda: self.slots.enqueue(job_id, user_key, front=front,
-                                                              replica_id=self.replica_id))
+        queued = self._later(Waits(job_id, user_key, front))
         queued.add_done_callback(lambda f: self._not_queued(job_id, f))
         return True
 
@@ -121,8 +125,7 @@ class SharedScheduler:
         # same tick.
         fut = self._waiters[job_id] = asyncio.get_running_loop().create_future()
         try:
-            await self._later(lambda: self.slots.enqueue(job_id, user_key, front=front,
-                                                               replica_id=self.replica_id))
+            await self._later(Waits(job_id, user_key, front))
             self._wake.set()
             await fut
         except asyncio.CancelledError:
@@ -156,7 +159,7 @@ class SharedScheduler:
                                                           self.rate_window))
 
     # -- the dispatcher ----------------------------------------------------------------------------
-    def _later(self, op: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+    def _later(self, op: Callable[[], Awaitable[None]] | Waits) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ops.append((op, done))
         self._ensure_running()
@@ -177,10 +180,14 @@ class SharedScheduler:
             self._task = None
 
     async def _run(self) -> None:
+        heard = False   # (a notice that came before this loop is still there: its wait ends at once)
         while True:
             wait = TICK
             try:
-                wait = await self.tick()
+                # Woken only by jobs of this replica joining the line while every slot was
+                # taken at the last look: they are written, and nothing else can have changed.
+                full = not heard and asyncio.get_running_loop().time() < self._full_until
+                wait = await self.tick(joins_only=full)
             except StoreUnavailable as exc:
                 log.warning("database unavailable for Luma's slots, will retry: %s", exc)
             except Exception:
@@ -201,18 +208,53 @@ class SharedScheduler:
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                heard = waits[0].done()   # another replica's notice (or the time to look again)
                 for w in waits:
                     w.cancel()
 
-    async def tick(self) -> float:
+    async def tick(self, *, joins_only: bool = False) -> float:
         """Write the queued notes, grant what may go, wake this replica's granted jobs;
-        seconds until the next look."""
+        seconds until the next look. `joins_only`: every slot was taken at the last look and no
+        other replica has freed one since; if the notes are only jobs joining the line, they
+        are written and that is all (a look at the line could grant nothing: under a backlog,
+        each burst of requests would otherwise cost every replica a look at the whole line)."""
         async with self._ticking:
-            return await self._tick()
+            return await self._tick(joins_only)
 
-    async def _tick(self) -> float:
+    async def _enqueue_run(self) -> None:
+        """The jobs at the head of the writes that join the line (up to the next other write,
+        and each job once), written in one transaction: after a burst of requests, the line
+        catches up with them at once, not one transaction (and one turn of the account's lock)
+        a job."""
+        run: list[tuple[Waits, asyncio.Future[None]]] = []
+        seen: set[str] = set()
+        for op, done in itertools.islice(self._ops, ENQUEUE_BATCH):
+            if not isinstance(op, Waits) or op.job_id in seen:
+                break
+            run.append((op, done))
+            seen.add(op.job_id)
+        failed: Exception | None = None
+        try:
+            lost = await self.slots.enqueue_many([w for w, _ in run], replica_id=self.replica_id)
+        except StoreUnavailable:
+            raise  # tried again at the next tick, in the same order
+        except Exception as exc:  # for whoever waits on these writes, as for any other write
+            failed, lost = exc, set()
+        for w, done in run:
+            self._ops.popleft()
+            if not done.done():
+                if failed is not None or w.job_id in lost:
+                    done.set_exception(failed or JobLost(w.job_id))
+                else:
+                    done.set_result(None)
+
+    async def _tick(self, joins_only: bool) -> float:
         while self._ops:
             op, done = self._ops[0]
+            if isinstance(op, Waits):
+                await self._enqueue_run()
+                continue
+            joins_only = False   # a slot freed, a 429 noted...: the line must be looked at
             try:
                 await op()
             except StoreUnavailable:
@@ -224,6 +266,9 @@ class SharedScheduler:
                 if not done.done():
                     done.set_result(None)
             self._ops.popleft()
+        loop = asyncio.get_running_loop()
+        if joins_only:
+            return max(0.0, self._full_until - loop.time())
         _, wait = await self.slots.dispatch(concurrency=self.concurrency,
                                                   rate_window=self.rate_window,
                                                   probe_period=self.probe_period)
@@ -240,5 +285,11 @@ class SharedScheduler:
         self._waiting, self._in_flight = await self.slots.counts()
         if self._waiting and not was_waiting and self.on_backlog is not None:
             self.on_backlog()
-        return min(TICK, wait) if wait > 0 else TICK
+        wait = min(TICK, wait) if wait > 0 else TICK
+        # Jobs still wait after this look, or every slot is taken: none can go before a slot is
+        # freed (a notice) or `wait` has passed (a pause, the requests-per-minute window, a
+        # replica gone).
+        full = self._waiting > 0 or self._in_flight >= self.concurrency
+        self._full_until = loop.time() + wait if full else 0.0
+        return wait
 

@@ -274,6 +274,7 @@ IN_OWN_LINE = (luma_waiting.c.front.desc(),
                sa.case((luma_waiting.c.front, -luma_waiting.c.seq), else_=luma_waiting.c.seq))
 sa.Index("luma_waiting_line", luma_waiting.c.account, luma_waiting.c.user_key, luma_waiting.c.front.desc(),
          sa.text("(CASE WHEN front THEN -seq ELSE seq END)"))
+sa.Index("luma_waiting_team", luma_waiting.c.account, luma_waiting.c.team)
 
 # Whose turn it is: the workspace served longest ago, then its person served longest ago.
 luma_turns = sa.Table(

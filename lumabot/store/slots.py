@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -25,27 +25,43 @@ from .sql import SLOTS_CHANGED, Database, Tx, param
 # Every statement is about one Luma account's limits and line: the store's (`SlotStore.account`).
 ACCOUNT = param("account")
 
-_OWNER = sa.select(jobs.c.owner).where(jobs.c.id == param("job")).with_for_update(read=True)
-_TURN = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(turn=luma_account.c.turn + 1).returning(
-    luma_account.c.turn)
-_UNSLOT = sa.delete(luma_slots).where(luma_slots.c.job_id == param("job"))
-_OTHERS_WAITING = sa.select(sa.literal(1)).where(
-    luma_waiting.c.account == ACCOUNT, luma_waiting.c.user_key == param("user"), luma_waiting.c.job_id != param("job")
-).limit(1)
+# A list of the caller's job ids (`IN (...)`, expanded at each use; see `_padded`).
+_JOBS: sa.BindParameter[Any] = sa.bindparam("jobs", expanding=True)
+_OWNERS = sa.select(jobs.c.id, jobs.c.owner).where(jobs.c.id.in_(_JOBS)).with_for_update(read=True)
+# The account's turn counter moved on by `n` (a grant: 1; a batch of jobs joining the line: one each).
+_TURN = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
+    turn=luma_account.c.turn + param("n", sa.BigInteger())).returning(luma_account.c.turn)
+_UNSLOT = sa.delete(luma_slots).where(luma_slots.c.job_id.in_(_JOBS))
+
+
+def _still_waiting(turns: sa.Table, key: sa.Column[Any]) -> sa.Select[tuple[str]]:
+    """Of the workspaces (people) in `keys` that are in the turn order, those with a job waiting
+    besides the given ones (`jobs`: each one's first job of this batch). One index probe each
+    (EXISTS stops at the first). Those not returned join the turn order: a workspace (person)
+    left in it with nothing waiting is also found here, so it cannot keep the line from them."""
+    waiting = sa.select(sa.literal(1)).where(luma_waiting.c.account == ACCOUNT, key == turns.c[key.name],
+                                             luma_waiting.c.job_id.not_in(_JOBS))
+    return sa.select(turns.c[key.name]).where(turns.c.account == ACCOUNT,
+                                              turns.c[key.name].in_(sa.bindparam("keys", expanding=True)),
+                                              waiting.exists())
+
+
+_TEAMS_WAITING = _still_waiting(luma_team_turns, luma_waiting.c.team)
+_PEOPLE_WAITING = _still_waiting(luma_turns, luma_waiting.c.user_key)
 _ACCOUNT = sa.select(luma_account.c.estimate, luma_account.c.estimate_until, luma_account.c.rate_limit,
                      luma_account.c.paused_until, now()).where(luma_account.c.id == ACCOUNT).with_for_update()
 _CEILING = sa.select(luma_account.c.estimate, luma_account.c.estimate_until, now()).where(
     luma_account.c.id == ACCOUNT).with_for_update()
 _ESTIMATE = sa.update(luma_account).where(luma_account.c.id == ACCOUNT).values(
     estimate=param("estimate", sa.Integer()), estimate_until=param("until", sa.Float()))
-_SETTLED_SLOTS = sa.delete(luma_slots).where(luma_slots.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.settled)))
+# The account's slots of jobs that ended without freeing them (a replica died): one probe per
+# slot held, not a read of every settled job.
+_SETTLED_SLOTS = sa.delete(luma_slots).where(luma_slots.c.account == ACCOUNT, sa.exists().where(
+    jobs.c.id == luma_slots.c.job_id, jobs.c.settled))
 _OLD_SUBMISSIONS = sa.delete(luma_submissions).where(luma_submissions.c.account == ACCOUNT,
                                                      luma_submissions.c.at <= param("before", sa.Float()))
 _IN_FLIGHT = sa.select(sa.func.count()).select_from(luma_slots).where(luma_slots.c.account == ACCOUNT)
 _RECENT = sa.select(luma_submissions.c.at).where(luma_submissions.c.account == ACCOUNT).order_by(luma_submissions.c.at)
-_TEAM_OTHERS_WAITING = sa.select(sa.literal(1)).where(
-    luma_waiting.c.account == ACCOUNT, luma_waiting.c.team == param("team"), luma_waiting.c.job_id != param("job")
-).limit(1)
 _NEXT_TEAM = sa.select(luma_team_turns.c.team).where(luma_team_turns.c.account == ACCOUNT).order_by(
     luma_team_turns.c.served).limit(1)
 _NEXT_PERSON = sa.select(luma_turns.c.user_key).where(luma_turns.c.account == ACCOUNT,
@@ -118,6 +134,21 @@ def _front() -> sa.Select[tuple[str]]:
 _FRONT = _front()
 
 
+class Waits(NamedTuple):
+    """A job that is to wait for a slot in `user_key`'s line (at its front: a retry)."""
+    job_id: str
+    user_key: str
+    front: bool
+
+
+def _padded(values: list[str]) -> list[str]:
+    """`values` with its last repeated up to a power of two: an `IN (...)` of the caller's
+    values is a different statement for each length (PostgreSQL prepares each one, per
+    connection); lists of a few lengths keep them few. Repeats change nothing in an IN."""
+    size = 1 << max(0, len(values) - 1).bit_length()
+    return values + values[-1:] * (size - len(values))
+
+
 @functools.cache
 def _upserts(insert: Any) -> tuple[Any, Any, Any, Any, Any]:
     """(a person joins the turn order, a workspace joins it, wait in line, a grant, a slot held),
@@ -165,23 +196,54 @@ class SlotStore:
             await tx.execute(self._open_account, account=self.account)
 
     async def enqueue(self, job_id: str, user_key: str, *, front: bool, replica_id: str) -> None:
-        """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). A
-        workspace (a person) with nothing waiting goes to the back of the line of workspaces (of
-        its people; the front, for a retry), as the in-process scheduler does. JobLost if `replica_id` no longer owns the
-        job (fencing: a stale replica must not touch the slots of a job taken from it)."""
+        """`job_id` waits for a Luma slot, in `user_key`'s line (at its front for a retry). JobLost
+        if `replica_id` no longer owns the job (fencing: a stale replica must not touch the
+        slots of a job taken from it)."""
+        if await self.enqueue_many([Waits(job_id, user_key, front)], replica_id=replica_id):
+            raise JobLost(job_id)
+
+    async def enqueue_many(self, batch: Sequence["Waits"], *, replica_id: str) -> set[str]:
+        """Each job of `batch` (distinct jobs) waits for a Luma slot, in this order, in one
+        transaction: as many statements for a hundred jobs as for one. A workspace (a person)
+        with nothing waiting goes to the back of the line of workspaces (of its people; the
+        front, for a retry), as the in-process scheduler does. The jobs `replica_id` no longer
+        owns are left out (fencing): returned."""
+        ids = [w.job_id for w in batch]
         async with self.db.write() as tx:
-            if await tx.scalar(_OWNER, job=job_id, account=self.account) != replica_id:
-                raise JobLost(job_id)
+            owners = {r[0]: r[1] for r in await tx.rows(_OWNERS, jobs=_padded(ids))}
+            lost = {job_id for job_id in ids if owners.get(job_id) != replica_id}
+            mine = [w for w in batch if w.job_id not in lost]
+            if not mine:
+                return lost
             await self._open(tx)
-            turn = int(await tx.scalar(_TURN, account=self.account))
-            await tx.execute(_UNSLOT, job=job_id, account=self.account)
-            team, served = slots.team_of(user_key), slots.joins(turn, front=front)
-            if await tx.row(_TEAM_OTHERS_WAITING, team=team, job=job_id, account=self.account) is None:
-                await tx.execute(self._team_joins, team=team, served=served, account=self.account)
-            if await tx.row(_OTHERS_WAITING, user=user_key, job=job_id, account=self.account) is None:
-                await tx.execute(self._join_turns, user=user_key, team=team, served=served, account=self.account)
-            await tx.execute(self._wait, job=job_id, user=user_key, team=team, front=front, seq=turn,
-                             replica=replica_id, account=self.account)
+            last = int(await tx.scalar(_TURN, n=len(mine), account=self.account))
+            turns = range(last - len(mine) + 1, last + 1)   # one each, in order
+            await tx.execute(_UNSLOT, jobs=_padded([w.job_id for w in mine]))
+            # The first job of each workspace (person) in the batch decides whether it joins the
+            # turn order: it does unless something else of it waits already.
+            first_of_team: dict[str, tuple[str, int]] = {}
+            first_of_person: dict[str, tuple[str, int]] = {}
+            for w, turn in zip(mine, turns):
+                served = slots.joins(turn, front=w.front)
+                first_of_team.setdefault(slots.team_of(w.user_key), (w.job_id, served))
+                first_of_person.setdefault(w.user_key, (w.job_id, served))
+            teams = await tx.rows(_TEAMS_WAITING, keys=_padded(list(first_of_team)),
+                                  jobs=_padded([j for j, _ in first_of_team.values()]), account=self.account)
+            people = await tx.rows(_PEOPLE_WAITING, keys=_padded(list(first_of_person)),
+                                   jobs=_padded([j for j, _ in first_of_person.values()]), account=self.account)
+            for team in {r[0] for r in teams}:
+                del first_of_team[team]
+            for person in {r[0] for r in people}:
+                del first_of_person[person]
+            await tx.executemany(self._team_joins, [dict(team=team, served=served, account=self.account)
+                                                    for team, (_, served) in first_of_team.items()])
+            await tx.executemany(self._join_turns, [dict(user=person, team=slots.team_of(person), served=served,
+                                                         account=self.account)
+                                                    for person, (_, served) in first_of_person.items()])
+            await tx.executemany(self._wait, [dict(job=w.job_id, user=w.user_key, team=slots.team_of(w.user_key),
+                                                   front=w.front, seq=turn, replica=replica_id, account=self.account)
+                                              for w, turn in zip(mine, turns)])
+        return lost
 
     async def dispatch(self, *, concurrency: int, rate_window: float, probe_period: float) -> tuple[list[str], float]:
         """Grant slots to the jobs whose turn it is, under every limit, for all replicas at
@@ -222,7 +284,7 @@ class SlotStore:
             return granted, decision.wait if len(granted) == decision.count else 0.0
 
     async def _grant_one(self, tx: Tx, job_id: str, team: str, user_key: str, replica: str | None) -> None:
-        turn = int(await tx.scalar(_TURN, account=self.account))
+        turn = int(await tx.scalar(_TURN, n=1, account=self.account))
         await tx.execute(_LEAVE_LINE, job=job_id, account=self.account)
         await tx.execute(self._grant, job=job_id, replica=replica, account=self.account)
         await tx.execute(_SUBMITTED, account=self.account)

@@ -365,3 +365,83 @@ async def test_the_front_cut_short_is_the_start_of_the_whole_line(pair):
     for t in holders.tasks:
         t.cancel()
     await asyncio.gather(*holders.tasks, return_exceptions=True)
+
+
+async def test_jobs_that_join_together_are_written_at_once_in_the_line_one_process_keeps(pair):
+    """A burst of requests: the jobs parked meanwhile join the shared line in one transaction
+    (not one each, which left the line tens of seconds behind a burst of thousands), in the
+    order the in-process scheduler gives the same arrivals: workspaces and people already
+    waiting keep their turn, new ones join at the back, a retry goes to its person's front,
+    and a job this replica does not own is left out (JobLost) without holding the others up."""
+    from lumabot.runner.scheduler import Scheduler
+
+    a = await pair(1)
+    one = Scheduler(1)   # the same arrivals in one process
+    a.on_grant = one.on_grant = lambda job_id: None
+    holders = Holders()
+    holders.start(a, "held", "T0/U0")
+    await eventually(lambda: holders.granted == ["held"])
+    await one.acquire("held", "T0/U0")
+    writes: list[int] = []
+    enqueue_many = a.slots.enqueue_many
+
+    async def counted(batch, *, replica_id):
+        writes.append(len(batch))
+        return await enqueue_many(batch, replica_id=replica_id)
+    a.slots.enqueue_many = counted   # type: ignore[method-assign]
+
+    before = [("TA/ann 1", "TA/ann", False), ("TB/bob 1", "TB/bob", False), ("TA/abe 1", "TA/abe", False)]
+    burst = [("TC/cat 1", "TC/cat", False), ("TA/ann 2", "TA/ann", False), ("TB/bob 0", "TB/bob", True),
+             ("TA/ada 1", "TA/ada", False), ("TC/cat 2", "TC/cat", False), ("TB/bea 1", "TB/bea", False),
+             ("TD/dan 1", "TD/dan", False), ("TA/abe 2", "TA/abe", False)]
+    burst += [(f"TE/u{i % 3} {i}", f"TE/u{i % 3}", False) for i in range(20)]
+    for n, jobs in enumerate((before, burst)):
+        theirs = f"theirs {n}"
+        for job_id, key, _ in jobs:
+            await a.store.jobs.create(new_job(user=key).model_copy(update={"id": job_id, "owner": a.replica_id}))
+        await a.store.jobs.create(new_job(user="TA/ann").model_copy(update={"id": theirs, "owner": "replica-x"}))
+        for job_id, key, front in jobs[:2] + [(theirs, "TA/ann", False)] + jobs[2:]:
+            assert a.park(job_id, key, front=front, always=True)
+        for job_id, key, front in jobs:
+            assert one.park(job_id, key, front=front, always=True)
+        await a.tick()
+        assert theirs not in a._parked and a.parked == sum(map(len, (before, burst)[:n + 1]))
+    assert writes == [len(before) + 1, len(burst) + 1]   # one transaction per burst
+    assert await a.front(10**6) == await one.front(10**6)
+    assert (await a.store.slots.counts())[0] == len(before) + len(burst)
+    for t in holders.tasks:
+        t.cancel()
+    await asyncio.gather(*holders.tasks, return_exceptions=True)
+
+
+async def test_jobs_joining_a_full_line_do_not_make_every_replica_look_at_it(pair, monkeypatch):
+    """Under a backlog every slot is taken: a job that joins the line is written, and the
+    replica does not look at the whole line again for it (nothing could be granted). A slot
+    freed by another replica still reaches the line's next job at once."""
+    import lumabot.runner.shared_scheduler as shared
+
+    monkeypatch.setattr(shared, "TICK", 60.0)   # no look because time passed, during the test
+    a, b = await pair(1), await pair(1)
+    a.on_grant = b.on_grant = lambda job_id: None
+    holders = Holders()
+    holders.start(b, "held", "U0")
+    await eventually(lambda: holders.granted == ["held"])
+    await a.tick()   # a has seen every slot taken
+    looks: list[str] = []
+    dispatch = a.slots.dispatch
+
+    async def counted(**kw):
+        looks.append("look")
+        return await dispatch(**kw)
+    a.slots.dispatch = counted   # type: ignore[method-assign]
+    for i in range(5):
+        job = f"waits {i}"
+        await a.store.jobs.create(new_job(user=f"U{i}").model_copy(update={"id": job, "owner": a.replica_id}))
+        assert a.park(job, f"U{i}", always=True)
+        await eventually(lambda: _waiting(b, job))
+    assert looks == []
+    granted: list[str] = []
+    a.on_grant = granted.append
+    b.release("held")
+    await eventually(lambda: granted == ["waits 0"])
+    assert looks
