@@ -35,7 +35,8 @@ class Quotas:
     async def rules_in_force(self, team_id: str) -> Rules:
         """The workspace's policy over the environment's defaults, as the database has it now
         (on Enterprise Grid, never looser than its organisation's)."""
-        return (await self.store.policy.get(team_id)).resolve(self.limits, await self.store.policy.of_organisation(team_id))
+        own, organisation = await self.store.policy.with_organisation(team_id)
+        return own.resolve(self.limits, organisation)
 
     async def usage(self, team_id: str, since: float, user_id: str | None = None) -> Usage:
         return await self.store.policy.usage(team_id, since, user_id=user_id)

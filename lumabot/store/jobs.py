@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from ..jobs.admission import Admission, AdmissionCounts, AdmissionRules, admission_counts
 from ..jobs.forgetting import settle_action
 from ..jobs.models import GenerationParams, Job, KnownImage
-from ..jobs.policy import Policy
 from . import schema
 from .dialects import now
 from .errors import JobCancelled, JobLost
@@ -22,7 +21,7 @@ from .keys import new_key
 from .rows import DERIVED, JOB_COLUMNS, JOB_SELECT, WrittenRows, job_from_row, job_row
 from .schema import dedupe_keys, images, jobs, replicas, thumbnails, votes
 from .sql import JOBS_RELEASED, Database, Tx, one_of, param
-from .policy import ORG_POLICY_OF, POLICY_OF, roll_up, usage_in
+from .policy import ORG_POLICY_OF, POLICY_OF, parse_policies, roll_up, usage_in
 
 _TEXT = sa.Text()
 
@@ -31,6 +30,9 @@ _OWNER = sa.select(jobs.c.cancelled_by, jobs.c.owner, jobs.c.epoch).where(jobs.c
 _WAITING = sa.select(sa.func.count()).select_from(jobs).where(
     jobs.c.team_id == param("team"), jobs.c.user_id == param("user"), schema.UNSETTLED,
     one_of(jobs.c.state, ("queued", "submitting")), jobs.c.cancelled_by.is_(None))
+# What an admission reads once it is the workspace's turn, in one statement: the policies, and
+# how many of the person's images wait in line.
+_ADMISSION_READ = sa.select(POLICY_OF.scalar_subquery(), ORG_POLICY_OF.scalar_subquery(), _WAITING.scalar_subquery())
 _DROP_KEY = sa.delete(dedupe_keys).where(dedupe_keys.c.key == param("key"))
 _WITHDRAW = sa.delete(jobs).where(jobs.c.id == param("id"), jobs.c.state == "queued", jobs.c.status_ts.is_(None),
                                   schema.UNSETTLED)
@@ -153,17 +155,17 @@ class JobStore:
         admission at a time per workspace, each counting what the ones before it recorded."""
         job = jobs[0]
         await self.db.one_at_a_time(tx, f"admit:{job.team_id}")
-        data, org = await tx.scalar(POLICY_OF, team=job.team_id), await tx.scalar(ORG_POLICY_OF, team=job.team_id)
-        in_force = (Policy.model_validate_json(data) if data else Policy()).resolve(
-            rules.limits, Policy.model_validate_json(org) if org else None)
+        row = await tx.row(_ADMISSION_READ, team=job.team_id, user=job.user_id)
+        assert row is not None
+        own, organisation = parse_policies(row[0], row[1])
+        in_force = own.resolve(rules.limits, organisation)
         early = rules.early(in_force, jobs)
         if early is not None:
             return Admission.refused(early, AdmissionCounts(), in_force, asked=len(jobs))  # nothing counted
         needed = rules.needed(in_force, job)
         windows = [w for w in (needed.mine_today, needed.today, needed.month, needed.channel_month) if w is not None]
         usage = {w: await usage_in(tx, job.team_id, w) for w in windows}
-        waiting = int(await tx.scalar(_WAITING, team=job.team_id, user=job.user_id))
-        return rules.decide(in_force, jobs, admission_counts(waiting, needed, usage))
+        return rules.decide(in_force, jobs, admission_counts(int(row[2]), needed, usage))
 
     async def withdraw(self, job_ids: Sequence[str], dedupe_key: str | None) -> None:
         """Delete the jobs of a request that was recorded but never started (its person was

@@ -27,6 +27,17 @@ POLICY_OF = sa.select(policies.c.data).where(policies.c.team_id == param("team")
 # The policy of the workspace's Enterprise Grid organisation (kept under its enterprise id).
 ORG_POLICY_OF = sa.select(policies.c.data).where(policies.c.team_id == sa.select(tenants.c.enterprise_id).where(
     tenants.c.team_id == param("team")).scalar_subquery())
+# Both in one read: a workspace's own policy, and its organisation's.
+POLICIES_OF = sa.select(POLICY_OF.scalar_subquery(), ORG_POLICY_OF.scalar_subquery())
+
+
+def parse_policies(own: str | None, organisation: str | None) -> tuple[Policy, Policy | None]:
+    """(the workspace's policy, absent: every default; its organisation's, if it has one) from
+    what POLICIES_OF read."""
+    return (Policy.model_validate_json(own) if own else Policy(),
+            Policy.model_validate_json(organisation) if organisation else None)
+
+
 _LOG = sa.select(policy_log.c.team_id, policy_log.c.user_id, policy_log.c.at, policy_log.c.change).where(
     policy_log.c.team_id == param("team")).order_by(policy_log.c.id.desc()).limit(param("limit"))
 _LOGGED = sa.insert(policy_log).values(team_id=param("team"), user_id=param("by"), at=param("at"),
@@ -182,10 +193,11 @@ class PolicyStore:
         data = await self.db.scalar(POLICY_OF, team=team_id)
         return Policy.model_validate_json(data) if data else Policy()
 
-    async def of_organisation(self, team_id: str) -> Policy | None:
-        """The policy of the workspace's Grid organisation, if it has one."""
-        data = await self.db.scalar(ORG_POLICY_OF, team=team_id)
-        return Policy.model_validate_json(data) if data else None
+    async def with_organisation(self, team_id: str) -> tuple[Policy, Policy | None]:
+        """The workspace's policy, and its Grid organisation's if it has one (one read)."""
+        row = await self.db.row(POLICIES_OF, team=team_id)
+        assert row is not None
+        return parse_policies(row[0], row[1])
 
     async def update(self, team_id: str, edit: Callable[[Policy], Policy], *, by: str, change: str) -> Policy:
         """Read, edit and write the workspace's policy in one transaction, and log the change;
