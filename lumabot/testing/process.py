@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -18,10 +19,28 @@ from .fake_luma import FakeLuma
 from .fake_slack import FakeSlack
 
 
+# Ports handed out here come from a range of this process's own (by pytest-xdist worker),
+# below the kernel's ephemeral ports: a port the kernel picked was free when asked, and another
+# worker could take it before a bot bound it. That once sent one test's command to another
+# test's bot, whose /healthz had answered for it.
+_PORTS_FROM, _PORTS_EACH = 20_000, 1_000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, from this test worker's own range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = _PORTS_FROM + (index % 12) * _PORTS_EACH
+    for _ in range(_PORTS_EACH):
+        port = base + next(_next_port) % _PORTS_EACH
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + _PORTS_EACH - 1}")
 
 
 def bot_env(slack: FakeSlack, luma: FakeLuma, database: Path, **extra) -> dict:
