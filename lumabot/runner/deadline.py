@@ -17,7 +17,7 @@ import contextvars
 import logging
 from typing import Awaitable, Callable, TypeVar
 
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, mark_for_an_ack
 
 log = logging.getLogger("lumabot.runner")
 T = TypeVar("T")
@@ -62,6 +62,7 @@ async def before_ack(work: Callable[[], Awaitable[T]], budget: float = ACK_BUDGE
 
     async def bounded() -> T:
         _current.set(deadline)  # in this task's own copy of the context
+        mark_for_an_ack()       # (the database serves it first: store/sql.py)
         return await work()
 
     task = asyncio.ensure_future(bounded())

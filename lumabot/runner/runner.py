@@ -30,7 +30,7 @@ from ..jobs.slots import line_key
 from ..luma.accounts import LumaAccounts
 from ..metrics import Metrics
 from ..ports import InputFiles, LumaApi, Notifier, OutputSource
-from ..store import JobCancelled, JobLost, Store, StoreUnavailable
+from ..store import JobCancelled, JobLost, Store, StoreUnavailable, outside_an_ack
 from . import deadline
 from .deliver import Deliverer, Hook
 from .lines import LineReporter
@@ -269,14 +269,15 @@ class Runner:
     def _start(self, job: Job, *, resumed: bool = False, granted: bool = False) -> bool:
         if job.id in self._tasks or self.shutdown.stopping:
             return False
-        task = asyncio.create_task(self._run(job, resumed, granted), name=f"job-{job.id}")
+        # (started by a request's work before its ack, it lives on: not for the ack)
+        task = asyncio.create_task(self._run(job, resumed, granted), name=f"job-{job.id}", context=outside_an_ack())
         self._tasks[job.id] = task
         self._jobs[job.id] = job
         task.add_done_callback(lambda _t: self._forget(job.id))
         return True
 
     def _in_background(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro, context=outside_an_ack())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

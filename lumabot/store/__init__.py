@@ -32,7 +32,7 @@ from .studio import StudioStore
 from .policy import PolicyStore
 from .sessions import SessionStore
 from .slots import SlotStore
-from .sql import Database
+from .sql import Database, mark_for_an_ack, outside_an_ack
 from .tenants import TenantStore
 
 
@@ -89,6 +89,6 @@ async def schema_status(database_url: str) -> tuple[str | None, str]:
     return await pg_peek_revision(database_url), migrate.head()
 
 
-__all__ = ["ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "LumaKeyStore", "PendingStore", "PolicyStore", "PresetStore", "StudioStore",
+__all__ = ["mark_for_an_ack", "outside_an_ack", "ImageStore", "JobCancelled", "JobLost", "JobStore", "KeyStore", "LumaKeyStore", "PendingStore", "PolicyStore", "PresetStore", "StudioStore",
            "SessionStore",
            "SlotStore", "Store", "TenantStore", "StoreUnavailable", "open_store", "schema_status"]

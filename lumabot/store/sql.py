@@ -14,6 +14,7 @@ lives in store/dialects/, one small module each.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -35,6 +36,30 @@ JOBS_RELEASED = "lumabot_jobs"    # a replica handed jobs back, or stopped
 SLOTS_CHANGED = "lumabot_slots"   # Luma slots were granted or freed
 INSTALLATIONS_CHANGED = "lumabot_installations"   # OAuth mode: installed, uninstalled, rotated
 CHANNELS = (JOBS_RELEASED, SLOTS_CHANGED, INSTALLATIONS_CHANGED)
+
+
+# Work a person waits on before Slack's 3-second ack (runner/deadline.py marks it): on PostgreSQL
+# it has connections of its own, so the bots' background work (status messages, the line, the
+# place-in-line read) cannot keep an ack waiting for one. Tasks started from it for later work
+# start outside it (`outside_an_ack`).
+_for_an_ack: contextvars.ContextVar[bool] = contextvars.ContextVar("for_an_ack", default=False)
+
+
+def mark_for_an_ack() -> None:
+    """From now on, in this task's context, the database work is for an ack."""
+    _for_an_ack.set(True)
+
+
+def for_an_ack() -> bool:
+    return _for_an_ack.get()
+
+
+def outside_an_ack() -> contextvars.Context:
+    """A copy of this context where the work is not for an ack: for a task started by an ack's
+    work that lives on (a job's own task)."""
+    context = contextvars.copy_context()
+    context.run(_for_an_ack.set, False)
+    return context
 
 
 class Duplicate(Exception):

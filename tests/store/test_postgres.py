@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import sqlalchemy as sa
+
 from lumabot.store import migrate, open_store, schema_status
 from lumabot.testing.postgres import create_database
 
@@ -111,4 +113,47 @@ async def test_driver_errors_of_a_restarted_server_mean_unavailable(pg_cluster):
                 await store.jobs.get("x")
     finally:
         store.db.engine = engine
+        await store.close()
+
+
+async def test_an_acks_work_gets_a_connection_while_background_work_holds_the_pool(pg_cluster):
+    """A burst of commands: the replica's background work (status messages, the line, the
+    place-in-line read) had every pooled connection, and acks waited up to 2.5 s for one (then
+    "please try again"). The work before an ack has connections of its own; what it starts
+    for later (a job's task) does not."""
+    from lumabot.runner.deadline import before_ack
+    from lumabot.store.sql import for_an_ack, outside_an_ack
+
+    url = await pg_cluster.new_database()
+    store = open_store(url)
+    await store.open()
+    release = asyncio.Event()
+    holding = 0
+
+    async def background() -> None:
+        nonlocal holding
+        async with store.db.read() as tx:
+            await tx.scalar(sa.select(sa.literal(1)))
+            holding += 1
+            await release.wait()
+
+    held = [asyncio.ensure_future(background()) for _ in range(store.db.pool_size)]
+    try:
+        for _ in range(1000):
+            if holding == store.db.pool_size:
+                break
+            await asyncio.sleep(0.01)
+        assert holding == store.db.pool_size   # every background connection is taken
+
+        async def probe() -> bool:
+            return for_an_ack()
+
+        async def ack_work() -> tuple[object, bool]:
+            later = asyncio.get_running_loop().create_task(probe(), context=outside_an_ack())
+            return await store.policy.with_organisation("T1"), await later
+        (policy, _), later_for_ack = await asyncio.wait_for(before_ack(ack_work), 10)
+        assert policy is not None and later_for_ack is False
+    finally:
+        release.set()
+        await asyncio.gather(*held)
         await store.close()

@@ -19,13 +19,13 @@ import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 
 from .. import migrate
 from ..errors import StoreUnavailable
-from ..sql import CHANNELS, Database, Duplicate, Row, Statements, Tx
+from ..sql import CHANNELS, Database, Duplicate, Row, Statements, Tx, for_an_ack
 from . import now, utc_day
 
 log = logging.getLogger("lumabot.store")
@@ -36,6 +36,8 @@ log = logging.getLogger("lumabot.store")
 ACQUIRE_TIMEOUT = 30.0
 STATEMENT_TIMEOUT = 120.0
 POOL_SIZE = 10
+# Connections kept for work before an ack (store/sql.py `for_an_ack`), besides POOL_SIZE.
+ACK_POOL_SIZE = 5
 
 # Any number, the same in every replica: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6C756D61
@@ -113,10 +115,12 @@ class PostgresDatabase(Database):
     name = "postgresql"
     shared = True  # several replicas
 
-    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE):
+    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE, ack_pool_size: int = ACK_POOL_SIZE):
         super().__init__(dsn)
         self.dsn = dsn
         self.pool_size = pool_size
+        self.ack_pool_size = ack_pool_size
+        self._for_acks: AsyncEngine | None = None   # the connections kept for acks
         self._statements: Statements | None = None
         # One connection LISTENs on every channel; each notice sets the event of its channel and
         # topic (its payload: a Luma account's slots wake only that account's schedulers).
@@ -129,10 +133,13 @@ class PostgresDatabase(Database):
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn, timeout=10, command_timeout=STATEMENT_TIMEOUT)
 
+    def _pool(self, size: int) -> AsyncEngine:
+        return create_async_engine("postgresql+asyncpg://", async_creator=self._connect, pool_size=size,
+                                   max_overflow=0, pool_timeout=ACQUIRE_TIMEOUT, pool_reset_on_return=None)
+
     async def open(self) -> None:
-        engine = self.engine = create_async_engine(
-            "postgresql+asyncpg://", async_creator=self._connect, pool_size=self.pool_size, max_overflow=0,
-            pool_timeout=ACQUIRE_TIMEOUT, pool_reset_on_return=None)
+        engine = self.engine = self._pool(self.pool_size)
+        self._for_acks = self._pool(self.ack_pool_size)
         self._statements = Statements.of(engine.dialect)
         try:
             async with engine.connect() as conn:
@@ -149,17 +156,19 @@ class PostgresDatabase(Database):
                 await asyncio.wait_for(listener.close(), 5)
             except Exception:
                 listener.terminate()
-        if self.engine is not None:
-            await self.engine.dispose()
-            self.engine = None
+        for engine in (self.engine, self._for_acks):
+            if engine is not None:
+                await engine.dispose()
+        self.engine = self._for_acks = None
 
     # -- units of work -------------------------------------------------------------------------
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.engine is None:
+        engine = self._for_acks if for_an_ack() else self.engine
+        if engine is None:
             raise RuntimeError("store is not open")
         try:
-            async with self.engine.connect() as conn:
+            async with engine.connect() as conn:
                 yield cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
         except Duplicate:
             raise
