@@ -21,7 +21,7 @@ from .keys import new_key
 from .rows import DERIVED, JOB_COLUMNS, JOB_SELECT, WrittenRows, job_from_row, job_row
 from .schema import dedupe_keys, images, jobs, replicas, thumbnails, votes
 from .sql import JOBS_RELEASED, Database, Tx, one_of, param
-from .policy import ORG_POLICY_OF, POLICY_OF, parse_policies, roll_up, usage_in
+from .policy import POLICIES_OF, parse_policies, roll_up, usage_in
 
 _TEXT = sa.Text()
 
@@ -32,7 +32,7 @@ _WAITING = sa.select(sa.func.count()).select_from(jobs).where(
     one_of(jobs.c.state, ("queued", "submitting")), jobs.c.cancelled_by.is_(None))
 # What an admission reads once it is the workspace's turn, in one statement: the policies, and
 # how many of the person's images wait in line.
-_ADMISSION_READ = sa.select(POLICY_OF.scalar_subquery(), ORG_POLICY_OF.scalar_subquery(), _WAITING.scalar_subquery())
+_ADMISSION_READ = POLICIES_OF.add_columns(_WAITING.scalar_subquery())
 _DROP_KEY = sa.delete(dedupe_keys).where(dedupe_keys.c.key == param("key"))
 _WITHDRAW = sa.delete(jobs).where(jobs.c.id == param("id"), jobs.c.state == "queued", jobs.c.status_ts.is_(None),
                                   schema.UNSETTLED)

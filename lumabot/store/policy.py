@@ -31,11 +31,14 @@ ORG_POLICY_OF = sa.select(policies.c.data).where(policies.c.team_id == sa.select
 POLICIES_OF = sa.select(POLICY_OF.scalar_subquery(), ORG_POLICY_OF.scalar_subquery())
 
 
+def parse_policy(data: str | None) -> Policy:
+    """A stored policy (absent: every default)."""
+    return Policy.model_validate_json(data) if data else Policy()
+
+
 def parse_policies(own: str | None, organisation: str | None) -> tuple[Policy, Policy | None]:
-    """(the workspace's policy, absent: every default; its organisation's, if it has one) from
-    what POLICIES_OF read."""
-    return (Policy.model_validate_json(own) if own else Policy(),
-            Policy.model_validate_json(organisation) if organisation else None)
+    """(the workspace's policy; its organisation's, if it has one) from what POLICIES_OF read."""
+    return parse_policy(own), parse_policy(organisation) if organisation else None
 
 
 _LOG = sa.select(policy_log.c.team_id, policy_log.c.user_id, policy_log.c.at, policy_log.c.change).where(
@@ -190,8 +193,7 @@ class PolicyStore:
     async def get(self, team_id: str) -> Policy:
         """The workspace's policy (absent: every default). An Enterprise Grid organisation's
         policy is kept the same way, under its enterprise id."""
-        data = await self.db.scalar(POLICY_OF, team=team_id)
-        return Policy.model_validate_json(data) if data else Policy()
+        return parse_policy(await self.db.scalar(POLICY_OF, team=team_id))
 
     async def with_organisation(self, team_id: str) -> tuple[Policy, Policy | None]:
         """The workspace's policy, and its Grid organisation's if it has one (one read)."""
@@ -205,7 +207,7 @@ class PolicyStore:
         async with self.db.write() as tx:
             await self.db.one_at_a_time(tx, f"policy:{team_id}")
             data = await tx.scalar(POLICY_OF, team=team_id)
-            policy = edit(Policy.model_validate_json(data) if data else Policy())
+            policy = edit(parse_policy(data))
             now = time.time()
             await tx.execute(self._save, team=team_id, data=policy.model_dump_json(exclude_unset=True), at=now)
             await tx.execute(_LOGGED, team=team_id, by=by, at=now, change=change)
