@@ -114,6 +114,7 @@ class LumaBot:
             **(self.installations.bolt_options() if self.installations else {}),
         )
         self.sessions = Sessions(self.store, self.notifier, settings.session_rules())
+        self.runner.on_uploaded.append(self.sessions.keep_thumbnail)
         self.runner.on_delivered.append(self.sessions.on_delivered)
         self.admins = Admins(self.workspaces, settings.admin_ids())
         self.alerts = BudgetAlerts(self.store, self.notifier, self.admins)

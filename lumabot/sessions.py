@@ -159,11 +159,16 @@ class Sessions:
             return
         await self.store.sessions.set_vote(session.id, job.id, user_id, on)
 
+    async def keep_thumbnail(self, job: Job, output: Output) -> None:
+        """Engine hook, before the job is recorded done: keep a thumbnail for the contact sheet
+        (so a recap that counts the image has its thumbnail, however soon the session stops)."""
+        if job.session_id:
+            await self.store.sessions.save_thumbnail(job.id, await asyncio.to_thread(thumbnail, output.content))
+
     async def on_delivered(self, job: Job, output: Output) -> None:
-        """Engine hook: keep a thumbnail for the contact sheet; end at the image cap."""
+        """Engine hook: end the session at its image cap."""
         if not job.session_id:
             return
-        await self.store.sessions.save_thumbnail(job.id, await asyncio.to_thread(thumbnail, output.content))
         session = await self.store.sessions.get(job.session_id)
         if session is None or not session.running:
             return

@@ -216,6 +216,29 @@ async def test_session_survives_a_restart_and_idle_end_is_applied_on_start(start
     assert "before the restart" in recap and "(1 vote)" in recap
 
 
+async def test_an_image_is_in_the_contact_sheet_however_soon_the_session_stops(start_bot):
+    """The thumbnail is kept before the job is recorded done: a stop that sees the image done
+    (it counts it in the recap) always finds its thumbnail for the contact sheet."""
+    h = await start_bot()
+    store = h.bot.store.sessions
+    keep, entered, release = store.save_thumbnail, asyncio.Event(), asyncio.Event()
+
+    async def held_thumbnail(job_id, data):
+        entered.set()
+        await release.wait()
+        await keep(job_id, data)
+
+    store.save_thumbnail = held_thumbnail
+    await start(h, "postcards")
+    await post(h, "a red barn", user="U1")
+    await asyncio.wait_for(entered.wait(), 10)
+    (job,) = [j for j in await h.jobs() if j.session_id]
+    assert job.state != JobState.DONE   # not done while its thumbnail is still being written
+    release.set()
+    (job,) = await settled_session_jobs(h, 1)
+    assert job.state == JobState.DONE and list(await store.thumbnails([job.id])) == [job.id]
+
+
 async def test_a_contact_sheet_reserved_but_never_sent_is_posted_once_at_the_next_try(start_bot, slack):
     """The recap's file id is recorded before its bytes go; when they never arrived (the upload
     failed, or the process stopped in between), the next try reserves another file and the

@@ -32,6 +32,9 @@ class Deliverer:
         self.outputs = outputs
         self.accounts = accounts
         self.shutdown = shutdown
+        # Called with (job, output) once the image is in Slack, before the job is recorded done
+        # (a session's thumbnail: a recap that sees the job done sees its thumbnail too).
+        self.on_uploaded: list[Hook] = []
         # Called with (job, output) after an image is delivered (sessions use it).
         self.on_delivered: list[Hook] = []
 
@@ -39,13 +42,18 @@ class Deliverer:
         """From DELIVERING to DONE, or JobFailed. `url`: the output URL the poll saw, if any."""
         async with AsyncExitStack() as critical:  # from the upload to the write that records it
             output = await self._upload(job, url, critical)
+            await self._run_hooks(self.on_uploaded, job, output)
             await self._record_delivery(job, resumed)
-        for hook in self.on_delivered:
+        await self._run_hooks(self.on_delivered, job, output)
+        log.info("delivered", extra=log_context(job))
+
+    @staticmethod
+    async def _run_hooks(hooks: list[Hook], job: Job, output: Output) -> None:
+        for hook in hooks:
             try:
                 await hook(job, output)
             except Exception:
                 log.exception("after-delivery hook failed", extra=log_context(job))
-        log.info("delivered", extra=log_context(job))
 
     async def _record_delivery(self, job: Job, resumed: bool) -> None:
         if job.completed_at:

@@ -85,6 +85,11 @@ class Runner:
         self.replica_id = config.replica_id
 
     @property
+    def on_uploaded(self) -> list[Hook]:
+        """Called with (job, output) once the image is in Slack, before the job is recorded done."""
+        return self.deliver_step.on_uploaded
+
+    @property
     def on_delivered(self) -> list[Hook]:
         """Called with (job, output) after an image is delivered."""
         return self.deliver_step.on_delivered
