@@ -66,10 +66,10 @@ class PromptTimedLuma(FakeLuma):
         super().__init__(**kw)
         self.latencies = latencies
 
-    def _new_generation(self, body, spec, now):
+    def _new_generation(self, body, spec, now, key):
         m = _INDEX.search(spec["prompt"])
         self._script.appendleft(Outcome(latency=self.latencies[int(m.group(1)) if m else 0]))
-        return super()._new_generation(body, spec, now)
+        return super()._new_generation(body, spec, now, key)
 
 
 def latencies(n: int, seed: int) -> list[float]:

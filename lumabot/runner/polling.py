@@ -10,14 +10,12 @@ each job's polls are planned from it:
 - The next poll of a job comes when the chance that it finished since its last poll reaches
   `STEADY_CHANCE` (about two GETs per job).
 - While other jobs wait for a Luma slot, a finished generation left unseen keeps a slot idle:
-  polls come at a density of sqrt(h / 2c), h the rate at which generations still running at
-  that age finish (the hazard) and c the price of a GET in seconds of idle slot
-  (`BACKLOG_PRICE` x the median latency). That density is the least detection delay for its
-  number of GETs (Keller's optimal inspection density; bench/poll_bound.py): sparse while few
-  finish, dense where most do. The next poll comes when the density integrated since the last
-  one reaches 1 (`Latencies.backlog_poll_after`, from a table rebuilt as latencies come in).
-  Gaps are at least `min_gap`; a generation older than any seen is polled every
-  LUMABOT_POLL_INTERVAL.
+  the polls are the ones that make the expected detection delay plus c per GET least, c the
+  price of a GET in seconds of idle slot (`BACKLOG_PRICE` x the median latency): the exact
+  optimum for what was learned, by a dynamic programme over the estimate's grid (rebuilt when
+  new latencies come in; bench/poll_bound.py computes the same bound for a known
+  distribution). Sparse while few finish, dense where most do. Gaps are at least `min_gap`; a
+  generation older than any seen is polled every LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
   after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
   wait for a slot).
@@ -31,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import math
 import heapq
 import itertools
 from collections import deque
@@ -39,13 +36,12 @@ from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
-BACKLOG_PRICE = 0.0095    # under backlog, a GET is worth this share of the median latency of idle slot
-HAZARD_WIDTH = 0.4        # the hazard is measured over this share of the median latency
-SCHEDULE_POINTS = 400     # the backlog schedule's table, from 0 to the oldest latency seen
+BACKLOG_PRICE = 0.0075    # under backlog, a GET is worth this share of the median latency of idle slot
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
-SMOOTHING = 0.05          # each EM round smooths the estimate over this share of the median either side
+REFRESH = 20              # the estimate is made again when a twentieth of its intervals are new
+SMOOTHING = 0.1           # each EM round smooths the estimate over this share of the median either side
 Key = tuple[str, str]     # (model, type)
 
 
@@ -54,23 +50,28 @@ class Latencies:
     saw: each generation finished within (last seen running, first seen done] (an exact latency
     is an interval of no width). The estimate is the distribution most likely to have given
     those intervals, kept as one sorted point per interval at its quantiles (for `cdf` and
-    `age_at`), brought up to date when it is next read after new intervals came in (a few EM
-    rounds from the last estimate: about a millisecond for 500 intervals)."""
+    `age_at`), brought up to date when it is next read after a twentieth of what it holds came
+    in new (a few EM rounds from the last estimate, and the backlog plan: a few milliseconds
+    for 500 intervals, on the event loop, so not at every completion: it is what a freed
+    slot's next create would wait for)."""
 
     def __init__(self, window: int):
         self._seen: deque[tuple[float, float]] = deque(maxlen=window)
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
         self._top = 0.0
-        self._schedule: tuple[list[float], list[float]] | None = None
+        self._schedule: tuple[list[float], list[float], list[float], list[float]] | None = None
         self._stale = False
+        self._new = 0   # intervals that came in since the last estimate
 
     def add(self, seconds: float) -> None:
         self.add_seen(seconds, seconds)
 
     def add_seen(self, running_at: float, done_at: float) -> None:
         self._seen.append((max(0.0, running_at), max(running_at, done_at, 0.0)))
-        self._stale = True
+        self._new += 1
+        if not self._points or self._new * REFRESH >= len(self._seen):
+            self._stale = True
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -118,41 +119,50 @@ class Latencies:
             inside = (q - cumulative[j]) / p[j] if p[j] > 0 else 0.5
             points.append((j + min(max(inside, 0.0), 1.0)) * width)
         self._points, self._p, self._top = points, p, top
-        self._schedule, self._stale = None, False
+        self._schedule, self._stale, self._new = None, False, 0
 
     def cdf(self, t: float) -> float:
         """The share of generations finished within `t` seconds."""
         return bisect.bisect_right(self._sorted, t) / len(self._sorted)
 
-    def hazard(self, age: float) -> float:
-        """How fast generations still running at `age` finish (per second): the share of them
-        finishing within a window of HAZARD_WIDTH x the median around `age`."""
-        width = max(self.age_at(0.5) * HAZARD_WIDTH, 1e-3)
-        low = max(0.0, age - width / 2)
-        alive = 1.0 - self.cdf(age)
-        floor = 1.0 / (10 * width * len(self._sorted))  # a window with no sample is not "never"
-        if alive <= 0.0:
-            return 1.0 / width
-        return max((self.cdf(low + width) - self.cdf(low)) / (alive * width), floor)
-
     def backlog_poll_after(self, age: float) -> float | None:
         """Under backlog: the age of the next poll of a generation last looked at `age` (0: at
-        its creation), where the poll density sqrt(h / 2c) integrated since reaches 1; None past
-        the oldest latency seen."""
-        ages, due = self._backlog_schedule()
-        target = _along(ages, due, age) + 1.0
-        return _along(due, ages, target) if target <= due[-1] else None
+        its creation), the one that starts the least expected detection delay plus price x GETs
+        from there on (on the estimate's grid, completions spread evenly within a cell); None
+        past the oldest latency seen."""
+        edges, done, partial, value = self._backlog_plan()
+        top = len(edges) - 1
+        if age >= edges[top]:
+            return None
+        width = edges[1]
+        i = min(int(age / width), top - 1)
+        done_at = done[i] + (done[i + 1] - done[i]) * (age - edges[i]) / width
+        partial_at = partial[i] + (done_at - done[i]) * (edges[i] + age) / 2
+        return edges[min(range(i + 1, top + 1), key=lambda k: edges[k] * (done[k] - done_at)
+                         - (partial[k] - partial_at) + value[k])]
 
-    def _backlog_schedule(self) -> tuple[list[float], list[float]]:
-        """(ages, polls due by each age from 0): the poll density integrated on a table."""
-        if self._schedule is None or self._stale:
+    def _backlog_plan(self) -> tuple[list[float], list[float], list[float], list[float]]:
+        """The exact optimum on the estimate's grid (a dynamic programme, as bench/poll_bound.py
+        computes the bound): with the last poll at edge j and the generation not seen done, the
+        next at edge k costs price x P(still running at j) (the GET) plus the delay of the
+        completions in between, and value[j] is the least such cost from j on. Returns (edges,
+        share done by each edge, the integral of t dF up to each edge, value)."""
+        if self._stale:
+            self._estimate()   # (which drops the last plan)
+        if self._schedule is None:
+            p = self._p
+            size, total = len(p), sum(p) or 1.0
+            width = max(self._top, 1e-6) / size
+            edges = [j * width for j in range(size + 1)]
+            done = [share / total for share in itertools.accumulate(p, initial=0.0)]
+            partial = list(itertools.accumulate((pj / total * (j + 0.5) * width for j, pj in enumerate(p)),
+                                                initial=0.0))
             price = BACKLOG_PRICE * self.age_at(0.5)
-            step = max(self._sorted[-1], 1e-3) / SCHEDULE_POINTS
-            ages, due = [0.0], [0.0]
-            for i in range(1, SCHEDULE_POINTS + 1):
-                ages.append(i * step)
-                due.append(due[-1] + math.sqrt(self.hazard((i - 0.5) * step) / (2 * price)) * step)
-            self._schedule = (ages, due)
+            value = [0.0] * (size + 1)
+            for j in range(size - 1, -1, -1):
+                value[j] = price * (1.0 - done[j]) + min(
+                    edges[k] * (done[k] - done[j]) - (partial[k] - partial[j]) + value[k] for k in range(j + 1, size + 1))
+            self._schedule = (edges, done, partial, value)
         return self._schedule
 
     def age_at(self, share: float) -> float:
@@ -169,12 +179,6 @@ def _smooth(p: list[float], reach: int) -> list[float]:
     size = len(p)
     return [(cumulative[min(size, j + reach + 1)] - cumulative[max(0, j - reach)]) / (min(size, j + reach + 1) - max(0, j - reach))
             for j in range(size)]
-
-
-def _along(xs: list[float], ys: list[float], x: float) -> float:
-    """y at `x` on the table (xs increasing from xs[0] <= x), linear between its points."""
-    i = min(max(bisect.bisect_right(xs, x), 1), len(xs) - 1)
-    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - xs[i - 1]) / (xs[i] - xs[i - 1])
 
 
 class PollPlanner:
