@@ -36,7 +36,7 @@ from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
-BACKLOG_PRICE = 0.0075    # under backlog, a GET is worth this share of the median latency of idle slot
+BACKLOG_PRICE = 0.008     # under backlog, a GET is worth this share of the median latency of idle slot
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
