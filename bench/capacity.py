@@ -11,6 +11,7 @@ every 0.2 s with a first poll after 2 s and a poll cap of 500 a second. Prints s
     python -m bench.capacity --accounts 4  # the same workload in each of 4 workspaces at once
                                            # (OAuth mode), each on its own Luma account (its
                                            # admins set its key): utilisation per account
+    python -m bench.capacity --accounts 4 --postgres   # the same on two replicas (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ async def run(seed: int = 7, *, batches: bool = False, per_user: int = JOBS // U
         }
 
 
-async def run_accounts(accounts: int, seed: int = 7) -> dict:
+async def run_accounts(accounts: int, seed: int = 7, *, database: str | None = None) -> dict:
     """The capacity workload (JOBS jobs from USERS people) in each of `accounts` workspaces at
     once, each workspace on its own Luma account with the same limits (concurrency 10, 30
     requests a window): lumabot keeps a line and limits per account, so each account's slot
-    utilisation should be the one-account figure."""
+    utilisation should be the one-account figure. `database`: a PostgreSQL URL, two replicas
+    on it (the commands dealt between them); else SQLite and one process."""
     import tempfile
     from pathlib import Path
 
@@ -119,38 +121,43 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
     await org.start()
     await luma.start()
     with tempfile.TemporaryDirectory() as tmp:
+        url = database or f"sqlite:///{Path(tmp) / 'bench.db'}"
         # lumabot in a process of its own (as deployed): the fakes here do not share its CPU.
-        bot = BotProcess({
+        env = {
             "SLACK_CLIENT_ID": org.client_id, "SLACK_CLIENT_SECRET": org.client_secret,
             "SLACK_SIGNING_SECRET": org.signing_secret, "SLACK_API_URL": org.api_url,
             "SLACK_AUTHORIZE_URL": org.authorize_url, "SLACK_REDIRECT_URI": REDIRECT,
             "LUMA_AGENTS_API_KEY": luma.api_key, "LUMA_BASE_URL": luma.base_url,
-            "LUMABOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "LUMABOT_HOST": "127.0.0.1",
+            "LUMABOT_DATABASE_URL": url, "LUMABOT_HOST": "127.0.0.1",
             "LUMABOT_LOG_LEVEL": "WARNING", "LUMABOT_LUMA_CONCURRENCY": str(CONCURRENCY),
             "LUMABOT_LUMA_RATE_WINDOW": "6", "LUMABOT_POLL_INTERVAL": "0.2", "LUMABOT_FIRST_POLL_DELAY": "2",
             "LUMABOT_GENERATION_TIMEOUT": "600", "LUMABOT_MAX_QUEUED_PER_USER": str(JOBS),
             "LUMABOT_CONFIRM_ABOVE_USD": "off", "LUMABOT_QUEUE_UPDATE_INTERVAL": "0.5",
-            "LUMABOT_MAX_POLLS_PER_SECOND": str(500 * accounts)}, Path(tmp))
-        await bot.start()
-        store = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            "LUMABOT_MAX_POLLS_PER_SECOND": str(500 * accounts)}
+        bots = [BotProcess({**env, "LUMABOT_REPLICA_ID": f"replica-{i}"}, Path(tmp)) for i in range(2 if database else 1)]
+        for bot in bots:
+            await bot.start()
+        store = open_store(url)
         await store.open()
-        slack = Org(org, bot.base)
+        slacks = [Org(org, bot.base) for bot in bots]
         try:
             for team in teams:
-                await slack.install(team)
+                await slacks[0].install(team)
                 # what the admin's form saves (no LUMABOT_ENCRYPTION_KEY: stored as it is)
                 await store.luma_keys.set(team, keys[team], by="UADMIN", at=time.time())
             users = [f"U{i:02d}" for i in range(USERS)]
-            t0, cpu0, own0 = time.monotonic(), bot.cpu_seconds(), time.process_time()
-            lag0 = (await bot.metrics()).buckets(LAG)
+            t0, cpu0, own0 = time.monotonic(), sum(b.cpu_seconds() for b in bots), time.process_time()
+            lag0 = [(await b.metrics()).buckets(LAG) for b in bots]
             for n in range(JOBS // USERS):
-                await at_most(50, [slack.command(team, f"{u} picture {n}", u) for u in users for team in teams])
+                await at_most(50, [slacks[(i + n) % len(slacks)].command(team, f"{u} picture {n}", u)
+                                   for i, (u, team) in enumerate((u, t) for u in users for t in teams)])
             while await unsettled_count(store):
                 await asyncio.sleep(0.2)
             wall = time.monotonic() - t0
-            cpu = (bot.cpu_seconds() - cpu0) / wall
+            cpu = (sum(b.cpu_seconds() for b in bots) - cpu0) / wall
             fakes_cpu = (time.process_time() - own0) / wall
-            lag = bucket_quantile(bucket_delta((await bot.metrics()).buckets(LAG), lag0), 0.99)
+            lag = max([bucket_quantile(bucket_delta((await b.metrics()).buckets(LAG), before), 0.99)
+                       for b, before in zip(bots, lag0)])
             per_account = {}
             for team, key in keys.items():
                 gens = luma.created_with(key)
@@ -160,9 +167,11 @@ async def run_accounts(accounts: int, seed: int = 7) -> dict:
             steady = {team: _steady(luma.created_with(key)) for team, key in keys.items()}
             rows = [j for i in await job_ids(store) if (j := await store.jobs.get(i))]
         finally:
-            await slack.close()
+            for slack in slacks:
+                await slack.close()
             await store.close()
-            await bot.stop()
+            for bot in bots:
+                await bot.stop()
             await luma.stop()
             await org.stop()
     return {"per_account": per_account, "wall": wall, "429": luma.stats["429"], "cpu": cpu, "fakes_cpu": fakes_cpu, "lag_ms": lag * 1000,
@@ -203,6 +212,22 @@ def _gaps(luma: FakeLuma) -> tuple[float, float]:
     return statistics.median(detect), statistics.median(handover)
 
 
+async def _accounts_pair(n: int, *, postgres: bool) -> tuple[dict, dict]:
+    """One account, then `n`, on one throwaway PostgreSQL (a fresh database each) or SQLite."""
+    if not postgres:
+        return await run_accounts(1), await run_accounts(n)
+    from lumabot.testing.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        await cluster.create_template()
+        return (await run_accounts(1, database=await cluster.new_database()),
+                await run_accounts(n, database=await cluster.new_database()))
+    finally:
+        cluster.stop()
+
+
 def report(f: dict) -> str:
     return table([
         ("slot utilisation", f"{f['utilisation'] * 100:.1f} %", ">= 95 %", f["utilisation"] >= 0.95),
@@ -223,7 +248,9 @@ def main() -> None:
         print(f"capacity per Luma account: {JOBS} jobs from {USERS} people in each workspace, concurrency "
               f"{CONCURRENCY} per account, lumabot as a subprocess in OAuth mode; one workspace on its own key, "
               f"then {n} at once")
-        one, many = asyncio.run(run_accounts(1)), asyncio.run(run_accounts(n))
+        if "--postgres" in sys.argv:
+            print("  (PostgreSQL, two replicas, each command to one of them in turn)")
+        one, many = asyncio.run(_accounts_pair(n, postgres="--postgres" in sys.argv))
         base, base_steady = one["per_account"]["T00"][1], one["steady"]["T00"]
         utils = [u for _, u in many["per_account"].values()]
         steady = list(many["steady"].values())
@@ -242,9 +269,9 @@ def main() -> None:
              "", None),
             (f"median detection; handover (ms), {n} accounts", f"{many['detect_ms']:.0f}; {many['handover_ms']:.1f}",
              "", None),
-            ("bot CPU (share of one core), one; n accounts", f"{one['cpu'] * 100:.0f} %; {many['cpu'] * 100:.0f} %",
+            ("bot CPU (share of one core, replicas summed), one; n accounts", f"{one['cpu'] * 100:.0f} %; {many['cpu'] * 100:.0f} %",
              "", None),
-            ("the bot's event-loop lag p99 (bucket bound), one; n accounts",
+            ("event-loop lag p99 (bucket bound, the worst replica), one; n accounts",
              f"{one['lag_ms']:.0f}; {many['lag_ms']:.0f} ms", "", None),
             ("the fakes' CPU (this process, share of one core), one; n accounts",
              f"{one['fakes_cpu'] * 100:.0f} %; {many['fakes_cpu'] * 100:.0f} %", "", None),
