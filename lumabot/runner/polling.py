@@ -12,9 +12,9 @@ each job's polls are planned from it:
 - While other jobs wait for a Luma slot, a finished generation left unseen keeps a slot idle:
   the polls are the ones that make the expected detection delay plus c per GET least, c the
   price of a GET in seconds of idle slot (`BACKLOG_PRICE` x the median latency): the exact
-  optimum for what was learned, by a dynamic programme over the estimate's grid (rebuilt when
-  new latencies come in; bench/poll_bound.py computes the same bound for a known
-  distribution). Sparse while few finish, dense where most do. Gaps are at least `min_gap`; a
+  optimum for what was learned, by a dynamic programme over the estimate's grid (made again
+  with the estimate, when a twentieth of its latencies are new; bench/poll_bound.py computes
+  the same bound for a known distribution). Sparse while few finish, dense where most do. Gaps are at least `min_gap`; a
   generation older than any seen is polled every LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
   after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
