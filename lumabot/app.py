@@ -41,6 +41,7 @@ from .slack.workspaces import InstalledWorkspaces, OneWorkspace, one_try, web_cl
 from .slack.notifier import MAX_CONCURRENT_TRANSFERS, SlackNotifier
 from .store import Store, StoreUnavailable, open_store
 from .tls import tls_context
+from .waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -358,11 +359,7 @@ async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
     if stop is None:
         await asyncio.sleep(seconds)
         return False
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-        return True
-    except asyncio.TimeoutError:
-        return False
+    return await wait_event(stop, seconds)
 
 
 async def _until_done(work: Awaitable[Any], stop: asyncio.Event | None) -> bool:

@@ -12,6 +12,7 @@ from ..jobs.models import GENERATING_SHOWN, Job, JobState, KnownImage
 from ..ports import DeliveryError, PostKind
 from .record import JobFailed, Recorder, Shutdown, log_context
 from .retry import retry
+from ..waits import wait_event
 
 log = logging.getLogger("lumabot.runner")
 T = TypeVar("T")
@@ -66,10 +67,7 @@ class Messages:
                 raise JobFailed(lead.failure_code if lead and lead.failure_code else "delivery_failed",
                                 lead.failure_detail if lead else None, quiet=True)
             event = self._announced.setdefault(job.batch_id, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(event, 1.0)
 
     def failure(self, job: Job, err: DeliveryError, what: str) -> JobFailed:
         """The failure of a final Slack error, logged as loudly as it deserves."""

@@ -15,6 +15,7 @@ from ..luma.accounts import LumaAccounts
 from .polling import PollPlanner
 from .record import JobFailed, Recorder, log_context, luma_of, rejected
 from .retry import Backoff
+from ..waits import wait_event
 from .schedulers import AccountSchedulers
 
 log = logging.getLogger("lumabot.runner")
@@ -45,12 +46,7 @@ class Poller:
         if not until_backlog:
             await asyncio.sleep(seconds)
             return False
-        began = self._backlog_began
-        try:
-            await asyncio.wait_for(began.wait(), seconds)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await wait_event(self._backlog_began, seconds)
 
     async def __call__(self, job: Job) -> str | None:
         """From GENERATING to DELIVERING (returns the output's presigned URL, which is never

@@ -17,6 +17,7 @@ from ..ports import LumaApi, Notifier
 from ..store import Store, StoreUnavailable
 from .retry import retry
 from .status import StatusBoard
+from ..waits import wait_event
 
 log = logging.getLogger("lumabot.runner")
 T = TypeVar("T")
@@ -88,11 +89,7 @@ class Shutdown:
 
     async def wait(self, timeout: float) -> bool:
         """Wait until no job is in a critical step (True), or `timeout` s (False)."""
-        try:
-            await asyncio.wait_for(self._none_critical.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await wait_event(self._none_critical, timeout)
 
 
 class Recorder:

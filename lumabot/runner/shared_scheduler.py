@@ -26,6 +26,7 @@ from ..jobs.models import DEFAULT_ACCOUNT
 from ..store import JobLost, Store, StoreUnavailable
 from ..store.slots import Waits
 from .scheduler import probe_period
+from ..waits import wait_event
 
 log = logging.getLogger("lumabot.runner")
 
@@ -198,10 +199,7 @@ class SharedScheduler:
                 # that have some look at its line; this one looks when it asks for a slot, or
                 # after IDLE_TICK (a replica has a scheduler per Luma account: idle ones cost
                 # next to nothing).
-                try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_TICK)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(self._wake, IDLE_TICK)
                 continue
             waits = [asyncio.ensure_future(self.slots.wait(wait)),
                      asyncio.ensure_future(self._wake.wait())]

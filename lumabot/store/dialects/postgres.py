@@ -27,6 +27,7 @@ from .. import migrate
 from ..errors import StoreUnavailable
 from ..sql import CHANNELS, Database, Duplicate, Row, Statements, Tx, for_an_ack
 from . import now, utc_day
+from ...waits import wait_event
 
 log = logging.getLogger("lumabot.store")
 
@@ -208,10 +209,7 @@ class PostgresDatabase(Database):
         if event is None:
             event = self._notices[(channel, topic)] = asyncio.Event()
         await self._listen()
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(event, timeout)
         event.clear()
 
     @property
