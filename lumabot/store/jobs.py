@@ -136,6 +136,8 @@ class JobStore:
         jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
         rows = [job_row(job) for job in jobs]
         async with self.db.write() as tx:
+            if rules is not None:   # one admission at a time per workspace (first: it begins the unit)
+                await self.db.one_at_a_time(tx, f"admit:{jobs[0].team_id}")
             if dedupe_key is not None and not await tx.execute(self._new_key, key=dedupe_key, now=time.time()):
                 return Admission.duplicate()
             admission = Admission.created()
@@ -151,10 +153,9 @@ class JobStore:
         return admission
 
     async def _admit(self, tx: Tx, jobs: list[Job], rules: AdmissionRules) -> Admission:
-        """The decision (jobs/admission.py), from the policy and the counts read here; one
-        admission at a time per workspace, each counting what the ones before it recorded."""
+        """The decision (jobs/admission.py), from the policy and the counts read here (one
+        admission at a time per workspace: each counts what the ones before it recorded)."""
         job = jobs[0]
-        await self.db.one_at_a_time(tx, f"admit:{job.team_id}")
         row = await tx.row(_ADMISSION_READ, team=job.team_id, user=job.user_id)
         assert row is not None
         own, organisation = parse_policies(row[0], row[1])

@@ -157,3 +157,71 @@ async def test_an_acks_work_gets_a_connection_while_background_work_holds_the_po
         release.set()
         await asyncio.gather(*held)
         await store.close()
+
+
+async def test_a_unit_that_begins_with_its_lock_holds_it_to_the_end_and_leaves_nothing_behind(pg_cluster):
+    """A unit's BEGIN goes with its first statement, and with its advisory lock in one round
+    trip: the lock is still held until that unit commits (a later unit on the same lock waits
+    for it, then sees what it wrote); a unit that raised, or was cancelled, rolls back and its
+    connection goes back to the pool outside any transaction."""
+    from lumabot.store.dialects.postgres import PostgresDatabase
+    from lumabot.store.schema import dedupe_keys
+
+    url = await pg_cluster.new_database()
+    db = PostgresDatabase(url, pool_size=2, ack_pool_size=1)
+    await db.open()
+    count = sa.select(sa.func.count()).select_from(dedupe_keys)
+    try:
+        locked, go_on = asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with db.write() as tx:
+                await db.one_at_a_time(tx, "admit:T'1")   # (a quote in what it locks, too)
+                locked.set()
+                await go_on.wait()
+                await tx.execute(sa.insert(dedupe_keys).values(key="first", created_at=1.0))
+
+        async def second() -> int:
+            async with db.write() as tx:
+                await db.one_at_a_time(tx, "admit:T'1")
+                return int(await tx.scalar(count))
+
+        one = asyncio.ensure_future(first())
+        await locked.wait()
+        two = asyncio.ensure_future(second())
+        done, _ = await asyncio.wait([two], timeout=0.3)   # (nothing may happen: it waits)
+        assert not done
+        go_on.set()
+        await one
+        assert await asyncio.wait_for(two, 10) == 1   # it waited, then counted what the first wrote
+
+        class Boom(Exception):
+            pass
+
+        try:
+            async with db.write() as tx:
+                await db.one_at_a_time(tx, "admit:T2")
+                await tx.execute(sa.insert(dedupe_keys).values(key="raised", created_at=1.0))
+                raise Boom()
+        except Boom:
+            pass
+        started = asyncio.Event()
+
+        async def cancelled() -> None:
+            async with db.write() as tx:
+                await tx.execute(sa.insert(dedupe_keys).values(key="cancelled", created_at=1.0))
+                started.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(cancelled())
+        await started.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for _ in range(4):   # every pooled connection, each outside a transaction
+            async with db.write() as tx:
+                assert await tx.scalar(sa.select(sa.func.txid_current_if_assigned())) is None
+                assert await tx.scalar(count) == 1
+        async with db.write() as tx:   # a unit that wrote nothing
+            pass
+    finally:
+        await db.close()

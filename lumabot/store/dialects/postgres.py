@@ -87,11 +87,21 @@ def _changed(status: str) -> int:
 
 
 class _Tx(Tx):
-    def __init__(self, con: asyncpg.Connection, statements: Statements):
+    """`write`: a transaction whose BEGIN goes with its first statement (with the advisory lock
+    of `one_at_a_time` in one round trip; a unit that wrote nothing sends nothing)."""
+
+    def __init__(self, con: asyncpg.Connection, statements: Statements, *, write: bool = False):
         self.con = con
         self.statements = statements
+        self.unbegun = write
+
+    async def _begin(self) -> None:
+        if self.unbegun:
+            self.unbegun = False
+            await self.con.execute("BEGIN")
 
     async def rows(self, stmt: ClauseElement, **params: Any) -> list[Row]:
+        await self._begin()
         sql, args = self.statements.sql(stmt, params)
         try:
             return cast(list[Row], await self.con.fetch(sql, *args))
@@ -99,6 +109,7 @@ class _Tx(Tx):
             raise Duplicate(str(exc)) from exc
 
     async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        await self._begin()
         sql, args = self.statements.sql(stmt, params)
         try:
             return _changed(await self.con.execute(sql, *args))
@@ -108,8 +119,34 @@ class _Tx(Tx):
     async def executemany(self, stmt: ClauseElement, params: Iterable[dict[str, Any]]) -> None:
         batch = list(params)
         if batch:
+            await self._begin()
             sql, _ = self.statements.sql(stmt, batch[0])
             await self.con.executemany(sql, [self.statements.sql(stmt, p)[1] for p in batch])
+
+    async def begin_one_at_a_time(self, what: str) -> None:
+        """The advisory lock on `what`: with BEGIN in one simple query (one round trip) when
+        it is the unit's first statement."""
+        if not self.unbegun:
+            await self.execute(_ADVISORY_LOCK, what=what)
+            return
+        self.unbegun = False
+        literal = "'" + what.replace("'", "''") + "'"   # (standard_conforming_strings)
+        await self.con.execute(f"BEGIN; SELECT pg_advisory_xact_lock(hashtext({literal}))")
+
+    async def end(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK what was begun. A connection left inside a transaction (the end
+        failed or was cancelled) is closed, never handed to the next unit."""
+        if self.unbegun:
+            return
+        try:
+            await self.con.execute("COMMIT" if commit else "ROLLBACK")
+        except BaseException:
+            if commit:
+                raise
+            # (a ROLLBACK that failed: the unit's own error is the one that counts)
+        finally:
+            if not self.con.is_closed() and self.con.is_in_transaction():
+                self.con.terminate()
 
 
 class PostgresDatabase(Database):
@@ -170,7 +207,12 @@ class PostgresDatabase(Database):
             raise RuntimeError("store is not open")
         try:
             async with engine.connect() as conn:
-                yield cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+                con = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+                try:
+                    yield con
+                finally:
+                    if con.is_closed():   # (closed by a unit that could not end its transaction)
+                        await conn.invalidate()
         except Duplicate:
             raise
         except Exception as exc:
@@ -181,8 +223,14 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         assert self._statements is not None
-        async with self._connection() as con, con.transaction():
-            yield _Tx(con, self._statements)
+        async with self._connection() as con:
+            tx = _Tx(con, self._statements, write=True)
+            try:
+                yield tx
+            except BaseException:
+                await tx.end(commit=False)
+                raise
+            await tx.end(commit=True)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
@@ -196,7 +244,8 @@ class PostgresDatabase(Database):
         return pg_insert
 
     async def one_at_a_time(self, tx: Tx, what: str) -> None:
-        await tx.execute(_ADVISORY_LOCK, what=what)
+        assert isinstance(tx, _Tx)
+        await tx.begin_one_at_a_time(what)
 
     async def wake_replicas(self, tx: Tx, channel: str, topic: str = "") -> None:
         await tx.execute(_NOTIFY, channel=channel, topic=topic)
