@@ -104,3 +104,45 @@ async def test_the_daily_sweep_runs_once_a_day_whichever_replica_asks(store):
     assert await replicas[1].sweep_if_due() is None   # the same day: already swept
     now[0] += 86400
     assert await replicas[1].sweep_if_due() is not None  # the next day
+
+
+async def test_a_unit_cancelled_as_it_takes_the_writer_leaves_the_writer_usable(tmp_path):
+    """SQLite's one writer: a unit that waited for it and is cancelled (an ack's deadline, a
+    stop) as it takes it, its BEGIN in flight, writes nothing, and the writer connection is not
+    left inside a transaction (every later write was refused: "cannot start a transaction
+    within a transaction")."""
+    import sqlalchemy as sa
+
+    from lumabot.store.dialects.sqlite import SQLiteDatabase
+    from lumabot.store.schema import dedupe_keys
+
+    db = SQLiteDatabase(f"sqlite:///{tmp_path / 'units.db'}")
+    await db.open()
+    try:
+        holding, release, waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            async with db.write():
+                holding.set()
+                await release.wait()
+
+        async def second() -> None:
+            waiting.set()
+            async with db.write() as tx:
+                await tx.execute(sa.insert(dedupe_keys).values(key="second", created_at=1.0))
+
+        one = asyncio.ensure_future(first())
+        await holding.wait()
+        two = asyncio.ensure_future(second())
+        await waiting.wait()
+        await asyncio.sleep(0)            # (it waits for the writer)
+        release.set()
+        await one                         # the writer is free, and granted to the second unit...
+        two.cancel()                      # ... as it is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await two
+        async with asyncio.timeout(10):   # the writer is free again
+            async with db.write() as tx:
+                assert await tx.scalar(sa.select(sa.func.count()).select_from(dedupe_keys)) == 0
+    finally:
+        await db.close()

@@ -185,9 +185,10 @@ class SQLiteDatabase(Database):
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         if self._lock.locked():
-            try:
-                await asyncio.wait_for(self._lock.acquire(), WRITER_WAIT)
-            except asyncio.TimeoutError:
+            try:   # (asyncio.timeout: a cancel that comes as the lock is granted is not lost)
+                async with asyncio.timeout(WRITER_WAIT):
+                    await self._lock.acquire()
+            except TimeoutError:
                 raise StoreUnavailable("the database is busy (another write held it too long)") from None
         else:
             await self._lock.acquire()  # free: taken at once
@@ -197,6 +198,14 @@ class SQLiteDatabase(Database):
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(str(exc)) from exc
+            except BaseException:
+                # Cancelled while BEGIN was in flight: it may have run all the same, and the one
+                # writer connection would stay inside a transaction (every later write refused).
+                try:
+                    await db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass   # (it had not begun)
+                raise
             try:
                 assert self._statements is not None
                 yield _Tx(db, self._statements)
