@@ -14,8 +14,9 @@ each job's polls are planned from it:
   price of a GET in seconds of idle slot (`BACKLOG_PRICE` x the median latency): the exact
   optimum for what was learned, by a dynamic programme over the estimate's grid (made again
   with the estimate, when a twentieth of its latencies are new; bench/poll_bound.py computes
-  the same bound for a known distribution). Sparse while few finish, dense where most do. Gaps are at least `min_gap`; a
-  generation older than any seen is polled every LUMABOT_POLL_INTERVAL.
+  the same bound for a known distribution). Sparse while few finish, dense where most do.
+  Gaps are at least `min_gap`; a generation older than any seen is polled every
+  LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
   after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
   wait for a slot).

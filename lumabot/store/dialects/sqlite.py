@@ -194,19 +194,14 @@ class SQLiteDatabase(Database):
             await self._lock.acquire()  # free: taken at once
         try:
             db = self.db
+            # The BEGIN is inside what rolls back: one cancelled while in flight may have run all
+            # the same, and the one writer connection would stay inside a transaction (every
+            # later write refused).
             try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(str(exc)) from exc
-            except BaseException:
-                # Cancelled while BEGIN was in flight: it may have run all the same, and the one
-                # writer connection would stay inside a transaction (every later write refused).
                 try:
-                    await db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass   # (it had not begun)
-                raise
-            try:
+                    await db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StoreUnavailable(str(exc)) from exc
                 assert self._statements is not None
                 yield _Tx(db, self._statements)
                 await db.execute("COMMIT")
@@ -214,7 +209,7 @@ class SQLiteDatabase(Database):
                 try:
                     await db.execute("ROLLBACK")
                 except sqlite3.Error:
-                    pass
+                    pass   # (nothing had begun)
                 if isinstance(exc, sqlite3.Error):
                     raise _classified(exc) from exc
                 raise
