@@ -47,6 +47,7 @@ log = logging.getLogger("lumabot.runner")
 
 RESUME_ALL = 10**9  # claim_jobs' limit at start: no limit
 CLAIM_BATCH = 1000  # jobs claimed per store call
+LOADED_AHEAD = 8    # parked jobs read ahead of their turn at most (about one per Luma account)
 
 
 class Runner:
@@ -82,6 +83,7 @@ class Runner:
         self._reporter: asyncio.Task[None] | None = None
         self._leases: asyncio.Task[None] | None = None
         self._cancelling: dict[str, str] = {}  # job id -> who cancelled it (its task is stopping)
+        self._ahead: dict[str, asyncio.Task[Job | None]] = {}  # parked jobs next in line, being read
         self.replica_id = config.replica_id
 
     @property
@@ -228,6 +230,8 @@ class Runner:
         for background in (self._reporter, self._leases):
             if background is not None:
                 background.cancel()
+        for job_id in list(self._ahead):
+            self._drop_ahead(job_id)
         tasks = list(self._tasks.values()) + list(self._background)
         for t in tasks:
             t.cancel()
@@ -261,6 +265,7 @@ class Runner:
         then anyway)."""
         task, job = self._tasks.get(job_id), self._jobs.get(job_id)
         if task is None and self.scheduler.unpark(job_id):  # waiting without a task
+            self._drop_ahead(job_id)
             self._in_background(self._cancel_parked(job_id, by))
             return
         if task is None or job is None or job.state != JobState.QUEUED or job_id in self._cancelling:
@@ -287,23 +292,60 @@ class Runner:
         task.add_done_callback(self._background.discard)
 
     def _granted(self, job_id: str) -> None:
-        """A parked job's slot was granted: load it and start its task, which submits."""
-        self._in_background(self._wake(job_id))
-
-    async def _wake(self, job_id: str) -> None:
+        """A parked job's slot was granted: start its task, which submits. The job was loaded
+        ahead of its turn if it was next in line (its task starts now, with no read between
+        the freed slot and the create); the one next in line now is loaded ahead."""
         self.lines.forget(job_id)
-        try:
-            job = await retry(lambda: self.store.jobs.get(job_id),
-                              transient=lambda e: isinstance(e, StoreUnavailable),
-                              backoff=self.config.retry_backoff)
-        except Exception:
-            log.exception("could not load a job whose turn came", extra={"job_id": job_id})
-            job = None
+        loading = self._ahead.pop(job_id, None)
+        if loading is not None and loading.done() and not loading.cancelled() and loading.exception() is None:
+            self._turn(job_id, loading.result())
+        else:
+            self._in_background(self._wake(job_id, loading))
+        self._load_ahead(self.scheduler.of_job(job_id))
+
+    def _load_ahead(self, scheduler: SlotScheduler) -> None:
+        """Read the job next in `scheduler`'s line now, so that its turn does not wait for the
+        read. (A copy read early is safe to act on: a parked job changes only by a cancel, and
+        its move to `submitting` is refused once it is cancelled.)"""
+        job_id = scheduler.next_parked()
+        if job_id is None or job_id in self._ahead or len(self._ahead) >= LOADED_AHEAD or self.shutdown.stopping:
+            return
+        self._ahead[job_id] = asyncio.get_running_loop().create_task(
+            self.store.jobs.get(job_id), name=f"load-{job_id}", context=outside_an_ack())
+
+    def _drop_ahead(self, job_id: str) -> None:
+        loading = self._ahead.pop(job_id, None)
+        if loading is not None:
+            loading.cancel()
+            if loading.done() and not loading.cancelled():
+                loading.exception()  # (retrieved: a failed read ahead is of no consequence)
+
+    async def _wake(self, job_id: str, loading: asyncio.Task[Job | None] | None = None) -> None:
+        """Load a job whose turn came (or wait for its read ahead) and start it."""
+        job: Job | None = None
+        read = loading is None
+        if loading is not None:
+            try:
+                job = await loading
+            except Exception:
+                read = True   # (the read ahead failed: read again)
+        if read:
+            try:
+                job = await retry(lambda: self.store.jobs.get(job_id),
+                                  transient=lambda e: isinstance(e, StoreUnavailable),
+                                  backoff=self.config.retry_backoff)
+            except Exception:
+                log.exception("could not load a job whose turn came", extra={"job_id": job_id})
+        self._turn(job_id, job)
+
+    def _turn(self, job_id: str, job: Job | None) -> None:
+        """Start a granted job's task (which submits); or free the slot of one gone or done
+        meanwhile."""
         if job is None or job.settled or job.state != JobState.QUEUED:
             self.scheduler.release(job_id)
         elif job.cancelled_by:  # cancelled through another replica while it waited
             self.scheduler.release(job_id)
-            await self._settle_cancel(job, job.cancelled_by)
+            self._in_background(self._settle_cancel(job, job.cancelled_by))
         elif not self._start(job, granted=True):
             self.scheduler.release(job_id)
 

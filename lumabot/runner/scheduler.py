@@ -55,6 +55,9 @@ class SlotScheduler(Protocol):
         """Take a parked job out of the line (cancelled); False if it is not parked here."""
     def looks_free(self) -> bool:
         """Whether a new job would get a slot at once (as far as this process can tell)."""
+    def next_parked(self) -> str | None:
+        """The parked job whose slot this process grants next, if it knows (the runner loads
+        it ahead of its turn); None when none is parked, or the line is elsewhere."""
     async def stop(self) -> None: ...
 
 
@@ -178,6 +181,15 @@ class Scheduler:
 
     def looks_free(self) -> bool:
         return not self._queues and self._grant().count > 0
+
+    def next_parked(self) -> str | None:
+        """The head of the line (the first person of the workspace served longest ago), if
+        parked."""
+        for people in self._queues.values():
+            for queue in people.values():
+                head = queue[0] if queue else None
+                return head.job_id if head is not None and head.job_id in self._parked else None
+        return None
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""

@@ -102,6 +102,9 @@ class SharedScheduler:
         line another replica began since may show first as "Generating…", then its place.)"""
         return not self._waiting and max(self._in_flight, len(self._holding)) < self.concurrency
 
+    def next_parked(self) -> str | None:
+        return None  # the line is in the database: which replica's job goes next is not known here
+
     def _not_queued(self, job_id: str, queued: asyncio.Future[None]) -> None:
         if not queued.cancelled() and queued.exception() is not None:  # JobLost: another replica has it
             self._parked.discard(job_id)

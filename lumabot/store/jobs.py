@@ -214,16 +214,19 @@ class JobStore:
         update = self._update(tuple(changes), settling)
         fence = {"id_": job.id, "owner_": job.owner, "epoch_": job.epoch, "state_": job.state.value}
         instruction = None
-        async with self.db.write() as tx:
-            if settling:
-                returned = await tx.rows(update, **changes, **fence)
-                changed, instruction = len(returned), returned[0][0] if returned else None
-            else:
-                changed = await tx.execute(update, **changes, **fence)
-            if changed and image is not None:
-                await self.images.record_in(tx, image)
-            if instruction is not None:
-                await self._settle_forgotten(tx, job.id, instruction, row["params"])
+        if not settling and image is None:  # the runner's usual write: one statement
+            changed = await self.db.execute(update, **changes, **fence)
+        else:
+            async with self.db.write() as tx:
+                if settling:
+                    returned = await tx.rows(update, **changes, **fence)
+                    changed, instruction = len(returned), returned[0][0] if returned else None
+                else:
+                    changed = await tx.execute(update, **changes, **fence)
+                if changed and image is not None:
+                    await self.images.record_in(tx, image)
+                if instruction is not None:
+                    await self._settle_forgotten(tx, job.id, instruction, row["params"])
         if instruction is not None:
             await self.db.forgotten()
         if not changed:

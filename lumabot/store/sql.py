@@ -209,7 +209,7 @@ class Database(ABC):
     async def forgotten(self) -> None:
         """After a forget: what the database must do so the deleted text is gone from its files."""
 
-    # -- for lumabot check and tests ---------------------------------------------------------------
+    # -- one statement, a unit of its own -------------------------------------------------------
     async def rows(self, stmt: ClauseElement, **params: Any) -> list[Row]:
         async with self.read() as tx:
             return await tx.rows(stmt, **params)
@@ -223,6 +223,8 @@ class Database(ABC):
             return await tx.scalar(stmt, **params)
 
     async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        """One statement, committed by itself (a unit of one statement, in as few calls as the
+        database allows); the rows it changed."""
         async with self.write() as tx:
             return await tx.execute(stmt, **params)
 

@@ -15,3 +15,19 @@ async def job_ids(store: Store) -> list[str]:
 
 async def unsettled_count(store: Store) -> int:
     return int(await store.db.scalar(sa.select(sa.func.count()).select_from(jobs).where(UNSETTLED)))
+
+
+def commits(statements: list[str]) -> int:
+    """The transactions a trace of SQLite's writer connection committed: each COMMIT, and each
+    write sent outside BEGIN ... COMMIT (SQLite commits such a statement on its own)."""
+    count, inside = 0, False
+    for sql in statements:
+        verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
+        if verb == "BEGIN":
+            inside = True
+        elif verb in ("COMMIT", "ROLLBACK"):
+            count += verb == "COMMIT"
+            inside = False
+        elif verb in ("INSERT", "UPDATE", "DELETE", "REPLACE") and not inside:
+            count += 1
+    return count

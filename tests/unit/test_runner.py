@@ -7,7 +7,7 @@ import time
 
 from lumabot.jobs.identity import luma_user_id
 from lumabot.jobs.models import Job, JobState
-from lumabot.luma.client import LumaRateLimited, LumaRejected, LumaUnavailable
+from lumabot.luma.client import Generation, LumaRateLimited, LumaRejected, LumaUnavailable
 from lumabot.ports import DeliveryError, InputError
 from lumabot.runner import runner as runner_module
 from lumabot.store import StoreUnavailable
@@ -302,6 +302,77 @@ async def test_a_job_waiting_for_a_slot_holds_no_task_until_its_turn(make_rig):
         assert (await rig.settled(job.id)).state == JobState.DONE
     assert [p.prompt for p, _ in rig.luma.creates] == [f"job {i}" for i in range(4)]  # in turn
     assert rig.scheduler.parked == 0 and not rig.runner._tasks
+
+
+async def _line_of_three(make_rig, monkeypatch):
+    """One slot; A at Luma, B and C waiting, each generation held "processing" while its prompt
+    is in `held`. A finishes: B's turn; C is next in line."""
+    rig = await make_rig(concurrency=1)
+    held = {"A", "B"}
+    get = rig.luma.get
+
+    async def held_get(generation_id: str) -> Generation:
+        if rig.luma.generations[generation_id].params.prompt in held:
+            return Generation(id=generation_id, state="processing")
+        return await get(generation_id)
+
+    monkeypatch.setattr(rig.luma, "get", held_get)
+    jobs = {p: new_job(p, user=f"U{i}") for i, p in enumerate("ABC")}
+    for job in jobs.values():
+        await rig.runner.submit(job)
+    await eventually(lambda: rig.scheduler.parked == 2)
+    held.discard("A")
+    await eventually(lambda: [p.prompt for p, _ in rig.luma.creates] == ["A", "B"])
+    return rig, jobs, held
+
+
+async def test_the_job_next_in_line_is_read_ahead_so_its_turn_waits_for_no_read(make_rig, monkeypatch):
+    """A freed slot's next create waits for no read from the store: the job next in line was
+    read while the slot was still held."""
+    rig, jobs, held = await _line_of_three(make_rig, monkeypatch)
+    c = jobs["C"].id
+    await eventually(lambda: c in rig.runner._ahead and rig.runner._ahead[c].done())
+    reads: list[str] = []
+    read = rig.store.jobs.get
+
+    async def counted(job_id: str) -> Job | None:
+        if len(rig.luma.creates) < 3:  # until C is sent
+            reads.append(job_id)
+        return await read(job_id)
+
+    monkeypatch.setattr(rig.store.jobs, "get", counted)
+    held.discard("B")
+    await eventually(lambda: len(rig.luma.creates) == 3)
+    assert [p.prompt for p, _ in rig.luma.creates] == ["A", "B", "C"]
+    assert c not in reads and not rig.runner._ahead
+    assert (await rig.settled(c)).state == JobState.DONE
+
+
+async def test_a_job_read_ahead_then_cancelled_elsewhere_is_never_sent(make_rig, monkeypatch):
+    """The copy read ahead is stale once another replica records a cancel: the move to
+    `submitting` is refused, so nothing reaches Luma and the person sees it cancelled."""
+    rig, jobs, held = await _line_of_three(make_rig, monkeypatch)
+    c = jobs["C"].id
+    await eventually(lambda: c in rig.runner._ahead and rig.runner._ahead[c].done())
+    assert await rig.store.jobs.request_cancel(c, "U2")
+    held.discard("B")
+    done = await rig.settled(c)
+    assert done.state == JobState.CANCELLED and done.cancelled_by == "U2"
+    assert [p.prompt for p, _ in rig.luma.creates] == ["A", "B"]
+    assert (c, ("cancelled", None, None)) in rig.notifier.status_updates
+
+
+async def test_a_job_read_ahead_and_cancelled_here_leaves_the_line_at_once(make_rig, monkeypatch):
+    rig, jobs, held = await _line_of_three(make_rig, monkeypatch)
+    c = jobs["C"].id
+    await eventually(lambda: c in rig.runner._ahead)
+    assert await rig.store.jobs.request_cancel(c, "U2")
+    rig.runner.cancel(c, "U2")
+    assert (await rig.settled(c)).state == JobState.CANCELLED  # while B still runs
+    assert not rig.runner._ahead and rig.scheduler.parked == 0
+    held.discard("B")
+    assert (await rig.settled(jobs["B"].id)).state == JobState.DONE
+    assert [p.prompt for p, _ in rig.luma.creates] == ["A", "B"]
 
 
 async def test_polls_planned_while_nobody_waited_are_planned_again_when_a_backlog_begins(make_rig, monkeypatch):

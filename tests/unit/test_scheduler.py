@@ -95,6 +95,33 @@ async def test_a_retried_job_goes_to_the_front_of_the_line():
     assert order == ["a", "b"]
 
 
+async def test_the_parked_job_granted_next_is_known_whatever_the_turns():
+    """What the runner reads ahead of its turn is the job the next free slot goes to."""
+    s = Scheduler(1, clock=Clock())
+    grants: list[str] = []
+    s.on_grant = grants.append
+    assert s.next_parked() is None
+    assert not s.park("first", "TA/alice")  # a slot is free: it acquires instead
+    await s.acquire("first", "TA/alice")
+    for job_id, person in (("a2", "TA/alice"), ("a3", "TA/alice"), ("b1", "TA/bob"), ("z1", "TZ/zoe")):
+        assert s.park(job_id, person)
+    retry = asyncio.create_task(s.acquire("again", "TR/rita", front=True))  # a task waits for it
+    await asyncio.sleep(0)
+    assert s.next_parked() is None   # the head of the line is not parked
+    s.release("first")
+    await retry
+    running = "again"
+    for _ in range(4):
+        expected = s.next_parked()
+        assert expected is not None
+        s.release(running)
+        assert grants[-1] == expected
+        running = expected
+    assert grants == ["a2", "z1", "b1", "a3"] and s.next_parked() is None
+    s.park("z2", "TZ/zoe")
+    assert s.unpark("z2") and s.next_parked() is None
+
+
 async def test_submissions_are_paced_under_the_learned_rate_allowance():
     clock = Clock()
     s = Scheduler(100, rate_window=60.0, clock=clock)

@@ -238,6 +238,13 @@ class PostgresDatabase(Database):
         async with self._connection() as con:
             yield _Tx(con, self._statements)
 
+    async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        """Outside a transaction, PostgreSQL commits a statement on its own: one round trip
+        where BEGIN, the statement and COMMIT make three."""
+        assert self._statements is not None
+        async with self._connection() as con:
+            return await _Tx(con, self._statements).execute(stmt, **params)
+
     # -- what differs --------------------------------------------------------------------------
     @property
     def insert(self) -> Any:

@@ -183,7 +183,8 @@ class SQLiteDatabase(Database):
 
     # -- units of work -------------------------------------------------------------------------
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The one writer connection, for one unit at a time."""
         if self._lock.locked():
             try:   # (asyncio.timeout: a cancel that comes as the lock is granted is not lost)
                 async with asyncio.timeout(WRITER_WAIT):
@@ -193,7 +194,13 @@ class SQLiteDatabase(Database):
         else:
             await self._lock.acquire()  # free: taken at once
         try:
-            db = self.db
+            yield self.db
+        finally:
+            self._lock.release()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        async with self._writing() as db:
             # The BEGIN is inside what rolls back: one cancelled while in flight may have run all
             # the same, and the one writer connection would stay inside a transaction (every
             # later write refused).
@@ -213,8 +220,14 @@ class SQLiteDatabase(Database):
                 if isinstance(exc, sqlite3.Error):
                     raise _classified(exc) from exc
                 raise
-        finally:
-            self._lock.release()
+
+    async def execute(self, stmt: ClauseElement, **params: Any) -> int:
+        """Outside BEGIN, SQLite commits a statement on its own: one call to the connection's
+        thread where a unit makes three (which the event loop answers in turn, each waiting
+        behind whatever else it runs)."""
+        async with self._writing() as db:
+            assert self._statements is not None
+            return await _Tx(db, self._statements).execute(stmt, **params)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
