@@ -42,6 +42,7 @@ GRID = 200                # cells of the estimate, from 0 to the latest age a ge
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
 REFRESH = 20              # the estimate is made again when a twentieth of its intervals are new
+DENSE = 0.9               # the backlog plan's gaps past this share done are no longer than before it
 SMOOTHING = 0.1           # each EM round smooths the estimate over this share of the median either side
 Key = tuple[str, str]     # (model, type)
 
@@ -61,7 +62,7 @@ class Latencies:
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
         self._top = 0.0
-        self._schedule: tuple[list[float], list[float], list[float], list[float]] | None = None
+        self._schedule: tuple[list[float], list[float], list[float], list[float], float] | None = None
         self._stale = False
         self._new = 0   # intervals that came in since the last estimate
 
@@ -129,9 +130,10 @@ class Latencies:
     def backlog_poll_after(self, age: float) -> float | None:
         """Under backlog: the age of the next poll of a generation last looked at `age` (0: at
         its creation), the one that starts the least expected detection delay plus price x GETs
-        from there on (on the estimate's grid, completions spread evenly within a cell); None
-        past the oldest latency seen."""
-        edges, done, partial, value = self._backlog_plan()
+        from there on (on the estimate's grid, completions spread evenly within a cell), and
+        after the first poll no later than the plan's longest gap where latencies are dense;
+        None past the oldest latency seen."""
+        edges, done, partial, value, longest = self._backlog_plan()
         top = len(edges) - 1
         if age >= edges[top]:
             return None
@@ -139,15 +141,23 @@ class Latencies:
         i = min(int(age / width), top - 1)
         done_at = done[i] + (done[i + 1] - done[i]) * (age - edges[i]) / width
         partial_at = partial[i] + (done_at - done[i]) * (edges[i] + age) / 2
-        return edges[min(range(i + 1, top + 1), key=lambda k: edges[k] * (done[k] - done_at)
+        best = edges[min(range(i + 1, top + 1), key=lambda k: edges[k] * (done[k] - done_at)
                          - (partial[k] - partial_at) + value[k])]
+        return best if age <= 0.0 else min(best, age + longest)
 
-    def _backlog_plan(self) -> tuple[list[float], list[float], list[float], list[float]]:
+    def _backlog_plan(self) -> tuple[list[float], list[float], list[float], list[float], float]:
         """The exact optimum on the estimate's grid (a dynamic programme, as bench/poll_bound.py
         computes the bound): with the last poll at edge j and the generation not seen done, the
         next at edge k costs price x P(still running at j) (the GET) plus the delay of the
         completions in between, and value[j] is the least such cost from j on. Returns (edges,
-        share done by each edge, the integral of t dF up to each edge, value)."""
+        share done by each edge, the integral of t dF up to each edge, value, the longest gap).
+
+        The estimate ends at the oldest latency seen, as if every generation were done by then;
+        the real tail goes on, thin, and the optimum for the estimate leaves its last stragglers
+        a long gap before that age (a generation 10 % over it waited half a median). So past the
+        first poll no gap is longer than the plan's longest before the age by which `DENSE` of
+        them finished: in a tail the estimate cannot place, the polls go on at the pace they had
+        where it could."""
         if self._stale:
             self._estimate()   # (which drops the last plan)
         if self._schedule is None:
@@ -160,10 +170,16 @@ class Latencies:
                                                 initial=0.0))
             price = BACKLOG_PRICE * self.age_at(0.5)
             value = [0.0] * (size + 1)
+            nearest = [size] * (size + 1)   # the edge of the next poll, from each edge
             for j in range(size - 1, -1, -1):
-                value[j] = price * (1.0 - done[j]) + min(
-                    edges[k] * (done[k] - done[j]) - (partial[k] - partial[j]) + value[k] for k in range(j + 1, size + 1))
-            self._schedule = (edges, done, partial, value)
+                costs = [edges[k] * (done[k] - done[j]) - (partial[k] - partial[j]) + value[k]
+                         for k in range(j + 1, size + 1)]
+                best = min(range(len(costs)), key=costs.__getitem__)
+                value[j], nearest[j] = price * (1.0 - done[j]) + costs[best], j + 1 + best
+            dense, longest, j = self.age_at(DENSE), 0.0, nearest[0]
+            while j < size and edges[nearest[j]] <= dense:
+                longest, j = max(longest, edges[nearest[j]] - edges[j]), nearest[j]
+            self._schedule = (edges, done, partial, value, longest or edges[size])
         return self._schedule
 
     def age_at(self, share: float) -> float:
