@@ -7,16 +7,16 @@ that saw it running and the one that saw it finished (`record_seen`). The distri
 one that best explains those intervals (Turnbull's estimate, by EM on a grid: `Latencies`), and
 each job's polls are planned from it:
 
-- The next poll of a job comes when the chance that it finished since its last poll reaches
-  `STEADY_CHANCE` (about two GETs per job).
-- While other jobs wait for a Luma slot, a finished generation left unseen keeps a slot idle:
-  the polls are the ones that make the expected detection delay plus c per GET least, c the
-  price of a GET in seconds of idle slot (`BACKLOG_PRICE` x the median latency): the exact
-  optimum for what was learned, by a dynamic programme over the estimate's grid (made again
-  with the estimate, when a twentieth of its latencies are new; bench/poll_bound.py computes
-  the same bound for a known distribution). Sparse while few finish, dense where most do.
-  Gaps are at least `min_gap`; a generation older than any seen is polled every
-  LUMABOT_POLL_INTERVAL.
+- A job's polls are the ones that make its expected detection delay plus c per GET least: the
+  exact optimum for what was learned, by a dynamic programme over the estimate's grid (made
+  again with the estimate, when a twentieth of its latencies are new; bench/poll_bound.py
+  computes the same bound for a known distribution). Sparse while few finish, dense where most
+  do. c is the price of a GET in seconds of waiting: of a person's wait (`STEADY_PRICE` x the
+  median latency: about two GETs per job) or, while other jobs wait for a Luma slot, of idle
+  slot, which a finished generation left unseen keeps from them (`BACKLOG_PRICE` x the median:
+  cheaper, so denser). In the thin tail the estimate cannot place, gaps stay no longer than
+  where it could. Gaps are at least `min_gap`; a generation older than any seen is polled
+  every LUMABOT_POLL_INTERVAL.
 - Until it has seen `min_samples` latencies of that model and type it polls as before: first
   after LUMABOT_FIRST_POLL_DELAY, then every LUMABOT_POLL_INTERVAL (a quarter of it while jobs
   wait for a slot).
@@ -36,8 +36,8 @@ from collections import deque
 from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
-STEADY_CHANCE = 0.62      # poll when it finished since the last poll with this chance
-BACKLOG_PRICE = 0.008     # under backlog, a GET is worth this share of the median latency of idle slot
+STEADY_PRICE = 0.2        # without a line, a GET is worth this share of the median latency of a person's wait
+BACKLOG_PRICE = 0.009     # under backlog, a GET is worth this share of the median latency of idle slot
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
@@ -45,6 +45,9 @@ REFRESH = 20              # the estimate is made again when a twentieth of its i
 DENSE = 0.9               # the backlog plan's gaps past this share done are no longer than before it
 SMOOTHING = 0.1           # each EM round smooths the estimate over this share of the median either side
 Key = tuple[str, str]     # (model, type)
+# A plan: the grid's edges, the share done by each, the integral of t dF up to each, the least
+# cost from each, and the longest gap after the first poll.
+Plan = tuple[list[float], list[float], list[float], list[float], float]
 
 
 class Latencies:
@@ -62,7 +65,7 @@ class Latencies:
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
         self._top = 0.0
-        self._schedule: tuple[list[float], list[float], list[float], list[float], float] | None = None
+        self._plans: dict[float, Plan] = {}   # by price, made from the current estimate
         self._stale = False
         self._new = 0   # intervals that came in since the last estimate
 
@@ -121,19 +124,19 @@ class Latencies:
             inside = (q - cumulative[j]) / p[j] if p[j] > 0 else 0.5
             points.append((j + min(max(inside, 0.0), 1.0)) * width)
         self._points, self._p, self._top = points, p, top
-        self._schedule, self._stale, self._new = None, False, 0
+        self._plans, self._stale, self._new = {}, False, 0
 
     def cdf(self, t: float) -> float:
         """The share of generations finished within `t` seconds."""
         return bisect.bisect_right(self._sorted, t) / len(self._sorted)
 
-    def backlog_poll_after(self, age: float) -> float | None:
-        """Under backlog: the age of the next poll of a generation last looked at `age` (0: at
-        its creation), the one that starts the least expected detection delay plus price x GETs
-        from there on (on the estimate's grid, completions spread evenly within a cell), and
-        after the first poll no later than the plan's longest gap where latencies are dense;
-        None past the oldest latency seen."""
-        edges, done, partial, value, longest = self._backlog_plan()
+    def poll_after(self, age: float, price: float) -> float | None:
+        """The age of the next poll of a generation last looked at `age` (0: at its creation),
+        the one that starts the least expected detection delay plus `price` x the median
+        latency per GET from there on (on the estimate's grid, completions spread evenly within
+        a cell), and after the first poll no later than the plan's longest gap where latencies
+        are dense; None past the oldest latency seen."""
+        edges, done, partial, value, longest = self._plan(price)
         top = len(edges) - 1
         if age >= edges[top]:
             return None
@@ -145,12 +148,13 @@ class Latencies:
                          - (partial[k] - partial_at) + value[k])]
         return best if age <= 0.0 else min(best, age + longest)
 
-    def _backlog_plan(self) -> tuple[list[float], list[float], list[float], list[float], float]:
+    def _plan(self, price: float) -> Plan:
         """The exact optimum on the estimate's grid (a dynamic programme, as bench/poll_bound.py
         computes the bound): with the last poll at edge j and the generation not seen done, the
-        next at edge k costs price x P(still running at j) (the GET) plus the delay of the
-        completions in between, and value[j] is the least such cost from j on. Returns (edges,
-        share done by each edge, the integral of t dF up to each edge, value, the longest gap).
+        next at edge k costs price x median x P(still running at j) (the GET) plus the delay of
+        the completions in between, and value[j] is the least such cost from j on. Returns
+        (edges, share done by each edge, the integral of t dF up to each edge, value, the
+        longest gap).
 
         The estimate ends at the oldest latency seen, as if every generation were done by then;
         the real tail goes on, thin, and the optimum for the estimate leaves its last stragglers
@@ -159,8 +163,9 @@ class Latencies:
         them finished: in a tail the estimate cannot place, the polls go on at the pace they had
         where it could."""
         if self._stale:
-            self._estimate()   # (which drops the last plan)
-        if self._schedule is None:
+            self._estimate()   # (which drops the plans)
+        plan = self._plans.get(price)
+        if plan is None:
             p = self._p
             size, total = len(p), sum(p) or 1.0
             width = max(self._top, 1e-6) / size
@@ -168,19 +173,19 @@ class Latencies:
             done = [share / total for share in itertools.accumulate(p, initial=0.0)]
             partial = list(itertools.accumulate((pj / total * (j + 0.5) * width for j, pj in enumerate(p)),
                                                 initial=0.0))
-            price = BACKLOG_PRICE * self.age_at(0.5)
+            per_get = price * self.age_at(0.5)
             value = [0.0] * (size + 1)
             nearest = [size] * (size + 1)   # the edge of the next poll, from each edge
             for j in range(size - 1, -1, -1):
                 costs = [edges[k] * (done[k] - done[j]) - (partial[k] - partial[j]) + value[k]
                          for k in range(j + 1, size + 1)]
                 best = min(range(len(costs)), key=costs.__getitem__)
-                value[j], nearest[j] = price * (1.0 - done[j]) + costs[best], j + 1 + best
+                value[j], nearest[j] = per_get * (1.0 - done[j]) + costs[best], j + 1 + best
             dense, longest, j = self.age_at(DENSE), 0.0, nearest[0]
             while j < size and edges[nearest[j]] <= dense:
                 longest, j = max(longest, edges[nearest[j]] - edges[j]), nearest[j]
-            self._schedule = (edges, done, partial, value, longest or edges[size])
-        return self._schedule
+            plan = self._plans[price] = (edges, done, partial, value, longest or edges[size])
+        return plan
 
     def age_at(self, share: float) -> float:
         """The age by which `share` of generations have finished (linear between samples)."""
@@ -261,14 +266,12 @@ class PollPlanner:
         start = last_age if last_age is not None else 0.0
         if before >= 1.0:  # older than anything seen: every interval, as before it learned
             return start + max(self.poll_interval, floor)
-        if backlog:
-            # A finished generation left unseen keeps a slot idle: poll at the density that
-            # balances a GET against the idle time it saves.
-            due = seen.backlog_poll_after(start)
-            if due is None:  # past the oldest seen
-                return start + max(self.poll_interval, floor)
-            return start + max(due - start, self.min_gap, floor)
-        return start + max(seen.age_at(before + STEADY_CHANCE * (1.0 - before)) - start, self.min_gap, floor)
+        # Under backlog a finished generation left unseen keeps a slot idle, and a GET is
+        # weighed against that idle time; otherwise against the person's wait, and dearer.
+        due = seen.poll_after(start, BACKLOG_PRICE if backlog else STEADY_PRICE)
+        if due is None:  # past the oldest seen
+            return start + max(self.poll_interval, floor)
+        return start + max(due - start, self.min_gap, floor)
 
     # -- the poll rate cap ---------------------------------------------------------------------
     def _now(self) -> float:

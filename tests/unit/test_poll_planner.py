@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from lumabot.runner.polling import BACKLOG_PRICE, BACKLOG_SPEEDUP, GRID, STEADY_CHANCE, PollPlanner
+from lumabot.runner.polling import BACKLOG_PRICE, BACKLOG_SPEEDUP, GRID, STEADY_PRICE, PollPlanner
 
 UNI = ("uni-1", "image")
 
@@ -29,17 +29,22 @@ def test_before_enough_latencies_are_seen_it_polls_on_the_configured_delay_and_i
     assert p.next_poll_age(UNI, 20.0, backlog=True) == 20.0 + 2.0 / BACKLOG_SPEEDUP
 
 
-def test_then_each_poll_comes_when_the_chance_it_finished_since_the_last_reaches_a_threshold():
-    p = learned(planner())
-    first = p.next_poll_age(UNI, None, backlog=False)
-    # that share of 10 .. 109 s are done by then (within a cell of the estimate's grid)
-    assert abs(first - (10 + STEADY_CHANCE * 99)) < 109 / GRID
-    second = p.next_poll_age(UNI, first, backlog=False)
-    assert abs(p.chance(UNI, first, second) - STEADY_CHANCE) < 0.03  # of those still running
+def test_without_a_line_the_polls_are_the_same_optimum_with_a_dearer_get():
+    """Without a line a GET is weighed against the person's wait, at STEADY_PRICE x the median
+    (about two GETs per job): for a uniform distribution the gaps shrink by that price."""
+    p = learned(planner())   # 10 .. 109 s, uniform
+    price, cell = STEADY_PRICE * p._learned(UNI).age_at(0.5), 109 / GRID
+    polls = [p.next_poll_age(UNI, None, backlog=False)]
+    while polls[-1] < 109:
+        polls.append(p.next_poll_age(UNI, polls[-1], backlog=False))
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert len(polls) <= 4 and abs(gaps[0] - gaps[1] - price) < 2 * cell
     # while jobs wait for a slot, sooner, and closer together
+    first, second = polls[:2]
     assert p.next_poll_age(UNI, None, backlog=True) < first
     sooner = p.next_poll_age(UNI, first, backlog=True)
     assert first < sooner < second
+    assert len(backlog_polls(p, 109.0)) > 2 * len(polls)
 
 
 def backlog_polls(p: PollPlanner, until: float) -> list[float]:
