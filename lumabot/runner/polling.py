@@ -37,7 +37,7 @@ from typing import Awaitable, Callable
 
 BACKLOG_SPEEDUP = 4       # the fallback interval's speed-up while jobs wait for a slot
 STEADY_PRICE = 0.2        # without a line, a GET is worth this share of the median latency of a person's wait
-BACKLOG_PRICE = 0.009     # under backlog, a GET is worth this share of the median latency of idle slot
+BACKLOG_PRICE = 0.0085    # under backlog, a GET is worth this share of the median latency of idle slot
 GRID = 200                # cells of the estimate, from 0 to the latest age a generation was seen done
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
