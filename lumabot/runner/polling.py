@@ -42,7 +42,7 @@ GRID = 200                # cells of the estimate, from 0 to the latest age a ge
 EM_ROUNDS = 60            # rounds of EM from a uniform start
 EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals came in
 REFRESH = 20              # the estimate is made again when a twentieth of its intervals are new
-DENSE = 0.9               # the backlog plan's gaps past this share done are no longer than before it
+DENSE = 0.9               # a plan's gaps past this share done are no longer than its longest before it
 SMOOTHING = 0.1           # each EM round smooths the estimate over this share of the median either side
 Key = tuple[str, str]     # (model, type)
 # A plan: the grid's edges, the share done by each, the integral of t dF up to each, the least

@@ -185,11 +185,10 @@ class Scheduler:
     def next_parked(self) -> str | None:
         """The head of the line (the first person of the workspace served longest ago), if
         parked."""
-        for people in self._queues.values():
-            for queue in people.values():
-                head = queue[0] if queue else None
-                return head.job_id if head is not None and head.job_id in self._parked else None
-        return None
+        people = next(iter(self._queues.values()), None)
+        queue = next(iter(people.values()), None) if people else None
+        head = queue[0] if queue else None
+        return head.job_id if head is not None and head.job_id in self._parked else None
 
     def hold(self, job_id: str) -> None:
         """Count a generation already in flight at Luma (a job resumed after a restart)."""
