@@ -297,9 +297,12 @@ class Runner:
         the freed slot and the create); the one next in line now is loaded ahead."""
         self.lines.forget(job_id)
         loading = self._ahead.pop(job_id, None)
-        if loading is not None and loading.done() and not loading.cancelled() and loading.exception() is None:
-            self._turn(job_id, loading.result())
-        else:
+        read = (loading.result() if loading is not None and loading.done() and not loading.cancelled()
+                and loading.exception() is None else None)
+        # (Anything but a start goes through _wake: a slot freed here, inside the scheduler's
+        # grant, would grant the next job from within this one.)
+        if not (read is not None and read.state == JobState.QUEUED and not read.settled
+                and not read.cancelled_by and self._start(read, granted=True)):
             self._in_background(self._wake(job_id, loading))
         self._load_ahead(self.scheduler.of_job(job_id))
 
@@ -321,7 +324,8 @@ class Runner:
                 loading.exception()  # (retrieved: a failed read ahead is of no consequence)
 
     async def _wake(self, job_id: str, loading: asyncio.Task[Job | None] | None = None) -> None:
-        """Load a job whose turn came (or wait for its read ahead) and start it."""
+        """Load a job whose turn came (or wait for its read ahead) and start its task, which
+        submits; or free the slot of one gone, done or cancelled meanwhile."""
         job: Job | None = None
         read = loading is None
         if loading is not None:
@@ -336,16 +340,11 @@ class Runner:
                                   backoff=self.config.retry_backoff)
             except Exception:
                 log.exception("could not load a job whose turn came", extra={"job_id": job_id})
-        self._turn(job_id, job)
-
-    def _turn(self, job_id: str, job: Job | None) -> None:
-        """Start a granted job's task (which submits); or free the slot of one gone or done
-        meanwhile."""
         if job is None or job.settled or job.state != JobState.QUEUED:
-            self.scheduler.release(job_id)
+            self.scheduler.release(job_id)   # gone or done meanwhile
         elif job.cancelled_by:  # cancelled through another replica while it waited
             self.scheduler.release(job_id)
-            self._in_background(self._settle_cancel(job, job.cancelled_by))
+            await self._settle_cancel(job, job.cancelled_by)
         elif not self._start(job, granted=True):
             self.scheduler.release(job_id)
 
