@@ -7,7 +7,7 @@ in a repr, a log line or an error message.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -16,8 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .jobs.policy import Limits
 from .jobs.admission import Prices
 from .ports import SessionRules
-from .runner.record import RunnerConfig
 from .secrets import Sealer, parse_keys
+
+if TYPE_CHECKING:   # (imported when used: `lumabot healthcheck`, which a container runs every
+    from .runner.record import RunnerConfig   # few seconds, reads the settings and no more)
 
 SLACK_API_URL_DEFAULT = "https://slack.com/api/"
 LUMA_BASE_URL_DEFAULT = "https://agents.lumalabs.ai/v1"
@@ -224,6 +226,8 @@ class Settings(BaseSettings):
 
     # -- the sub-configurations (every default above, once) -----------------------------------
     def runner(self) -> RunnerConfig:
+        from .runner.record import RunnerConfig
+
         return RunnerConfig(
             poll_interval=self.poll_interval, first_poll_delay=self.first_poll_delay,
             generation_timeout=self.generation_timeout, retry_backoff=self.retry_backoff,

@@ -94,3 +94,21 @@ def test_run_help_lists_the_main_settings_and_points_to_check(tmp_path):
     for text in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "LUMA_AGENTS_API_KEY", "LUMABOT_DATABASE_URL",
                  ".env.example", "lumabot check", "docs/install.md"):
         assert text in r.stdout, text
+
+
+def test_the_container_healthcheck_reads_the_settings_without_loading_the_bot(tmp_path):
+    """`lumabot healthcheck` runs every 30 s in a container: it reads the settings and GETs
+    /healthz, without importing the store, the runner or Slack's libraries (which cost most of
+    a second of CPU each time)."""
+    probe = ("import sys\nfrom lumabot.cli import _healthcheck\nsys.argv = ['lumabot']\n"
+             "code = _healthcheck()\n"
+             "heavy = sorted(m for m in ('sqlalchemy', 'slack_bolt', 'slack_sdk', 'lumabot.runner', "
+             "'lumabot.store') if m in sys.modules)\n"
+             "print(code, heavy)\n")
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
+    env = {**clean, "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "LUMA_AGENTS_API_KEY": "k",
+           "PORT": "9"}   # (nothing listens on port 9: unhealthy)
+    r = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=30)
+    assert r.stdout.strip() == "1 []", r.stderr
