@@ -20,7 +20,7 @@ import asyncio
 import os
 from collections import Counter
 
-from lumabot.testing.store import commits
+from lumabot.testing.store import transactions
 from lumabot.testing.fake_luma import FakeLuma
 
 from .common import rig, table
@@ -80,7 +80,7 @@ async def run() -> dict:
         slack_calls = Counter(m for m, _ in r.slack.calls[slack_before:])
         luma_calls = Counter(rec.method for rec in luma.requests[luma_before:])
     n = JOBS
-    return {"statements": sum(statements.values()) / n, "commits": commits(written) / n,
+    return {"statements": sum(statements.values()) / n, "commits": len(transactions(written)) / n,
             "writes": sum(statements[v] for v in ("INSERT", "UPDATE", "DELETE")) / n,
             "reads": statements["SELECT"] / n, "wal": wal_bytes / n,
             "slack": sum(slack_calls.values()) / n, "slack_by_method": {k: v / n for k, v in slack_calls.items()},

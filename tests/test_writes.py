@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lumabot.testing.store import commits
+from lumabot.testing.store import transactions
 
 
 async def test_a_delivered_job_takes_six_commits_of_targeted_writes(harness):
@@ -24,15 +24,11 @@ async def test_a_delivered_job_takes_six_commits_of_targeted_writes(harness):
         await store.db.set_trace_callback(None)
     assert h.slack.files_in_thread("C1", job.status_ts)  # delivered
     mine = [s for s in statements if job.id in s or s.startswith(("COMMIT", "BEGIN"))]
-    assert commits(statements) == 6
+    committed = transactions(statements)
+    assert len(committed) == 6
     # A write of one statement is committed by itself: no BEGIN and COMMIT around it (three
     # calls to the database's thread where one does).
-    inside, alone = False, []
-    for s in statements:
-        if s.startswith("BEGIN") or s in ("COMMIT", "ROLLBACK"):
-            inside = s.startswith("BEGIN")
-        elif s.startswith("UPDATE jobs") and job.id in s and not inside:
-            alone.append(s.split("WHERE")[0])
+    alone = [t[0].split("WHERE")[0] for t in committed if t[0].startswith("UPDATE jobs") and job.id in t[0]]
     assert any("'submitting'" in s for s in alone)   # the write before the create, say
     updates = [s for s in mine if s.startswith("UPDATE jobs")]
     assert updates and not any("params" in s.split("WHERE")[0] for s in updates)  # never rewritten

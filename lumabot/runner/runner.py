@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..jobs.models import MAX_BLIND_RESENDS, Job, JobState
 from ..jobs.admission import Admission, AdmissionRules
@@ -48,6 +48,11 @@ log = logging.getLogger("lumabot.runner")
 RESUME_ALL = 10**9  # claim_jobs' limit at start: no limit
 CLAIM_BATCH = 1000  # jobs claimed per store call
 LOADED_AHEAD = 8    # parked jobs read ahead of their turn at most (about one per Luma account)
+
+
+def _waits(job: Job | None) -> TypeGuard[Job]:
+    """A granted job (as read) that still waits for its turn: not gone, settled or sent."""
+    return job is not None and not job.settled and job.state == JobState.QUEUED
 
 
 class Runner:
@@ -301,8 +306,7 @@ class Runner:
                 and loading.exception() is None else None)
         # (Anything but a start goes through _wake: a slot freed here, inside the scheduler's
         # grant, would grant the next job from within this one.)
-        if not (read is not None and read.state == JobState.QUEUED and not read.settled
-                and not read.cancelled_by and self._start(read, granted=True)):
+        if not (_waits(read) and not read.cancelled_by and self._start(read, granted=True)):
             self._in_background(self._wake(job_id, loading))
         self._load_ahead(self.scheduler.of_job(job_id))
 
@@ -340,7 +344,7 @@ class Runner:
                                   backoff=self.config.retry_backoff)
             except Exception:
                 log.exception("could not load a job whose turn came", extra={"job_id": job_id})
-        if job is None or job.settled or job.state != JobState.QUEUED:
+        if not _waits(job):
             self.scheduler.release(job_id)   # gone or done meanwhile
         elif job.cancelled_by:  # cancelled through another replica while it waited
             self.scheduler.release(job_id)

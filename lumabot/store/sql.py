@@ -222,11 +222,10 @@ class Database(ABC):
         async with self.read() as tx:
             return await tx.scalar(stmt, **params)
 
+    @abstractmethod
     async def execute(self, stmt: ClauseElement, **params: Any) -> int:
         """One statement, committed by itself (a unit of one statement, in as few calls as the
         database allows); the rows it changed."""
-        async with self.write() as tx:
-            return await tx.execute(stmt, **params)
 
 
 def param(name: str, type_: sa.types.TypeEngine[Any] | None = None) -> sa.BindParameter[Any]:

@@ -17,17 +17,22 @@ async def unsettled_count(store: Store) -> int:
     return int(await store.db.scalar(sa.select(sa.func.count()).select_from(jobs).where(UNSETTLED)))
 
 
-def commits(statements: list[str]) -> int:
-    """The transactions a trace of SQLite's writer connection committed: each COMMIT, and each
-    write sent outside BEGIN ... COMMIT (SQLite commits such a statement on its own)."""
-    count, inside = 0, False
+def transactions(statements: list[str]) -> list[list[str]]:
+    """The transactions a trace of SQLite's writer connection committed, each as its statements
+    from its BEGIN to before its COMMIT, or a write sent alone, outside BEGIN (SQLite commits
+    such a statement on its own)."""
+    done: list[list[str]] = []
+    current: list[str] | None = None   # the statements of the transaction begun, if any
     for sql in statements:
         verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
         if verb == "BEGIN":
-            inside = True
+            current = [sql]
         elif verb in ("COMMIT", "ROLLBACK"):
-            count += verb == "COMMIT"
-            inside = False
-        elif verb in ("INSERT", "UPDATE", "DELETE", "REPLACE") and not inside:
-            count += 1
-    return count
+            if verb == "COMMIT" and current is not None:
+                done.append(current)
+            current = None
+        elif current is not None:
+            current.append(sql)
+        elif verb in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+            done.append([sql])
+    return done
