@@ -146,3 +146,30 @@ async def test_a_unit_cancelled_as_it_takes_the_writer_leaves_the_writer_usable(
                 assert await tx.scalar(sa.select(sa.func.count()).select_from(dedupe_keys)) == 0
     finally:
         await db.close()
+
+
+async def test_a_read_begun_after_a_commit_sees_it_while_other_reads_are_in_flight(store):
+    """Reads share a connection (SQLite's one reader): a read in flight must not lend its older
+    snapshot to one begun after a commit. (A job's file id, recorded before its upload, was once
+    read back as missing.)"""
+    j = job()
+    await store.jobs.create(j)
+    reads = 0
+    done = asyncio.Event()
+
+    async def meanwhile() -> None:
+        nonlocal reads
+        while not done.is_set():
+            await store.jobs.get(j.id)
+            reads += 1
+
+    others = [asyncio.create_task(meanwhile()) for _ in range(3)]
+    try:
+        for i in range(100):
+            j.slack_file_id = f"F{i}"
+            await store.jobs.save(j)
+            assert (await store.jobs.get(j.id)).slack_file_id == f"F{i}", f"write {i} not seen"
+    finally:
+        done.set()
+        await asyncio.gather(*others)
+    assert reads >= 100  # (the other reads did run alongside)

@@ -65,10 +65,12 @@ class _Tx(Tx):
         self.statements = statements
 
     async def rows(self, stmt: ClauseElement, **params: Any) -> list[Row]:
+        # Run and read whole in one call to the connection's thread: a statement left between
+        # calls keeps its snapshot open for the connection, so another read begun meanwhile
+        # (the reader is shared) would not see what was committed after it began.
         sql, args = self.statements.sql(stmt, params)
         try:
-            async with self.db.execute(sql, args) as cur:
-                return list(await cur.fetchall())
+            return list(await self.db.execute_fetchall(sql, args))
         except sqlite3.Error as exc:
             raise _classified(exc) from exc
 
