@@ -80,6 +80,8 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 class BotProcess(_BotProcess):
     """The bot subprocess, plus what the kernel and its /metrics say about it."""
 
+    forked = False  # the real process: its memory and CPU are what is measured
+
     def log_problems(self) -> list[str]:
         """The bot's WARNING, ERROR and CRITICAL log lines (read when it stopped)."""
         return [line for line in self.log_text.splitlines()

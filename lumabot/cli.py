@@ -12,17 +12,18 @@ from . import __version__
 
 
 def _run(_args) -> int:
-    from .app import StartupError, run
     from .config import ConfigError, load_settings
-    from .logs import setup_logging
 
     try:
         settings = load_settings()
-    except ConfigError as exc:
+    except ConfigError as exc:   # (said before the bot is loaded: a second sooner)
         print("lumabot cannot start; fix the configuration:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    from .app import StartupError, run
+    from .logs import setup_logging
+
     setup_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:

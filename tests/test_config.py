@@ -96,19 +96,22 @@ def test_run_help_lists_the_main_settings_and_points_to_check(tmp_path):
         assert text in r.stdout, text
 
 
-def test_the_container_healthcheck_reads_the_settings_without_loading_the_bot(tmp_path):
-    """`lumabot healthcheck` runs every 30 s in a container: it reads the settings and GETs
-    /healthz, without importing the store, the runner or Slack's libraries (which cost most of
-    a second of CPU each time)."""
-    probe = ("import sys\nfrom lumabot.cli import _healthcheck\nsys.argv = ['lumabot']\n"
-             "code = _healthcheck()\n"
+@pytest.mark.parametrize("argv, settings, code", [
+    (["healthcheck"], {"SLACK_SIGNING_SECRET": "s", "PORT": "9"}, 1),   # (nothing listens on port 9)
+    (["run"], {"LUMABOT_POLL_INTERVAL": "fast"}, 2),
+], ids=["healthcheck", "run with a bad setting"])
+def test_reading_the_settings_does_not_load_the_bot(argv, settings, code, tmp_path):
+    """`lumabot healthcheck` runs every 30 s in a container, and `lumabot run` with a bad setting
+    should say so at once: each reads the settings (and the check GETs /healthz) without
+    importing the store, the runner or Slack's libraries (which cost most of a second of CPU)."""
+    probe = ("import sys\nfrom lumabot.cli import main\nsys.argv = ['lumabot']\n"
+             f"code = main({argv!r})\n"
              "heavy = sorted(m for m in ('sqlalchemy', 'slack_bolt', 'slack_sdk', 'lumabot.runner', "
              "'lumabot.store') if m in sys.modules)\n"
              "print(code, heavy)\n")
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
-    env = {**clean, "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "LUMA_AGENTS_API_KEY": "k",
-           "PORT": "9"}   # (nothing listens on port 9: unhealthy)
+    env = {**clean, "SLACK_BOT_TOKEN": "xoxb-1", "LUMA_AGENTS_API_KEY": "k", **settings}
     r = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                        timeout=30)
-    assert r.stdout.strip() == "1 []", r.stderr
+    assert r.stdout.strip() == f"{code} []", r.stderr

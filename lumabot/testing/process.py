@@ -11,10 +11,11 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 import aiohttp
 
+from . import forkserver
 from .fake_luma import FakeLuma
 from .fake_slack import FakeSlack
 
@@ -66,7 +67,10 @@ class BotProcess:
 
     Its log goes to a file in `workdir` (a pipe nobody reads would block it once full); the
     working directory is `workdir`, so no stray `.env` is read. `health_port` is where /healthz
-    answers when it is not PORT (Socket Mode with LUMABOT_METRICS_PORT)."""
+    answers when it is not PORT (Socket Mode with LUMABOT_METRICS_PORT). `forked`: the process
+    is forked from one that imported lumabot already (see forkserver), not started afresh."""
+
+    forked: ClassVar[bool] = True
 
     def __init__(self, env: dict[str, str], workdir: Path, *, health_port: int | None = None,
                  port: int | None = None):
@@ -77,7 +81,7 @@ class BotProcess:
         self._env = env
         self._health_port = health_port
         self._use_port(port or free_port())
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | forkserver.ForkedProcess | None = None
         self._log: BinaryIO | None = None
 
     def _use_port(self, port: int) -> None:
@@ -108,15 +112,20 @@ class BotProcess:
         await self._start(timeout)
 
     async def _start(self, timeout: float) -> None:
-        self._log = open(self.log_path, "wb")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
-            stdout=self._log, stderr=self._log)
+        if self.forked:
+            self.proc = await forkserver.spawn(["run"], env=self.env, cwd=self.workdir, log=self.log_path)
+        else:
+            self._log = open(self.log_path, "wb")
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "lumabot", "run", env=self.env, cwd=self.workdir,
+                stdout=self._log, stderr=self._log)
         until = time.monotonic() + timeout
         async with aiohttp.ClientSession(trust_env=False) as s:
             while time.monotonic() < until:
                 if self.proc.returncode is not None:
-                    self._log.close()
+                    await self.proc.wait()  # (its log is complete)
+                    if self._log is not None:
+                        self._log.close()
                     if self._own_port and "address already in use" in self.log_text:
                         raise _PortTaken()
                     raise AssertionError(f"lumabot exited: {self.log_text[-2000:]}")
