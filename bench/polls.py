@@ -81,9 +81,9 @@ def latencies(n: int, seed: int) -> list[float]:
     return [P50 * math.exp(SIGMA * rnd.gauss(0, 1)) for _ in range(n)]
 
 
-def observe(luma: FakeLuma, prefix: str) -> dict:
-    """GETs per job, detection delays, utilisation of the generations whose prompt starts
-    with `prefix`."""
+def observe(luma: FakeLuma, prefix: str, slots: int) -> dict:
+    """GETs per job, detection delays, utilisation (of `slots`) of the generations whose prompt
+    starts with `prefix`."""
     gens = [g for g in luma.generations.values() if g.prompt.startswith(prefix)]
     ids = {g.id for g in gens}
     gets: dict[str, list[float]] = {}
@@ -101,7 +101,6 @@ def observe(luma: FakeLuma, prefix: str) -> dict:
     # ends (how the first creates arrive, which latencies are left for the last round) are not
     # the pollers' doing; in between, a slot is idle only from a completion to its next create.
     creates = sorted(g.created_at for g in gens)
-    slots = max(sum(1 for h in gens if h.created_at <= g.created_at < h.completes_at) for g in gens)
     start, end = creates[min(slots, len(creates)) - 1], creates[-1]
     held = sum(max(0.0, min(g.completes_at, end) - max(g.created_at, start)) for g in gens)
     return {"gets": sum(len(v) for v in gets.values()) / len(gens), "delay_p50": statistics.median(delays),
@@ -166,7 +165,7 @@ async def once(seed: int) -> dict:
         finally:
             await luma.stop()
         for who in ("naive", "clairvoyant", "lumabot"):
-            o = observe(luma, f"{mode}-{who} ")
+            o = observe(luma, f"{mode}-{who} ", slots)
             out[f"{mode}_{who}_gets"] = o["gets"]
             out[f"{mode}_{who}_delay"] = o["delay_p50"]
             out[f"{mode}_{who}_mean_delay"] = o["delay_mean"]
