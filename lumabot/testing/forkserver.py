@@ -176,6 +176,7 @@ class ForkedProcess:
 
     async def _exit(self, reader: asyncio.StreamReader) -> None:
         line = await reader.readline()
+        # (No answer: the connection was closed here, and the monitor killed the bot.)
         self.returncode = json.loads(line)["exit"] if line else -signal.SIGKILL
         self._writer.close()
 
