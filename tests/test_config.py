@@ -9,10 +9,14 @@ import sys
 import pytest
 
 
+def _without_settings() -> dict[str, str]:
+    """This process's environment without any lumabot setting."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
+
+
 def _run(env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
-    return subprocess.run([sys.executable, "-m", "lumabot", "run"], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "lumabot", "run"], env={**_without_settings(), **env},
                           cwd=tmp_path, capture_output=True, text=True, timeout=30)
 
 
@@ -109,9 +113,7 @@ def test_reading_the_settings_does_not_load_the_bot(argv, settings, code, tmp_pa
              "heavy = sorted(m for m in ('sqlalchemy', 'slack_bolt', 'slack_sdk', 'lumabot.runner', "
              "'lumabot.store') if m in sys.modules)\n"
              "print(code, heavy)\n")
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SLACK_", "LUMA_", "LUMABOT_")) and k != "PORT"}
-    env = {**clean, "SLACK_BOT_TOKEN": "xoxb-1", "LUMA_AGENTS_API_KEY": "k", **settings}
+    env = {**_without_settings(), "SLACK_BOT_TOKEN": "xoxb-1", "LUMA_AGENTS_API_KEY": "k", **settings}
     r = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                        timeout=30)
     assert r.stdout.strip() == f"{code} []", r.stderr
