@@ -14,7 +14,9 @@ expected delay and GETs of its discrete poll times); c is searched for the GET c
 
 from __future__ import annotations
 
+import bisect
 import math
+import statistics
 from statistics import NormalDist
 from typing import Callable
 
@@ -137,14 +139,27 @@ def exact_schedule(dist: Lognormal, price: float, points: int = 400, window: int
     return times
 
 
-def exact_least_delay(dist: Lognormal, gets: float) -> float:
-    """The least expected detection delay with `gets` GETs per job, optimising the poll times
-    themselves (a fine grid), not a density."""
+def exact_plan(dist: Lognormal, gets: float) -> list[float]:
+    """The poll times of the least expected detection delay with at most `gets` GETs per job
+    (the price of a GET bisected), optimising the poll times themselves (a fine grid)."""
     lo, hi = 1e-7, 10.0
     for _ in range(26):
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if score(dist, exact_schedule(dist, mid))[1] > gets else (lo, mid)
-    return score(dist, exact_schedule(dist, hi))[0]
+    return exact_schedule(dist, hi)
+
+
+def exact_least_delay(dist: Lognormal, gets: float) -> float:
+    """The least expected detection delay with `gets` GETs per job: the bound."""
+    return score(dist, exact_plan(dist, gets))[0]
+
+
+def on(times: list[float], latencies: list[float]) -> tuple[float, float]:
+    """(mean detection delay, mean GETs) of polling at `times` the generations that took
+    `latencies`: what one finite sample gives, against `score`'s expectation."""
+    seen = [bisect.bisect_left(times, t) for t in latencies]   # the first poll at or after
+    return (statistics.fmean(times[min(i, len(times) - 1)] - t for i, t in zip(seen, latencies)),
+            statistics.fmean(min(i, len(times) - 1) + 1 for i in seen))
 
 
 def main() -> None:

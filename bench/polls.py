@@ -47,10 +47,11 @@ import time
 import httpx
 from luma_agents import AsyncLuma
 
+from lumabot.runner.polling import PollPlanner
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 
 from .common import rig, table
-from .poll_bound import Lognormal, exact_least_delay, least_gets
+from .poll_bound import Lognormal, exact_least_delay, exact_plan, least_gets, on, score
 from lumabot.testing.store import unsettled_count
 
 SCALE = 20.0
@@ -61,6 +62,9 @@ STEADY_JOBS, STEADY_SPACING, STEADY_SLOTS, WARM_UP = 100, 0.1, 50, 30
 BACKLOG_JOBS, BACKLOG_SLOTS = 200, 10
 REPEATS = 3
 _INDEX = re.compile(r"job (\d+)$")
+DIST = Lognormal(P50, SIGMA)
+HORIZON = P50 * math.exp(5 * SIGMA)   # (as bench/poll_bound.py: nothing is left past it)
+KEY = ("uni-1", "image")   # the latency class the planner learns these jobs in
 
 
 class PromptTimedLuma(FakeLuma):
@@ -103,7 +107,9 @@ def observe(luma: FakeLuma, prefix: str, slots: int) -> dict:
     creates = sorted(g.created_at for g in gens)
     start, end = creates[min(slots, len(creates)) - 1], creates[-1]
     held = sum(max(0.0, min(g.completes_at, end) - max(g.created_at, start)) for g in gens)
+    gaps = [b - a for v in gets.values() for a, b in zip(v, v[1:])]
     return {"gets": sum(len(v) for v in gets.values()) / len(gens), "delay_p50": statistics.median(delays),
+            "gap": statistics.fmean(gaps) if gaps else math.nan,
             "delay_mean": statistics.fmean(delays), "busy": busy, "span": last - first,
             "line_util": held / (slots * (end - start)) if end > start else math.nan}
 
@@ -133,7 +139,17 @@ async def reference(luma: FakeLuma, name: str, n: int, slots: int, spacing: floa
     await client.close()
 
 
-async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float) -> None:
+def plan_of(planner: PollPlanner, *, backlog: bool, slots: int) -> list[float]:
+    """The poll ages `planner` gives a new generation now (what a warm bot polls by), to the
+    distribution's horizon."""
+    ages = [planner.next_poll_age(KEY, None, backlog=backlog, polling=slots)]
+    while ages[-1] < HORIZON:
+        ages.append(planner.next_poll_age(KEY, ages[-1], backlog=backlog, polling=slots))
+    return ages
+
+
+async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float) -> list[float]:
+    """Run `n` jobs through the real app; returns its poll plan at the end (`plan_of`)."""
     async with rig(luma, LUMABOT_LUMA_CONCURRENCY=str(slots), LUMABOT_POLL_INTERVAL=str(2.0 / SCALE),
                    LUMABOT_FIRST_POLL_DELAY=str(20.0 / SCALE), LUMABOT_MAX_POLLS_PER_SECOND=str(50 * SCALE),
                    LUMABOT_MAX_QUEUED_PER_USER="1000", LUMABOT_GENERATION_TIMEOUT="60",
@@ -149,6 +165,7 @@ async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float)
 
         await run("warm-up", WARM_UP, STEADY_SPACING)  # the planner learns, as a running bot has
         await run(name, n, spacing)
+        return plan_of(r.bot.runner.polls, backlog=spacing == 0.0, slots=slots)
 
 
 async def once(seed: int) -> dict:
@@ -157,7 +174,7 @@ async def once(seed: int) -> dict:
     out: dict = {}
     for mode, n, slots, spacing in (("steady", STEADY_JOBS, STEADY_SLOTS, STEADY_SPACING),
                                     ("backlog", BACKLOG_JOBS, BACKLOG_SLOTS, 0.0)):
-        await lumabot(luma, f"{mode}-lumabot", n, slots, spacing)  # (the rig starts and stops the fake)
+        plan = await lumabot(luma, f"{mode}-lumabot", n, slots, spacing)  # (the rig starts and stops the fake)
         await luma.start()
         try:
             await reference(luma, f"{mode}-naive", n, slots, spacing, clairvoyant=False)
@@ -171,6 +188,16 @@ async def once(seed: int) -> dict:
             out[f"{mode}_{who}_mean_delay"] = o["delay_mean"]
             out[f"{mode}_{who}_util"] = o["busy"] / (slots * o["span"])
             out[f"{mode}_{who}_line_util"] = o["line_util"]
+            if who == "naive":  # its schedule, at the interval it kept (a sleep after each answer)
+                loop = [NAIVE_WAIT + k * o["gap"] for k in range(int((HORIZON - NAIVE_WAIT) / o["gap"]) + 2)]
+        # Without one run's luck: each schedule scored on the distribution itself; and the
+        # bound's own plan on this run's latencies (how far from its expectation a run of n strays).
+        for who, times in (("lumabot", plan), ("naive", loop)):
+            delay, gets = score(DIST, times)
+            out[f"{mode}_{who}_plan"] = delay / exact_least_delay(DIST, gets) - 1
+            out[f"{mode}_{who}_plan_delay"], out[f"{mode}_{who}_plan_gets"] = delay, gets
+        best = exact_plan(DIST, out[f"{mode}_lumabot_gets"])
+        out[f"{mode}_bound_on_run"] = on(best, lat[:n])[0] / score(DIST, best)[0] - 1
     return out
 
 
@@ -191,9 +218,8 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
     def delays(mode: str) -> str:
         return " / ".join(_m([d * 1000 for d in f[f"{mode}_{w}_delay"]], ms) for w in ("lumabot", "naive", "clairvoyant"))
 
-    dist = Lognormal(P50, SIGMA)
     # The exact bound (bench/poll_bound.py's dynamic programme) at each poller's own GETs per job.
-    bound = {(mode, w): exact_least_delay(dist, med[f"{mode}_{w}_gets"])
+    bound = {(mode, w): exact_least_delay(DIST, med[f"{mode}_{w}_gets"])
              for mode in ("steady", "backlog") for w in ("lumabot", "naive")}
     best_lumabot, best_naive = bound["backlog", "lumabot"], bound["backlog", "naive"]
 
@@ -201,15 +227,22 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
         return " / ".join(f"{med[f'{mode}_{w}_mean_delay'] * 1000:.0f} ms vs {bound[mode, w] * 1000:.0f} ms "
                           f"({med[f'{mode}_{w}_mean_delay'] / bound[mode, w] - 1:+.0%})" for w in ("lumabot", "naive"))
 
+    def plans(mode: str) -> str:
+        return " / ".join(f"{med[f'{mode}_{w}_plan_delay'] * 1000:.0f} ms at {med[f'{mode}_{w}_plan_gets']:.1f} GETs "
+                          f"({med[f'{mode}_{w}_plan']:+.0%})" for w in ("lumabot", "naive"))
+
+    def luck(mode: str) -> str:
+        return ", ".join(f"{x:+.0%}" for x in f[f"{mode}_bound_on_run"])
+
     steady_near = med["steady_lumabot_mean_delay"] <= 1.2 * bound["steady", "lumabot"]
     backlog_near = med["backlog_lumabot_mean_delay"] <= 1.05 * bound["backlog", "lumabot"]
     util_vs_loop = med["backlog_lumabot_util"] >= med["backlog_naive_util"]
     paired = [a - b for a, b in zip(f["backlog_lumabot_util"], f["backlog_naive_util"])]
 
     def bound_util(delay: float) -> float:
-        return 100 * med["backlog_clairvoyant_util"] * dist.mean / (dist.mean + delay)
+        return 100 * med["backlog_clairvoyant_util"] * DIST.mean / (DIST.mean + delay)
 
-    gets_for_one_point = least_gets(dist, dist.mean / 99)  # mean / (mean + d) = 99 %
+    gets_for_one_point = least_gets(DIST, DIST.mean / 99)  # mean / (mean + d) = 99 %
     steady_ok = (med["steady_lumabot_gets"] <= 2 * med["steady_clairvoyant_gets"]
                  and med["steady_lumabot_delay"] <= 1.0)
     util_ok = med["backlog_lumabot_util"] >= med["backlog_clairvoyant_util"] - 0.01
@@ -223,6 +256,10 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
          f"{med['steady_lumabot_delay'] * SCALE:.1f} s / {med['steady_naive_delay'] * SCALE:.1f} s", "", None),
         ("  mean delay vs the exact bound at its own GETs, lumabot / naive", against_bound("steady"),
          "lumabot within 20 % (#27)", steady_near),
+        ("    its schedule scored on the distribution (no run's luck): expected delay at its GETs, vs the bound",
+         plans("steady"), "", None),
+        ("    ... the bound's own plan on each run's latencies, vs its expectation (one run's luck)",
+         luck("steady"), "", None),
         ("backlog: slot utilisation, lumabot / naive / clairvoyant",
          " / ".join(_m([u * 100 for u in f[f"backlog_{w}_util"]], "{:.1f} %") for w in ("lumabot", "naive", "clairvoyant")),
          "within 1 point of clairvoyant", util_ok),
@@ -235,6 +272,10 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
          "", None),
         ("  mean delay vs the exact bound at its own GETs, lumabot / naive", against_bound("backlog"),
          "lumabot within 5 % (#27)", backlog_near),
+        ("    its schedule scored on the distribution (no run's luck): expected delay at its GETs, vs the bound",
+         plans("backlog"), "", None),
+        ("    ... the bound's own plan on each run's latencies, vs its expectation (one run's luck)",
+         luck("backlog"), "", None),
         ("  utilisation, lumabot against the naive loop (medians of each)",
          f"{med['backlog_lumabot_util'] * 100:.1f} % vs {med['backlog_naive_util'] * 100:.1f} %",
          ">= the loop's (#27)", util_vs_loop),
