@@ -232,12 +232,11 @@ class Runner:
         kill -9 hands nothing back: they take over after LUMABOT_TAKEOVER_SECONDS, or this
         replica at its next start; on SQLite the next start takes every unfinished job)."""
         self.shutdown.stopping = True
-        for background in (self._reporter, self._leases):
-            if background is not None:
-                background.cancel()
-        for job_id in list(self._ahead):
-            self._drop_ahead(job_id)
-        tasks = list(self._tasks.values()) + list(self._background)
+        # Everything it started, cancelled and waited for: none of it still holds a database
+        # connection once this returns (the store is closed next).
+        tasks = [t for t in (self._reporter, self._leases) if t is not None] + list(self._ahead.values())
+        self._ahead.clear()
+        tasks += list(self._tasks.values()) + list(self._background)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -460,3 +460,45 @@ async def test_after_a_restart_the_planner_learns_the_intervals_the_last_run_saw
     learned = rig.runner.polls._learned(("uni-1", "image"))
     assert learned is not None and 8.0 <= learned.age_at(0.5) <= 12.0  # within (8, 12], not at 12
     assert learned.age_at(0.5) < 11.5
+
+
+async def test_stop_returns_once_what_it_stopped_has_finished(make_rig, monkeypatch):
+    """A read it had begun (here the read ahead of the job next in line) is cancelled and waited
+    for: nothing the runner started holds a database connection after stop(), which closes the
+    store next."""
+    read, cleaning, released = None, asyncio.Event(), asyncio.Event()
+    cleaned: list[str] = []
+
+    async def slow_for_c(job_id: str) -> Job | None:
+        job = await read(job_id)
+        if job is not None and job.params.prompt == "C":
+            try:
+                await asyncio.Event().wait()   # the read of C never answers
+            except asyncio.CancelledError:
+                cleaning.set()
+                await released.wait()           # (a connection going back to its pool)
+                cleaned.append(job_id)
+                raise
+        return job
+
+    rig = await make_rig(concurrency=1)
+    read = rig.store.jobs.get
+    monkeypatch.setattr(rig.store.jobs, "get", slow_for_c)
+
+    async def this_rig(**_kw):
+        return rig
+
+    _, jobs, _ = await _line_of_three(this_rig, monkeypatch)
+    c = jobs["C"].id
+    await eventually(lambda: c in rig.runner._ahead)
+    stopping = asyncio.create_task(rig.runner.stop())
+    try:
+        await cleaning.wait()
+        await eventually(lambda: not rig.runner._tasks)   # the jobs' tasks stopped
+        for _ in range(20):
+            await asyncio.sleep(0)   # (what is left of stop() takes a few turns of the loop)
+        assert not stopping.done()
+    finally:
+        released.set()
+    await stopping
+    assert cleaned == [c]
