@@ -20,7 +20,10 @@ moment (the fake's records). Utilisation: the generations' own time over 10 slot
 the first create to the last completion; and while a line waits, from when all 10 slots first
 ran to the last create (what polling and the handover decide, without the lottery of the ends:
 how the first creates arrive, which latencies are left for the last round). Medians of
-`REPEATS` runs (`--repeats`), with their spread.
+`REPEATS` runs (`--repeats`), with their spread. Next to the measured delays, each schedule
+scored on the distribution itself (lumabot's plan at the end of its run, the loop's at the
+interval it kept), and the bound's own plan on each run's latencies: one run's mean delay strays
+about 10 % from its schedule's expectation, and each poller's luck is its own.
 
 Targets (issue #14): steady, lumabot at most 2x the clairvoyant GETs per job with a detection
 delay p50 of at most 1 s on the scaled clock; backlog, utilisation within 1 point of the
