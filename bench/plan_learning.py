@@ -4,8 +4,8 @@ at the plan's own GETs per job. No bot, no fakes: the planner (lumabot/runner/po
 fed the intervals its own polls would see, for latencies drawn from the benchmarks' lognormal
 (p50 30 s, p95 60 s, scaled 20x as in bench/polls.py), 4 seeds.
 
-- after `warm-up` jobs without a line (polled by the plan without a line: one or two GETs at
-  about the same ages every time), then `backlog` jobs polled by the backlog plan;
+- after a number of jobs without a line (polled by the plan without a line: one or two GETs at
+  about the same ages every time), then a number with one (polled by the backlog plan);
 - `--explore EPS`: a share EPS of the jobs without a line polled first at a random age between
   0.3 and 1 times the plan's first (not in lumabot: what it would take to keep the shape below
   the first poll known), and what that costs them in GETs.
@@ -44,7 +44,7 @@ def learn(seed: int, quiet: int, busy: int, explore: float = 0.0) -> tuple[PollP
         early = not backlog and choose.random() < explore
         while True:
             age = planner.next_poll_age(KEY, last, backlog=backlog, polling=SLOTS)
-            if early and last is None and planner.chance(KEY, None, age) > 0.0:   # (once it learned)
+            if early and last is None:
                 age *= choose.uniform(0.3, 1.0)
             quiet_gets += not backlog
             if age >= latency or age >= HORIZON:
