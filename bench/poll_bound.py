@@ -154,12 +154,12 @@ def exact_least_delay(dist: Lognormal, gets: float) -> float:
     return score(dist, exact_plan(dist, gets))[0]
 
 
-def on(times: list[float], latencies: list[float]) -> tuple[float, float]:
-    """(mean detection delay, mean GETs) of polling at `times` the generations that took
-    `latencies`: what one finite sample gives, against `score`'s expectation."""
-    seen = [bisect.bisect_left(times, t) for t in latencies]   # the first poll at or after
-    return (statistics.fmean(times[min(i, len(times) - 1)] - t for i, t in zip(seen, latencies)),
-            statistics.fmean(min(i, len(times) - 1) + 1 for i in seen))
+def realized_delay(times: list[float], latencies: list[float]) -> float:
+    """The mean detection delay of polling at `times` the generations that took `latencies`:
+    what one finite sample gives, against `score`'s expectation."""
+    last = len(times) - 1
+    return statistics.fmean(times[min(bisect.bisect_left(times, t), last)] - t   # the first poll at or after
+                            for t in latencies)
 
 
 def main() -> None:

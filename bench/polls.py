@@ -54,7 +54,7 @@ from lumabot.runner.polling import PollPlanner
 from lumabot.testing.fake_luma import FakeLuma, Outcome
 
 from .common import rig, table
-from .poll_bound import Lognormal, exact_least_delay, exact_plan, least_gets, on, score
+from .poll_bound import Lognormal, exact_least_delay, exact_plan, least_gets, realized_delay, score
 from lumabot.testing.store import unsettled_count
 
 SCALE = 20.0
@@ -200,7 +200,7 @@ async def once(seed: int) -> dict:
             out[f"{mode}_{who}_plan"] = delay / exact_least_delay(DIST, gets) - 1
             out[f"{mode}_{who}_plan_delay"], out[f"{mode}_{who}_plan_gets"] = delay, gets
         best = exact_plan(DIST, out[f"{mode}_lumabot_gets"])
-        out[f"{mode}_bound_on_run"] = on(best, lat[:n])[0] / score(DIST, best)[0] - 1
+        out[f"{mode}_bound_on_run"] = realized_delay(best, lat[:n]) / score(DIST, best)[0] - 1
     return out
 
 
