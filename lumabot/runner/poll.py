@@ -64,6 +64,9 @@ class Poller:
         scheduler = self.schedulers.for_job(job.id, job.account)   # its Luma account's
         luma = await luma_of(self.accounts, job)
         backlog = scheduler.waiting > 0
+        # Polled densely from the first poll: settled before its latency can show, so what it
+        # teaches the planner is kept past the window (polling.Latencies).
+        dense = backlog
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)
         while True:
@@ -93,7 +96,7 @@ class Poller:
             backoff.reset()
             if gen.state in ("completed", "failed"):
                 latency = time.time() - sent
-                self.planner.record_seen(key, last_age or 0.0, latency)
+                self.planner.record_seen(key, last_age or 0.0, latency, dense=dense)
                 scheduler.release(job.id)
             if gen.state == "completed":
                 self.metrics.generation_latency.labels(job.params.model).observe(latency)
@@ -101,7 +104,7 @@ class Poller:
                 # crash before that polls once more and finds it completed again).
                 # (running_seen: after a restart, not seen running since)
                 self.record.later(job, state=JobState.DELIVERING, completed_at=time.time(),
-                                  running_seen=last_age or 0.0)
+                                  running_seen=last_age or 0.0, polled_densely=dense)
                 return gen.output_url
             if gen.state == "failed":
                 code = gen.failure_code or "generation_failed"

@@ -5,7 +5,10 @@ request. The planner learns how long generations take, per model and type (an ed
 an image), from what its polls saw: each generation finished somewhere between the last poll
 that saw it running and the one that saw it finished (`record_seen`). The distribution is the
 one that best explains those intervals (Turnbull's estimate, by EM on a grid: `Latencies`), and
-each job's polls are planned from it:
+each job's polls are planned from it. Without a line every generation is polled at about the
+same one or two ages, which say how many finished before the first poll and not where: the
+intervals of generations polled densely from their first poll (while jobs waited) are kept
+after the window has moved on, a fifth of it (`KEPT`), and give that shape after a quiet spell.
 
 - A job's polls are the ones that make its expected detection delay plus c per GET least: the
   exact optimum for what was learned, by a dynamic programme over the estimate's grid (made
@@ -44,6 +47,7 @@ EM_ROUNDS_AGAIN = 8       # ... and from the last estimate, when new intervals c
 REFRESH = 20              # the estimate is made again when a twentieth of its intervals are new
 DENSE = 0.9               # a plan's gaps past this share done are no longer than its longest before it
 SMOOTHING = 0.1           # each EM round smooths the estimate over this share of the median either side
+KEPT = 5                  # densely polled intervals kept past the window: a KEPT-th of it
 Key = tuple[str, str]     # (model, type)
 # A plan: the grid's edges, the share done by each, the integral of t dF up to each, the least
 # cost from each, and the longest gap after the first poll.
@@ -58,10 +62,21 @@ class Latencies:
     `age_at`), brought up to date when it is next read after a twentieth of what it holds came
     in new (a few EM rounds from the last estimate, and the backlog plan: a few milliseconds
     for 500 intervals, on the event loop, so not at every completion: it is what a freed
-    slot's next create would wait for)."""
+    slot's next create would wait for).
 
-    def __init__(self, window: int):
+    Intervals of generations polled densely from their first poll that the window has moved
+    past are kept, the latest `kept` of them (a fifth of the window), and count with it. A quiet spell's
+    intervals all begin at 0 or at the one or two ages every generation is polled at: after
+    one, the window alone has the estimate spread what finished before the first poll evenly
+    down to 0, and the burst that follows was planned up to a fifth worse than it could be
+    (bench/plan_learning.py). Which generations are kept is settled before their latency is
+    known (whether jobs waited when they were sent), so the kept ones are not skewed towards
+    short or long latencies, as keeping the narrow intervals would be."""
+
+    def __init__(self, window: int, kept: int):
         self._seen: deque[tuple[float, float]] = deque(maxlen=window)
+        self._dense: deque[bool] = deque(maxlen=window)   # whether each of _seen is to be kept
+        self._kept: deque[tuple[float, float]] = deque(maxlen=kept)
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
         self._top = 0.0
@@ -72,8 +87,11 @@ class Latencies:
     def add(self, seconds: float) -> None:
         self.add_seen(seconds, seconds)
 
-    def add_seen(self, running_at: float, done_at: float) -> None:
+    def add_seen(self, running_at: float, done_at: float, dense: bool = False) -> None:
+        if len(self._seen) == self._seen.maxlen and self._dense[0]:
+            self._kept.append(self._seen[0])
         self._seen.append((max(0.0, running_at), max(running_at, done_at, 0.0)))
+        self._dense.append(dense)
         self._new += 1
         if not self._points or self._new * REFRESH >= len(self._seen):
             self._stale = True
@@ -91,7 +109,7 @@ class Latencies:
         """Turnbull's estimate on a grid: the cell probabilities p that maximise the likelihood
         of the intervals, by EM (each round shares every interval among the cells it covers in
         proportion to p). Each round costs one pass over the intervals and one over the cells."""
-        seen = list(self._seen)
+        seen = [*self._kept, *self._seen]
         n, top = len(seen), max(high for _, high in seen)
         width = max(top, 1e-6) / GRID
         spans = [(min(int(low / width), GRID - 1), min(int(high / width), GRID - 1) + 1) for low, high in seen]
@@ -223,17 +241,23 @@ class PollPlanner:
         self._dispatcher: asyncio.Task[None] | None = None
 
     # -- what it learns ------------------------------------------------------------------------
+    @property
+    def kept(self) -> int:
+        """How many intervals of densely polled generations each latency class keeps past the window."""
+        return max(1, self.window // KEPT)
+
     def record(self, key: Key, seconds: float) -> None:
         """A generation of `key` (model, type) took `seconds` from being sent to finishing."""
-        self._latencies.setdefault(key, Latencies(self.window)).add(max(0.0, seconds))
+        self._latencies.setdefault(key, Latencies(self.window, self.kept)).add(max(0.0, seconds))
 
-    def record_seen(self, key: Key, running_at: float, done_at: float) -> None:
+    def record_seen(self, key: Key, running_at: float, done_at: float, *, dense: bool = False) -> None:
         """A generation of `key` was seen running at age `running_at` (0: when it was sent)
         and finished at age `done_at`: it finished in between, at a time Luma does not say.
         Recording `done_at` would teach the planner every latency late by the detection delay
         (and a later-polling planner would then learn later still); the interval itself is
-        what is learned from."""
-        self._latencies.setdefault(key, Latencies(self.window)).add_seen(running_at, done_at)
+        what is learned from. `dense`: it was polled by the backlog plan from its first poll
+        (kept past the window: `Latencies`)."""
+        self._latencies.setdefault(key, Latencies(self.window, self.kept)).add_seen(running_at, done_at, dense)
 
     def _learned(self, key: Key) -> Latencies | None:
         seen = self._latencies.get(key)

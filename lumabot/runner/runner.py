@@ -132,10 +132,11 @@ class Runner:
         restart, handed-back ones, those of replicas that stopped heartbeating) and start a
         task for each; then keep heartbeating and taking over."""
         await self.store.jobs.heartbeat(self.replica_id)
-        # What the poll planner learned before the restart: the resumed generations are then
-        # polled likeliest-finished first.
-        for key, running, done in await self.store.jobs.recent_latencies(self.polls.window):
-            self.polls.record_seen(key, running, done)
+        # What the poll planner learned before the restart, oldest first: the resumed
+        # generations are then polled likeliest-finished first.
+        for key, running, done, dense in reversed(await self.store.jobs.recent_latencies(
+                self.polls.window, self.polls.kept)):
+            self.polls.record_seen(key, running, done, dense=dense)
         # An unshared database (SQLite) has no other process: whatever ran before is gone, and
         # there is nobody to heartbeat for, take jobs from, or hand them back to.
         # Every one of them, batch after batch (an unshared store has no lease loop to take the

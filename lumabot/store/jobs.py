@@ -45,9 +45,11 @@ _CANCELLED = sa.select(jobs.c.id, jobs.c.cancelled_by).where(
 _DELETED = sa.update(jobs).where(jobs.c.id == param("id")).values(deleted=True)
 _RECENT = sa.select(*JOB_SELECT).where(jobs.c.team_id == param("team"), jobs.c.user_id == param("user")).order_by(
     jobs.c.created_at.desc(), jobs.c.id.desc()).limit(param("limit"))
-_LATENCIES = sa.select(jobs.c.params, jobs.c.running_seen, jobs.c.completed_at - jobs.c.submitted_at).where(
+_LATENCIES = sa.select(jobs.c.params, jobs.c.running_seen, jobs.c.completed_at - jobs.c.submitted_at,
+                       jobs.c.polled_densely, jobs.c.completed_at).where(
     jobs.c.state == "done", jobs.c.completed_at.is_not(None), jobs.c.submitted_at.is_not(None)).order_by(
     jobs.c.completed_at.desc()).limit(param("limit"))
+_DENSE_LATENCIES = _LATENCIES.where(jobs.c.polled_densely == sa.true(), jobs.c.completed_at < param("before"))
 _FOR_MESSAGE = sa.select(*JOB_SELECT).where(
     jobs.c.team_id == param("team"), jobs.c.channel_id == param("channel"),
     sa.or_(jobs.c.actions_ts == param("ts"), jobs.c.status_ts == param("ts"), jobs.c.id.in_(
@@ -280,13 +282,17 @@ class JobStore:
         """A person's latest jobs, newest first."""
         return [job_from_row(r) for r in await self.db.rows(_RECENT, team=team_id, user=user_id, limit=limit)]
 
-    async def recent_latencies(self, limit: int) -> list[tuple[tuple[str, str], float, float]]:
-        """(latency class, last seen running, seen completed), in seconds after it was sent, of
-        the latest delivered jobs, newest first: what the poll planner learned, for a restart.
-        A job recorded before the first was kept is taken as seen running until completed."""
+    async def recent_latencies(self, limit: int, kept: int = 0) -> list[tuple[tuple[str, str], float, float, bool]]:
+        """(latency class, last seen running, seen completed, polled densely), in seconds after
+        it was sent, of the latest `limit` delivered jobs and then, before those, the latest
+        `kept` polled densely from their first poll; newest first: what the poll planner
+        learned, for a restart. A job recorded before the first was kept is taken as seen
+        running until completed."""
+        rows = list(await self.db.rows(_LATENCIES, limit=limit))
+        if kept and len(rows) == limit:
+            rows += await self.db.rows(_DENSE_LATENCIES, limit=kept, before=rows[-1][4])
         return [(GenerationParams.model_validate_json(r[0]).latency_class,
-                 float(r[2]) if r[1] is None else float(r[1]), float(r[2]))
-                for r in await self.db.rows(_LATENCIES, limit=limit)]
+                 float(r[2]) if r[1] is None else float(r[1]), float(r[2]), bool(r[3])) for r in rows]
 
     async def for_message(self, team_id: str, channel_id: str, ts: str) -> Job | None:
         """The job whose image, buttons or status message is the message at `ts`."""

@@ -17,7 +17,7 @@ JOB_COLUMNS = [
     "failure_detail", "slack_file_id", "created_at", "submitted_at", "completed_at",
     "finished_at", "deadline", "settled", "cost_usd", "actions_ts", "deleted", "session_id",
     "blind_resends", "owner", "epoch", "cancelled_by", "batch_id", "batch_index", "batch_size", "origin",
-    "running_seen", "account",
+    "running_seen", "account", "polled_densely",
 ]
 # Written from the job for the usage queries: one definition of each (the job's own).
 DERIVED = ["model", "type", "charged"]

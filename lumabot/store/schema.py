@@ -42,6 +42,7 @@ jobs = sa.Table(
     sa.Column("submitted_at", _FLOAT),
     sa.Column("completed_at", _FLOAT),
     sa.Column("running_seen", _FLOAT),
+    sa.Column("polled_densely", _BOOL, nullable=False, server_default=sa.false()),
     sa.Column("finished_at", _FLOAT),
     sa.Column("deadline", _FLOAT),
     sa.Column("settled", _BOOL, nullable=False, server_default=sa.false()),

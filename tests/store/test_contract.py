@@ -429,8 +429,24 @@ async def test_recent_latencies_of_delivered_jobs_newest_first(store: Store):
         await store.jobs.create(j)
     await store.jobs.create(job())  # never sent
     assert await store.jobs.recent_latencies(10) == [
-        (("uni-1", "image+web"), 20.0, 40.0), (("uni-1-max", "image_edit"), 10.0, 20.0), (("uni-1", "image"), 10.0, 10.0)]
-    assert await store.jobs.recent_latencies(1) == [(("uni-1", "image+web"), 20.0, 40.0)]
+        (("uni-1", "image+web"), 20.0, 40.0, False), (("uni-1-max", "image_edit"), 10.0, 20.0, False),
+        (("uni-1", "image"), 10.0, 10.0, False)]
+    assert await store.jobs.recent_latencies(1) == [(("uni-1", "image+web"), 20.0, 40.0, False)]
+
+
+async def test_recent_latencies_then_the_densely_polled_ones_before_them(store: Store):
+    """After a restart the poll planner learns its window again, and before it the latest of the
+    generations polled densely from their first poll (what it keeps past the window)."""
+    for i in range(8):
+        j = job(state=JobState.DONE, settled=True, polled_densely=i in (1, 2, 3, 6))
+        j.submitted_at, j.completed_at, j.running_seen = 100.0 + i, 100.0 + i + 10 + i, 5.0
+        await store.jobs.create(j)
+    dense = lambda i: (("uni-1", "image"), 5.0, 10.0 + i, True)   # noqa: E731
+    sparse = lambda i: (("uni-1", "image"), 5.0, 10.0 + i, False)  # noqa: E731
+    assert await store.jobs.recent_latencies(3, kept=2) == [sparse(7), dense(6), sparse(5), dense(3), dense(2)]
+    assert await store.jobs.recent_latencies(3) == [sparse(7), dense(6), sparse(5)]
+    # fewer delivered than the window: all of them, nothing before
+    assert len(await store.jobs.recent_latencies(10, kept=2)) == 8
 
 
 async def test_concurrent_sweeps_and_forgets_count_usage_once(store: Store):

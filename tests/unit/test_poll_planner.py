@@ -207,3 +207,26 @@ def test_what_it_learned_is_made_again_once_a_twentieth_is_new():
     assert p.chance(UNI, None, 150.0) == 1.0
     p.record(UNI, 200.0)            # the sixth new of 106
     assert p.chance(UNI, None, 150.0) < 0.97
+
+
+def test_after_a_quiet_spell_it_still_knows_where_below_the_first_poll_generations_finish():
+    """Without a line every generation is polled first at about the same age, and its interval
+    says only that it finished before: once a quiet spell has filled the window, the intervals
+    of generations polled densely during the last burst (a fifth of the window) still say where.
+    Those of generations polled sparsely are not kept: an interval kept for what it is (a
+    narrow one) would skew what is learned towards the latencies that give such intervals."""
+    def after_quiet_spell(dense: bool) -> PollPlanner:
+        p = planner(window=50)
+        for i in range(50):   # a burst: 12 .. 18 s, each seen within half a second
+            latency = 12.0 + 6.0 * i / 49
+            p.record_seen(UNI, latency - 0.5, latency, dense=dense)
+        for _ in range(100):  # a quiet spell: each seen done at its first poll, at 20 s
+            p.record_seen(UNI, 0.0, 20.0)
+        return p
+
+    kept, forgotten = after_quiet_spell(True), after_quiet_spell(False)
+    assert kept.kept == 10
+    assert kept._learned(UNI).cdf(10.0) < 0.05 and kept._learned(UNI).age_at(0.5) > 12.0
+    assert forgotten._learned(UNI).cdf(10.0) > 0.4   # spread evenly over (0, 20 s]
+    # and the backlog plan's first poll is where they finish, not in the first half of the wait
+    assert kept.next_poll_age(UNI, None, backlog=True) > 11.0 > forgotten.next_poll_age(UNI, None, backlog=True)

@@ -463,6 +463,53 @@ async def test_after_a_restart_the_planner_learns_the_intervals_the_last_run_saw
     assert learned.age_at(0.5) < 11.5
 
 
+async def test_after_a_restart_the_planner_keeps_what_densely_polled_generations_taught_it(make_rig):
+    """The intervals of generations polled densely from their first poll are kept past the
+    planner's window: after a restart too, read before the window's."""
+    rig = await make_rig()
+    rig.runner.polls.window = 20   # (keeps 4)
+    now = time.time()
+    for i in range(24):
+        job = new_job(f"before {i}")
+        job.state, job.settled, job.attempts = JobState.DONE, True, 1
+        job.submitted_at = now - 500 + i
+        if i < 4:   # a burst, each seen done within a second, at 11 .. 12 s
+            job.completed_at, job.running_seen, job.polled_densely = job.submitted_at + 12.0, 11.0, True
+        else:       # then a quiet spell, each seen done at its first poll, at 20 s
+            job.completed_at, job.running_seen = job.submitted_at + 20.0, 0.0
+        await rig.store.jobs.create(job)
+    await rig.runner.resume()
+    learned = rig.runner.polls._learned(("uni-1", "image"))
+    assert learned is not None and len(learned) == 20
+    assert learned.cdf(9.0) < 0.05 and 11.0 <= learned.age_at(0.5) <= 12.5   # not spread over (0, 20 s]
+
+
+async def test_a_generation_is_kept_for_the_planner_if_polled_densely_from_its_first_poll(make_rig, monkeypatch):
+    """Whether a generation is kept past the window is settled when its polls begin (jobs wait
+    for a slot), not when a backlog begins later: a long generation is likelier to see one, and
+    keeping those would teach the planner latencies longer than they are."""
+    rig = await make_rig(concurrency=1)
+    taught: dict[float, bool] = {}
+    record_seen = rig.runner.polls.record_seen
+
+    def record(key, running_at, done_at, *, dense=False):
+        taught[done_at] = dense
+        record_seen(key, running_at, done_at, dense=dense)
+
+    monkeypatch.setattr(rig.runner.polls, "record_seen", record)
+    jobs = [new_job(prompt, user=f"U{i}") for i, prompt in enumerate("ABC")]
+    rig.luma.holding = True
+    await rig.runner.submit(jobs[0])
+    await eventually(lambda: rig.luma.polled)   # A is polled, nobody waiting
+    for job in jobs[1:]:   # B and C wait for A's slot (A's polls planned again), then B runs while C waits
+        await rig.runner.submit(job)
+    rig.luma.holding = False
+    done = [await rig.settled(job.id) for job in jobs]
+    assert [job.state for job in done] == [JobState.DONE] * 3
+    assert [job.polled_densely for job in done] == [False, True, False]
+    assert sorted(taught.values()) == [False, False, True] and len(taught) == 3
+
+
 async def test_stop_returns_once_what_it_stopped_has_finished(make_rig, monkeypatch):
     """A read it had begun (here the read ahead of the job next in line) is cancelled and waited
     for: nothing the runner started holds a database connection after stop(), which closes the
