@@ -187,6 +187,9 @@ class SharedScheduler:
         heard = False   # (a notice that came before this loop is still there: its wait ends at once)
         while True:
             wait = TICK
+            # Cleared before the look, not after it: a write asked for while the look is under
+            # way (a generation seen finished) wakes the loop again, not at the next TICK.
+            self._wake.clear()
             try:
                 # Woken only by jobs of this replica joining the line while every slot was
                 # taken at the last look: they are written, and nothing else can have changed.
@@ -196,7 +199,6 @@ class SharedScheduler:
                 log.warning("database unavailable for Luma's slots, will retry: %s", exc)
             except Exception:
                 log.exception("slot dispatch failed")
-            self._wake.clear()
             if not self._holding and not self._ops:
                 # Nothing of this replica's in this account (waiting or in flight): the replicas
                 # that have some look at its line; this one looks when it asks for a slot, or

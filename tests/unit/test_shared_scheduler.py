@@ -445,3 +445,31 @@ async def test_jobs_joining_a_full_line_do_not_make_every_replica_look_at_it(pai
     b.release("held")
     await eventually(lambda: granted == ["waits 0"])
     assert looks
+
+
+async def test_a_slot_freed_while_the_scheduler_looks_at_the_line_is_written_at_once(pair, monkeypatch):
+    """A release (a generation seen finished) that comes while a look at the line is under way
+    wakes the scheduler again: it is not left until the next periodic look (TICK, a second;
+    here made far longer than the test)."""
+    from lumabot.runner import shared_scheduler
+
+    monkeypatch.setattr(shared_scheduler, "TICK", 600.0)
+    a = await pair(1)
+    holders = Holders()
+    holders.start(a, "first", "T1/ann")
+    await eventually(lambda: holders.granted == ["first"])
+    holders.start(a, "second", "T1/bob")
+    await eventually(lambda: _waiting(a, "second"))
+    counts = a.slots.counts
+    released: list[str] = []
+
+    async def counts_while_released() -> tuple[int, int]:
+        if not released:   # the generation finishes during this look, after its writes
+            released.append("first")
+            a.release("first")
+        return await counts()
+
+    monkeypatch.setattr(a.slots, "counts", counts_while_released)
+    a.observe_rate(None, None, None)   # something to write: a look at the line
+    await eventually(lambda: released)
+    await eventually(lambda: holders.granted == ["first", "second"])
