@@ -42,6 +42,7 @@ def learn(seed: int, quiet: int, busy: int, after: int = 0, explore: float = 0.0
     quiet_gets = 0
     for i in range(quiet + busy + after):
         latency, last, backlog = P50 * math.exp(SIGMA * rnd.gauss(0, 1)), None, quiet <= i < quiet + busy
+        dense = planner.polls_densely(KEY, backlog=backlog)
         early = not backlog and choose.random() < explore
         while True:
             age = planner.next_poll_age(KEY, last, backlog=backlog, polling=SLOTS)
@@ -51,7 +52,7 @@ def learn(seed: int, quiet: int, busy: int, after: int = 0, explore: float = 0.0
             if age >= latency or age >= HORIZON:
                 break
             last = age
-        planner.record_seen(KEY, last or 0.0, age, dense=backlog)
+        planner.record_seen(KEY, last or 0.0, age, dense=dense)
     return planner, quiet_gets / max(quiet + after, 1)
 
 

@@ -176,7 +176,7 @@ class Job(BaseModel):
     # The age (seconds after submitted_at) of the last poll that saw the generation running: it
     # finished between then and completed_at (what the poll planner learns, again after a restart).
     running_seen: float | None = None
-    polled_densely: bool = False          # ... by the backlog plan from its first poll (kept longer)
+    polled_densely: bool = False          # ... from its first poll on (runner/polling.py keeps those longer)
     finished_at: float | None = None      # done or failed, as the user sees it
     settled: bool = False                 # the user has been told the outcome
     cost_usd: float = 0.0                 # estimated price of one generation of this job

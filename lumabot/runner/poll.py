@@ -65,8 +65,8 @@ class Poller:
         luma = await luma_of(self.accounts, job)
         backlog = scheduler.waiting > 0
         # Polled densely from the first poll: settled before its latency can show, so what it
-        # teaches the planner is kept past the window (polling.Latencies).
-        dense = backlog
+        # teaches the planner is kept past the window.
+        dense = self.planner.polls_densely(key, backlog=backlog)
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)
         while True:

@@ -7,8 +7,9 @@ that saw it running and the one that saw it finished (`record_seen`). The distri
 one that best explains those intervals (Turnbull's estimate, by EM on a grid: `Latencies`), and
 each job's polls are planned from it. Without a line every generation is polled at about the
 same one or two ages, which say how many finished before the first poll and not where: the
-intervals of generations polled densely from their first poll (while jobs waited) are kept
-after the window has moved on, a fifth of it (`KEPT`), and give that shape after a quiet spell.
+intervals of generations polled densely from their first poll (while jobs waited, or before
+anything was learned) are kept after the window has moved on, a fifth of it (`KEPT`), and give
+that shape after a quiet spell.
 
 - A job's polls are the ones that make its expected detection delay plus c per GET least: the
   exact optimum for what was learned, by a dynamic programme over the estimate's grid (made
@@ -70,8 +71,8 @@ class Latencies:
     one, the window alone has the estimate spread what finished before the first poll evenly
     down to 0, and the burst that follows was planned up to a fifth worse than it could be
     (bench/plan_learning.py). Which generations are kept is settled before their latency is
-    known (whether jobs waited when they were sent), so the kept ones are not skewed towards
-    short or long latencies, as keeping the narrow intervals would be."""
+    known (`PollPlanner.polls_densely`), so the kept ones are not skewed towards short or long
+    latencies, as keeping the narrow intervals would be."""
 
     def __init__(self, window: int, kept: int):
         self._seen: deque[tuple[float, float]] = deque(maxlen=window)
@@ -255,9 +256,16 @@ class PollPlanner:
         and finished at age `done_at`: it finished in between, at a time Luma does not say.
         Recording `done_at` would teach the planner every latency late by the detection delay
         (and a later-polling planner would then learn later still); the interval itself is
-        what is learned from. `dense`: it was polled by the backlog plan from its first poll
-        (kept past the window: `Latencies`)."""
+        what is learned from. `dense`: it was polled densely from its first poll (kept past the
+        window: `polls_densely`)."""
         self._latencies.setdefault(key, Latencies(self.window, self.kept)).add_seen(running_at, done_at, dense)
+
+    def polls_densely(self, key: Key, *, backlog: bool) -> bool:
+        """Whether a generation of `key` whose polls begin now is polled densely from its first
+        poll on: while jobs wait for a slot (the backlog plan), or before the planner has learned
+        `key` (every LUMABOT_POLL_INTERVAL after the first). Settled before its latency can show:
+        what it teaches is kept past the window (`Latencies`)."""
+        return backlog or self._learned(key) is None
 
     def _learned(self, key: Key) -> Latencies | None:
         seen = self._latencies.get(key)

@@ -224,6 +224,10 @@ def test_after_a_quiet_spell_it_still_knows_where_below_the_first_poll_generatio
             p.record_seen(UNI, 0.0, 20.0)
         return p
 
+    p = planner()
+    assert p.polls_densely(UNI, backlog=False)   # before it has learned: every interval after the first
+    learned(p)
+    assert not p.polls_densely(UNI, backlog=False) and p.polls_densely(UNI, backlog=True)
     kept, forgotten = after_quiet_spell(True), after_quiet_spell(False)
     assert kept.kept == 10
     assert kept._learned(UNI).cdf(10.0) < 0.05 and kept._learned(UNI).age_at(0.5) > 12.0

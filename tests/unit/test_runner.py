@@ -489,6 +489,8 @@ async def test_a_generation_is_kept_for_the_planner_if_polled_densely_from_its_f
     for a slot), not when a backlog begins later: a long generation is likelier to see one, and
     keeping those would teach the planner latencies longer than they are."""
     rig = await make_rig(concurrency=1)
+    for i in range(20):   # learned (before, every generation is polled densely: the fallback's polls)
+        rig.runner.polls.record(("uni-1", "image"), 0.01 + 0.001 * i)
     taught: dict[float, bool] = {}
     record_seen = rig.runner.polls.record_seen
 
