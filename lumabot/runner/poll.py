@@ -48,16 +48,17 @@ class Poller:
             return False
         return await wait_event(self._backlog_began, seconds)
 
-    async def __call__(self, job: Job) -> str | None:
+    async def __call__(self, job: Job, *, under_way: bool = False) -> str | None:
         """From GENERATING to DELIVERING (returns the output's presigned URL, which is never
-        stored), back to QUEUED for a retry, or JobFailed."""
+        stored), back to QUEUED for a retry, or JobFailed. `under_way`: the generation was
+        polled before a restart."""
         self.polling += 1
         try:
-            return await self._until_done(job)
+            return await self._until_done(job, under_way)
         finally:
             self.polling -= 1
 
-    async def _until_done(self, job: Job) -> str | None:
+    async def _until_done(self, job: Job, under_way: bool) -> str | None:
         assert job.generation_id and job.submitted_at and job.deadline
         key, sent = job.params.latency_class, job.submitted_at
         last_age: float | None = None  # the age of the last poll (after a restart: unknown)
@@ -65,8 +66,9 @@ class Poller:
         luma = await luma_of(self.accounts, job)
         backlog = scheduler.waiting > 0
         # Polled densely from the first poll: settled before its latency can show, so what it
-        # teaches the planner is kept past the window.
-        dense = self.planner.polls_densely(key, backlog=backlog)
+        # teaches the planner is kept past the window. Not one under way before a restart: one
+        # still running then is likelier a long one.
+        dense = not under_way and self.planner.polls_densely(key, backlog=backlog)
         next_poll = sent + self.planner.next_poll_age(key, None, backlog=backlog)
         backoff = Backoff(self.config.retry_backoff)
         while True:

@@ -66,11 +66,11 @@ class Latencies:
     slot's next create would wait for).
 
     Intervals of generations polled densely from their first poll that the window has moved
-    past are kept, the latest `kept` of them (a fifth of the window), and count with it. A quiet spell's
-    intervals all begin at 0 or at the one or two ages every generation is polled at: after
-    one, the window alone has the estimate spread what finished before the first poll evenly
-    down to 0, and the burst that follows was planned up to a fifth worse than it could be
-    (bench/plan_learning.py). Which generations are kept is settled before their latency is
+    past are kept, the latest `kept` of them (a fifth of the window), and count with it. A quiet
+    spell's intervals all begin at 0 or at the one or two ages every generation is polled at:
+    after one, the window alone has the estimate spread what finished before the first poll
+    evenly down to 0, and the burst that follows was planned up to a fifth worse than it could
+    be (bench/plan_learning.py). Which generations are kept is settled before their latency is
     known (`PollPlanner.polls_densely`), so the kept ones are not skewed towards short or long
     latencies, as keeping the narrow intervals would be."""
 

@@ -405,12 +405,14 @@ class Runner:
                 at_once = not granted and self.scheduler.for_job(job.id, job.account).looks_free()
                 await self.messages.announce(job, resumed, at_once=at_once)
             output_url: str | None = None
+            under_way = resumed and job.state == JobState.GENERATING   # polled before the restart
             while not job.state.finished:
                 if job.state in (JobState.QUEUED, JobState.SUBMITTING):
                     await self.submit_step(job, granted=granted)
                     granted = False
                 elif job.state == JobState.GENERATING:
-                    output_url = await self.poll_step(job)
+                    output_url = await self.poll_step(job, under_way=under_way)
+                    under_way = False
                 elif job.state == JobState.DELIVERING:
                     await self.deliver_step(job, output_url, resumed)
         except Parked:

@@ -512,6 +512,22 @@ async def test_a_generation_is_kept_for_the_planner_if_polled_densely_from_its_f
     assert sorted(taught.values()) == [False, False, True] and len(taught) == 3
 
 
+async def test_a_generation_resumed_after_a_restart_is_not_kept_for_the_planner(make_rig):
+    """A generation still running when the last process stopped is likelier a long one: what it
+    teaches is not kept past the window, though its polls are dense (nothing learned yet)."""
+    rig = await make_rig()
+    now = time.time()
+    resumed = new_job("sent before the restart")
+    gen, _ = await rig.luma.create(resumed.params, user_id="u")
+    resumed.state, resumed.status_ts, resumed.generation_id, resumed.attempts = JobState.GENERATING, "1.1", gen.id, 1
+    resumed.submitted_at, resumed.deadline = now - 30, now + 30
+    await rig.store.jobs.create(resumed)
+    assert await rig.runner.resume() == 1
+    new = await rig.run(new_job("sent after it"))
+    assert (await rig.settled(resumed.id)).state == new.state == JobState.DONE
+    assert not (await rig.store.jobs.get(resumed.id)).polled_densely and new.polled_densely
+
+
 async def test_stop_returns_once_what_it_stopped_has_finished(make_rig, monkeypatch):
     """A read it had begun (here the read ahead of the job next in line) is cancelled and waited
     for: nothing the runner started holds a database connection after stop(), which closes the

@@ -1,6 +1,6 @@
-"""Whether a generation was polled densely from its first poll (while jobs waited for a slot):
-the poll planner keeps what those taught it past its window, and learns them again after a
-restart (issue #27).
+"""Whether a generation was polled densely from its first poll (while jobs waited for a slot,
+or before the poll planner had learned anything): the planner keeps what those taught it past
+its window, and learns them again after a restart (issue #27).
 
 Revision ID: 0011
 """
