@@ -75,8 +75,7 @@ class Latencies:
     latencies, as keeping the narrow intervals would be."""
 
     def __init__(self, window: int, kept: int):
-        self._seen: deque[tuple[float, float]] = deque(maxlen=window)
-        self._dense: deque[bool] = deque(maxlen=window)   # whether each of _seen is to be kept
+        self._seen: deque[tuple[float, float, bool]] = deque(maxlen=window)   # (interval, to be kept)
         self._kept: deque[tuple[float, float]] = deque(maxlen=kept)
         self._points: list[float] = []
         self._p: list[float] = []   # the last estimate's cell probabilities, on a grid up to _top
@@ -89,10 +88,9 @@ class Latencies:
         self.add_seen(seconds, seconds)
 
     def add_seen(self, running_at: float, done_at: float, dense: bool = False) -> None:
-        if len(self._seen) == self._seen.maxlen and self._dense[0]:
-            self._kept.append(self._seen[0])
-        self._seen.append((max(0.0, running_at), max(running_at, done_at, 0.0)))
-        self._dense.append(dense)
+        if len(self._seen) == self._seen.maxlen and self._seen[0][2]:
+            self._kept.append(self._seen[0][:2])
+        self._seen.append((max(0.0, running_at), max(running_at, done_at, 0.0), dense))
         self._new += 1
         if not self._points or self._new * REFRESH >= len(self._seen):
             self._stale = True
@@ -110,7 +108,7 @@ class Latencies:
         """Turnbull's estimate on a grid: the cell probabilities p that maximise the likelihood
         of the intervals, by EM (each round shares every interval among the cells it covers in
         proportion to p). Each round costs one pass over the intervals and one over the cells."""
-        seen = [*self._kept, *self._seen]
+        seen = [*self._kept, *((low, high) for low, high, _ in self._seen)]
         n, top = len(seen), max(high for _, high in seen)
         width = max(top, 1e-6) / GRID
         spans = [(min(int(low / width), GRID - 1), min(int(high / width), GRID - 1) + 1) for low, high in seen]
