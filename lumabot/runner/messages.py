@@ -38,17 +38,25 @@ class Messages:
         """Post the status message (the thread root); without it the job cannot go on, and
         nothing is sent to Luma. After a crash, the message posted before it is found again.
         A batch has one, posted by its first job; the others wait for it. `at_once`: a slot is
-        free, so it says "Generating…" from the start (one chat.update fewer)."""
+        free, so it says "Generating…" from the start (one chat.update fewer), and its ts is
+        written with the create's first write (one commit fewer)."""
         if not job.leads:
             return await self._follow(job)
         ts = await self.find_posted(job, "status") if resumed else None
-        if ts is None and at_once and not job.in_batch and job.state == JobState.QUEUED:
+        at_once = ts is None and at_once and not job.in_batch and job.state == JobState.QUEUED
+        if at_once:
             job.shown = GENERATING_SHOWN
         try:
             ts = ts or await self.retrying(job, lambda: self.notifier.post_status(job))
         except DeliveryError as err:
             raise self.failure(job, err, "the status message") from None
-        await self.record.change(job, status_ts=ts)
+        if at_once:
+            # Written with the create's `submitting` write, a moment later (one commit fewer);
+            # before that, should the job have to wait after all (submit). A crash in between
+            # finds the message again (find_posted).
+            self.record.later(job, status_ts=ts)
+        else:
+            await self.record.change(job, status_ts=ts)
         if job.in_batch:
             self._announced.pop(job.id, asyncio.Event()).set()
 

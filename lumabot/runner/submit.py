@@ -47,9 +47,13 @@ class Submitter:
             front = job.waiting_reason is not None
             if granted:
                 granted = False
-            elif job.state == JobState.QUEUED and scheduler.park(job.id, line, front=front):
-                raise Parked()
             else:
+                if job.state == JobState.QUEUED and scheduler.parks and not scheduler.looks_free():
+                    # It waits without a task, and its turn reads it from the store: what its
+                    # task held back (the status message's ts: Messages.announce) is written now.
+                    await self.record.write_held(job)
+                if job.state == JobState.QUEUED and scheduler.park(job.id, line, front=front):
+                    raise Parked()
                 await scheduler.acquire(job.id, line, front=front)
             params = await self._prepare_inputs(job)
             if params is None:

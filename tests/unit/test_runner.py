@@ -568,3 +568,53 @@ async def test_stop_returns_once_what_it_stopped_has_finished(make_rig, monkeypa
         released.set()
     await stopping
     assert cleaned == [c]
+
+
+async def test_a_job_that_goes_straight_to_luma_records_its_status_message_with_its_create(rig, monkeypatch):
+    """A slot was free: the status message's ts is written with the `submitting` write, the
+    create's first (one commit fewer), not on its own."""
+    writes: list[dict] = []
+    save = rig.store.jobs.save
+
+    async def recorded(job: Job, **kw) -> None:
+        changes, _ = rig.store.jobs._written.changes(job)
+        writes.append(changes)
+        await save(job, **kw)
+
+    monkeypatch.setattr(rig.store.jobs, "save", recorded)
+    job = await rig.run(new_job())
+    assert job.state == JobState.DONE and job.status_ts == rig.notifier.of("status", job.id)[0].ts
+    first = writes[0]
+    assert first["state"] == "submitting" and first["status_ts"] == job.status_ts
+
+
+async def test_a_job_that_must_wait_after_all_records_its_status_message_before_it_waits(make_rig, monkeypatch):
+    """A slot looked free when its status message went out ("Generating…"), but another job
+    took it meanwhile: the job waits in line without a task, so its status message's ts is
+    written before it does. When its turn comes (read from the store) it goes on under that
+    message: one status message, never a second."""
+    rig = await make_rig(concurrency=1)
+    rig.luma.holding = True
+    post = rig.notifier.post_status
+    first_posting, let_first_go = asyncio.Event(), asyncio.Event()
+
+    async def slow_for_a(job: Job) -> str:
+        if job.params.prompt == "A":
+            first_posting.set()
+            await let_first_go.wait()
+        return await post(job)
+
+    monkeypatch.setattr(rig.notifier, "post_status", slow_for_a)
+    a, b = new_job("A"), new_job("B", user="U2")
+    await rig.runner.submit(a)
+    await first_posting.wait()             # A's status message goes out as "Generating…"
+    await rig.runner.submit(b)             # B takes the slot meanwhile
+    await eventually(lambda: len(rig.luma.creates) == 1)
+    let_first_go.set()
+    await eventually(lambda: rig.scheduler.parked == 1)   # A waits in line, its task gone
+    stored = await rig.store.jobs.get(a.id)
+    assert stored is not None and stored.status_ts == rig.notifier.of("status", a.id)[0].ts
+    rig.luma.holding = False
+    assert (await rig.settled(a.id)).state == JobState.DONE
+    assert len(rig.notifier.of("status", a.id)) == 1
+    assert [p.prompt for p, _ in rig.luma.creates] == ["B", "A"]
