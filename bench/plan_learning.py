@@ -21,8 +21,8 @@ fed the intervals its own polls would see, for latencies drawn from the benchmar
 from __future__ import annotations
 
 import argparse
-import functools
 import asyncio
+import functools
 import math
 import random
 import statistics
