@@ -12,6 +12,7 @@ from lumabot.store import open_store
 from lumabot.testing.ports import MemoryLuma
 
 from .conftest import CONFIG, eventually, new_job
+from .test_runner import must_wait_after_all
 
 
 @pytest.fixture
@@ -138,6 +139,14 @@ async def test_jobs_waiting_for_a_shared_slot_hold_no_task_until_their_turn(repl
         assert (await a.settled(job.id)).state == JobState.DONE
     assert [p.prompt for p, _ in a.luma.creates] == ["first", "second", "third"]
     await eventually(lambda: a.scheduler.parked == 0 and not a.runner._tasks)  # (done callbacks run)
+
+
+async def test_a_job_that_must_wait_for_a_shared_slot_after_all_records_its_status_message_first(replicas, monkeypatch):
+    """As test_runner.py's: a slot looked free when the status message went out, another job
+    took it; the job parks in the database's line with its status message's ts stored."""
+    a = await replicas("A", takeover=60, concurrency=1, shared=True)
+    await a.runner.resume()
+    await must_wait_after_all(a, monkeypatch)
 
 
 async def test_polls_are_planned_again_when_a_shared_line_begins(replicas, monkeypatch):

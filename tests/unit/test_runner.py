@@ -592,8 +592,14 @@ async def test_a_job_that_must_wait_after_all_records_its_status_message_before_
     """A slot looked free when its status message went out ("Generating…"), but another job
     took it meanwhile: the job waits in line without a task, so its status message's ts is
     written before it does. When its turn comes (read from the store) it goes on under that
-    message: one status message, never a second."""
-    rig = await make_rig(concurrency=1)
+    message: one status message, never a second. (With Luma's slots in the database:
+    test_replicas.py.)"""
+    await must_wait_after_all(await make_rig(concurrency=1), monkeypatch)
+
+
+async def must_wait_after_all(rig, monkeypatch) -> None:
+    """One slot: A's status message goes out while the slot looks free, B takes the slot
+    meanwhile; A parks with its status message's ts stored, and goes on under it."""
     rig.luma.holding = True
     post = rig.notifier.post_status
     first_posting, let_first_go = asyncio.Event(), asyncio.Event()
