@@ -5,12 +5,14 @@ and SIGTERM stops lumabot in every state; `lumabot healthcheck` finds /healthz w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
-import sys
+from pathlib import Path
 
 import aiohttp
 
+from lumabot.testing import forkserver
 from lumabot.testing.process import free_port
 
 from .conftest import bot_env, served
@@ -23,10 +25,36 @@ def _env(tmp_path, slack, luma, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _start(env: dict[str, str], tmp_path, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "lumabot", *(args or ("run",)), env=env,
-                                                cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+_runs = itertools.count()
+
+
+class Run:
+    """`lumabot <args>` as a fresh process would run (forked from one that imported lumabot:
+    lumabot/testing/forkserver.py), its stdout and stderr in a log file."""
+
+    def __init__(self, proc: forkserver.ForkedProcess, log: Path):
+        self.proc, self.log = proc, log
+
+    @property
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def finished(self, timeout: float = 30) -> int:
+        """Its exit code, once it has exited."""
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+
+async def _start(env: dict[str, str], tmp_path, *args: str) -> Run:
+    log = tmp_path / f"lumabot-{next(_runs)}.log"
+    return Run(await forkserver.spawn(list(args or ("run",)), env=env, cwd=tmp_path, log=log), log)
+
+
+async def _logged(run: Run, what: str, times: int) -> None:
+    """Wait until `what` was logged `times` times (or 20 s)."""
+    for _ in range(400):
+        if run.text.count(what) >= times:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _healthz(port: str) -> int | None:
@@ -41,10 +69,9 @@ async def _healthz(port: str) -> int | None:
 async def test_a_refused_app_token_is_one_line_and_exit_code_2(tmp_path, slack, luma):
     env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN="xapp-not-this-app")
     env.pop("SLACK_SIGNING_SECRET")
-    proc = await _start(env, tmp_path)
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    text = out.decode()
-    assert proc.returncode == 2
+    run = await _start(env, tmp_path)
+    assert await run.finished(60) == 2
+    text = run.text
     assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in text
     assert "Traceback" not in text and "xapp-not-this-app" not in text
     assert slack.count_calls("apps.connections.open") == 1  # not retried
@@ -55,27 +82,14 @@ async def _unreachable_then_sigterm(tmp_path, slack, luma, **extra: str) -> str:
     env = _env(tmp_path, slack, luma, SLACK_API_URL=f"http://127.0.0.1:{dead}/api/", LUMABOT_LOG_LEVEL="INFO",
                **extra)
     port = env["LUMABOT_METRICS_PORT"] if "LUMABOT_METRICS_PORT" in extra else env["PORT"]
-    proc = await _start(env, tmp_path)
-    lines: list[str] = []
-
-    async def read() -> None:
-        assert proc.stdout is not None
-        async for line in proc.stdout:
-            lines.append(line.decode())
-
-    reader = asyncio.ensure_future(read())
-    for _ in range(400):  # until two tries have been logged
-        if sum("cannot reach Slack" in line for line in lines) >= 2:
-            break
-        await asyncio.sleep(0.05)
+    run = await _start(env, tmp_path)
+    await _logged(run, "cannot reach Slack", 2)   # two tries
     assert await _healthz(port) == 503  # up, not ready
-    proc.send_signal(signal.SIGTERM)
-    await asyncio.wait_for(proc.wait(), 30)  # stops while it waits for Slack
-    await reader
-    assert proc.returncode == 0
-    text = "".join(lines)
+    run.proc.send_signal(signal.SIGTERM)
+    assert await run.finished() == 0  # stops while it waits for Slack
+    text = run.text
     assert "Traceback" not in text and "ClientConnector" in text
-    assert all(len(line) < 300 for line in lines)
+    assert all(len(line) < 300 for line in text.splitlines())
     return text
 
 
@@ -108,21 +122,19 @@ async def test_healthcheck_follows_healthz_wherever_it_is_served(tmp_path, slack
         env = _env(tmp_path, slack, luma, SLACK_APP_TOKEN=slack.app_token, LUMABOT_METRICS_PORT=metrics, PORT=port)
         env.pop("SLACK_SIGNING_SECRET")
         check = await _start(env, tmp_path, "healthcheck")
-        await asyncio.wait_for(check.communicate(), 30)
-        assert check.returncode == 1  # nothing runs yet
-        proc = await _start(env, tmp_path)
+        assert await check.finished() == 1  # nothing runs yet
+        run = await _start(env, tmp_path)
         try:
             for _ in range(400):
                 if await _healthz(metrics) == 200:
                     break
                 await asyncio.sleep(0.05)
             check = await _start(env, tmp_path, "healthcheck")
-            await asyncio.wait_for(check.communicate(), 30)
-            assert check.returncode == 0  # it probes LUMABOT_METRICS_PORT in Socket Mode, not PORT
+            assert await check.finished() == 0  # it probes LUMABOT_METRICS_PORT in Socket Mode, not PORT
         finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0
+            run.proc.send_signal(signal.SIGTERM)
+            code = await run.finished()
+        assert code == 0
 
 
 async def test_each_try_to_reach_slack_is_one_request(tmp_path, slack, luma):
@@ -138,17 +150,12 @@ async def test_each_try_to_reach_slack_is_one_request(tmp_path, slack, luma):
     server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     env = _env(tmp_path, slack, luma, SLACK_API_URL=f"http://127.0.0.1:{port}/api/", LUMABOT_LOG_LEVEL="INFO")
-    proc = await _start(env, tmp_path)
-    lines: list[str] = []
+    run = await _start(env, tmp_path)
     try:
-        assert proc.stdout is not None
-        async for line in proc.stdout:
-            lines.append(line.decode())
-            if sum("cannot reach Slack" in seen for seen in lines) == 2:
-                break
-        assert connections == 2, "".join(lines)  # two tries logged, two requests made
+        await _logged(run, "cannot reach Slack", 2)
+        assert connections == 2, run.text  # two tries logged, two requests made
     finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), 30)
+        run.proc.send_signal(signal.SIGTERM)
+        await run.finished()
         server.close()
         await server.wait_closed()
