@@ -58,6 +58,47 @@ async def test_a_killed_listener_is_noticed_and_reopened(pg_cluster):
         await other.close()
 
 
+async def test_a_notice_sent_while_the_listener_opens_is_not_missed(pg_cluster, monkeypatch):
+    """A scheduler's wait is cancelled whenever it has something to write: one cancelled while
+    the listening connection opened aborted it (in a burst it might never open), and a notice
+    sent before it listened was lost (the replica looked again only at its next tick: up to a
+    second, or never in a test that stretched the tick). Now the connection opens regardless,
+    and the waits that follow are woken once it listens."""
+    import asyncpg
+    from lumabot.store.sql import SLOTS_CHANGED
+
+    url = await pg_cluster.new_database()
+    mine, other = open_store(url), open_store(url)
+    await mine.open()
+    await other.open()
+    connect, connecting, let_it = asyncpg.connect, asyncio.Event(), asyncio.Event()
+
+    async def slow_for_the_listener(*args, **kw):
+        if args and args[0] == mine.db.dsn:   # (the pool's connections are not held up)
+            connecting.set()
+            await let_it.wait()
+        return await connect(*args, **kw)
+
+    monkeypatch.setattr(asyncpg, "connect", slow_for_the_listener)
+    try:
+        first = asyncio.ensure_future(mine.slots.wait(60))
+        await connecting.wait()
+        first.cancel()                                   # (the scheduler had something to write)
+        async with other.db.write() as tx:               # a slot freed before anyone listens
+            await other.db.wake_replicas(tx, SLOTS_CHANGED, "default")
+        let_it.set()
+        await asyncio.gather(first, return_exceptions=True)
+        for _ in range(200):
+            if mine.db.listening:
+                break
+            await asyncio.sleep(0.01)
+        assert mine.db.listening                         # it opened all the same
+        await asyncio.wait_for(mine.slots.wait(60), 10)  # woken to look again, not at the timeout
+    finally:
+        await mine.close()
+        await other.close()
+
+
 async def test_a_slot_notice_wakes_only_the_schedulers_of_its_luma_account(pg_cluster):
     """A replica runs a scheduler per Luma account: a grant or a free in one account wakes that
     account's, not every account's (each would look at its line for nothing)."""

@@ -422,6 +422,7 @@ async def test_jobs_joining_a_full_line_do_not_make_every_replica_look_at_it(pai
 
     monkeypatch.setattr(shared, "TICK", 60.0)   # no look because time passed, during the test
     a, b = await pair(1), await pair(1)
+    await a.store.db.listen()   # (a replica's waits are woken to look once when it begins to listen)
     a.on_grant = b.on_grant = lambda job_id: None
     holders = Holders()
     holders.start(b, "held", "U0")

@@ -188,8 +188,9 @@ class PostgresDatabase(Database):
             raise
 
     async def close(self) -> None:
-        if self._listener is not None:
+        async with self._listening:   # (after a listener still opening: see wait_for_notice)
             listener, self._listener = self._listener, None
+        if listener is not None:
             try:
                 await asyncio.wait_for(listener.close(), 5)
             except Exception:
@@ -264,7 +265,9 @@ class PostgresDatabase(Database):
         event = self._notices.get((channel, topic))
         if event is None:
             event = self._notices[(channel, topic)] = asyncio.Event()
-        await self._listen()
+        # (Shielded: a waiter cancelled while the connection opens, as a scheduler's wait is
+        # whenever it has something to write, does not abort it: it would never open in a burst.)
+        await asyncio.shield(self._listen())
         await wait_event(event, timeout)
         event.clear()
 
@@ -275,8 +278,9 @@ class PostgresDatabase(Database):
 
     async def _listen(self) -> None:
         """(Re)open the listening connection: at first, and after PostgreSQL restarted or the
-        connection was killed (then with backoff, while it cannot be opened). Every waiter is woken after a reconnect: notices sent while nobody
-        listened are lost."""
+        connection was killed (then with backoff, while it cannot be opened). Every waiter is
+        woken once it listens, the first time too: notices sent while nobody listened are lost,
+        so whoever waits looks again."""
         loop = asyncio.get_running_loop()
         async with self._listening:
             if self.listening or loop.time() < self._listen_again_at:
@@ -299,7 +303,7 @@ class PostgresDatabase(Database):
             self._listener, self._listen_backoff = listener, 0.0
             if reconnect:
                 log.info("listening for the other replicas again")
-                self._wake_all()
+            self._wake_all()
 
     def _heard(self, _con: object, _pid: int, channel: str, topic: object) -> None:
         event = self._notices.get((channel, str(topic)))
