@@ -101,7 +101,6 @@ class Recorder:
         self.metrics = metrics
         self.config = config
         self.status = StatusBoard(store, notifier)
-        self._held: set[str] = set()   # jobs with changes `later` has not written yet
 
     async def durably(self, job: Job, write: Callable[[], Awaitable[T]]) -> T:
         """Run a store write until it succeeds: a locked or full database delays the job, it
@@ -117,25 +116,22 @@ class Recorder:
     # in memory, written with the job's next write: one commit fewer, where a crash before it
     # only repeats a step that is safe to repeat), `change` (written now, before the step goes
     # on), `set_state` (written now, and the status message follows what it shows).
-    def later(self, job: Job, **changes: Any) -> None:
+    @staticmethod
+    def later(job: Job, **changes: Any) -> None:
         """Apply `changes` to the job; they are written with its next write."""
         for k, v in changes.items():
             setattr(job, k, v)
-        self._held.add(job.id)
 
     async def change(self, job: Job, *, image: KnownImage | None = None, **changes: Any) -> None:
         """Apply `changes` and write them (with whatever `later` held) before going on; with a
         delivered `image`, recorded in the same write."""
         self.later(job, **changes)
-        try:
-            await self.durably(job, lambda: self.store.jobs.save(job, image=image))
-        finally:
-            self._held.discard(job.id)
+        await self.durably(job, lambda: self.store.jobs.save(job, image=image))
 
     async def write_held(self, job: Job) -> None:
         """Write what `later` held for the job, if anything: before it waits in line without a
         task, which would forget it (its turn reads the job from the store)."""
-        if job.id in self._held:
+        if self.store.jobs.unsaved(job):
             await self.change(job)
 
     async def set_state(self, job: Job, state: JobState, *, announce: bool = True,

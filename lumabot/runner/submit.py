@@ -48,12 +48,13 @@ class Submitter:
             if granted:
                 granted = False
             else:
-                if job.state == JobState.QUEUED and scheduler.parks and not scheduler.looks_free():
-                    # It waits without a task, and its turn reads it from the store: what its
-                    # task held back (the status message's ts: Messages.announce) is written now.
-                    await self.record.write_held(job)
-                if job.state == JobState.QUEUED and scheduler.park(job.id, line, front=front):
-                    raise Parked()
+                if job.state == JobState.QUEUED:
+                    if scheduler.parks and not scheduler.looks_free():
+                        # It waits without a task, and its turn reads it from the store: what its
+                        # task held back (the status message's ts: Messages.announce) is written now.
+                        await self.record.write_held(job)
+                    if scheduler.park(job.id, line, front=front):
+                        raise Parked()
                 await scheduler.acquire(job.id, line, front=front)
             params = await self._prepare_inputs(job)
             if params is None:

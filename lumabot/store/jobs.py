@@ -200,6 +200,10 @@ class JobStore:
             _UPDATES[(columns, settling)] = stmt
         return stmt
 
+    def unsaved(self, job: Job) -> bool:
+        """Whether the job has changes `save` would write (all of it, if not remembered here)."""
+        return bool(self._written.changes(job)[0])
+
     async def save(self, job: Job, *, image: KnownImage | None = None) -> None:
         """Write the fields the job's runner owns that changed (not `deleted`: see
         mark_deleted), if this copy of the job still owns it (same owner and epoch); JobLost
