@@ -30,6 +30,16 @@ async def test_a_job_round_trips_every_field(store: Store):
     assert await store.jobs.get("nope") is None
 
 
+async def test_a_job_is_unsaved_from_a_change_until_it_is_saved(store: Store):
+    j = job()
+    await store.jobs.create(j)
+    assert not store.jobs.unsaved(j)
+    j.status_ts = "9.9"            # (held by the runner for its next write)
+    assert store.jobs.unsaved(j)
+    await store.jobs.save(j)
+    assert not store.jobs.unsaved(j)
+
+
 async def test_a_dedupe_key_creates_one_job(store: Store):
     first, second = job(), job()
     assert (await store.jobs.create(first, dedupe_key="Ev1")).status == "created"
