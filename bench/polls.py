@@ -34,7 +34,12 @@ the utilisation that allows, and the GETs per job 1 point from the clairvoyant w
 Issue #27's targets: under backlog, utilisation at least the loop's with no more GETs and a mean
 delay within 5 % of the bound; steady, at most 2 GETs and within 20 %.
 
-    python -m bench.polls [--repeats N]
+`--oracle` adds a fourth contender under backlog: lumabot polling by the exact plan for the
+true distribution (`ORACLE_GETS` per job) instead of what it learned; what is left of the gap
+to the loop with nothing to learn is the handover and the first creates. `--backlog-jobs N`
+lengthens the burst: one run's luck shrinks as its square root.
+
+    python -m bench.polls [--repeats N] [--backlog-jobs N] [--oracle]
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ _INDEX = re.compile(r"job (\d+)$")
 DIST = Lognormal(P50, SIGMA)
 HORIZON = P50 * math.exp(5 * SIGMA)   # (as bench/poll_bound.py: nothing is left past it)
 KEY = ("uni-1", "image")   # the latency class the planner learns these jobs in
+# `--oracle`'s GETs per job (expected, on the distribution): 0.3 under the loop's schedule (8.1);
+# over 200 jobs both read about 0.2 above their expected counts (over 1000, the oracle 0.2 under).
+ORACLE_GETS = 7.8
 
 
 class PromptTimedLuma(FakeLuma):
@@ -151,8 +159,29 @@ def plan_of(planner: PollPlanner, *, backlog: bool, slots: int) -> list[float]:
     return ages
 
 
-async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float) -> list[float]:
-    """Run `n` jobs through the real app; returns its poll plan at the end (`plan_of`)."""
+def with_known_distribution(planner: PollPlanner) -> None:
+    """Make `planner` poll generations under backlog by the exact plan for the true
+    distribution (`ORACLE_GETS` per job) instead of what it learned: lumabot as it would do
+    with nothing left to learn (`--oracle`)."""
+    ages = exact_plan(DIST, ORACLE_GETS)
+    learned = planner.next_poll_age
+
+    def next_poll_age(key, last_age, *, backlog, polling=1):
+        if not backlog:
+            return learned(key, last_age, backlog=backlog, polling=polling)
+        # (a poll leaves a little early: the next one is the plan's after the one nearest it)
+        k = -1 if last_age is None else min(range(len(ages)), key=lambda i: abs(ages[i] - last_age))
+        if k + 1 >= len(ages):
+            return learned(key, last_age, backlog=backlog, polling=polling)
+        return max(ages[k + 1], (last_age or 0.0) + polling / planner.max_polls_per_second)
+
+    planner.next_poll_age = next_poll_age  # type: ignore[method-assign]
+
+
+async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float, *,
+                  oracle: bool = False) -> list[float]:
+    """Run `n` jobs through the real app; returns its poll plan at the end (`plan_of`).
+    `oracle`: under backlog it polls by the exact plan for the true distribution."""
     async with rig(luma, LUMABOT_LUMA_CONCURRENCY=str(slots), LUMABOT_POLL_INTERVAL=str(2.0 / SCALE),
                    LUMABOT_FIRST_POLL_DELAY=str(20.0 / SCALE), LUMABOT_MAX_POLLS_PER_SECOND=str(50 * SCALE),
                    LUMABOT_MAX_QUEUED_PER_USER="1000", LUMABOT_GENERATION_TIMEOUT="60",
@@ -167,24 +196,30 @@ async def lumabot(luma: FakeLuma, name: str, n: int, slots: int, spacing: float)
                 await asyncio.sleep(0.05)
 
         await run("warm-up", WARM_UP, STEADY_SPACING)  # the planner learns, as a running bot has
+        if oracle:
+            with_known_distribution(r.bot.runner.polls)
         await run(name, n, spacing)
         return plan_of(r.bot.runner.polls, backlog=spacing == 0.0, slots=slots)
 
 
-async def once(seed: int) -> dict:
-    lat = latencies(max(STEADY_JOBS, BACKLOG_JOBS, WARM_UP), seed)
+async def once(seed: int, backlog_jobs: int = BACKLOG_JOBS, oracle: bool = False) -> dict:
+    lat = latencies(max(STEADY_JOBS, backlog_jobs, WARM_UP), seed)
     luma = PromptTimedLuma(lat, image_long_side=16)
     out: dict = {}
     for mode, n, slots, spacing in (("steady", STEADY_JOBS, STEADY_SLOTS, STEADY_SPACING),
-                                    ("backlog", BACKLOG_JOBS, BACKLOG_SLOTS, 0.0)):
+                                    ("backlog", backlog_jobs, BACKLOG_SLOTS, 0.0)):
         plan = await lumabot(luma, f"{mode}-lumabot", n, slots, spacing)  # (the rig starts and stops the fake)
+        contenders = ["naive", "clairvoyant", "lumabot"]
+        if oracle and mode == "backlog":
+            await lumabot(luma, f"{mode}-oracle", n, slots, spacing, oracle=True)
+            contenders.append("oracle")
         await luma.start()
         try:
             await reference(luma, f"{mode}-naive", n, slots, spacing, clairvoyant=False)
             await reference(luma, f"{mode}-clairvoyant", n, slots, spacing, clairvoyant=True)
         finally:
             await luma.stop()
-        for who in ("naive", "clairvoyant", "lumabot"):
+        for who in contenders:
             o = observe(luma, f"{mode}-{who} ", slots)
             out[f"{mode}_{who}_gets"] = o["gets"]
             out[f"{mode}_{who}_delay"] = o["delay_p50"]
@@ -204,8 +239,8 @@ async def once(seed: int) -> dict:
     return out
 
 
-async def run(repeats: int = REPEATS) -> dict:
-    runs = [await once(seed) for seed in range(1, repeats + 1)]
+async def run(repeats: int = REPEATS, backlog_jobs: int = BACKLOG_JOBS, oracle: bool = False) -> dict:
+    runs = [await once(seed, backlog_jobs, oracle) for seed in range(1, repeats + 1)]
     return {k: [r[k] for r in runs] for k in runs[0]}
 
 
@@ -250,6 +285,20 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
                  and med["steady_lumabot_delay"] <= 1.0)
     util_ok = med["backlog_lumabot_util"] >= med["backlog_clairvoyant_util"] - 0.01
     gets_ok = med["backlog_lumabot_gets"] <= med["backlog_naive_gets"]
+    oracle = []
+    if "backlog_oracle_util" in f:
+        to_loop = [a - b for a, b in zip(f["backlog_oracle_util"], f["backlog_naive_util"])]
+        oracle = [
+            ("  lumabot knowing the distribution (--oracle): GETs per job; mean delay vs the bound",
+             _m(f["backlog_oracle_gets"], "{:.1f}") + f"; {med['backlog_oracle_mean_delay'] * 1000:.0f} ms vs "
+             f"{exact_least_delay(DIST, med['backlog_oracle_gets']) * 1000:.0f} ms "
+             f"({med['backlog_oracle_mean_delay'] / exact_least_delay(DIST, med['backlog_oracle_gets']) - 1:+.0%})",
+             "", None),
+            ("  ... it minus the loop in each run; their median; while a line waits",
+             ", ".join(f"{d * 100:+.1f}" for d in to_loop) + f" points; {statistics.median(to_loop) * 100:+.1f}; "
+             + ", ".join(f"{(a - b) * 100:+.1f}" for a, b in zip(f["backlog_oracle_line_util"], f["backlog_naive_line_util"])),
+             "", None),
+        ]
     return [
         ("steady: GETs per job, lumabot / naive / clairvoyant",
          " / ".join(_m(f[f"steady_{w}_gets"], "{:.1f}") for w in ("lumabot", "naive", "clairvoyant")),
@@ -290,6 +339,7 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
          + "; lumabot minus the loop in each run: "
          + ", ".join(f"{(a - b) * 100:+.1f}" for a, b in zip(f["backlog_lumabot_line_util"], f["backlog_naive_line_util"])),
          "", None),
+        *oracle,
         ("  utilisation that allows, about (clairvoyant's x mean / (mean + delay))",
          f"{bound_util(best_lumabot):.1f} % / {bound_util(best_naive):.1f} %", "", None),
         ("  GETs per job the least delay for 1 point from clairvoyant takes",
@@ -300,10 +350,15 @@ def rows(f: dict) -> list[tuple[str, str, str, bool | None]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Polls per job, detection delay and slot utilisation.")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs (seeds 1..N; default {REPEATS})")
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--backlog-jobs", type=int, default=BACKLOG_JOBS,
+                        help=f"jobs in the backlog burst (default {BACKLOG_JOBS}; more shrink one run's luck)")
+    parser.add_argument("--oracle", action="store_true",
+                        help=f"also run lumabot polling the backlog by the exact plan for the true distribution "
+                             f"({ORACLE_GETS} GETs per job): what is left with nothing to learn")
+    args = parser.parse_args()
     print(f"polls: lognormal p50 30 s / p95 60 s scaled {SCALE:.0f}x; steady {STEADY_JOBS} jobs, backlog "
-          f"{BACKLOG_JOBS} jobs on {BACKLOG_SLOTS} slots; medians of {repeats} runs (spread)")
-    print(table(rows(asyncio.run(run(repeats)))))
+          f"{args.backlog_jobs} jobs on {BACKLOG_SLOTS} slots; medians of {args.repeats} runs (spread)")
+    print(table(rows(asyncio.run(run(args.repeats, args.backlog_jobs, args.oracle)))))
 
 
 if __name__ == "__main__":
