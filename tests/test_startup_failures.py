@@ -16,6 +16,7 @@ from lumabot.testing import forkserver
 from lumabot.testing.process import free_port
 
 from .conftest import bot_env, served
+from .unit.conftest import eventually
 
 
 def _env(tmp_path, slack, luma, **extra: str) -> dict[str, str]:
@@ -49,14 +50,6 @@ async def _start(env: dict[str, str], tmp_path, *args: str) -> Run:
     return Run(await forkserver.spawn(list(args or ("run",)), env=env, cwd=tmp_path, log=log), log)
 
 
-async def _logged(run: Run, what: str, times: int) -> None:
-    """Wait until `what` was logged `times` times (or 20 s)."""
-    for _ in range(400):
-        if run.text.count(what) >= times:
-            return
-        await asyncio.sleep(0.05)
-
-
 async def _healthz(port: str) -> int | None:
     try:
         async with aiohttp.ClientSession(trust_env=False) as s:
@@ -83,7 +76,7 @@ async def _unreachable_then_sigterm(tmp_path, slack, luma, **extra: str) -> str:
                **extra)
     port = env["LUMABOT_METRICS_PORT"] if "LUMABOT_METRICS_PORT" in extra else env["PORT"]
     run = await _start(env, tmp_path)
-    await _logged(run, "cannot reach Slack", 2)   # two tries
+    await eventually(lambda: run.text.count("cannot reach Slack") >= 2, 20)   # two tries
     assert await _healthz(port) == 503  # up, not ready
     run.proc.send_signal(signal.SIGTERM)
     assert await run.finished() == 0  # stops while it waits for Slack
@@ -152,7 +145,7 @@ async def test_each_try_to_reach_slack_is_one_request(tmp_path, slack, luma):
     env = _env(tmp_path, slack, luma, SLACK_API_URL=f"http://127.0.0.1:{port}/api/", LUMABOT_LOG_LEVEL="INFO")
     run = await _start(env, tmp_path)
     try:
-        await _logged(run, "cannot reach Slack", 2)
+        await eventually(lambda: run.text.count("cannot reach Slack") >= 2, 20)
         assert connections == 2, run.text  # two tries logged, two requests made
     finally:
         run.proc.send_signal(signal.SIGTERM)
